@@ -1,0 +1,28 @@
+"""luminar_store: the PostgreSQL + PostGIS data layer of the Luminar network.
+
+``from luminar_store import db`` gives the facade with the calls of the specification
+(``await db.get_recent_events(hours=24, limit=100)`` ...).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "db", "Database", "errors", "models"]
+
+
+def __getattr__(name: str):
+    # Imported lazily so that `python migrations/manager.py` and the config module do not pay for the pool.
+    if name == "db":
+        from luminar_store.access import db
+
+        return db
+    if name == "Database":
+        from luminar_store.database import Database
+
+        return Database
+    if name in ("errors", "models"):
+        import importlib
+
+        return importlib.import_module(f"luminar_store.{name}")
+    raise AttributeError(f"module 'luminar_store' has no attribute {name!r}")

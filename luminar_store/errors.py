@@ -1,0 +1,68 @@
+"""One error hierarchy for everything luminar_store raises on purpose.
+
+Each error carries the fact a user needs (the field, the value's problem, the fix) and never a secret.
+Callers catch ``LuminarError`` for "an expected failure"; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LuminarError",
+    "ConfigError",
+    "ValidationError",
+    "NotFoundError",
+    "ConflictError",
+    "MigrationError",
+    "DatabaseUnavailableError",
+    "PoolExhaustedError",
+    "OperationError",
+]
+
+
+class LuminarError(Exception):
+    """Base of every error luminar_store raises on purpose."""
+
+    #: Exit code a command line uses for this kind of failure.
+    exit_code: int = 1
+
+
+class ConfigError(LuminarError):
+    """A setting is missing, malformed or unsafe; the message names the variable and the fix."""
+
+
+class ValidationError(LuminarError, ValueError):
+    """Input refused before it reached SQL.
+
+    ``field`` names the offending field (``None`` when the whole value is wrong) and ``rule`` the rule it broke.
+    """
+
+    def __init__(self, field: str | None, rule: str) -> None:
+        self.field = field
+        self.rule = rule
+        super().__init__(f"{field}: {rule}" if field else rule)
+
+
+class NotFoundError(LuminarError, LookupError):
+    """A row that a call refers to does not exist."""
+
+
+class ConflictError(LuminarError):
+    """A write collides with an existing row (a unique key) in a way that is not idempotent."""
+
+
+class MigrationError(LuminarError):
+    """A migration could not be planned or applied; the database keeps its earlier state."""
+
+
+class DatabaseUnavailableError(LuminarError):
+    """The server cannot be reached; the message names host, port and database and the hint."""
+
+    exit_code = 2
+
+
+class PoolExhaustedError(LuminarError):
+    """No pooled connection became free within the configured timeout."""
+
+
+class OperationError(LuminarError):
+    """An operational command (backup, restore, set-up) could not do its work."""

@@ -1,0 +1,107 @@
+"""Test harness: a real PostgreSQL + PostGIS started by pytest-postgresql for the whole session.
+
+The schema is migrated once, by our own runner, into a template database; each test that asks for
+``db_settings`` gets a fresh copy (``CREATE DATABASE ... TEMPLATE``), so tests are fast and isolated.
+Under root the server runs as an unprivileged user through ``tests/support/pg_ctl``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+from pytest_postgresql import factories
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from luminar_store.config import Settings, load_settings
+from luminar_store.localdb import find_bindir
+
+ROOT = Path(__file__).resolve().parents[1]
+MIGRATIONS = ROOT / "migrations"
+os.environ.setdefault("LUMINAR_PG_BINDIR", str(find_bindir()))
+# Tests must never pick up a developer's .env or shell settings by accident.
+for _name in [n for n in os.environ if n.startswith("LUMINAR_DB_") or n in ("DATABASE_URL", "DB_POOL_SIZE")]:
+    del os.environ[_name]
+
+
+def _load_schema(host: str, port: int, user: str, dbname: str, password: str | None = None, **_: object) -> None:
+    from luminar_store.migrator import migrate_database
+
+    migrate_database(make_conninfo(host=host, port=port, user=user, dbname=dbname, password=password or None),
+                     MIGRATIONS)
+
+
+postgresql_proc = factories.postgresql_proc(
+    executable=str(ROOT / "tests" / "support" / "pg_ctl"),
+    dbname="luminar_test",
+    load=[_load_schema],
+    postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+)
+
+
+@dataclass(frozen=True)
+class Server:
+    """The session's PostgreSQL server: where it listens and how to make databases on it."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None
+    template: str
+    version: object
+
+    def conninfo(self, dbname: str) -> str:
+        return make_conninfo(host=self.host, port=self.port, user=self.user, dbname=dbname,
+                             password=self.password or None)
+
+    def settings(self, dbname: str, **extra: str) -> Settings:
+        environ = {"LUMINAR_ENV": "testing", "LUMINAR_DB_HOST": self.host, "LUMINAR_DB_PORT": str(self.port),
+                   "LUMINAR_DB_NAME": dbname, "LUMINAR_DB_USER": self.user,
+                   "LUMINAR_DB_PASSWORD": self.password or ""}
+        environ.update(extra)
+        return load_settings("testing", environ=environ)
+
+    def janitor(self, dbname: str, *, template: str | None) -> DatabaseJanitor:
+        return DatabaseJanitor(user=self.user, host=self.host, port=self.port, dbname=dbname,
+                               template_dbname=template, version=self.version, password=self.password)
+
+
+@pytest.fixture(scope="session")
+def pg_server(postgresql_proc) -> Server:
+    return Server(host=postgresql_proc.host, port=postgresql_proc.port, user=postgresql_proc.user,
+                  password=postgresql_proc.password, template=postgresql_proc.template_dbname,
+                  version=postgresql_proc.version)
+
+
+@pytest.fixture
+def db_settings(pg_server: Server) -> Iterator[Settings]:
+    """Settings (env ``testing``) pointing at a fresh copy of the migrated template database."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with pg_server.janitor(name, template=pg_server.template):
+        yield pg_server.settings(name)
+
+
+@pytest.fixture
+def db_conninfo(db_settings: Settings) -> str:
+    return db_settings.conninfo()
+
+
+@pytest.fixture
+def conn(db_conninfo: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to a fresh migrated database."""
+    with psycopg.connect(db_conninfo, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def empty_db(pg_server: Server) -> Iterator[Settings]:
+    """Settings pointing at a fresh, empty database (no schema, no migrations) on the session's server."""
+    name = f"e_{uuid.uuid4().hex[:12]}"
+    with pg_server.janitor(name, template=None):
+        yield pg_server.settings(name)
