@@ -1,0 +1,266 @@
+"""Checks at the door: every value is validated here before any SQL runs.
+
+Each function returns the clean value or raises ``ValidationError(field, rule)``; the message names the field and
+the rule, never echoes a secret, and cuts long values short. The database's CHECK constraints stay behind these as
+the last line for writers that bypass Python.
+
+Example::
+
+    >>> latitude("geotag.lat", 95)
+    Traceback (most recent call last):
+    ...
+    luminar_store.errors.ValidationError: geotag.lat: must be between -90 and 90, got 95
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from luminar_store.errors import ValidationError
+
+__all__ = [
+    "MAX_FUTURE_SKEW",
+    "integer",
+    "uid",
+    "number",
+    "unit_interval",
+    "severity",
+    "latitude",
+    "longitude",
+    "geotag",
+    "text",
+    "optional_text",
+    "slug",
+    "uuid_value",
+    "uuid_list",
+    "aware_datetime",
+    "choice",
+    "mapping",
+    "string_list",
+    "sha256_hex",
+]
+
+#: How far in the future a timestamp may lie (clock skew between nodes), before it is refused.
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+MAX_UID = 2**31 - 1
+_SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _show(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def integer(field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An ``int`` (never a bool, float or string) within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field, f"must be an integer, got {type(value).__name__} {_show(value)}")
+    if minimum is not None and value < minimum:
+        raise ValidationError(field, f"must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValidationError(field, f"must be at most {maximum}, got {value}")
+    return value
+
+
+def uid(field: str, value: Any) -> int:
+    """A miner or validator uid: an integer from 0 to 2**31-1."""
+    return integer(field, value, minimum=0, maximum=MAX_UID)
+
+
+def number(field: str, value: Any, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    """A finite real number (int or float, never bool or NaN/inf) within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            from decimal import Decimal
+
+            if isinstance(value, Decimal):
+                value = float(value)
+            else:
+                raise TypeError
+        except TypeError:
+            raise ValidationError(field, f"must be a number, got {type(value).__name__} {_show(value)}") from None
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValidationError(field, f"must be a finite number, got {value}")
+    if minimum is not None and maximum is not None and not (minimum <= value <= maximum):
+        raise ValidationError(field, f"must be between {minimum:g} and {maximum:g}, got {value:g}")
+    if minimum is not None and value < minimum:
+        raise ValidationError(field, f"must be at least {minimum:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise ValidationError(field, f"must be at most {maximum:g}, got {value:g}")
+    return value
+
+
+def unit_interval(field: str, value: Any) -> float:
+    """A score or confidence: a finite number in [0, 1]."""
+    return number(field, value, minimum=0.0, maximum=1.0)
+
+
+def severity(field: str, value: Any) -> int:
+    """A severity or risk level: an integer from 1 to 5."""
+    return integer(field, value, minimum=1, maximum=5)
+
+
+def latitude(field: str, value: Any) -> float:
+    """Degrees north in [-90, 90]. PostGIS would silently wrap 95 to 85: refused here."""
+    return number(field, value, minimum=-90.0, maximum=90.0)
+
+
+def longitude(field: str, value: Any) -> float:
+    """Degrees east in [-180, 180]."""
+    return number(field, value, minimum=-180.0, maximum=180.0)
+
+
+def geotag(field: str, value: Any) -> tuple[float, float]:
+    """``{"lat": .., "lng": ..}`` as the nodes' protocol sends it (``lon``/``longitude``/``latitude`` also read).
+
+    Returns ``(latitude, longitude)``.
+    """
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, f'must be a mapping like {{"lat": 40.7, "lng": -74.0}}, got {_show(value)}')
+    lat_key = next((k for k in ("lat", "latitude") if k in value), None)
+    lng_key = next((k for k in ("lng", "lon", "longitude") if k in value), None)
+    if lat_key is None:
+        raise ValidationError(f"{field}.lat", "is required")
+    if lng_key is None:
+        raise ValidationError(f"{field}.lng", "is required")
+    return latitude(f"{field}.lat", value[lat_key]), longitude(f"{field}.lng", value[lng_key])
+
+
+def text(field: str, value: Any, *, max_length: int = 10_000) -> str:
+    """Non-blank text of at most ``max_length`` characters, without NUL bytes (PostgreSQL cannot store them)."""
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be text, got {type(value).__name__} {_show(value)}")
+    if not value.strip():
+        raise ValidationError(field, "must not be empty")
+    if len(value) > max_length:
+        raise ValidationError(field, f"must be at most {max_length} characters, got {len(value)}")
+    if "\x00" in value:
+        raise ValidationError(field, "must not contain NUL bytes")
+    return value
+
+
+def optional_text(field: str, value: Any, *, max_length: int = 10_000) -> str | None:
+    """Like ``text`` but ``None`` is allowed."""
+    return None if value is None else text(field, value, max_length=max_length)
+
+
+def slug(field: str, value: Any) -> str:
+    """A lower-case word such as a crime type: ``[a-z][a-z0-9_]{0,63}`` (``"Armed Robbery"`` becomes
+    ``armed_robbery``)."""
+    if isinstance(value, str):
+        value = re.sub(r"[\s\-]+", "_", value.strip().lower())
+    value = text(field, value, max_length=64)
+    if not _SLUG.match(value):
+        raise ValidationError(field, f"must be a lower-case word of letters, digits and _, got {_show(value)}")
+    return value
+
+
+def uuid_value(field: str, value: Any) -> uuid.UUID:
+    """A UUID, given as ``uuid.UUID`` or its text form."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise ValidationError(field, f"must be a UUID, got {_show(value)}")
+
+
+def uuid_list(field: str, value: Any, *, max_items: int = 10_000) -> list[uuid.UUID]:
+    """A list (or tuple) of UUIDs, duplicates removed in order."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValidationError(field, f"must be a list of UUIDs, got {_show(value)}")
+    items = list(value)
+    if len(items) > max_items:
+        raise ValidationError(field, f"must hold at most {max_items} items, got {len(items)}")
+    out = [uuid_value(f"{field}[{i}]", item) for i, item in enumerate(items)]
+    return list(dict.fromkeys(out))
+
+
+def aware_datetime(field: str, value: Any, *, now: datetime | None = None, allow_future: bool = False) -> datetime:
+    """A timezone-aware ``datetime`` (ISO 8601 text with an offset also accepted), not more than
+    ``MAX_FUTURE_SKEW`` in the future unless ``allow_future``."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError(field, f"must be an ISO 8601 timestamp, got {_show(value)}") from None
+    if not isinstance(value, datetime):
+        raise ValidationError(field, f"must be a datetime, got {type(value).__name__} {_show(value)}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(field, "must be timezone-aware (e.g. datetime.now(timezone.utc)), got a naive datetime")
+    if not allow_future:
+        now = now or datetime.now(timezone.utc)
+        if value - now > MAX_FUTURE_SKEW:
+            raise ValidationError(field, f"lies more than {MAX_FUTURE_SKEW} in the future: {value.isoformat()}")
+    return value
+
+
+def choice(field: str, value: Any, allowed: Iterable[str]) -> str:
+    """One of the ``allowed`` words."""
+    allowed = tuple(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        raise ValidationError(field, f"must be one of {', '.join(allowed)}, got {_show(value)}")
+    return value
+
+
+def mapping(field: str, value: Any) -> dict[str, Any]:
+    """A JSON object: a mapping with string keys whose text holds no NUL bytes (``None`` becomes ``{}``)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, f"must be a mapping (JSON object), got {type(value).__name__}")
+    _check_json(field, value)
+    return dict(value)
+
+
+def _check_json(field: str, value: Any, depth: int = 0) -> None:
+    if depth > 32:
+        raise ValidationError(field, "is nested too deeply (more than 32 levels)")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(field, f"keys must be text, got {_show(key)}")
+            if "\x00" in key:
+                raise ValidationError(field, "must not contain NUL bytes")
+            _check_json(f"{field}.{key}", item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_json(f"{field}[{i}]", item, depth + 1)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(field, "must not contain NUL bytes")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(field, f"must be a finite number, got {value}")
+    elif value is not None and not isinstance(value, (bool, int)):
+        raise ValidationError(field, f"must be JSON (text, number, bool, list, mapping), got {type(value).__name__}")
+
+
+def string_list(field: str, value: Any, *, max_items: int = 100, max_length: int = 2048) -> list[str]:
+    """A list of non-empty texts (``None`` becomes ``[]``)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValidationError(field, f"must be a list of text, got {_show(value)}")
+    items = list(value)
+    if len(items) > max_items:
+        raise ValidationError(field, f"must hold at most {max_items} items, got {len(items)}")
+    return [text(f"{field}[{i}]", item, max_length=max_length) for i, item in enumerate(items)]
+
+
+def sha256_hex(field: str, value: Any) -> str:
+    """A SHA-256 digest as 64 lower-case hex characters."""
+    if not isinstance(value, str) or not _SHA256.match(value.lower()):
+        raise ValidationError(field, f"must be a SHA-256 digest (64 hex characters), got {_show(value)}")
+    return value.lower()
