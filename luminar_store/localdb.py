@@ -344,6 +344,8 @@ def _write_listen_conf(cluster: Cluster) -> None:
         f"listen_addresses = {quoted(cluster.host)}\n"
         f"port = {int(cluster.port)}\n"
         f"unix_socket_directories = {quoted(str(cluster.socket_dir))}\n"
+        "timezone = 'UTC'\n"
+        "log_timezone = 'UTC'\n"
     )
     _give_to_server(conf)
 

@@ -1,0 +1,102 @@
+# luminar_store: every-day commands. `make help` lists them.
+#
+# Each target says what it does in a `## ` comment on its line (that is what `make help` prints); `##@ ` lines
+# open a section. Targets only call the project's command line (luminar-db, migrations/manager.py,
+# scripts/setup_database.py) or scripts/; the logic lives there.
+# Nothing here waits for keyboard input when stdin is not a terminal (db-reset needs FORCE=1 then).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.SUFFIXES:
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+LUMINAR := $(VENV)/bin/luminar-db
+PYTEST_ARGS ?=
+
+.PHONY: help setup dev-setup \
+        db-start db-stop db-status db-reset db-test-setup \
+        db-migrate migrate-create migrate-status \
+        test lint demo bench sample-data db-backup db-restore db-stats clean
+
+##@ Getting started
+
+help: ## List every target with a one-line description
+	@awk 'BEGIN { FS = ":.*## " } \
+	     /^##@ / { printf "\n%s\n", substr($$0, 5) } \
+	     /^[a-zA-Z0-9_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@echo
+	@echo "Settings come from the environment and .env (see .env.example); e.g. make db-start LUMINAR_DB_PORT=5440"
+
+dev-setup: ## Install what this machine lacks: PostgreSQL + PostGIS (apt), .venv, the package with dev tools
+	@scripts/dev_setup.sh
+
+# The quiet, fast form of dev-setup that every target using .venv runs first (a no-op when all is present).
+setup:
+	@scripts/dev_setup.sh --quiet
+
+##@ Local database (Docker Compose when an engine answers, else an embedded cluster under .luminar/)
+
+db-start: setup ## Start the local database (role, database luminar_local, PostGIS); idempotent
+	@$(LUMINAR) db start
+
+db-stop: setup ## Stop the local database (its data stays)
+	@$(LUMINAR) db stop
+
+db-status: setup ## Is the server up and reachable? PostgreSQL + PostGIS versions, migrations current?
+	@$(LUMINAR) db status
+
+db-reset: setup ## Drop and recreate the database, then migrate (asks first; FORCE=1 to skip the question)
+	@$(LUMINAR) db reset $(if $(filter 1,$(FORCE)),--yes)
+
+db-test-setup: setup ## Start and migrate the testing database (LUMINAR_ENV=testing, port 5433); make test needs none
+	@LUMINAR_ENV=testing $(LUMINAR) db start
+	@LUMINAR_ENV=testing $(PY) migrations/manager.py migrate
+
+##@ Migrations
+
+db-migrate: setup ## Apply the pending migrations to the database of LUMINAR_ENV
+	@$(PY) migrations/manager.py migrate
+
+migrate-create: setup ## Create a new migration file: make migrate-create NAME=add_new_feature
+	@if [ -z "$(NAME)" ]; then echo "Error: NAME is missing; e.g. make migrate-create NAME=add_new_feature" >&2; exit 1; fi
+	@$(PY) migrations/manager.py create "$(NAME)"
+
+migrate-status: setup ## List applied and pending migrations
+	@$(PY) migrations/manager.py status
+
+##@ Quality
+
+test: setup ## Run the test suite (starts its own PostgreSQL; works as root)
+	@rc=0; $(VENV)/bin/pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "Error: pytest collected no tests" >&2; fi; \
+	exit $$rc
+
+lint: setup ## Check the code with ruff
+	@$(VENV)/bin/ruff check .
+
+demo: setup ## On a fresh machine: set up, start the local database, migrate, show the proof
+	@$(MAKE) --no-print-directory db-start
+	@$(MAKE) --no-print-directory db-migrate
+	@$(LUMINAR) db status --verbose
+# (later: sample data and statistics are shown here too)
+
+bench: setup ## Run the benchmarks (results in benchmarks/results/)
+	@$(PY) benchmarks/run.py
+
+##@ Data and operations
+
+sample-data: setup ## Load realistic synthetic data into the database of LUMINAR_ENV
+	@$(PY) scripts/setup_database.py sample-data
+
+db-backup: setup ## Back the database up into backups/
+	@$(PY) scripts/setup_database.py backup
+
+db-restore: setup ## Restore a backup: make db-restore FILE=backups/<file>
+	@$(PY) scripts/setup_database.py restore $(FILE)
+
+db-stats: setup ## Show table sizes, row counts and activity
+	@$(PY) scripts/setup_database.py stats
+
+clean: ## Apply the data-retention policy (coming; deletes nothing yet)
+	@echo "make clean will remove data older than LUMINAR_RETENTION_DAYS (retention cleanup); not available yet, nothing was deleted"
