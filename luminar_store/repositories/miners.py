@@ -1,0 +1,289 @@
+"""Miner performance: one record per miner uid, updated once per scoring round.
+
+A round brings the four scores of the specification (integrity, clustering, novelty, quality); the round's overall
+score is their plain mean (equal weights: the specification names no weighting), and the round is *successful* when
+that overall score is at least ``SUCCESS_THRESHOLD`` (0.5). A uid that comes back with a new hotkey belongs to a
+re-registered miner: its record starts afresh with this round (the schema's trigger keeps the previous record in
+``audit_log`` as operation ``REREGISTER``).
+
+Example::
+
+    miners = MinerRepository(conn)
+    result = await miners.record_round(123, "5F3sa...", {"integrity": 0.95, "clustering": 0.88,
+                                                         "novelty": 0.75, "quality": 0.92})
+    stats = await miners.stats(123)          # MinerStats | None
+    print(stats.success_rate)                # 100.0 (percent)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+from luminar_store import validation as v
+from luminar_store.errors import NotFoundError, ValidationError
+from luminar_store.models import ActiveMiner, MinerPerformance, MinerRoundResult, MinerStats
+from luminar_store.repositories._errors import translated
+
+__all__ = ["MinerRepository", "SCORE_KEYS", "SUCCESS_THRESHOLD", "overall_score", "validate_scores"]
+
+#: The four scores of a round, in the order of the table's columns.
+SCORE_KEYS = ("integrity", "clustering", "novelty", "quality")
+#: A round whose overall score reaches this counts as successful (the ``active_miners`` view's definition).
+SUCCESS_THRESHOLD = 0.5
+#: Longest hotkey the table accepts.
+MAX_HOTKEY_LENGTH = 128
+#: Most rows ``active()`` returns at once.
+MAX_LIMIT = 10_000
+
+# Records one scoring round in ONE statement, so concurrent rounds of the same uid serialize on its row.
+# Same hotkey: counters grow and avg_overall_score is the running mean. New hotkey (re-registration): the record
+# restarts from this round only, with a new miner_id and registered_at = the round's time; the AFTER UPDATE OF
+# hotkey trigger writes the previous row to audit_log. `created`: the row was inserted (an inserted tuple has
+# xmax = 0; an updated one carries the updater's lock). `reregistered`: updated, yet back to one round, which only
+# the new-hotkey branch produces.
+RECORD_ROUND = """
+INSERT INTO miner_performance AS m (
+    miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score,
+    overall_score, avg_overall_score, total_rounds, successful_rounds, is_active, registered_at, last_active_at)
+VALUES (%(miner_uid)s, %(hotkey)s, %(integrity)s, %(clustering)s, %(novelty)s, %(quality)s,
+        %(overall)s, %(overall)s, 1, %(successful)s, true,
+        coalesce(%(at)s::timestamptz, now()), coalesce(%(at)s::timestamptz, now()))
+ON CONFLICT (miner_uid) DO UPDATE SET
+    miner_id          = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.miner_id ELSE gen_random_uuid() END,
+    hotkey            = EXCLUDED.hotkey,
+    integrity_score   = EXCLUDED.integrity_score,
+    clustering_score  = EXCLUDED.clustering_score,
+    novelty_score     = EXCLUDED.novelty_score,
+    quality_score     = EXCLUDED.quality_score,
+    overall_score     = EXCLUDED.overall_score,
+    avg_overall_score = CASE WHEN m.hotkey = EXCLUDED.hotkey
+                             THEN least(1.0, greatest(0.0,
+                                  (m.avg_overall_score * m.total_rounds + EXCLUDED.overall_score)
+                                  / (m.total_rounds + 1)))
+                             ELSE EXCLUDED.overall_score END,
+    total_rounds      = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.total_rounds + 1 ELSE 1 END,
+    successful_rounds = CASE WHEN m.hotkey = EXCLUDED.hotkey
+                             THEN m.successful_rounds + EXCLUDED.successful_rounds
+                             ELSE EXCLUDED.successful_rounds END,
+    registered_at     = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.registered_at ELSE EXCLUDED.registered_at END,
+    is_active         = true,
+    last_active_at    = EXCLUDED.last_active_at
+RETURNING
+    m.miner_id, m.miner_uid, m.hotkey, m.integrity_score, m.clustering_score, m.novelty_score, m.quality_score,
+    m.overall_score, m.avg_overall_score, m.total_rounds, m.successful_rounds,
+    (CASE WHEN m.total_rounds = 0 THEN 0
+          ELSE round(100.0 * m.successful_rounds / m.total_rounds, 2) END)::float8 AS success_rate,
+    m.is_active, m.registered_at, m.last_active_at, m.created_at, m.updated_at,
+    (m.xmax = 0) AS created,
+    (m.xmax <> 0 AND m.total_rounds = 1) AS reregistered
+"""
+
+# One miner's record with its crime events. The counts are an aggregate over `crime_events WHERE miner_uid = $1`,
+# which idx_events_miner_time (miner_uid, "timestamp" DESC) serves; the uid is bound directly (not correlated) so
+# that the planner sees its value.
+MINER_STATS = """
+SELECT
+    m.miner_id, m.miner_uid, m.hotkey, m.integrity_score, m.clustering_score, m.novelty_score, m.quality_score,
+    m.overall_score, m.avg_overall_score, m.total_rounds, m.successful_rounds,
+    (CASE WHEN m.total_rounds = 0 THEN 0
+          ELSE round(100.0 * m.successful_rounds / m.total_rounds, 2) END)::float8 AS success_rate,
+    m.is_active, m.registered_at, m.last_active_at, m.created_at, m.updated_at,
+    e.events_submitted, e.events_verified
+  FROM miner_performance m
+ CROSS JOIN (SELECT count(*) AS events_submitted,
+                    count(*) FILTER (WHERE verification_status = 'verified') AS events_verified
+               FROM crime_events
+              WHERE miner_uid = %(miner_uid)s) e
+ WHERE m.miner_uid = %(miner_uid)s
+"""
+
+# Active miners from the specification's view, best average first (idx_miner_performance_active), optionally only
+# those with success_rate >= a percentage.
+ACTIVE_MINERS = """
+SELECT miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score, overall_score,
+       avg_overall_score, total_rounds, successful_rounds, success_rate::float8 AS success_rate,
+       registered_at, last_active_at
+  FROM active_miners
+ WHERE %(min_success_rate)s::float8 IS NULL OR success_rate >= %(min_success_rate)s::float8
+ ORDER BY avg_overall_score DESC, miner_uid
+ LIMIT %(limit)s
+"""
+
+# How many miners are active (the specification's "network health" query).
+COUNT_ACTIVE = "SELECT count(*) FROM miner_performance WHERE is_active"
+
+# Marks a miner inactive (it keeps its history; its next round makes it active again).
+DEACTIVATE = """
+UPDATE miner_performance AS m SET is_active = false
+ WHERE m.miner_uid = %(miner_uid)s
+RETURNING
+    m.miner_id, m.miner_uid, m.hotkey, m.integrity_score, m.clustering_score, m.novelty_score, m.quality_score,
+    m.overall_score, m.avg_overall_score, m.total_rounds, m.successful_rounds,
+    (CASE WHEN m.total_rounds = 0 THEN 0
+          ELSE round(100.0 * m.successful_rounds / m.total_rounds, 2) END)::float8 AS success_rate,
+    m.is_active, m.registered_at, m.last_active_at, m.created_at, m.updated_at
+"""
+
+
+def validate_scores(scores: Any, field: str = "scores") -> dict[str, float]:
+    """The four round scores, each a finite number in [0, 1].
+
+    Raises ``ValidationError`` naming ``scores`` (not a mapping, unknown keys, listed) or ``scores.<key>`` (missing,
+    out of range, not a number).
+
+    Example::
+
+        >>> validate_scores({"integrity": 1, "clustering": 0.5, "novelty": 0.5, "quality": 0})["integrity"]
+        1.0
+    """
+    if not isinstance(scores, Mapping):
+        raise ValidationError(field, f"must be a mapping with the keys {', '.join(SCORE_KEYS)}, "
+                                     f"got {type(scores).__name__}")
+    unknown = sorted(str(key) for key in scores if key not in SCORE_KEYS)
+    if unknown:
+        raise ValidationError(field, f"unknown keys {', '.join(unknown)}; expected exactly {', '.join(SCORE_KEYS)}")
+    clean = {}
+    for key in SCORE_KEYS:
+        if key not in scores:
+            raise ValidationError(f"{field}.{key}", "is required (a score in [0, 1])")
+        clean[key] = v.unit_interval(f"{field}.{key}", scores[key])
+    return clean
+
+
+def overall_score(scores: Mapping[str, float]) -> float:
+    """The overall score of a round: the mean of the four validated scores (equal weights)."""
+    return sum(scores[key] for key in SCORE_KEYS) / len(SCORE_KEYS)
+
+
+class MinerRepository:
+    """Reads and writes ``miner_performance`` (and its view ``active_miners``) on one async connection.
+
+    The caller owns the connection and its transaction; every method runs one statement.
+    """
+
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:
+        self._conn = conn
+
+    async def record_round(self, miner_uid: int, hotkey: str, scores: Mapping[str, float], *,
+                           at: datetime | None = None) -> MinerRoundResult:
+        """Record one scoring round of a miner (an upsert by uid, one statement).
+
+        Args:
+            miner_uid: the miner's uid, an integer in 0..2**31-1.
+            hotkey: the miner's hotkey, 1..128 characters. A known uid with a different hotkey is a re-registered
+                miner: its record restarts with this round (counters, averages, ``registered_at``, a new
+                ``miner_id``) and the previous record goes to ``audit_log`` as ``REREGISTER``.
+            scores: exactly the keys ``integrity``, ``clustering``, ``novelty``, ``quality``, each in [0, 1].
+            at: when the round happened (timezone-aware, not in the future); defaults to now.
+
+        Returns:
+            ``MinerRoundResult``: the record after the round, with ``created`` / ``reregistered`` flags. The round's
+            ``overall_score`` is the mean of the four scores; it is successful when >= 0.5.
+
+        Raises:
+            ValidationError: naming the field (``miner_uid``, ``hotkey``, ``scores``, ``scores.novelty``, ``at``),
+                before any SQL; nothing is stored.
+
+        Example::
+
+            r = await miners.record_round(123, "hotkey_string", {"integrity": 0.95, "clustering": 0.88,
+                                                                  "novelty": 0.75, "quality": 0.92})
+            r.overall_score, r.total_rounds, r.success_rate    # (0.875, 1, 100.0)
+        """
+        params = {
+            "miner_uid": v.uid("miner_uid", miner_uid),
+            "hotkey": v.text("hotkey", hotkey, max_length=MAX_HOTKEY_LENGTH),
+            **validate_scores(scores),
+            "at": None if at is None else v.aware_datetime("at", at),
+        }
+        params["overall"] = overall_score(params)
+        params["successful"] = 1 if params["overall"] >= SUCCESS_THRESHOLD else 0
+        with translated():
+            async with self._conn.cursor(row_factory=class_row(MinerRoundResult)) as cur:
+                await cur.execute(RECORD_ROUND, params)
+                row = await cur.fetchone()
+        assert row is not None  # an upsert always returns its row
+        return row
+
+    async def stats(self, miner_uid: int) -> MinerStats | None:
+        """One miner's record with its event counts, or ``None`` for an unknown uid.
+
+        Returns ``MinerStats`` (``success_rate`` in percent; ``events_submitted`` / ``events_verified`` count the
+        crime events stored under the uid — events carry the uid only, so after a re-registration they include the
+        previous holder's events).
+
+        Raises ``ValidationError`` (``miner_uid``) before any SQL.
+
+        Example::
+
+            stats = await miners.stats(123)
+            if stats is not None and stats.success_rate > 80: ...
+        """
+        params = {"miner_uid": v.uid("miner_uid", miner_uid)}
+        with translated():
+            async with self._conn.cursor(row_factory=class_row(MinerStats)) as cur:
+                await cur.execute(MINER_STATS, params)
+                return await cur.fetchone()
+
+    async def active(self, *, limit: int = 100, min_success_rate: float | None = None) -> list[ActiveMiner]:
+        """Active miners from the ``active_miners`` view, best ``avg_overall_score`` first.
+
+        Args:
+            limit: at most this many (1..10,000).
+            min_success_rate: only miners whose ``success_rate`` (percent) is at least this (0..100).
+
+        Raises ``ValidationError`` (``limit``, ``min_success_rate``) before any SQL.
+
+        Example::
+
+            top = await miners.active(limit=10, min_success_rate=80)
+        """
+        params = {
+            "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT),
+            "min_success_rate": None if min_success_rate is None
+            else v.number("min_success_rate", min_success_rate, minimum=0.0, maximum=100.0),
+        }
+        with translated():
+            async with self._conn.cursor(row_factory=class_row(ActiveMiner)) as cur:
+                await cur.execute(ACTIVE_MINERS, params)
+                return await cur.fetchall()
+
+    async def count_active(self) -> int:
+        """How many miners are active (for ``get_database_stats``).
+
+        Example::
+
+            n = await miners.count_active()
+        """
+        with translated():
+            cur = await self._conn.execute(COUNT_ACTIVE)
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def deactivate(self, miner_uid: int) -> MinerPerformance:
+        """Mark a miner inactive (it leaves ``active_miners``; its history stays; its next round re-activates it).
+
+        Returns the updated ``MinerPerformance``. Idempotent.
+
+        Raises:
+            ValidationError: ``miner_uid`` is not a uid (before any SQL).
+            NotFoundError: no miner has this uid.
+
+        Example::
+
+            await miners.deactivate(123)
+        """
+        params = {"miner_uid": v.uid("miner_uid", miner_uid)}
+        with translated():
+            async with self._conn.cursor(row_factory=class_row(MinerPerformance)) as cur:
+                await cur.execute(DEACTIVATE, params)
+                row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"miner_uid: no miner with uid {params['miner_uid']}; it appears with its first "
+                                "scoring round (record_round)")
+        return row

@@ -1,0 +1,70 @@
+"""Running coroutines from plain (sync) tests: the suite has no asyncio plugin, so each test calls ``run``.
+
+Example::
+
+    def test_something(db_conninfo):
+        async def body(conn):
+            ...
+        run_with_conn(db_conninfo, body)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import TypeVar
+
+import psycopg
+from psycopg import sql
+
+__all__ = ["run", "run_with_conn", "count_rows", "insert_event"]
+
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T]) -> T:
+    """Run one coroutine to completion on a fresh event loop."""
+    return asyncio.run(_await(coro))
+
+
+async def _await(coro: Awaitable[T]) -> T:
+    return await coro
+
+
+def run_with_conn(conninfo: str, body: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """Open an autocommit async connection to ``conninfo``, run ``body(conn)``, close the connection."""
+
+    async def main() -> T:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            return await body(conn)
+
+    return run(main())
+
+
+async def count_rows(conn: psycopg.AsyncConnection, table: str) -> int:
+    """Rows in ``table`` (a fixed name from the test itself)."""
+    cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+    row = await cur.fetchone()
+    return int(row[0])
+
+
+
+# Direct INSERT of a crime event for tests of the scoring tables (the events repository is tested on its own).
+INSERT_EVENT = """
+INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, "timestamp", severity, confidence_score,
+                          verification_status)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+RETURNING event_id
+"""
+
+
+async def insert_event(conn: psycopg.AsyncConnection, *, miner_uid: int = 1, event_type: str = "theft",
+                       lat: float = 40.7, lng: float = -74.0, timestamp: datetime | None = None, severity: int = 3,
+                       confidence: float = 0.9, status: str = "pending") -> uuid.UUID:
+    """Insert one crime event and return its ``event_id``."""
+    cur = await conn.execute(INSERT_EVENT, (miner_uid, event_type, lat, lng,
+                                            timestamp or datetime.now(timezone.utc), severity, confidence, status))
+    row = await cur.fetchone()
+    return row[0]
