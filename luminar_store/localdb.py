@@ -399,9 +399,10 @@ def _connect(conninfo: str, what: str):
     try:
         return psycopg.connect(conninfo, autocommit=True)
     except psycopg.OperationalError as exc:
-        # The libpq message names host and port and never the password.
-        reason = _last_line(str(exc))
-        raise DatabaseUnavailableError(f"cannot reach {what}: {reason}; start it: make db-start") from None
+        # libpq's first line names host, port and the reason (never the password).
+        lines = str(exc).strip().splitlines() or ["no reason given"]
+        reason = " ".join(lines[0].split()).removeprefix("connection failed: ")
+        raise DatabaseUnavailableError(f"cannot reach {what}: {reason}; is it running? make db-start") from None
 
 
 def ensure_database(maintenance_conninfo: str, dbname: str) -> bool:
