@@ -784,6 +784,10 @@ def _resolutions(applied: dict[str, AppliedMigration], files: dict[str, Migratio
                  resolved: Iterable[str], retry: Iterable[str]) -> list[tuple]:
     """The writes the resolution options ask for: (query, params, human line, version, new record or None)."""
     writes: list[tuple] = []
+    accept, resolved, retry = ([_version_of(v) for v in vs] for vs in (accept, resolved, retry))
+    both = sorted(set(resolved) & set(retry))
+    if both:
+        raise MigrationError(f"--mark-resolved and --retry both name {', '.join(both)}; choose one")
 
     def record(version: str, option: str, want_dirty: bool) -> AppliedMigration:
         r = applied.get(version)
@@ -795,19 +799,19 @@ def _resolutions(applied: dict[str, AppliedMigration], files: dict[str, Migratio
                 f"failed part-way; resolve it with --mark-resolved {version} or --retry {version}"))
         return r
 
-    for version in map(_version_of, accept):
+    for version in accept:
         r, m = record(version, "--accept-checksum", False), files.get(version)
         if m is None:
             raise MigrationError(f"--accept-checksum {version}: {r.label} has no file in the directory to accept")
         if m.checksum != r.checksum:
             writes.append((UPDATE_CHECKSUM, [m.checksum, version], f"accept the edited text of {m.path.name}",
                            version, replace(r, checksum=m.checksum)))
-    for version in map(_version_of, resolved):
+    for version in resolved:
         r = record(version, "--mark-resolved", True)
         sha = files[version].checksum if version in files else r.checksum
         writes.append((MARK_RESOLVED, [sha, version], f"mark {r.label} as resolved (applied)", version,
                        replace(r, dirty=False, error=None, checksum=sha)))
-    for version in map(_version_of, retry):
+    for version in retry:
         r = record(version, "--retry", True)
         writes.append((DELETE_RECORD, [version], f"forget the failed run of {r.label} (it runs again)", version, None))
     return writes
