@@ -1,9 +1,368 @@
 """Dataclasses for inputs and records (attribute access: ``event.event_id``, ``stats.success_rate``).
 
 Inputs may also be given as plain mappings with the same field names; the facade accepts both.
+
+Inputs (``RawIncidentReport``, ``CrimeEvent``) are **valid by construction**: ``__post_init__`` runs the checks of
+``luminar_store.validation`` and raises ``ValidationError`` naming the field, and normalizes the values (crime types to
+lower-case words, ``geotag`` to ``{"lat": float, "lng": float}``, ``related_reports`` to UUIDs). ``coerce()`` turns a
+mapping (or another dataclass) into one, reading the protocol's field names as aliases:
+
+==========================  =========================================================================
+input                       accepted aliases
+==========================  =========================================================================
+RawIncidentReport           ``report_id`` → ``external_id`` (only when it is not a UUID),
+                            ``text_description`` → ``description``, ``user_id`` → ``reporter_id``,
+                            ``latitude`` + ``longitude`` → ``geotag``
+CrimeEvent                  ``crime_type`` → ``event_type``, ``description`` → ``summary``,
+                            ``confidence`` → ``confidence_score``, ``latitude`` + ``longitude`` → ``geotag``
+==========================  =========================================================================
+
+Records (``RawReportRecord``, ``CrimeEventRecord``, ``Hotspot``, ``DatabaseStats``) are what queries return.
+
+Example::
+
+    >>> e = CrimeEvent.coerce({"crime_type": "Armed Robbery", "geotag": {"lat": 40.7, "lng": -74.0},
+    ...                        "timestamp": "2025-01-01T12:00:00+00:00", "severity": 4, "confidence_score": 0.9})
+    >>> e.event_type, e.latitude
+    ('armed_robbery', 40.7)
 """
 
 from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from luminar_store import validation as v
+from luminar_store.errors import ValidationError
+
+__all__ = [
+    "REPORT_STATUSES",
+    "VERIFICATION_STATUSES",
+    "RawIncidentReport",
+    "CrimeEvent",
+    "RawReportRecord",
+    "CrimeEventRecord",
+    "Hotspot",
+    "DatabaseStats",
+    # scoring records (defined below the banner at the end of this module)
+    "MinerPerformance",
+    "MinerRoundResult",
+    "MinerStats",
+    "ActiveMiner",
+    "ValidatorStats",
+    "ValidatorUpdate",
+    "ConsensusRecord",
+    "ConsensusSummary",
+    "ConsensusAccuracy",
+    "NewCrimeCluster",
+    "CrimeCluster",
+    "NewRiskZone",
+    "RiskZone",
+    "AuditEntry",
+]
+
+#: Life cycle of a raw report: pending → processing (claimed by a miner) → processed | failed | rejected.
+REPORT_STATUSES = ("pending", "processing", "processed", "failed", "rejected")
+#: Verdict of the validators on a crime event.
+VERIFICATION_STATUSES = ("pending", "verified", "disputed", "rejected")
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)  # frozen dataclasses normalize their own fields once, in __post_init__
+
+
+def _as_mapping(cls: type, value: object, what: str) -> dict[str, object]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    raise ValidationError(what, f"must be a {cls.__name__} or a mapping with its field names, got "
+                                f"{type(value).__name__}")
+
+
+def _location(data: dict[str, object]) -> None:
+    """``latitude`` + ``longitude`` given at the top level become ``geotag``."""
+    if "geotag" not in data and "latitude" in data and "longitude" in data:
+        data["geotag"] = {"lat": data.pop("latitude"), "lng": data.pop("longitude")}
+
+
+def _build(cls: type, data: dict[str, object], aliases: Mapping[str, str]) -> object:
+    for alias, name in aliases.items():
+        if alias in data:
+            value = data.pop(alias)
+            if data.get(name) is None:
+                data[name] = value
+            elif value is not None and value != data[name]:
+                raise ValidationError(alias, f"is an alias of {name} and both are given with different values")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k in data if k not in names)
+    if unknown:
+        raise ValidationError(unknown[0], f"is not a field of {cls.__name__}; fields: {', '.join(sorted(names))}")
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValidationError(missing[0], "is required")
+    return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class RawIncidentReport:
+    """An unprocessed report from a citizen's app (input of ``store_raw_report``).
+
+    ``external_id``: the report's id at its source (1..200 characters), the idempotency key: storing the same
+    ``external_id`` again returns the first ``report_id``. ``description``: 1..10,000 characters. ``geotag``:
+    ``{"lat": .., "lng": ..}``. ``timestamp``: timezone-aware, at most 5 minutes in the future. ``crime_type``:
+    a lower-case word (``"Armed Robbery"`` becomes ``armed_robbery``). ``media_hashes`` pairs with ``media_urls``.
+
+    Raises ``ValidationError`` naming the field, e.g. ``geotag.lat: must be between -90 and 90, got 95``.
+    """
+
+    external_id: str
+    description: str
+    geotag: Mapping[str, float]
+    timestamp: dt.datetime
+    reporter_id: str | None = None
+    crime_type: str | None = None
+    media_urls: tuple[str, ...] = ()
+    media_hashes: tuple[str, ...] = ()
+    metadata: Mapping[str, object] = field(default_factory=dict)
+
+    ALIASES: ClassVar[Mapping[str, str]] = {"text_description": "description", "user_id": "reporter_id"}
+
+    def __post_init__(self) -> None:
+        _set(self, "external_id", v.text("external_id", self.external_id, max_length=200))
+        _set(self, "description", v.text("description", self.description))
+        lat, lng = v.geotag("geotag", self.geotag)
+        _set(self, "geotag", {"lat": lat, "lng": lng})
+        _set(self, "timestamp", v.aware_datetime("timestamp", self.timestamp))
+        _set(self, "reporter_id", v.optional_text("reporter_id", self.reporter_id, max_length=200))
+        _set(self, "crime_type", None if self.crime_type is None else v.slug("crime_type", self.crime_type))
+        urls = tuple(v.string_list("media_urls", self.media_urls))
+        hashes = tuple(v.string_list("media_hashes", self.media_hashes, max_length=256))
+        if len(hashes) != len(urls):
+            raise ValidationError("media_hashes", f"must hold one hash per media URL: {len(urls)} URLs, "
+                                                  f"{len(hashes)} hashes")
+        _set(self, "media_urls", urls)
+        _set(self, "media_hashes", hashes)
+        _set(self, "metadata", v.mapping("metadata", self.metadata))
+
+    @property
+    def latitude(self) -> float:
+        return self.geotag["lat"]
+
+    @property
+    def longitude(self) -> float:
+        return self.geotag["lng"]
+
+    @classmethod
+    def coerce(cls, value: object, *, what: str = "report") -> RawIncidentReport:
+        """``value`` itself when it is a ``RawIncidentReport``, else one built from a mapping or dataclass.
+
+        The protocol's ``report_id`` is read as ``external_id`` when it is not a UUID (a UUID is this store's
+        own key and cannot be chosen by a writer). Raises ``ValidationError``.
+
+        Example: ``RawIncidentReport.coerce({"report_id": "app-123", "text_description": "...", ...})``
+        """
+        if isinstance(value, cls):
+            return value
+        data = _as_mapping(cls, value, what)
+        if "report_id" in data:
+            report_id = data.pop("report_id")
+            is_uuid = isinstance(report_id, uuid.UUID)
+            if isinstance(report_id, str):
+                try:
+                    uuid.UUID(report_id)
+                    is_uuid = True
+                except ValueError:
+                    pass
+            if not is_uuid and report_id is not None:
+                if data.get("external_id") not in (None, report_id):
+                    raise ValidationError("report_id", "differs from external_id; give only one source id")
+                data["external_id"] = report_id
+            elif "external_id" not in data:
+                raise ValidationError("external_id", "is required (report_id is a UUID, the store's own key; "
+                                                     "give the source's id as external_id)")
+        _location(data)
+        for key in ("media_urls", "media_hashes"):
+            if isinstance(data.get(key), list):
+                data[key] = tuple(data[key])
+        return _build(cls, data, cls.ALIASES)
+
+
+@dataclass(frozen=True, slots=True)
+class CrimeEvent:
+    """A crime event produced by a miner from one or more raw reports (input of ``store_crime_event``).
+
+    ``event_type``: a lower-case word. ``geotag``: ``{"lat": .., "lng": ..}``. ``timestamp``: timezone-aware, at
+    most 5 minutes in the future. ``severity``: integer 1..5. ``confidence_score`` and ``risk_score``: 0..1.
+    ``related_reports``: ``report_id`` UUIDs of stored raw reports (duplicates dropped). ``verification_status``:
+    ``pending`` (default), ``verified``, ``disputed`` or ``rejected``. ``event_id``: optional, chosen by the
+    writer (a UUID; storing the same id twice is a ``ConflictError``).
+
+    Raises ``ValidationError`` naming the field, e.g. ``severity: must be at most 5, got 7``.
+    """
+
+    event_type: str
+    geotag: Mapping[str, float]
+    timestamp: dt.datetime
+    severity: int
+    confidence_score: float
+    title: str | None = None
+    summary: str | None = None
+    related_reports: tuple[uuid.UUID, ...] = ()
+    cluster_id: uuid.UUID | None = None
+    risk_score: float | None = None
+    verification_status: str = "pending"
+    metadata: Mapping[str, object] = field(default_factory=dict)
+    event_id: uuid.UUID | None = None
+
+    ALIASES: ClassVar[Mapping[str, str]] = {"crime_type": "event_type", "description": "summary",
+                                            "confidence": "confidence_score"}
+
+    def __post_init__(self) -> None:
+        _set(self, "event_type", v.slug("event_type", self.event_type))
+        lat, lng = v.geotag("geotag", self.geotag)
+        _set(self, "geotag", {"lat": lat, "lng": lng})
+        _set(self, "timestamp", v.aware_datetime("timestamp", self.timestamp))
+        _set(self, "severity", v.severity("severity", self.severity))
+        _set(self, "confidence_score", v.unit_interval("confidence_score", self.confidence_score))
+        _set(self, "title", v.optional_text("title", self.title, max_length=500))
+        _set(self, "summary", v.optional_text("summary", self.summary))
+        _set(self, "related_reports", tuple(v.uuid_list("related_reports", self.related_reports)))
+        if self.cluster_id is not None:
+            _set(self, "cluster_id", v.uuid_value("cluster_id", self.cluster_id))
+        if self.risk_score is not None:
+            _set(self, "risk_score", v.unit_interval("risk_score", self.risk_score))
+        _set(self, "verification_status", v.choice("verification_status", self.verification_status,
+                                                   VERIFICATION_STATUSES))
+        _set(self, "metadata", v.mapping("metadata", self.metadata))
+        if self.event_id is not None:
+            _set(self, "event_id", v.uuid_value("event_id", self.event_id))
+
+    @property
+    def latitude(self) -> float:
+        return self.geotag["lat"]
+
+    @property
+    def longitude(self) -> float:
+        return self.geotag["lng"]
+
+    @classmethod
+    def coerce(cls, value: object, *, what: str = "crime_event") -> CrimeEvent:
+        """``value`` itself when it is a ``CrimeEvent``, else one built from a mapping or dataclass (aliases in the
+        module's table). Raises ``ValidationError``.
+
+        Example: ``CrimeEvent.coerce({"crime_type": "theft", "geotag": {...}, "timestamp": ..., ...})``
+        """
+        if isinstance(value, cls):
+            return value
+        data = _as_mapping(cls, value, what)
+        _location(data)
+        if isinstance(data.get("related_reports"), list):
+            data["related_reports"] = tuple(data["related_reports"])
+        return _build(cls, data, cls.ALIASES)
+
+
+# -- records ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RawReportRecord:
+    """A stored raw report. ``status`` is one of ``REPORT_STATUSES``; ``claimed_by`` is the miner uid that claimed it
+    and ``processing_attempts`` counts the claims."""
+
+    report_id: uuid.UUID
+    external_id: str
+    reporter_id: str | None
+    crime_type: str | None
+    description: str
+    latitude: float
+    longitude: float
+    timestamp: dt.datetime
+    media_urls: list[str]
+    media_hashes: list[str]
+    metadata: dict[str, object]
+    status: str
+    processing_attempts: int
+    claimed_by: int | None
+    claimed_at: dt.datetime | None
+    processed_at: dt.datetime | None
+    error_message: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def geotag(self) -> dict[str, float]:
+        """The location as the nodes' protocol writes it: ``{"lat": .., "lng": ..}``."""
+        return {"lat": self.latitude, "lng": self.longitude}
+
+
+@dataclass(frozen=True, slots=True)
+class CrimeEventRecord:
+    """A stored crime event. ``distance_m`` (metres from the query's point) is set by radius queries only."""
+
+    event_id: uuid.UUID
+    miner_uid: int
+    event_type: str
+    title: str | None
+    summary: str | None
+    latitude: float
+    longitude: float
+    timestamp: dt.datetime
+    severity: int
+    confidence_score: float
+    related_reports: list[uuid.UUID]
+    cluster_id: uuid.UUID | None
+    verification_status: str
+    verified_by: int | None
+    verification_score: float | None
+    verified_at: dt.datetime | None
+    risk_score: float | None
+    metadata: dict[str, object]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    distance_m: float | None = None
+
+    @property
+    def geotag(self) -> dict[str, float]:
+        """The location as the nodes' protocol writes it: ``{"lat": .., "lng": ..}``."""
+        return {"lat": self.latitude, "lng": self.longitude}
+
+
+@dataclass(frozen=True, slots=True)
+class Hotspot:
+    """A square cell of ``cell_degrees`` (0.01° ≈ 1.1 km) holding verified events of the period.
+
+    ``latitude``/``longitude`` are the cell's centre; ``avg_severity`` is rounded to 2 decimals; ``crime_types``
+    sorted; ``first_seen``/``last_seen`` the oldest and newest event's time.
+    """
+
+    latitude: float
+    longitude: float
+    incident_count: int
+    avg_severity: float
+    max_severity: int
+    crime_types: list[str]
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStats:
+    """Counts of the whole database. ``verification_rate`` is the percentage (0..100, 2 decimals) of crime events
+    whose status is ``verified`` (0 without events); ``active_*`` count rows with ``is_active``."""
+
+    raw_reports: int
+    pending_reports: int
+    crime_events: int
+    verified_events: int
+    verification_rate: float
+    consensus_records: int
+    active_miners: int
+    active_validators: int
+
 
 # --- scoring records (miners, validators, consensus, clusters, zones, audit) ---
 # Records of the scoring tables. Rows become these dataclasses through ``psycopg.rows.class_row``: the field names are
@@ -14,7 +373,6 @@ from dataclasses import dataclass  # noqa: E402
 from datetime import datetime  # noqa: E402
 from typing import Any  # noqa: E402
 from uuid import UUID  # noqa: E402
-
 
 
 @dataclass(frozen=True)
