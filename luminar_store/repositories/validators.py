@@ -1,0 +1,234 @@
+"""Validator performance: one record per validator uid, updated once per validation it makes.
+
+Each validation says whether the validator agreed with the network's consensus and which score it gave; the record
+keeps the counts, ``consensus_accuracy = agreements / total_validations`` (0..1), the mean score given and the stake.
+As for miners, a uid that comes back with a new hotkey is a re-registered validator: its record starts afresh, and
+the same statement keeps the previous record in ``audit_log`` as operation ``REREGISTER``.
+
+Example::
+
+    validators = ValidatorRepository(conn)
+    await validators.record_validation(7, "5Gx...", agreed=True, score_given=0.82, stake=1500.0)
+    stats = await validators.stats(7)        # ValidatorStats | None
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import class_row
+
+from luminar_store import validation as v
+from luminar_store.errors import NotFoundError, ValidationError
+from luminar_store.models import ValidatorStats, ValidatorUpdate
+from luminar_store.repositories._errors import translated
+
+__all__ = ["ValidatorRepository"]
+
+#: Longest hotkey the table accepts.
+MAX_HOTKEY_LENGTH = 128
+#: Most rows ``active()`` returns at once.
+MAX_LIMIT = 10_000
+#: Largest stake accepted (a sanity bound far above any real stake; the column is a float8).
+MAX_STAKE = 1e15
+
+# Records one validation in ONE statement. `prior` locks and reads the uid's current row (if any); the INSERT
+# reads `prior` (FROM ... AS locked) before it upserts, so `prior` holds exactly the record the upsert replaces (a
+# CTE is otherwise read lazily, and a row this statement already updated would no longer be visible to it).
+# Same hotkey: counts grow, accuracy and the mean score given are recomputed, stake changes only when given.
+# New hotkey (re-registration): the record restarts from this validation with a new validator_id and stake (given
+# or 0), and `audited` writes the previous row to audit_log (miner_performance has a trigger for this;
+# validator_performance only audits deletions). `created`: the row was inserted (xmax = 0); `reregistered`:
+# updated, yet back to one validation, which only the new-hotkey branch produces.
+RECORD_VALIDATION = """
+WITH prior AS (
+    SELECT * FROM validator_performance WHERE validator_uid = %(validator_uid)s FOR UPDATE
+), saved AS (
+    INSERT INTO validator_performance AS vp (
+        validator_uid, hotkey, total_validations, agreements, consensus_accuracy, avg_score_given, stake,
+        is_active, last_active_at)
+    SELECT %(validator_uid)s::integer, %(hotkey)s::text, 1, %(agreements)s::integer, %(agreements)s::float8,
+           %(score_given)s::float8, coalesce(%(stake)s::float8, 0), true, coalesce(%(at)s::timestamptz, now())
+      FROM (SELECT count(*) FROM prior) AS locked
+    ON CONFLICT (validator_uid) DO UPDATE SET
+        validator_id       = CASE WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.validator_id ELSE gen_random_uuid() END,
+        hotkey             = EXCLUDED.hotkey,
+        total_validations  = CASE WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.total_validations + 1 ELSE 1 END,
+        agreements         = CASE WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.agreements + EXCLUDED.agreements
+                                  ELSE EXCLUDED.agreements END,
+        consensus_accuracy = CASE WHEN vp.hotkey = EXCLUDED.hotkey
+                                  THEN (vp.agreements + EXCLUDED.agreements)::float8 / (vp.total_validations + 1)
+                                  ELSE EXCLUDED.consensus_accuracy END,
+        avg_score_given    = CASE WHEN vp.hotkey = EXCLUDED.hotkey
+                                  THEN least(1.0, greatest(0.0,
+                                       (vp.avg_score_given * vp.total_validations + EXCLUDED.avg_score_given)
+                                       / (vp.total_validations + 1)))
+                                  ELSE EXCLUDED.avg_score_given END,
+        stake              = CASE WHEN %(stake)s::float8 IS NOT NULL THEN EXCLUDED.stake
+                                  WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.stake
+                                  ELSE 0 END,
+        is_active          = true,
+        last_active_at     = EXCLUDED.last_active_at
+    RETURNING vp.*, (vp.xmax = 0) AS created
+), audited AS (
+    INSERT INTO audit_log (table_name, operation, row_id, old_data, new_data)
+    SELECT 'validator_performance', 'REREGISTER', s.validator_uid::text, to_jsonb(p), to_jsonb(s) - 'created'
+      FROM prior p
+      JOIN saved s ON p.hotkey <> s.hotkey
+)
+SELECT s.validator_id, s.validator_uid, s.hotkey, s.total_validations, s.agreements, s.consensus_accuracy,
+       (CASE WHEN s.total_validations = 0 THEN 0
+             ELSE round(100.0 * s.agreements / s.total_validations, 2) END)::float8 AS agreement_rate,
+       s.avg_score_given, s.stake, s.is_active, s.last_active_at, s.created_at, s.updated_at,
+       s.created, (NOT s.created AND s.total_validations = 1) AS reregistered
+  FROM saved s
+"""
+
+# One validator's record; agreement_rate is consensus_accuracy in percent.
+VALIDATOR_STATS = """
+SELECT validator_id, validator_uid, hotkey, total_validations, agreements, consensus_accuracy,
+       (CASE WHEN total_validations = 0 THEN 0
+             ELSE round(100.0 * agreements / total_validations, 2) END)::float8 AS agreement_rate,
+       avg_score_given, stake, is_active, last_active_at, created_at, updated_at
+  FROM validator_performance
+ WHERE validator_uid = %(validator_uid)s
+"""
+
+# Active validators, most accurate first (idx_validator_performance_active).
+ACTIVE_VALIDATORS = """
+SELECT validator_id, validator_uid, hotkey, total_validations, agreements, consensus_accuracy,
+       (CASE WHEN total_validations = 0 THEN 0
+             ELSE round(100.0 * agreements / total_validations, 2) END)::float8 AS agreement_rate,
+       avg_score_given, stake, is_active, last_active_at, created_at, updated_at
+  FROM validator_performance
+ WHERE is_active
+ ORDER BY consensus_accuracy DESC, validator_uid
+ LIMIT %(limit)s
+"""
+
+# How many validators are active.
+COUNT_ACTIVE = "SELECT count(*) FROM validator_performance WHERE is_active"
+
+# Marks a validator inactive (its history stays; its next validation re-activates it).
+DEACTIVATE = """
+UPDATE validator_performance SET is_active = false
+ WHERE validator_uid = %(validator_uid)s
+RETURNING validator_id, validator_uid, hotkey, total_validations, agreements, consensus_accuracy,
+          (CASE WHEN total_validations = 0 THEN 0
+                ELSE round(100.0 * agreements / total_validations, 2) END)::float8 AS agreement_rate,
+          avg_score_given, stake, is_active, last_active_at, created_at, updated_at
+"""
+
+
+class ValidatorRepository:
+    """Reads and writes ``validator_performance`` on one async connection (the caller owns the transaction)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:
+        self._conn = conn
+
+    async def record_validation(self, validator_uid: int, hotkey: str, *, agreed: bool, score_given: float,
+                                stake: float | None = None, at: datetime | None = None) -> ValidatorUpdate:
+        """Record one validation made by a validator (an upsert by uid, one statement).
+
+        Args:
+            validator_uid: an integer in 0..2**31-1.
+            hotkey: 1..128 characters. A known uid with a different hotkey is a re-registered validator: its record
+                restarts with this validation (counts, accuracy, mean score, stake, a new ``validator_id``) and the
+                previous record goes to ``audit_log`` as ``REREGISTER``.
+            agreed: ``True`` when its score agreed with the consensus (a real bool; 1/0 are refused).
+            score_given: the score it gave, in [0, 1].
+            stake: its current stake (>= 0); ``None`` keeps the stored stake (0 for a new record).
+            at: when it validated (timezone-aware, not in the future); defaults to now.
+
+        Returns:
+            ``ValidatorUpdate``: the record after this validation, with ``created`` / ``reregistered``.
+
+        Raises:
+            ValidationError: naming the field, before any SQL; nothing is stored.
+
+        Example::
+
+            u = await validators.record_validation(7, "hk", agreed=True, score_given=0.8, stake=100.0)
+            u.total_validations, u.consensus_accuracy      # (1, 1.0)
+        """
+        if not isinstance(agreed, bool):
+            raise ValidationError("agreed", f"must be true or false, got {type(agreed).__name__}")
+        params = {
+            "validator_uid": v.uid("validator_uid", validator_uid),
+            "hotkey": v.text("hotkey", hotkey, max_length=MAX_HOTKEY_LENGTH),
+            "agreements": 1 if agreed else 0,
+            "score_given": v.unit_interval("score_given", score_given),
+            "stake": None if stake is None else v.number("stake", stake, minimum=0.0, maximum=MAX_STAKE),
+            "at": None if at is None else v.aware_datetime("at", at),
+        }
+        with translated():
+            async with self._conn.cursor(row_factory=class_row(ValidatorUpdate)) as cur:
+                await cur.execute(RECORD_VALIDATION, params)
+                row = await cur.fetchone()
+        assert row is not None  # an upsert always returns its row
+        return row
+
+    async def stats(self, validator_uid: int) -> ValidatorStats | None:
+        """One validator's record, or ``None`` for an unknown uid.
+
+        Raises ``ValidationError`` (``validator_uid``) before any SQL.
+
+        Example::
+
+            s = await validators.stats(7)
+            s.agreement_rate      # percent
+        """
+        params = {"validator_uid": v.uid("validator_uid", validator_uid)}
+        with translated():
+            async with self._conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
+                await cur.execute(VALIDATOR_STATS, params)
+                return await cur.fetchone()
+
+    async def active(self, *, limit: int = 100) -> list[ValidatorStats]:
+        """Active validators, highest ``consensus_accuracy`` first, at most ``limit`` (1..10,000).
+
+        Raises ``ValidationError`` (``limit``) before any SQL.
+
+        Example::
+
+            best = await validators.active(limit=10)
+        """
+        params = {"limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)}
+        with translated():
+            async with self._conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
+                await cur.execute(ACTIVE_VALIDATORS, params)
+                return await cur.fetchall()
+
+    async def count_active(self) -> int:
+        """How many validators are active (for ``get_database_stats``).
+
+        Example::
+
+            n = await validators.count_active()
+        """
+        with translated():
+            cur = await self._conn.execute(COUNT_ACTIVE)
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def deactivate(self, validator_uid: int) -> ValidatorStats:
+        """Mark a validator inactive; returns its record. Idempotent.
+
+        Raises:
+            ValidationError: ``validator_uid`` is not a uid (before any SQL).
+            NotFoundError: no validator has this uid.
+
+        Example::
+
+            await validators.deactivate(7)
+        """
+        params = {"validator_uid": v.uid("validator_uid", validator_uid)}
+        with translated():
+            async with self._conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
+                await cur.execute(DEACTIVATE, params)
+                row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"validator_uid: no validator with uid {params['validator_uid']}; it appears with "
+                                "its first validation (record_validation)")
+        return row
