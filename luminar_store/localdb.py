@@ -402,7 +402,8 @@ def _connect(conninfo: str, what: str):
         # libpq's first line names host, port and the reason (never the password).
         lines = str(exc).strip().splitlines() or ["no reason given"]
         reason = " ".join(lines[0].split()).removeprefix("connection failed: ")
-        raise DatabaseUnavailableError(f"cannot reach {what}: {reason}; is it running? make db-start") from None
+        raise DatabaseUnavailableError(f"cannot reach {what}: {reason} (start it: make db-start; the role and "
+                                       "password are LUMINAR_DB_USER and LUMINAR_DB_PASSWORD)") from None
 
 
 def ensure_database(maintenance_conninfo: str, dbname: str) -> bool:
