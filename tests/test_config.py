@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -240,3 +241,35 @@ def test_dotenv_fills_missing_variables_but_never_overrides_set_ones(tmp_path, m
     assert os.environ["LUMINAR_DB_USER"] == "dotenv_user"
     s = load_settings("local")
     assert (s.host, s.port, s.user) == ("already-set", 6001, "dotenv_user")
+
+
+# -- the shipped .env templates ---------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def template(name: str) -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    return {k: v or "" for k, v in dotenv_values(ROOT / name).items()}
+
+
+def test_env_local_gives_the_local_defaults() -> None:
+    assert load_settings(environ=template(".env.local")) == load_settings("local", environ={})
+
+
+def test_env_example_documents_every_variable_and_loads_as_local() -> None:
+    values = template(".env.example")
+    assert load_settings(environ=values) == load_settings("local", environ={})
+    text = (ROOT / ".env.example").read_text()
+    for name in ("LUMINAR_ENV", "DATABASE_URL", "POOL_SIZE", "DB_POOL_SIZE", "MAX_OVERFLOW", "POOL_TIMEOUT",
+                 "POOL_RECYCLE", "LUMINAR_DB_SSLMODE", "LUMINAR_DB_REPLICA_URLS", "LUMINAR_RETENTION_DAYS"):
+        assert name in values, f"{name} is not in .env.example"
+    assert text.count("central-db.luminar.network") >= 1 and "7200" in text and "50" in text
+
+
+def test_env_production_is_a_template_without_secrets() -> None:
+    values = template(".env.production")
+    assert values["LUMINAR_DB_PASSWORD"] == "" and values["LUMINAR_DB_SSLMODE"] == "require"
+    assert "LUMINAR_DB_PASSWORD" in refusal(values)  # refused until the password is filled in
+    s = load_settings(environ={**values, "LUMINAR_DB_PASSWORD": SECRET})
+    assert s == load_settings("production", environ={"LUMINAR_DB_PASSWORD": SECRET})
