@@ -69,7 +69,7 @@ class Server:
 
     def janitor(self, dbname: str, *, template: str | None) -> DatabaseJanitor:
         return DatabaseJanitor(user=self.user, host=self.host, port=self.port, dbname=dbname,
-                               template_dbname=template, version=self.version, password=self.password)
+                               template_dbname=template, password=self.password)
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +105,11 @@ def empty_db(pg_server: Server) -> Iterator[Settings]:
     name = f"e_{uuid.uuid4().hex[:12]}"
     with pg_server.janitor(name, template=None):
         yield pg_server.settings(name)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # pytest-postgresql's executor cleans up in __del__; run it now, while psutil is still importable, rather than
+    # at interpreter shutdown where it prints a spurious traceback after the test summary.
+    import gc
+
+    gc.collect()
