@@ -1,0 +1,328 @@
+"""Raw incident reports: store (idempotent on the source id), bulk store by COPY, claim for processing, settle.
+
+A report's life: ``pending`` → ``processing`` (claimed by one miner, ``FOR UPDATE SKIP LOCKED`` so two miners never
+get the same report) → ``processed``, ``failed`` or back to ``pending`` for a retry.
+
+Idempotency: ``external_id`` (the report's id at its source) is unique. ``store()`` of a known ``external_id``
+returns the first ``report_id`` and changes nothing (a later version of the same report is not merged).
+``store_many()`` skips known ids the same way by default (COPY into a temporary table, then one
+``INSERT ... ON CONFLICT DO NOTHING``); ``skip_existing=False`` is the plain COPY path, faster, and refuses the
+whole batch with ``ConflictError`` when one id is known.
+
+Example::
+
+    reports = RawReportRepository(conn)
+    report_id = await reports.store(report)
+    batch = await reports.claim(miner_uid=7, limit=10)
+    await reports.mark_processed(batch[0].report_id)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from luminar_store import validation as v
+from luminar_store.errors import ConflictError, NotFoundError, ValidationError
+from luminar_store.models import RawIncidentReport, RawReportRecord
+from luminar_store.repositories._errors import translated
+
+__all__ = ["RawReportRepository", "MAX_CLAIM", "MAX_STALE_MINUTES"]
+
+#: Most reports one ``claim()`` hands out.
+MAX_CLAIM = 1_000
+#: Longest claim age ``release_stale()`` accepts (30 days).
+MAX_STALE_MINUTES = 30 * 24 * 60
+
+# name: insert_report
+# Stores one report unless its external_id is known: returns the new report_id, or no row when it was known.
+INSERT_REPORT = """
+INSERT INTO raw_incident_reports
+    (external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+     media_urls, media_hashes, metadata)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (external_id) DO NOTHING
+RETURNING report_id
+"""
+
+# name: report_id_by_external_id
+# The report_id stored under a source id (the second step of an idempotent store).
+REPORT_ID_BY_EXTERNAL_ID = "SELECT report_id FROM raw_incident_reports WHERE external_id = %s"
+
+# name: copy_reports
+# The plain bulk path: binary COPY straight into the table (a known external_id fails the whole COPY).
+COPY_REPORTS = """
+COPY raw_incident_reports
+    (external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+     media_urls, media_hashes, metadata)
+FROM STDIN (FORMAT BINARY)
+"""
+COPY_TYPES = ["text", "text", "text", "text", "float8", "float8", "timestamptz", "text[]", "text[]", "jsonb"]
+
+# name: create_incoming_reports
+# The idempotent bulk path, step 1: a session-private staging table, dropped at the end of the transaction.
+CREATE_INCOMING_REPORTS = """
+CREATE TEMP TABLE luminar_incoming_reports (
+    external_id text, reporter_id text, crime_type text, description text, latitude float8, longitude float8,
+    "timestamp" timestamptz, media_urls text[], media_hashes text[], metadata jsonb
+) ON COMMIT DROP
+"""
+
+# name: copy_incoming_reports
+# Step 2: binary COPY into the staging table.
+COPY_INCOMING_REPORTS = """
+COPY luminar_incoming_reports
+    (external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+     media_urls, media_hashes, metadata)
+FROM STDIN (FORMAT BINARY)
+"""
+
+# name: insert_incoming_reports
+# Step 3: move the staged rows whose external_id is new (duplicates inside the batch: the first one wins).
+INSERT_INCOMING_REPORTS = """
+INSERT INTO raw_incident_reports
+    (external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+     media_urls, media_hashes, metadata)
+SELECT external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+       media_urls, media_hashes, metadata
+  FROM luminar_incoming_reports
+ON CONFLICT (external_id) DO NOTHING
+"""
+
+# name: drop_incoming_reports
+# Step 4: drop the staging table now, so a second bulk store in the same transaction can create it again.
+DROP_INCOMING_REPORTS = "DROP TABLE luminar_incoming_reports"
+
+# name: claim_reports
+# Hands the oldest pending reports to one miner. SKIP LOCKED: a concurrent claimer passes over rows being claimed;
+# a row claimed and committed meanwhile fails the re-checked status = 'pending' and is skipped too.
+CLAIM_REPORTS = """
+WITH picked AS (
+    SELECT report_id
+      FROM raw_incident_reports
+     WHERE status = 'pending'
+     ORDER BY "timestamp"
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE raw_incident_reports AS r
+   SET status = 'processing', claimed_by = %(miner_uid)s, claimed_at = now(),
+       processing_attempts = r.processing_attempts + 1
+  FROM picked
+ WHERE r.report_id = picked.report_id
+RETURNING r.report_id, r.external_id, r.reporter_id, r.crime_type, r.description, r.latitude, r.longitude,
+          r."timestamp", r.media_urls, r.media_hashes, r.metadata, r.status, r.processing_attempts, r.claimed_by,
+          r.claimed_at, r.processed_at, r.error_message, r.created_at, r.updated_at
+"""
+
+# name: mark_processed
+# Settles a report as processed (clears an earlier error).
+MARK_PROCESSED = """
+UPDATE raw_incident_reports
+   SET status = 'processed', processed_at = now(), error_message = NULL
+ WHERE report_id = %s
+RETURNING report_id, external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+          media_urls, media_hashes, metadata, status, processing_attempts, claimed_by, claimed_at, processed_at,
+          error_message, created_at, updated_at
+"""
+
+# name: mark_failed
+# Records a failure: status 'failed', or 'pending' again (claim released) when the report is to be retried.
+MARK_FAILED = """
+UPDATE raw_incident_reports
+   SET status = %(status)s, error_message = %(error)s,
+       claimed_by = CASE WHEN %(status)s = 'pending' THEN NULL ELSE claimed_by END,
+       claimed_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE claimed_at END
+ WHERE report_id = %(report_id)s
+RETURNING report_id, external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+          media_urls, media_hashes, metadata, status, processing_attempts, claimed_by, claimed_at, processed_at,
+          error_message, created_at, updated_at
+"""
+
+# name: release_stale
+# Returns to 'pending' the reports claimed longer ago than the given minutes (their miner stopped).
+RELEASE_STALE = """
+UPDATE raw_incident_reports
+   SET status = 'pending', claimed_by = NULL, claimed_at = NULL
+ WHERE status = 'processing' AND claimed_at < now() - make_interval(mins => %s)
+"""
+
+# name: get_report
+# One report by its report_id.
+GET_REPORT = """
+SELECT report_id, external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+       media_urls, media_hashes, metadata, status, processing_attempts, claimed_by, claimed_at, processed_at,
+       error_message, created_at, updated_at
+  FROM raw_incident_reports
+ WHERE report_id = %s
+"""
+
+# name: count_reports
+# All reports and the pending ones (for database statistics).
+COUNT_REPORTS = """
+SELECT count(*) AS total, count(*) FILTER (WHERE status = 'pending') AS pending FROM raw_incident_reports
+"""
+
+
+def _row(r: RawIncidentReport) -> tuple[Any, ...]:
+    g = r.geotag
+    return (r.external_id, r.reporter_id, r.crime_type, r.description, g["lat"], g["lng"], r.timestamp,
+            list(r.media_urls), list(r.media_hashes), Jsonb(r.metadata))
+
+
+def _rows(reports: Iterable[Any]) -> Iterable[tuple[Any, ...]]:
+    """Validated rows, streamed: a bad item stops the COPY (its transaction rolls back) naming its index."""
+    for i, item in enumerate(reports):
+        try:
+            yield _row(RawIncidentReport.coerce(item))
+        except ValidationError as exc:
+            raise ValidationError(f"reports[{i}].{exc.field}" if exc.field else f"reports[{i}]", exc.rule) from None
+
+
+class RawReportRepository:
+    """Raw incident reports on one connection (autocommit or inside a caller's transaction).
+
+    Every method raises ``ValidationError`` for bad arguments before any SQL, and translates database errors
+    (``luminar_store.repositories._errors``).
+    """
+
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:
+        self.conn = conn
+
+    async def store(self, report: RawIncidentReport | Any) -> uuid.UUID:
+        """Store one report (a ``RawIncidentReport`` or a mapping) and return its ``report_id``; a known
+        ``external_id`` returns the first ``report_id`` and stores nothing.
+
+        Raises ``ValidationError`` (e.g. ``geotag.lat: must be between -90 and 90, got 95``).
+
+        Example: ``report_id = await RawReportRepository(conn).store(report)``
+        """
+        r = RawIncidentReport.coerce(report)
+        params = _row(r)
+        with translated():
+            # A concurrent writer of the same external_id may commit between the two statements' snapshots, so
+            # the pair is retried: the insert then conflicts and the lookup sees the winner's row.
+            for _ in range(3):
+                cur = await self.conn.execute(INSERT_REPORT, params)
+                row = await cur.fetchone()
+                if row is None:
+                    cur = await self.conn.execute(REPORT_ID_BY_EXTERNAL_ID, (r.external_id,))
+                    row = await cur.fetchone()
+                if row is not None:
+                    return row[0]
+        raise ConflictError(f"external_id {r.external_id!r}: a concurrent writer kept the row locked; retry")
+
+    async def store_many(self, reports: Iterable[RawIncidentReport | Any], *, skip_existing: bool = True) -> int:
+        """Store many reports by binary COPY in one transaction and return how many were stored.
+
+        ``reports`` is streamed (a generator is fine). ``skip_existing=True`` skips known ``external_id`` values
+        (and repeats within the batch); ``False`` is the plain COPY path, which raises ``ConflictError`` and stores
+        nothing when one is known. A bad item raises ``ValidationError`` naming its index
+        (``reports[3].timestamp: ...``) and stores nothing.
+
+        Example: ``stored = await RawReportRepository(conn).store_many(reports)``
+        """
+        with translated():
+            async with self.conn.transaction():
+                cur = self.conn.cursor()
+                if not skip_existing:
+                    async with cur.copy(COPY_REPORTS) as copy:
+                        copy.set_types(COPY_TYPES)
+                        for row in _rows(reports):
+                            await copy.write_row(row)
+                    return cur.rowcount
+                await cur.execute(CREATE_INCOMING_REPORTS)
+                async with cur.copy(COPY_INCOMING_REPORTS) as copy:
+                    copy.set_types(COPY_TYPES)
+                    for row in _rows(reports):
+                        await copy.write_row(row)
+                await cur.execute(INSERT_INCOMING_REPORTS)
+                stored = cur.rowcount
+                await cur.execute(DROP_INCOMING_REPORTS)
+                return stored
+
+    async def claim(self, miner_uid: int, limit: int = 10) -> list[RawReportRecord]:
+        """Claim up to ``limit`` (1..1000) of the oldest pending reports for miner ``miner_uid``: they become
+        ``processing``, with ``claimed_by``/``claimed_at`` set and ``processing_attempts`` raised by one. Concurrent
+        claimers never receive the same report. Returned oldest first; empty when nothing is pending.
+
+        Raises ``ValidationError`` for a uid or limit that is not an integer in range.
+
+        Example: ``batch = await RawReportRepository(conn).claim(miner_uid=7, limit=50)``
+        """
+        params = {"miner_uid": v.uid("miner_uid", miner_uid),
+                  "limit": v.integer("limit", limit, minimum=1, maximum=MAX_CLAIM)}
+        with translated():
+            cur = self.conn.cursor(row_factory=class_row(RawReportRecord))
+            await cur.execute(CLAIM_REPORTS, params)
+            rows = await cur.fetchall()
+        return sorted(rows, key=lambda r: (r.timestamp, r.created_at))
+
+    async def mark_processed(self, report_id: uuid.UUID | str) -> RawReportRecord:
+        """Mark a report ``processed`` (``processed_at`` = now, error cleared) and return it.
+
+        Raises ``ValidationError`` for a malformed UUID, ``NotFoundError`` for an unknown report.
+
+        Example: ``await RawReportRepository(conn).mark_processed(report_id)``
+        """
+        rid = v.uuid_value("report_id", report_id)
+        return await self._one(MARK_PROCESSED, (rid,), rid)
+
+    async def mark_failed(self, report_id: uuid.UUID | str, error_message: str, *,
+                          retry: bool = False) -> RawReportRecord:
+        """Record that processing failed with ``error_message`` (1..10,000 characters): status ``failed``, or
+        ``pending`` again with the claim released when ``retry`` is true. Returns the report.
+
+        Raises ``ValidationError`` (malformed UUID, empty message), ``NotFoundError`` (unknown report).
+
+        Example: ``await RawReportRepository(conn).mark_failed(report_id, "no location", retry=True)``
+        """
+        rid = v.uuid_value("report_id", report_id)
+        error = v.text("error_message", error_message)
+        if not isinstance(retry, bool):
+            raise ValidationError("retry", f"must be true or false, got {type(retry).__name__}")
+        params = {"report_id": rid, "error": error, "status": "pending" if retry else "failed"}
+        return await self._one(MARK_FAILED, params, rid)
+
+    async def release_stale(self, older_than_minutes: int = 60) -> int:
+        """Return to ``pending`` every report claimed more than ``older_than_minutes`` (1..43,200) ago and still
+        ``processing`` (its miner stopped); returns how many.
+
+        Example: ``released = await RawReportRepository(conn).release_stale(30)``
+        """
+        minutes = v.integer("older_than_minutes", older_than_minutes, minimum=1, maximum=MAX_STALE_MINUTES)
+        with translated():
+            cur = await self.conn.execute(RELEASE_STALE, (minutes,))
+        return cur.rowcount
+
+    async def get(self, report_id: uuid.UUID | str) -> RawReportRecord | None:
+        """The report with this ``report_id``, or ``None``. Raises ``ValidationError`` for a malformed UUID.
+
+        Example: ``report = await RawReportRepository(conn).get(report_id)``
+        """
+        rid = v.uuid_value("report_id", report_id)
+        with translated():
+            cur = self.conn.cursor(row_factory=class_row(RawReportRecord))
+            await cur.execute(GET_REPORT, (rid,))
+            return await cur.fetchone()
+
+    async def counts(self) -> tuple[int, int]:
+        """``(all reports, pending reports)``."""
+        with translated():
+            cur = await self.conn.execute(COUNT_REPORTS)
+            total, pending = await cur.fetchone()  # type: ignore[misc]
+        return total, pending
+
+    async def _one(self, query: str, params: Any, rid: uuid.UUID) -> RawReportRecord:
+        with translated():
+            cur = self.conn.cursor(row_factory=class_row(RawReportRecord))
+            await cur.execute(query, params)
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"report_id {rid}: no such raw incident report")
+        return row
