@@ -1,0 +1,352 @@
+"""Crime events: store one or many (COPY), recent, within a radius, by miner, verification, hotspots.
+
+Locations are written as ``latitude``/``longitude`` (the table generates ``geotag`` from them) and searched through
+the GiST index on ``geotag``: a radius query first keeps the rows inside a bounding box (``geotag && envelope``,
+indexed), computed conservatively from the metres, then refines with the exact geodesic
+``ST_DWithin(geography, geography, metres)``. A geography cast of the column alone would not use the index.
+
+Example::
+
+    events = CrimeEventRepository(conn)
+    event_id = await events.store(event, miner_uid=123)
+    near = await events.within_radius(40.7128, -74.0060, 1000, days=7)
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from luminar_store import validation as v
+from luminar_store.errors import NotFoundError, ValidationError
+from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot
+from luminar_store.repositories._errors import translated
+
+__all__ = ["CrimeEventRepository", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M", "search_boxes"]
+
+#: Longest look-back of ``recent()``/``within_radius()`` in hours (10 years) and of ``hotspots()`` in days.
+MAX_HOURS = 24 * 3650
+MAX_DAYS = 3650
+#: Most rows one query returns.
+MAX_LIMIT = 10_000
+#: Largest radius in metres (1,000 km).
+MAX_RADIUS_M = 1_000_000.0
+# "No time bound" is a window of 1000 years: one SQL text (and one index-friendly condition) for both cases.
+_ALL_TIME_HOURS = 24 * 365 * 1000
+# The Earth's polar radius, its smallest: an angle computed with it is never too small.
+_POLAR_RADIUS_M = 6_356_752.0
+
+# name: insert_event
+# Stores one event; the writer may choose event_id (else the database draws one). Returns event_id.
+INSERT_EVENT = """
+INSERT INTO crime_events
+    (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
+     confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata)
+VALUES (coalesce(%s, gen_random_uuid()), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+RETURNING event_id
+"""
+
+# name: copy_events
+# The bulk path: binary COPY straight into the table (event ids drawn in Python, so every row has one).
+COPY_EVENTS = """
+COPY crime_events
+    (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
+     confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata)
+FROM STDIN (FORMAT BINARY)
+"""
+COPY_TYPES = ["uuid", "int4", "text", "text", "text", "float8", "float8", "timestamptz", "int2", "float8",
+              "uuid[]", "uuid", "text", "numeric", "jsonb"]
+
+# name: recent_events
+# Events of the last %s hours, newest first (a backward scan of idx_events_timestamp).
+RECENT_EVENTS = """
+SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
+       confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
+       verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at
+  FROM crime_events
+ WHERE "timestamp" >= now() - make_interval(hours => %s)
+ ORDER BY "timestamp" DESC
+ LIMIT %s
+"""
+
+# name: events_within_radius
+# Events within %(radius)s metres of a point and the last %(hours)s hours, newest first, with their distance.
+# The two envelopes are the indexed pre-filter (the second one only when the box crosses the antimeridian); the
+# geography ST_DWithin is the exact test.
+EVENTS_WITHIN_RADIUS = """
+SELECT e.event_id, e.miner_uid, e.event_type, e.title, e.summary, e.latitude, e.longitude, e."timestamp",
+       e.severity, e.confidence_score, e.related_reports, e.cluster_id, e.verification_status, e.verified_by,
+       e.verification_score, e.verified_at, e.risk_score::float8 AS risk_score, e.metadata, e.created_at,
+       e.updated_at, ST_Distance(e.geotag::geography, q.point) AS distance_m
+  FROM crime_events AS e,
+       (SELECT ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography AS point) AS q
+ WHERE (e.geotag && ST_MakeEnvelope(%(xmin)s, %(ymin)s, %(xmax)s, %(ymax)s, 4326)
+        OR e.geotag && ST_MakeEnvelope(%(xmin2)s, %(ymin)s, %(xmax2)s, %(ymax)s, 4326))
+   AND ST_DWithin(e.geotag::geography, q.point, %(radius)s)
+   AND e."timestamp" >= now() - make_interval(hours => %(hours)s)
+ ORDER BY e."timestamp" DESC
+ LIMIT %(limit)s
+"""
+
+# name: events_by_miner
+# One miner's events, newest first (idx_events_miner_time).
+EVENTS_BY_MINER = """
+SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
+       confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
+       verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at
+  FROM crime_events
+ WHERE miner_uid = %s
+ ORDER BY "timestamp" DESC
+ LIMIT %s
+"""
+
+# name: events_by_report
+# The events that name a raw report among their related_reports (GIN index on the array), newest first.
+EVENTS_BY_REPORT = """
+SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
+       confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
+       verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at
+  FROM crime_events
+ WHERE related_reports @> ARRAY[%s]::uuid[]
+ ORDER BY "timestamp" DESC
+ LIMIT %s
+"""
+
+# name: get_event
+# One event by its event_id.
+GET_EVENT = """
+SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
+       confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
+       verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at
+  FROM crime_events
+ WHERE event_id = %s
+"""
+
+# name: update_verification
+# Records the validators' verdict on an event; verified_at is the time of this update.
+UPDATE_VERIFICATION = """
+UPDATE crime_events
+   SET verification_status = %(status)s, verified_by = %(validator_uid)s, verification_score = %(score)s,
+       verified_at = now()
+ WHERE event_id = %(event_id)s
+RETURNING event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
+          confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
+          verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at
+"""
+
+# name: hotspots
+# Cells of verified events of the last %(days)s days (the schema's crime_hotspots_since), biggest first.
+HOTSPOTS = """
+SELECT latitude, longitude, incident_count, avg_severity::float8 AS avg_severity, max_severity, crime_types,
+       first_seen, last_seen
+  FROM crime_hotspots_since(%(days)s, %(cell)s)
+ WHERE incident_count >= %(min_incidents)s
+ ORDER BY incident_count DESC, last_seen DESC, latitude, longitude
+ LIMIT %(limit)s
+"""
+
+# name: count_events
+# All events and the verified ones (for database statistics).
+COUNT_EVENTS = """
+SELECT count(*) AS total, count(*) FILTER (WHERE verification_status = 'verified') AS verified FROM crime_events
+"""
+
+
+def search_boxes(lat: float, lng: float, radius_m: float) -> dict[str, float | None]:
+    """Bounding envelopes (degrees) that hold every point within ``radius_m`` metres of ``(lat, lng)``.
+
+    Spherical bounds (latitude ± d, longitude ± asin(sin d / cos lat), J. Matuschek) on the polar radius with a 1 %
+    margin, so the spheroid's points are never cut off; widened to all longitudes near a pole; split in two when
+    crossing the antimeridian (``xmin2``/``xmax2`` are ``None`` otherwise).
+    """
+    d = radius_m / _POLAR_RADIUS_M * 1.01
+    dlat = math.degrees(d)
+    ymin, ymax = max(lat - dlat, -90.0), min(lat + dlat, 90.0)
+    ratio = math.sin(min(d, math.pi / 2)) / max(math.cos(math.radians(lat)), 1e-12)
+    if ymin <= -90.0 or ymax >= 90.0 or ratio >= 1.0:
+        return {"xmin": -180.0, "xmax": 180.0, "xmin2": None, "xmax2": None, "ymin": ymin, "ymax": ymax}
+    dlng = math.degrees(math.asin(ratio))
+    xmin, xmax, xmin2, xmax2 = lng - dlng, lng + dlng, None, None
+    if xmin < -180.0:
+        xmin, xmin2, xmax2 = -180.0, xmin + 360.0, 180.0
+    elif xmax > 180.0:
+        xmax, xmin2, xmax2 = 180.0, -180.0, xmax - 360.0
+    return {"xmin": xmin, "xmax": xmax, "xmin2": xmin2, "xmax2": xmax2, "ymin": ymin, "ymax": ymax}
+
+
+def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None) -> tuple[Any, ...]:
+    g = e.geotag
+    return (event_id, miner_uid, e.event_type, e.title, e.summary, g["lat"], g["lng"], e.timestamp, e.severity,
+            e.confidence_score, list(e.related_reports), e.cluster_id, e.verification_status,
+            None if e.risk_score is None else Decimal(f"{e.risk_score:.2f}"), Jsonb(e.metadata))
+
+
+def _window(hours: int | None, days: int | None) -> int:
+    if hours is not None and days is not None:
+        raise ValidationError("hours", "give hours or days, not both")
+    if days is not None:
+        return 24 * v.integer("days", days, minimum=1, maximum=MAX_DAYS)
+    if hours is not None:
+        return v.integer("hours", hours, minimum=1, maximum=MAX_HOURS)
+    return _ALL_TIME_HOURS
+
+
+def _limit(limit: int) -> int:
+    return v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)
+
+
+class CrimeEventRepository:
+    """Crime events on one connection (autocommit or inside a caller's transaction).
+
+    Every method raises ``ValidationError`` for bad arguments before any SQL, and translates database errors:
+    ``NotFoundError`` for an unknown related report or cluster, ``ConflictError`` for a duplicate ``event_id``.
+    """
+
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:
+        self.conn = conn
+
+    async def store(self, event: CrimeEvent | Any, *, miner_uid: int) -> uuid.UUID:
+        """Store one event (a ``CrimeEvent`` or a mapping) produced by ``miner_uid`` and return its ``event_id``.
+
+        Raises ``ValidationError`` (e.g. ``severity: must be at most 5, got 7``), ``NotFoundError`` when a
+        ``related_reports`` id or ``cluster_id`` is unknown (nothing stored), ``ConflictError`` for a known
+        ``event_id``.
+
+        Example: ``event_id = await CrimeEventRepository(conn).store(event, miner_uid=123)``
+        """
+        e = CrimeEvent.coerce(event)
+        params = _row(e, v.uid("miner_uid", miner_uid), e.event_id)
+        with translated():
+            cur = await self.conn.execute(INSERT_EVENT, params)
+            row = await cur.fetchone()
+        return row[0]  # type: ignore[index]
+
+    async def store_many(self, events: Iterable[CrimeEvent | Any], *, miner_uid: int) -> int:
+        """Store many events of ``miner_uid`` by binary COPY, in one transaction; returns how many.
+
+        ``events`` is streamed (a generator is fine: memory stays flat). A bad item raises ``ValidationError``
+        naming its index (``events[3].severity: ...``); an unknown related report raises ``NotFoundError``; either
+        way nothing is stored.
+
+        Example: ``stored = await CrimeEventRepository(conn).store_many(events, miner_uid=123)``
+        """
+        uid = v.uid("miner_uid", miner_uid)
+        with translated():
+            async with self.conn.transaction():
+                cur = self.conn.cursor()
+                async with cur.copy(COPY_EVENTS) as copy:
+                    copy.set_types(COPY_TYPES)
+                    for i, item in enumerate(events):
+                        try:
+                            e = CrimeEvent.coerce(item)
+                        except ValidationError as exc:
+                            field = f"events[{i}].{exc.field}" if exc.field else f"events[{i}]"
+                            raise ValidationError(field, exc.rule) from None
+                        await copy.write_row(_row(e, uid, e.event_id or uuid.uuid4()))
+                return cur.rowcount
+
+    async def recent(self, hours: int = 24, limit: int = 100) -> list[CrimeEventRecord]:
+        """Events whose ``timestamp`` lies in the last ``hours`` (1..87,600), newest first, at most ``limit``
+        (1..10,000).
+
+        Raises ``ValidationError`` for anything but integers in range (``"24; DROP TABLE crime_events"``, 1.5,
+        True, -1).
+
+        Example: ``events = await CrimeEventRepository(conn).recent(hours=24, limit=100)``
+        """
+        params = (v.integer("hours", hours, minimum=1, maximum=MAX_HOURS), _limit(limit))
+        return await self._many(RECENT_EVENTS, params)
+
+    async def within_radius(self, latitude: float, longitude: float, radius_m: float, *, hours: int | None = None,
+                            days: int | None = None, limit: int = 100) -> list[CrimeEventRecord]:
+        """Events within ``radius_m`` metres (0..1,000,000, geodesic) of the point, newest first, each with
+        ``distance_m``; limited to the last ``hours`` or ``days`` when one is given.
+
+        Raises ``ValidationError`` (coordinates out of range, radius or window not in range, both hours and days).
+
+        Example: ``near = await CrimeEventRepository(conn).within_radius(40.71, -74.0, 1000, days=7)``
+        """
+        lat = v.latitude("latitude", latitude)
+        lng = v.longitude("longitude", longitude)
+        radius = v.number("radius_m", radius_m, minimum=0.0, maximum=MAX_RADIUS_M)
+        params: dict[str, Any] = {"lat": lat, "lng": lng, "radius": radius, "hours": _window(hours, days),
+                                  "limit": _limit(limit), **search_boxes(lat, lng, radius)}
+        return await self._many(EVENTS_WITHIN_RADIUS, params)
+
+    async def by_miner(self, miner_uid: int, limit: int = 100) -> list[CrimeEventRecord]:
+        """The events stored by ``miner_uid``, newest first, at most ``limit``.
+
+        Example: ``mine = await CrimeEventRepository(conn).by_miner(123, limit=20)``
+        """
+        return await self._many(EVENTS_BY_MINER, (v.uid("miner_uid", miner_uid), _limit(limit)))
+
+    async def by_report(self, report_id: uuid.UUID | str, limit: int = 100) -> list[CrimeEventRecord]:
+        """The events whose ``related_reports`` include ``report_id``, newest first.
+
+        Example: ``linked = await CrimeEventRepository(conn).by_report(report_id)``
+        """
+        return await self._many(EVENTS_BY_REPORT, (v.uuid_value("report_id", report_id), _limit(limit)))
+
+    async def get(self, event_id: uuid.UUID | str) -> CrimeEventRecord | None:
+        """The event with this ``event_id``, or ``None``. Raises ``ValidationError`` for a malformed UUID.
+
+        Example: ``event = await CrimeEventRepository(conn).get(event_id)``
+        """
+        rows = await self._many(GET_EVENT, (v.uuid_value("event_id", event_id),))
+        return rows[0] if rows else None
+
+    async def update_verification(self, event_id: uuid.UUID | str, *, status: str, validator_uid: int,
+                                  score: float | None = None) -> CrimeEventRecord:
+        """Set an event's ``verification_status`` (pending, verified, disputed, rejected), ``verified_by``,
+        ``verification_score`` (0..1 or ``None``) and ``verified_at`` (now); returns the updated event.
+
+        Raises ``ValidationError`` (unknown status word, score outside [0, 1], bad uid), ``NotFoundError``
+        (unknown event).
+
+        Example: ``await CrimeEventRepository(conn).update_verification(eid, status="verified", validator_uid=9,
+        score=0.93)``
+        """
+        params = {"event_id": v.uuid_value("event_id", event_id),
+                  "status": v.choice("status", status, VERIFICATION_STATUSES),
+                  "validator_uid": v.uid("validator_uid", validator_uid),
+                  "score": None if score is None else v.unit_interval("score", score)}
+        rows = await self._many(UPDATE_VERIFICATION, params)
+        if not rows:
+            raise NotFoundError(f"event_id {params['event_id']}: no such crime event")
+        return rows[0]
+
+    async def hotspots(self, days: int = 7, *, cell_degrees: float = 0.01, min_incidents: int = 1,
+                       limit: int = 100) -> list[Hotspot]:
+        """Cells of ``cell_degrees`` (0.0001..10; 0.01 ≈ 1.1 km) holding at least ``min_incidents`` verified
+        events of the last ``days`` (1..3650), biggest first (then most recent).
+
+        Example: ``spots = await CrimeEventRepository(conn).hotspots(days=7)``
+        """
+        params = {"days": v.integer("days", days, minimum=1, maximum=MAX_DAYS),
+                  "cell": v.number("cell_degrees", cell_degrees, minimum=0.0001, maximum=10.0),
+                  "min_incidents": v.integer("min_incidents", min_incidents, minimum=1),
+                  "limit": _limit(limit)}
+        with translated():
+            cur = self.conn.cursor(row_factory=class_row(Hotspot))
+            await cur.execute(HOTSPOTS, params)
+            return await cur.fetchall()
+
+    async def counts(self) -> tuple[int, int]:
+        """``(all events, verified events)``."""
+        with translated():
+            cur = await self.conn.execute(COUNT_EVENTS)
+            total, verified = await cur.fetchone()  # type: ignore[misc]
+        return total, verified
+
+    async def _many(self, query: str, params: Any) -> list[CrimeEventRecord]:
+        with translated():
+            cur = self.conn.cursor(row_factory=class_row(CrimeEventRecord))
+            await cur.execute(query, params)
+            return await cur.fetchall()
