@@ -1,0 +1,115 @@
+"""The audit log, read only: rows written by the schema's triggers (and by re-registrations).
+
+``audit_log`` holds one row per audited change: the table, the operation (INSERT, UPDATE, DELETE, REREGISTER), the
+row's key as text (``row_id``: a UUID, or a miner/validator uid), the database user, and the row before and after.
+
+Example::
+
+    audit = AuditRepository(conn)
+    latest = await audit.recent(limit=20)
+    history = await audit.for_row("miner_performance", 123)   # oldest first
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+
+from luminar_store import validation as v
+from luminar_store.errors import ValidationError
+from luminar_store.models import AuditEntry
+from luminar_store.repositories._errors import translated
+
+__all__ = ["AuditRepository"]
+
+#: Most rows one call returns.
+MAX_LIMIT = 10_000
+
+# The newest entries of every table (idx_audit_log_occurred_at, read backwards).
+RECENT = """
+SELECT audit_id, table_name, operation, row_id, actor, old_data, new_data, occurred_at
+  FROM audit_log
+ ORDER BY occurred_at DESC
+ LIMIT %(limit)s
+"""
+
+# The newest entries of one table (idx_audit_log_table_time).
+RECENT_FOR_TABLE = """
+SELECT audit_id, table_name, operation, row_id, actor, old_data, new_data, occurred_at
+  FROM audit_log
+ WHERE table_name = %(table_name)s
+ ORDER BY occurred_at DESC
+ LIMIT %(limit)s
+"""
+
+# The history of one row, oldest first (idx_audit_log_table_time narrows to the table).
+FOR_ROW = """
+SELECT audit_id, table_name, operation, row_id, actor, old_data, new_data, occurred_at
+  FROM audit_log
+ WHERE table_name = %(table_name)s AND row_id = %(row_id)s
+ ORDER BY occurred_at, audit_id
+ LIMIT %(limit)s
+"""
+
+
+def _row_id(value: object) -> str:
+    if isinstance(value, UUID) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    if value is None:
+        raise ValidationError("row_id", "is required (the row's key: a UUID or a uid)")
+    return v.text("row_id", value, max_length=200)
+
+
+class AuditRepository:
+    """Reads ``audit_log`` on one async connection. There is no write method: triggers write the log."""
+
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:
+        self._conn = conn
+
+    async def recent(self, limit: int = 100, table_name: str | None = None) -> list[AuditEntry]:
+        """The newest audit entries, newest first.
+
+        Args:
+            limit: at most this many (1..10,000).
+            table_name: only this table's entries (e.g. ``"risk_zones"``, ``"miner_performance"``).
+
+        Raises ``ValidationError`` (``limit``, ``table_name``) before any SQL.
+
+        Example::
+
+            for entry in await audit.recent(10, table_name="crime_events"): print(entry.operation, entry.row_id)
+        """
+        params = {"limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)}
+        query = RECENT
+        if table_name is not None:
+            params["table_name"] = v.slug("table_name", table_name)
+            query = RECENT_FOR_TABLE
+        with translated():
+            async with self._conn.cursor(row_factory=class_row(AuditEntry)) as cur:
+                await cur.execute(query, params)
+                return await cur.fetchall()
+
+    async def for_row(self, table_name: str, row_id: str | int | UUID, *, limit: int = 1_000) -> list[AuditEntry]:
+        """The audit history of one row, oldest first.
+
+        Args:
+            table_name: the audited table (e.g. ``"crime_events"``).
+            row_id: the row's key as the log writes it: a UUID (events, zones) or a uid (miners, validators);
+                given as text, ``uuid.UUID`` or ``int``.
+            limit: at most this many (1..10,000).
+
+        Raises ``ValidationError`` (``table_name``, ``row_id``, ``limit``) before any SQL.
+
+        Example::
+
+            history = await audit.for_row("miner_performance", 123)
+            [e.operation for e in history]       # ['REREGISTER', ...]
+        """
+        params = {"table_name": v.slug("table_name", table_name), "row_id": _row_id(row_id),
+                  "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)}
+        with translated():
+            async with self._conn.cursor(row_factory=class_row(AuditEntry)) as cur:
+                await cur.execute(FOR_ROW, params)
+                return await cur.fetchall()
