@@ -1,0 +1,169 @@
+"""The write and read paths the benchmark compares: ours (the ``LuminarDB`` facade) and the raw baselines.
+
+Every baseline runs the repository's own SQL text (``luminar_store.repositories.crime_events``: ``COPY_EVENTS``,
+``INSERT_EVENT``, ``RECENT_EVENTS`` ...) on the same rows, so a difference is the cost of the facade's work
+(validation, mapping, pooling, records) and nothing else. asyncpg runs the same statements with ``$n`` placeholders.
+
+A row for the baselines is what a hand-written writer makes of a protocol mapping (``eventgen.as_row``: no checks).
+
+Example::
+
+    seconds = await bulk_facade(facade, batches)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+from eventgen import as_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from luminar_store.access import LuminarDB
+from luminar_store.config import Settings
+from luminar_store.repositories import crime_events as repo
+
+__all__ = [
+    "COPY_COLUMNS",
+    "ASYNCPG_INSERT",
+    "Batches",
+    "numbered",
+    "asyncpg_connect_kwargs",
+    "raw_psycopg_pool",
+    "bulk_facade",
+    "bulk_psycopg",
+    "bulk_asyncpg",
+    "store_facade",
+    "store_psycopg",
+    "store_asyncpg",
+    "QUERIES",
+]
+
+#: A bulk load: (miner_uid, events) per COPY; lists for the timed runs, generators for the memory probe.
+Batches = Iterable[tuple[int, Iterable[dict]]]
+
+
+def numbered(query: str) -> str:
+    """``query`` with psycopg's ``%s`` placeholders numbered ``$1``, ``$2`` ... for asyncpg."""
+    counter = iter(range(1, 1000))
+    return re.sub(r"%s", lambda _: f"${next(counter)}", query)
+
+
+def _copy_columns(copy_sql: str) -> list[str]:
+    inside = re.search(r"\(([^)]*)\)", copy_sql)
+    assert inside is not None, "COPY_EVENTS names its columns"
+    return [c.strip().strip('"') for c in inside.group(1).split(",")]
+
+
+#: The columns of the repository's COPY, in order (``geotag`` is generated and never written).
+COPY_COLUMNS = _copy_columns(repo.COPY_EVENTS)
+ASYNCPG_INSERT = numbered(repo.INSERT_EVENT)
+
+
+def asyncpg_connect_kwargs(settings: Settings) -> dict[str, Any]:
+    """asyncpg's connection arguments for the same server, role and database as ``settings``."""
+    kwargs: dict[str, Any] = {"host": settings.host, "port": settings.port, "user": settings.user,
+                              "database": settings.name}
+    if settings.password:
+        kwargs["password"] = settings.password
+    kwargs["ssl"] = False if settings.sslmode == "disable" else settings.sslmode
+    return kwargs
+
+
+def raw_psycopg_pool(settings: Settings) -> AsyncConnectionPool:
+    """A bare psycopg pool of the facade's size (autocommit connections, no checks): the per-call baseline."""
+    return AsyncConnectionPool(settings.conninfo(), kwargs={"autocommit": True}, min_size=settings.pool_size,
+                               max_size=settings.pool_max_size, open=False)
+
+
+# -- bulk -----------------------------------------------------------------------------------------------------------
+async def bulk_facade(facade: LuminarDB, batches: Batches) -> float:
+    """Seconds to store every batch with ``facade.store_crime_events`` (binary COPY, one transaction a batch)."""
+    start = time.perf_counter()
+    for uid, events in batches:
+        await facade.store_crime_events(events, miner_uid=uid)
+    return time.perf_counter() - start
+
+
+async def bulk_psycopg(conninfo: str, batches: Batches) -> float:
+    """Seconds to store every batch by the repository's binary COPY on a bare psycopg connection."""
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        start = time.perf_counter()
+        for uid, events in batches:
+            async with conn.transaction():
+                async with conn.cursor().copy(repo.COPY_EVENTS) as copy:
+                    copy.set_types(repo.COPY_TYPES)
+                    for event in events:
+                        await copy.write_row(as_row(event, uid, uuid.uuid4(), jsonb=Jsonb))
+        return time.perf_counter() - start
+
+
+async def bulk_asyncpg(connect_kwargs: dict[str, Any], batches: Batches) -> float:
+    """Seconds to store every batch with asyncpg's ``copy_records_to_table`` (binary COPY, same columns)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(**connect_kwargs)
+    try:
+        start = time.perf_counter()
+        for uid, events in batches:
+            records = (as_row(event, uid, uuid.uuid4()) for event in events)
+            await conn.copy_records_to_table("crime_events", records=records, columns=COPY_COLUMNS)
+        return time.perf_counter() - start
+    finally:
+        await conn.close()
+
+
+# -- one row a call -------------------------------------------------------------------------------------------------
+async def store_facade(facade: LuminarDB, event: dict, uid: int) -> object:
+    """One ``db.store_crime_event`` call."""
+    return await facade.store_crime_event(event, miner_uid=uid)
+
+
+async def store_psycopg(pool: AsyncConnectionPool, event: dict, uid: int) -> object:
+    """The repository's INSERT on a bare psycopg pool connection."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(repo.INSERT_EVENT, as_row(event, uid, jsonb=Jsonb))
+        return (await cur.fetchone())[0]  # type: ignore[index]
+
+
+async def store_asyncpg(pool: Any, event: dict, uid: int) -> object:
+    """The same INSERT on an asyncpg pool (a prepared statement, cached per connection)."""
+    return await pool.fetchval(ASYNCPG_INSERT, *as_row(event, uid))
+
+
+# -- reads ----------------------------------------------------------------------------------------------------------
+def _recent_params(args: dict) -> tuple:
+    return (args["hours"], args["limit"])
+
+
+def _radius_params(args: dict) -> dict:
+    return {"lat": args["lat"], "lng": args["lng"], "radius": float(args["radius_m"]), "hours": 24 * args["days"],
+            "limit": args["limit"], **repo.search_boxes(args["lat"], args["lng"], float(args["radius_m"]))}
+
+
+def _hotspot_params(args: dict) -> dict:
+    return {"days": args["days"], "cell": 0.01, "min_incidents": 1, "limit": args["limit"]}
+
+
+#: name → (facade call, repository SQL, SQL parameters): the baseline runs the SQL on a bare connection and
+#: fetches plain tuples.
+QUERIES = {
+    "recent": (lambda f, a: f.get_recent_events(hours=a["hours"], limit=a["limit"]),
+               repo.RECENT_EVENTS, _recent_params),
+    "radius": (lambda f, a: f.get_events_within_radius(a["lat"], a["lng"], a["radius_m"], days=a["days"],
+                                                       limit=a["limit"]),
+               repo.EVENTS_WITHIN_RADIUS, _radius_params),
+    "hotspots": (lambda f, a: f.get_crime_hotspots(days=a["days"], limit=a["limit"]),
+                 repo.HOTSPOTS, _hotspot_params),
+}
+
+
+def jsonable(value: object) -> object:
+    """``value`` made JSON-friendly (for the results file)."""
+    return json.loads(json.dumps(value, default=str))
