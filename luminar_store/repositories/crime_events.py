@@ -29,7 +29,7 @@ from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot
 from luminar_store.repositories._errors import translated
 
-__all__ = ["CrimeEventRepository", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M", "search_boxes"]
+__all__ = ["CrimeEventRepository", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M", "search_boxes", "window_hours"]
 
 #: Longest look-back of ``recent()``/``within_radius()`` in hours (10 years) and of ``hotspots()`` in days.
 MAX_HOURS = 24 * 3650
@@ -188,7 +188,9 @@ def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None) -> tuple[Any
             None if e.risk_score is None else Decimal(f"{e.risk_score:.2f}"), Jsonb(e.metadata))
 
 
-def _window(hours: int | None, days: int | None) -> int:
+def window_hours(hours: int | None, days: int | None) -> int:
+    """The look-back in hours of ``hours`` (1..87,600) or ``days`` (1..3650), at most one of them given; all time
+    when neither. Raises ``ValidationError``."""
     if hours is not None and days is not None:
         raise ValidationError("hours", "give hours or days, not both")
     if days is not None:
@@ -276,7 +278,7 @@ class CrimeEventRepository:
         lat = v.latitude("latitude", latitude)
         lng = v.longitude("longitude", longitude)
         radius = v.number("radius_m", radius_m, minimum=0.0, maximum=MAX_RADIUS_M)
-        params: dict[str, Any] = {"lat": lat, "lng": lng, "radius": radius, "hours": _window(hours, days),
+        params: dict[str, Any] = {"lat": lat, "lng": lng, "radius": radius, "hours": window_hours(hours, days),
                                   "limit": _limit(limit), **search_boxes(lat, lng, radius)}
         return await self._many(EVENTS_WITHIN_RADIUS, params)
 

@@ -1,0 +1,343 @@
+"""The facade: the specification's calls, each a coroutine, composed from the repositories.
+
+``from luminar_store import db`` (or ``luminar_store.access.db``) is a ``LuminarDB`` built lazily on its first call:
+it reads ``.env`` (never overriding the environment) and ``load_settings()``, the way the nodes are started
+(``LUMINAR_ENV=production python neurons/luminar_miner.py``). Other code and tests build their own
+``LuminarDB(settings)`` or ``db.configure(settings)``.
+
+Every argument is validated before any SQL runs (``ValidationError`` naming the field); inputs are a dataclass of
+``luminar_store.models`` or a plain mapping with the same field names (aliases: see ``luminar_store.models``).
+Reads go to a read replica when ``LUMINAR_DB_REPLICA_URLS`` names some (they may lag the primary slightly), writes
+to the primary.
+
+Example::
+
+    from luminar_store import db
+
+    events = await db.get_recent_events(hours=24, limit=100)          # newest first
+    hotspots = await db.get_crime_hotspots(days=7)                    # biggest first
+    stats = await db.get_miner_stats(miner_uid=123)                   # None for an unknown miner
+    event_id = await db.store_crime_event(crime_event, miner_uid=123)
+    await db.update_miner_performance(miner_uid=123, hotkey="hotkey_string",
+                                      scores={"integrity": 0.95, "clustering": 0.88, "novelty": 0.75, "quality": 0.92})
+    report_id = await db.store_raw_report(report)
+    await db.store_consensus_record(event.event_id, validator_uid, scores, round_number)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from luminar_store import validation as v
+from luminar_store.config import Settings, load_dotenv_file, load_settings
+from luminar_store.database import Database
+from luminar_store.errors import ValidationError
+from luminar_store.models import (
+    VERIFICATION_STATUSES,
+    CrimeEvent,
+    CrimeEventRecord,
+    DatabaseStats,
+    Hotspot,
+    MinerRoundResult,
+    MinerStats,
+    RawIncidentReport,
+    RawReportRecord,
+)
+from luminar_store.repositories.consensus import MAX_ROUND, ConsensusRepository, validate_consensus_scores
+from luminar_store.repositories.crime_events import (
+    MAX_DAYS,
+    MAX_HOURS,
+    MAX_LIMIT,
+    MAX_RADIUS_M,
+    CrimeEventRepository,
+    window_hours,
+)
+from luminar_store.repositories.miners import MAX_HOTKEY_LENGTH, MinerRepository, validate_scores
+from luminar_store.repositories.raw_reports import MAX_CLAIM, RawReportRepository
+from luminar_store.repositories.validators import ValidatorRepository
+
+__all__ = ["LuminarDB", "db"]
+
+
+class LuminarDB:
+    """The data layer's calls for miners, validators and tools.
+
+    ``LuminarDB(settings)`` uses those settings; ``LuminarDB()`` loads them (``.env`` + environment) on its first
+    call. ``database=`` shares an existing ``Database``. Pools open on the first call or ``initialize()``.
+
+    Every method raises ``ValidationError`` before any SQL for a bad argument, ``DatabaseUnavailableError`` when the
+    server cannot be reached and ``PoolExhaustedError`` when no connection frees up in time.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, database: Database | None = None,
+                 read_dotenv: bool = False) -> None:
+        self._settings = settings
+        self._database = database
+        self._read_dotenv = read_dotenv
+
+    def __repr__(self) -> str:
+        return f"<LuminarDB {self._database!r}>" if self._database else "<LuminarDB (settings not loaded yet)>"
+
+    @property
+    def database(self) -> Database:
+        """The ``Database`` underneath (created from the settings on first access; raises ``ConfigError``)."""
+        if self._database is None:
+            if self._settings is None:
+                if self._read_dotenv:
+                    load_dotenv_file()
+                self._settings = load_settings()
+            self._database = Database(self._settings)
+        return self._database
+
+    def configure(self, settings: Settings | None = None, *, database: Database | None = None) -> None:
+        """Point this facade at other settings (or an existing ``Database``); ``None`` reloads from the environment
+        on the next call. Close the previous pools first (``await db.close()``) if they were used.
+
+        Example: ``db.configure(load_settings("testing"))``
+        """
+        self._settings, self._database = settings, database
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+    async def initialize(self) -> None:
+        """Open the pools now rather than on the first call. Raises ``DatabaseUnavailableError``."""
+        await self.database.initialize()
+
+    async def close(self) -> None:
+        """Close the pools (a later call reopens them)."""
+        if self._database is not None:
+            await self._database.close()
+
+    async def health_check(self) -> bool:
+        """True when the primary answers; never raises for a down server. Example: ``ok = await db.health_check()``
+        """
+        return await self.database.health_check()
+
+    # -- crime events ---------------------------------------------------------------------------------------------
+    async def get_recent_events(self, hours: int = 24, limit: int = 100) -> list[CrimeEventRecord]:
+        """Events of the last ``hours`` (integer 1..87,600), newest first, at most ``limit`` (1..10,000).
+
+        Each ``CrimeEventRecord`` has ``event_id``, ``event_type``, ``latitude``, ``longitude``, ``geotag``,
+        ``timestamp``, ``severity``, ``confidence_score``, ``verification_status`` ...
+
+        Example: ``events = await db.get_recent_events(hours=24, limit=100)``
+        """
+        v.integer("hours", hours, minimum=1, maximum=MAX_HOURS)
+        v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)
+        async with self.database.read_connection() as conn:
+            return await CrimeEventRepository(conn).recent(hours, limit)
+
+    async def get_events_within_radius(self, latitude: float, longitude: float, radius_m: float, *,
+                                       hours: int | None = None, days: int | None = None,
+                                       limit: int = 100) -> list[CrimeEventRecord]:
+        """Events within ``radius_m`` metres (geodesic, 0..1,000,000) of a point, newest first, each with
+        ``distance_m``; only the last ``hours`` or ``days`` when given.
+
+        Example: ``near = await db.get_events_within_radius(40.7128, -74.0060, 1000, days=7)``
+        """
+        v.latitude("latitude", latitude)
+        v.longitude("longitude", longitude)
+        v.number("radius_m", radius_m, minimum=0.0, maximum=MAX_RADIUS_M)
+        window_hours(hours, days)
+        v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)
+        async with self.database.read_connection() as conn:
+            return await CrimeEventRepository(conn).within_radius(latitude, longitude, radius_m, hours=hours,
+                                                                  days=days, limit=limit)
+
+    async def get_crime_hotspots(self, days: int = 7, *, cell_degrees: float = 0.01, min_incidents: int = 1,
+                                 limit: int = 100) -> list[Hotspot]:
+        """Verified events of the last ``days`` (1..3650) grouped by square cells of ``cell_degrees`` (0.01° ≈
+        1.1 km), biggest first. Each ``Hotspot`` has ``latitude``/``longitude`` (cell centre), ``incident_count``,
+        ``avg_severity``, ``max_severity``, ``crime_types``, ``first_seen``, ``last_seen``.
+
+        Example: ``hotspots = await db.get_crime_hotspots(days=7)``
+        """
+        v.integer("days", days, minimum=1, maximum=MAX_DAYS)
+        v.number("cell_degrees", cell_degrees, minimum=0.0001, maximum=10.0)
+        v.integer("min_incidents", min_incidents, minimum=1)
+        v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)
+        async with self.database.read_connection() as conn:
+            return await CrimeEventRepository(conn).hotspots(days, cell_degrees=cell_degrees,
+                                                             min_incidents=min_incidents, limit=limit)
+
+    async def get_event(self, event_id: uuid.UUID | str) -> CrimeEventRecord | None:
+        """One event by ``event_id``, or ``None``. Example: ``event = await db.get_event(event_id)``"""
+        v.uuid_value("event_id", event_id)
+        async with self.database.read_connection() as conn:
+            return await CrimeEventRepository(conn).get(event_id)
+
+    async def get_events_by_miner(self, miner_uid: int, limit: int = 100) -> list[CrimeEventRecord]:
+        """The events ``miner_uid`` stored, newest first. Example: ``await db.get_events_by_miner(123, limit=20)``
+        """
+        v.uid("miner_uid", miner_uid)
+        v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)
+        async with self.database.read_connection() as conn:
+            return await CrimeEventRepository(conn).by_miner(miner_uid, limit)
+
+    async def store_crime_event(self, crime_event: CrimeEvent | Mapping[str, Any], miner_uid: int) -> uuid.UUID:
+        """Store one processed event of ``miner_uid`` and return its new ``event_id`` (a ``UUID``, truthy).
+
+        Raises ``ValidationError`` (nothing stored), ``NotFoundError`` when a ``related_reports`` id or
+        ``cluster_id`` is unknown (nothing stored), ``ConflictError`` for a known ``event_id``.
+
+        Example: ``event_id = await db.store_crime_event({"event_type": "theft", "geotag": {"lat": 40.7,
+        "lng": -74.0}, "timestamp": now, "severity": 2, "confidence_score": 0.8}, miner_uid=123)``
+        """
+        event = CrimeEvent.coerce(crime_event)
+        uid = v.uid("miner_uid", miner_uid)
+        async with self.database.connection() as conn:
+            return await CrimeEventRepository(conn).store(event, miner_uid=uid)
+
+    async def store_crime_events(self, crime_events: Iterable[CrimeEvent | Mapping[str, Any]],
+                                 miner_uid: int) -> int:
+        """Store many events of ``miner_uid`` by COPY in one transaction (streamed); returns how many. A bad item
+        raises ``ValidationError`` naming its index and nothing is stored.
+
+        Example: ``stored = await db.store_crime_events(events, miner_uid=123)``
+        """
+        uid = v.uid("miner_uid", miner_uid)
+        async with self.database.connection() as conn:
+            return await CrimeEventRepository(conn).store_many(crime_events, miner_uid=uid)
+
+    async def update_event_verification(self, event_id: uuid.UUID | str, status: str, validator_uid: int,
+                                        score: float | None = None) -> CrimeEventRecord:
+        """Record the verdict on an event: ``status`` (pending, verified, disputed, rejected), the validator and its
+        ``score`` (0..1); returns the updated event. Raises ``NotFoundError`` for an unknown event.
+
+        Example: ``await db.update_event_verification(event_id, "verified", validator_uid=9, score=0.93)``
+        """
+        v.uuid_value("event_id", event_id)
+        v.choice("status", status, VERIFICATION_STATUSES)
+        v.uid("validator_uid", validator_uid)
+        if score is not None:
+            v.unit_interval("score", score)
+        async with self.database.connection() as conn:
+            return await CrimeEventRepository(conn).update_verification(event_id, status=status,
+                                                                        validator_uid=validator_uid, score=score)
+
+    # -- raw reports ----------------------------------------------------------------------------------------------
+    async def store_raw_report(self, report: RawIncidentReport | Mapping[str, Any]) -> uuid.UUID:
+        """Store one raw report and return its ``report_id``; storing a known ``external_id`` (or the protocol's
+        non-UUID ``report_id``) again returns the first ``report_id`` and stores nothing.
+
+        Example: ``report_id = await db.store_raw_report({"report_id": "app-42", "text_description": "...",
+        "geotag": {"lat": 40.7, "lng": -74.0}, "timestamp": now})``
+        """
+        clean = RawIncidentReport.coerce(report)
+        async with self.database.connection() as conn:
+            return await RawReportRepository(conn).store(clean)
+
+    async def store_raw_reports(self, reports: Iterable[RawIncidentReport | Mapping[str, Any]], *,
+                                skip_existing: bool = True) -> int:
+        """Store many raw reports by COPY in one transaction; returns how many were new. ``skip_existing=False``
+        is the faster plain COPY, refusing the whole batch (``ConflictError``) when an ``external_id`` is known.
+
+        Example: ``stored = await db.store_raw_reports(reports)``
+        """
+        if not isinstance(skip_existing, bool):
+            raise ValidationError("skip_existing", f"must be true or false, got {type(skip_existing).__name__}")
+        async with self.database.connection() as conn:
+            return await RawReportRepository(conn).store_many(reports, skip_existing=skip_existing)
+
+    async def get_raw_report(self, report_id: uuid.UUID | str) -> RawReportRecord | None:
+        """One raw report by ``report_id``, or ``None``. Example: ``await db.get_raw_report(report_id)``"""
+        v.uuid_value("report_id", report_id)
+        async with self.database.connection() as conn:
+            return await RawReportRepository(conn).get(report_id)
+
+    async def claim_reports(self, miner_uid: int, limit: int = 10) -> list[RawReportRecord]:
+        """Claim up to ``limit`` (1..1000) of the oldest pending reports for ``miner_uid`` (they become
+        ``processing``); concurrent claimers never get the same report.
+
+        Example: ``batch = await db.claim_reports(miner_uid=123, limit=50)``
+        """
+        v.uid("miner_uid", miner_uid)
+        v.integer("limit", limit, minimum=1, maximum=MAX_CLAIM)
+        async with self.database.connection() as conn:
+            return await RawReportRepository(conn).claim(miner_uid, limit)
+
+    async def mark_report_processed(self, report_id: uuid.UUID | str) -> RawReportRecord:
+        """Mark a claimed report ``processed``. Raises ``NotFoundError`` for an unknown report.
+
+        Example: ``await db.mark_report_processed(report.report_id)``
+        """
+        v.uuid_value("report_id", report_id)
+        async with self.database.connection() as conn:
+            return await RawReportRepository(conn).mark_processed(report_id)
+
+    async def mark_report_failed(self, report_id: uuid.UUID | str, error_message: str, *,
+                                 retry: bool = False) -> RawReportRecord:
+        """Record a processing failure (``failed``, or ``pending`` again when ``retry``). Raises ``NotFoundError``.
+
+        Example: ``await db.mark_report_failed(report.report_id, "unreadable media", retry=True)``
+        """
+        v.uuid_value("report_id", report_id)
+        v.text("error_message", error_message)
+        async with self.database.connection() as conn:
+            return await RawReportRepository(conn).mark_failed(report_id, error_message, retry=retry)
+
+    # -- miners, validators, consensus ----------------------------------------------------------------------------
+    async def get_miner_stats(self, miner_uid: int) -> MinerStats | None:
+        """A miner's record (scores, ``total_rounds``, ``success_rate`` in percent, ``events_submitted`` ...), or
+        ``None`` for an unknown miner.
+
+        Example: ``stats = await db.get_miner_stats(miner_uid=123)``
+        """
+        v.uid("miner_uid", miner_uid)
+        async with self.database.read_connection() as conn:
+            return await MinerRepository(conn).stats(miner_uid)
+
+    async def update_miner_performance(self, miner_uid: int, hotkey: str,
+                                       scores: Mapping[str, float]) -> MinerRoundResult:
+        """Record a scoring round: ``scores`` holds exactly ``integrity``, ``clustering``, ``novelty``, ``quality``
+        in [0, 1]. A known uid with a new hotkey is a re-registered miner and starts a fresh record. Returns the
+        record after the round.
+
+        Example: ``await db.update_miner_performance(miner_uid=123, hotkey="hotkey_string", scores={"integrity":
+        0.95, "clustering": 0.88, "novelty": 0.75, "quality": 0.92})``
+        """
+        v.uid("miner_uid", miner_uid)
+        v.text("hotkey", hotkey, max_length=MAX_HOTKEY_LENGTH)
+        validate_scores(scores)
+        async with self.database.connection() as conn:
+            return await MinerRepository(conn).record_round(miner_uid, hotkey, scores)
+
+    async def store_consensus_record(self, event_id: uuid.UUID | str, validator_uid: int,
+                                     scores: Mapping[str, float], round_number: int, *,
+                                     final_score: float | None = None) -> uuid.UUID:
+        """Store a validator's scores of an event in a round and return the ``record_id``; storing the same record
+        again returns the same id. Raises ``NotFoundError`` (unknown event), ``ConflictError`` (other scores for the
+        same event, validator and round).
+
+        Example: ``await db.store_consensus_record(event.event_id, 7, {"accuracy": 0.9}, 12)``
+        """
+        v.uuid_value("event_id", event_id)
+        v.uid("validator_uid", validator_uid)
+        validate_consensus_scores(scores)
+        v.integer("round_number", round_number, minimum=0, maximum=MAX_ROUND)
+        if final_score is not None:
+            v.unit_interval("final_score", final_score)
+        async with self.database.connection() as conn:
+            return await ConsensusRepository(conn).store(event_id, validator_uid, scores, round_number,
+                                                         final_score=final_score)
+
+    async def get_database_stats(self) -> DatabaseStats:
+        """Counts of the whole database: reports (all, pending), events (all, verified), ``verification_rate``
+        (percent of events verified), active miners and validators.
+
+        Example: ``stats = await db.get_database_stats(); print(stats.verification_rate)``
+        """
+        async with self.database.read_connection() as conn:
+            reports, pending = await RawReportRepository(conn).counts()
+            events, verified = await CrimeEventRepository(conn).counts()
+            miners = await MinerRepository(conn).count_active()
+            validators = await ValidatorRepository(conn).count_active()
+        rate = round(100.0 * verified / events, 2) if events else 0.0
+        return DatabaseStats(raw_reports=reports, pending_reports=pending, crime_events=events,
+                             verified_events=verified, verification_rate=rate, active_miners=miners,
+                             active_validators=validators)
+
+
+#: The facade of ``from luminar_store import db``: settings from ``.env`` and the environment on its first call.
+db = LuminarDB(read_dotenv=True)
