@@ -31,7 +31,7 @@ from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.models import CrimeCluster, NewCrimeCluster
 from luminar_store.repositories._errors import translated
 
-__all__ = ["ClusterRepository", "search_boxes"]
+__all__ = ["ClusterRepository", "search_boxes", "validate_cluster"]
 
 #: Largest cluster radius and search distance, in metres (the table's CHECK allows radius_m <= 1,000,000).
 MAX_RADIUS_M = 1_000_000.0

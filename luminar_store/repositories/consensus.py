@@ -31,7 +31,13 @@ from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.models import ConsensusAccuracy, ConsensusRecord, ConsensusSummary
 from luminar_store.repositories._errors import translated
 
-__all__ = ["ConsensusRepository", "AGREEMENT_TOLERANCE", "final_score_of", "validate_consensus_scores"]
+__all__ = [
+    "ConsensusRepository",
+    "AGREEMENT_TOLERANCE",
+    "MAX_ROUND",
+    "final_score_of",
+    "validate_consensus_scores",
+]
 
 #: A validator agrees when its final score lies within this distance of the mean final score.
 AGREEMENT_TOLERANCE = 0.1

@@ -29,7 +29,14 @@ from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.models import ActiveMiner, MinerPerformance, MinerRoundResult, MinerStats
 from luminar_store.repositories._errors import translated
 
-__all__ = ["MinerRepository", "SCORE_KEYS", "SUCCESS_THRESHOLD", "overall_score", "validate_scores"]
+__all__ = [
+    "MinerRepository",
+    "SCORE_KEYS",
+    "SUCCESS_THRESHOLD",
+    "MAX_HOTKEY_LENGTH",
+    "overall_score",
+    "validate_scores",
+]
 
 #: The four scores of a round, in the order of the table's columns.
 SCORE_KEYS = ("integrity", "clustering", "novelty", "quality")

@@ -32,7 +32,7 @@ from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.models import NewRiskZone, RiskZone
 from luminar_store.repositories._errors import translated
 
-__all__ = ["RiskZoneRepository", "boundary_geojson"]
+__all__ = ["RiskZoneRepository", "boundary_geojson", "validate_zone"]
 
 #: Most vertices of a boundary (all rings together) and most rings (the shell and its holes).
 MAX_VERTICES = 10_000

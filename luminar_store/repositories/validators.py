@@ -24,7 +24,7 @@ from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.models import ValidatorStats, ValidatorUpdate
 from luminar_store.repositories._errors import translated
 
-__all__ = ["ValidatorRepository"]
+__all__ = ["ValidatorRepository", "MAX_HOTKEY_LENGTH"]
 
 #: Longest hotkey the table accepts.
 MAX_HOTKEY_LENGTH = 128
