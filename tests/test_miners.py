@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pytest
 from _async import count_rows, insert_event, run_with_conn
 
@@ -252,3 +254,18 @@ def test_active_arguments_are_checked(db_conninfo, kwargs, field):
 
 def test_overall_score_is_the_mean():
     assert overall_score(validate_scores(GOOD)) == pytest.approx(0.875)
+
+
+def test_concurrent_rounds_of_one_miner_all_count(db_conninfo):
+    async def one_round(scores):
+        async with await psycopg.AsyncConnection.connect(db_conninfo, autocommit=True) as conn:
+            return await MinerRepository(conn).record_round(77, "hk77", scores)
+
+    async def body(conn):
+        results = await asyncio.gather(*(one_round(GOOD if i % 2 else POOR) for i in range(10)))
+        assert sum(r.created for r in results) == 1 and not any(r.reregistered for r in results)
+        stats = await MinerRepository(conn).stats(77)
+        assert (stats.total_rounds, stats.successful_rounds, stats.success_rate) == (10, 5, 50.0)
+        assert stats.avg_overall_score == pytest.approx((0.875 + 0.35) / 2)
+
+    run_with_conn(db_conninfo, body)
