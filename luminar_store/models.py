@@ -71,13 +71,38 @@ REPORT_STATUSES = ("pending", "processing", "processed", "failed", "rejected")
 VERIFICATION_STATUSES = ("pending", "verified", "disputed", "rejected")
 
 
-def _set(obj: object, name: str, value: object) -> None:
-    object.__setattr__(obj, name, value)  # frozen dataclasses normalize their own fields once, in __post_init__
+# Frozen dataclasses normalize their own fields once, in __post_init__.
+_set = object.__setattr__
+# Crime types recur: each distinct word is checked by validation.slug once (bounded, so it cannot grow forever).
+_SLUGS: dict[str, str] = {}
+
+
+def _slug(field_name: str, value: object) -> str:
+    clean = _SLUGS.get(value) if type(value) is str else None  # noqa: E721 - exact str: the cache's keys
+    if clean is None:
+        clean = v.slug(field_name, value)
+        if len(_SLUGS) < 4096:
+            _SLUGS[value] = clean  # type: ignore[index]
+    return clean
+
+
+def _geotag(value: object) -> dict[str, float]:
+    """validation.geotag, with the protocol's usual form (two floats in range) accepted without the general path."""
+    if type(value) is dict:  # noqa: E721
+        lat, lng = value.get("lat"), value.get("lng")
+        if type(lat) is float and type(lng) is float and -90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0:  # noqa: E721
+            return {"lat": lat, "lng": lng}
+    lat, lng = v.geotag("geotag", value)
+    return {"lat": lat, "lng": lng}
+
+
+def _metadata(value: object) -> dict[str, object]:
+    return {} if type(value) is dict and not value else v.mapping("metadata", value)  # noqa: E721
 
 
 def _as_mapping(cls: type, value: object, what: str) -> dict[str, object]:
-    if isinstance(value, Mapping):
-        return dict(value)
+    if type(value) is dict or isinstance(value, Mapping):  # noqa: E721 - the common case without the ABC check
+        return dict(value)  # type: ignore[call-overload]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     raise ValidationError(what, f"must be a {cls.__name__} or a mapping with its field names, got "
@@ -90,6 +115,22 @@ def _location(data: dict[str, object]) -> None:
         data["geotag"] = {"lat": data.pop("latitude"), "lng": data.pop("longitude")}
 
 
+_SHAPES: dict[type, tuple[frozenset[str], tuple[str, ...]]] = {}
+
+
+def _shape(cls: type) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(field names, required field names) of an input dataclass, computed once."""
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        fields = dataclasses.fields(cls)
+        shape = _SHAPES[cls] = (
+            frozenset(f.name for f in fields),
+            tuple(f.name for f in fields
+                  if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING),
+        )
+    return shape
+
+
 def _build(cls: type, data: dict[str, object], aliases: Mapping[str, str]) -> object:
     for alias, name in aliases.items():
         if alias in data:
@@ -98,14 +139,13 @@ def _build(cls: type, data: dict[str, object], aliases: Mapping[str, str]) -> ob
                 data[name] = value
             elif value is not None and value != data[name]:
                 raise ValidationError(alias, f"is an alias of {name} and both are given with different values")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(k for k in data if k not in names)
-    if unknown:
+    names, required = _shape(cls)
+    if not names.issuperset(data):
+        unknown = sorted(str(k) for k in data if k not in names)
         raise ValidationError(unknown[0], f"is not a field of {cls.__name__}; fields: {', '.join(sorted(names))}")
-    missing = [f.name for f in dataclasses.fields(cls)
-               if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ValidationError(missing[0], "is required")
+    for name in required:
+        if name not in data:
+            raise ValidationError(name, "is required")
     return cls(**data)
 
 
@@ -136,11 +176,10 @@ class RawIncidentReport:
     def __post_init__(self) -> None:
         _set(self, "external_id", v.text("external_id", self.external_id, max_length=200))
         _set(self, "description", v.text("description", self.description))
-        lat, lng = v.geotag("geotag", self.geotag)
-        _set(self, "geotag", {"lat": lat, "lng": lng})
+        _set(self, "geotag", _geotag(self.geotag))
         _set(self, "timestamp", v.aware_datetime("timestamp", self.timestamp))
         _set(self, "reporter_id", v.optional_text("reporter_id", self.reporter_id, max_length=200))
-        _set(self, "crime_type", None if self.crime_type is None else v.slug("crime_type", self.crime_type))
+        _set(self, "crime_type", None if self.crime_type is None else _slug("crime_type", self.crime_type))
         urls = tuple(v.string_list("media_urls", self.media_urls))
         hashes = tuple(v.string_list("media_hashes", self.media_hashes, max_length=256))
         if len(hashes) != len(urls):
@@ -148,7 +187,7 @@ class RawIncidentReport:
                                                   f"{len(hashes)} hashes")
         _set(self, "media_urls", urls)
         _set(self, "media_hashes", hashes)
-        _set(self, "metadata", v.mapping("metadata", self.metadata))
+        _set(self, "metadata", _metadata(self.metadata))
 
     @property
     def latitude(self) -> float:
@@ -224,22 +263,28 @@ class CrimeEvent:
                                             "confidence": "confidence_score"}
 
     def __post_init__(self) -> None:
-        _set(self, "event_type", v.slug("event_type", self.event_type))
-        lat, lng = v.geotag("geotag", self.geotag)
-        _set(self, "geotag", {"lat": lat, "lng": lng})
+        # The bulk path validates every row: values already in their clean form skip the general validators
+        # (each fast test accepts only what the validator would accept unchanged).
+        _set(self, "event_type", _slug("event_type", self.event_type))
+        _set(self, "geotag", _geotag(self.geotag))
         _set(self, "timestamp", v.aware_datetime("timestamp", self.timestamp))
-        _set(self, "severity", v.severity("severity", self.severity))
-        _set(self, "confidence_score", v.unit_interval("confidence_score", self.confidence_score))
-        _set(self, "title", v.optional_text("title", self.title, max_length=500))
-        _set(self, "summary", v.optional_text("summary", self.summary))
-        _set(self, "related_reports", tuple(v.uuid_list("related_reports", self.related_reports)))
+        if type(self.severity) is not int or not 1 <= self.severity <= 5:  # noqa: E721 - bool is refused
+            _set(self, "severity", v.severity("severity", self.severity))
+        if type(self.confidence_score) is not float or not 0.0 <= self.confidence_score <= 1.0:  # noqa: E721
+            _set(self, "confidence_score", v.unit_interval("confidence_score", self.confidence_score))
+        if self.title is not None:
+            _set(self, "title", v.text("title", self.title, max_length=500))
+        if self.summary is not None:
+            _set(self, "summary", v.text("summary", self.summary))
+        if self.related_reports or self.related_reports is None or type(self.related_reports) is not tuple:  # noqa: E721
+            _set(self, "related_reports", tuple(v.uuid_list("related_reports", self.related_reports)))
         if self.cluster_id is not None:
             _set(self, "cluster_id", v.uuid_value("cluster_id", self.cluster_id))
         if self.risk_score is not None:
             _set(self, "risk_score", v.unit_interval("risk_score", self.risk_score))
-        _set(self, "verification_status", v.choice("verification_status", self.verification_status,
-                                                   VERIFICATION_STATUSES))
-        _set(self, "metadata", v.mapping("metadata", self.metadata))
+        if self.verification_status not in VERIFICATION_STATUSES:
+            v.choice("verification_status", self.verification_status, VERIFICATION_STATUSES)
+        _set(self, "metadata", _metadata(self.metadata))
         if self.event_id is not None:
             _set(self, "event_id", v.uuid_value("event_id", self.event_id))
 
@@ -359,7 +404,6 @@ class DatabaseStats:
     crime_events: int
     verified_events: int
     verification_rate: float
-    consensus_records: int
     active_miners: int
     active_validators: int
 
