@@ -49,3 +49,4 @@ def main() -> None:
 # Sub-commands register themselves on import; each module adds its commands to `cli`.
 from luminar_store.cli import localdb as _localdb  # noqa: E402,F401
 from luminar_store.cli import migrate as _migrate  # noqa: E402,F401
+from luminar_store.cli import ops as _ops  # noqa: E402,F401

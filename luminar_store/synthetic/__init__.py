@@ -31,7 +31,7 @@ import psycopg
 
 from luminar_store import validation
 from luminar_store.config import Settings, load_settings
-from luminar_store.errors import DatabaseUnavailableError, OperationError
+from luminar_store.errors import OperationError
 from luminar_store.synthetic.loader import LoadSummary, load_run
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "load_sample_data",
     "populate_sample_data",
     "write_sample_data",
-    "connect",
 ]
 
 DEFAULT_REPORTS = 1000
@@ -85,23 +84,13 @@ def _refuse_production(settings: Settings) -> None:
                              "use LUMINAR_ENV=local or testing")
 
 
-def connect(settings: Settings) -> psycopg.Connection:
-    """An autocommit connection for a load; ``DatabaseUnavailableError`` (naming host, port, database) if none."""
-    try:
-        return psycopg.connect(**settings.connect_kwargs(), autocommit=True)
-    except psycopg.OperationalError as exc:
-        reason = " ".join((str(exc).strip().splitlines() or [""])[-1].split())
-        if settings.password:
-            reason = reason.replace(settings.password, "***")
-        raise DatabaseUnavailableError(f"cannot reach the database ({settings.describe()}): {reason}; "
-                                       "is it running? start it: make db-start") from None
-
-
 def write_sample_data(settings: Settings | None = None, **kwargs) -> LoadSummary:
     """``load_sample_data`` on a new connection from ``settings`` (default ``load_settings()``); refuses
     production with ``OperationError``."""
     settings = settings or load_settings()
     _refuse_production(settings)
+    from luminar_store.admin import connect
+
     with connect(settings) as conn:
         return load_sample_data(conn, **kwargs)
 
@@ -112,7 +101,8 @@ async def populate_sample_data(reports: int = DEFAULT_REPORTS, days: int = DEFAU
     """The specification's call: write sample data into the database of ``settings`` (default
     ``load_settings()``, i.e. ``LUMINAR_ENV``), off the event loop. Defaults: 1,000 reports over 7 days, seed 42.
 
-    Raises like ``load_sample_data``, plus ``OperationError`` in production and ``DatabaseUnavailableError``.
+    Raises like ``load_sample_data``, plus ``OperationError`` in production and ``DatabaseUnavailableError``
+    when the server cannot be reached.
 
     Example: ``summary = await populate_sample_data()``
     """

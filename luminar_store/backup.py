@@ -1,0 +1,276 @@
+"""Backups with ``pg_dump`` (custom format, so ``pg_restore -d luminar_local FILE`` also reads them) and restores
+with ``pg_restore`` in one transaction.
+
+The connection reaches the tools through the environment of their process (``PGHOST``, ``PGPASSWORD``, ...): the
+password is never on a command line, in a message or in a log. A backup is written to ``<file>.partial`` and renamed
+when complete, so a failed or interrupted backup leaves no file behind. A restore first reads the archive's table
+of contents (a damaged file is refused before the database is touched) and then runs as a single transaction: a
+failure or Ctrl-C leaves the database as it was.
+
+Tools: ``LUMINAR_PG_BINDIR`` when set (only there), else the newest ``/usr/lib/postgresql/<major>/bin``, else
+``PATH``; the tool's major version must be at least the server's.
+
+Example::
+
+    >>> result = backup_database(load_settings("local"))
+    >>> result.path
+    PosixPath('backups/luminar_local_20250817T120000Z.dump')
+    >>> restore_database(load_settings("testing"), result.path, clean=True).entries > 0
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from psycopg.conninfo import make_conninfo
+
+from luminar_store.admin import connect
+from luminar_store.config import Settings
+from luminar_store.errors import OperationError
+
+__all__ = [
+    "DEFAULT_BACKUP_DIR",
+    "BackupResult",
+    "RestoreResult",
+    "find_tool",
+    "tool_environment",
+    "default_backup_path",
+    "backup_database",
+    "read_archive",
+    "restore_database",
+]
+
+DEFAULT_BACKUP_DIR = Path("backups")
+_PG_LIB = Path("/usr/lib/postgresql")
+_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
+# Entries of the archive that need a superuser and already exist in a database made by `setup`.
+_EXTENSION_ENTRY = re.compile(r"^\d+;\s*\d+\s+\d+\s+(EXTENSION|COMMENT)\s+-\s+(EXTENSION\s+)?postgis\b")
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """A finished backup: where, how big (bytes), how long (seconds), of which server version."""
+
+    path: Path
+    size_bytes: int
+    seconds: float
+    server_version: str
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """A finished restore: the archive, its number of entries, seconds, and whether the database was created."""
+
+    path: Path
+    entries: int
+    seconds: float
+    created_database: bool
+
+
+def _major_of(tool: Path) -> int | None:
+    try:
+        done = subprocess.run([str(tool), "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return None
+    found = _VERSION.search(done.stdout)
+    return int(found.group(1)) if found else None
+
+
+def find_tool(name: str, *, server_major: int | None = None) -> Path:
+    """The ``pg_dump`` / ``pg_restore`` to use (see the module text), whose major version is at least
+    ``server_major``. Raises ``OperationError`` naming where it looked and how to install one."""
+    explicit = os.environ.get("LUMINAR_PG_BINDIR")
+    if explicit:
+        candidates = [Path(explicit) / name]
+        where = f"LUMINAR_PG_BINDIR={explicit}"
+        fix = "point LUMINAR_PG_BINDIR at PostgreSQL's bin directory (e.g. /usr/lib/postgresql/15/bin) or unset it"
+    else:
+        majors = sorted((int(p.name) for p in _PG_LIB.iterdir() if p.name.isdigit()), reverse=True) \
+            if _PG_LIB.is_dir() else []
+        candidates = [_PG_LIB / str(m) / "bin" / name for m in majors]
+        on_path = shutil.which(name)
+        if on_path:
+            candidates.append(Path(on_path))
+        where = f"{_PG_LIB}/*/bin and PATH"
+        fix = (f"install the PostgreSQL client: apt-get install postgresql-client-{server_major or 15} "
+               "(or set LUMINAR_PG_BINDIR)")
+    found = [c for c in candidates if c.is_file() and os.access(c, os.X_OK)]
+    if not found:
+        raise OperationError(f"{name} not found in {where}; {fix}")
+    too_old = []
+    for tool in found:
+        major = _major_of(tool)
+        if major is not None and (server_major is None or major >= server_major):
+            return tool
+        too_old.append(f"{tool} ({major or 'unknown version'})")
+    raise OperationError(f"{name} must be version {server_major} or newer for this server, found only "
+                         f"{', '.join(too_old)}; {fix}")
+
+
+def tool_environment(settings: Settings) -> dict[str, str]:
+    """The environment for ``pg_dump`` / ``pg_restore``: the caller's, with the connection as ``PG*`` variables
+    (``PGPASSWORD`` included: the process environment is the one place the password goes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update({"PGHOST": settings.host, "PGPORT": str(settings.port), "PGUSER": settings.user,
+                "PGDATABASE": settings.name, "PGSSLMODE": settings.sslmode,
+                "PGCONNECT_TIMEOUT": str(settings.connect_timeout), "PGAPPNAME": "luminar_store.backup"})
+    for key, var in (("sslrootcert", "PGSSLROOTCERT"), ("sslcert", "PGSSLCERT"), ("sslkey", "PGSSLKEY")):
+        if getattr(settings, key):
+            env[var] = getattr(settings, key)
+    if settings.password:
+        env["PGPASSWORD"] = settings.password
+    return env
+
+
+def _server(settings: Settings) -> tuple[int, str]:
+    with connect(settings) as conn:
+        number, text = conn.execute("SELECT current_setting('server_version_num')::int, "
+                                    "current_setting('server_version')").fetchone()
+    return number // 10000, text.split()[0]
+
+
+def _last_line(text: str, secret: str | None) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    line = lines[-1] if lines else "no message"
+    line = re.sub(r"^(pg_dump|pg_restore): (error: )?", "", line)
+    return line.replace(secret, "***") if secret else line
+
+
+def default_backup_path(settings: Settings, *, directory: Path = DEFAULT_BACKUP_DIR,
+                        now: datetime | None = None) -> Path:
+    """``backups/luminar_<env>_<UTC stamp>.dump``, e.g. ``backups/luminar_local_20250817T120000Z.dump``."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return directory / f"luminar_{settings.env}_{stamp}.dump"
+
+
+def _writable(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb"):
+            pass
+    except OSError as exc:
+        raise OperationError(f"cannot write the backup to {path}: {exc.strerror or exc}; choose a writable "
+                             "place with --output PATH") from None
+
+
+def backup_database(settings: Settings, output: Path | None = None) -> BackupResult:
+    """Dump the settings' database with ``pg_dump -Fc`` to ``output`` (default ``default_backup_path``; a
+    directory gets the default file name inside it). An existing file is not overwritten.
+
+    Raises ``DatabaseUnavailableError`` (server unreachable), ``OperationError`` (no suitable pg_dump, the output
+    exists or is not writable, pg_dump failed); in each case no file is left behind.
+    """
+    started = time.perf_counter()
+    major, version = _server(settings)
+    tool = find_tool("pg_dump", server_major=major)
+    path = Path(output) if output is not None else default_backup_path(settings)
+    if path.is_dir():
+        path = default_backup_path(settings, directory=path)
+    if path.exists():
+        raise OperationError(f"{path} already exists; choose another --output or remove it first")
+    partial = path.with_name(path.name + ".partial")
+    _writable(partial)
+    done = False
+    try:
+        ran = subprocess.run([str(tool), "--format=custom", "--no-password", f"--file={partial}"],
+                             env=tool_environment(settings), capture_output=True, text=True, check=False)
+        if ran.returncode != 0:
+            raise OperationError(f"pg_dump failed: {_last_line(ran.stderr, settings.password)}")
+        os.replace(partial, path)
+        done = True
+    finally:
+        if not done:
+            partial.unlink(missing_ok=True)
+    return BackupResult(path=path, size_bytes=path.stat().st_size, seconds=time.perf_counter() - started,
+                        server_version=version)
+
+
+def read_archive(path: Path, *, tool: Path | None = None) -> list[str]:
+    """The table of contents of a ``pg_dump`` custom/directory/tar archive (``pg_restore --list``), one entry a
+    line. Raises ``OperationError`` when the file is missing or is not a readable archive."""
+    path = Path(path)
+    if not path.exists():
+        raise OperationError(f"{path}: no such file; give the path of a backup made by `luminar-db backup`")
+    tool = tool or find_tool("pg_restore")
+    ran = subprocess.run([str(tool), "--list", str(path)], capture_output=True, text=True, check=False,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("PG")})
+    if ran.returncode != 0:
+        raise OperationError(f"{path} is not a readable pg_dump archive ({_last_line(ran.stderr, None)}); "
+                             "nothing was restored")
+    return [line for line in ran.stdout.splitlines() if line.strip() and not line.startswith(";")]
+
+
+def _user_tables(settings: Settings) -> int:
+    with connect(settings) as conn:
+        return conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "
+                            "AND tablename <> 'spatial_ref_sys'").fetchone()[0]
+
+
+def _has_postgis(settings: Settings) -> bool:
+    with connect(settings) as conn:
+        return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'postgis'").fetchone() is not None
+
+
+def restore_database(settings: Settings, path: Path, *, clean: bool = False,
+                     allow_production: bool = False) -> RestoreResult:
+    """Restore the archive at ``path`` into the settings' database in one transaction.
+
+    The database is created when missing (and dropped again if the restore fails). Into a database that already
+    holds tables, ``clean`` is required: it drops the archive's objects first, inside the same transaction.
+    Ownership and grants of the archive are not restored (objects belong to the restoring role). PostGIS, when
+    already installed in the target, is kept as it is.
+
+    Raises ``OperationError`` for production unless ``allow_production``, an unreadable archive, a non-empty
+    target without ``clean``, or a failed restore (nothing changed); ``DatabaseUnavailableError`` when the server
+    cannot be reached.
+    """
+    from luminar_store import admin
+
+    if settings.env == "production" and not allow_production:
+        raise OperationError("restoring into production is refused without --force (LUMINAR_ENV=production)")
+    started = time.perf_counter()
+    path = Path(path)
+    with connect(settings, dbname="postgres") as conn:
+        major = conn.info.server_version // 10000
+        exists = admin.database_exists(conn, settings.name)
+    tool = find_tool("pg_restore", server_major=major)
+    entries = read_archive(path, tool=tool)
+    created = False
+    if not exists:
+        with connect(settings, dbname="postgres") as conn:
+            created = admin.create_database(conn, settings, None)
+    elif not clean and _user_tables(settings):
+        raise OperationError(f"database {settings.name} already holds tables; pass --clean to replace them with "
+                             "the backup's, or restore into an empty database")
+    keep_postgis = _has_postgis(settings)
+    ok = False
+    with tempfile.TemporaryDirectory(prefix="luminar-restore-") as scratch:
+        argv = [str(tool), "--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges",
+                "--no-password", f"--dbname={make_conninfo(dbname=settings.name)}"]
+        if clean:
+            argv += ["--clean", "--if-exists"]
+        if keep_postgis:
+            listing = Path(scratch) / "toc.list"
+            listing.write_text("\n".join(e for e in entries if not _EXTENSION_ENTRY.match(e)) + "\n")
+            argv += [f"--use-list={listing}"]
+        try:
+            ran = subprocess.run([*argv, str(path)], env=tool_environment(settings), capture_output=True, text=True,
+                                 check=False)
+            if ran.returncode != 0:
+                reason = _last_line(ran.stderr, settings.password)
+                raise OperationError(f"restore failed, nothing was changed: {reason}")
+            ok = True
+        finally:
+            if created and not ok:
+                admin.drop_database(settings)
+    return RestoreResult(path=path, entries=len(entries), seconds=time.perf_counter() - started,
+                         created_database=created)

@@ -1,0 +1,196 @@
+"""The specification's key metrics of the network, read from the database in a handful of aggregate queries.
+
+- processing throughput: reports settled (processed or rejected) per hour over the last ``hours`` (24), next to
+  reports received per hour;
+- consensus accuracy: of the validators' scores of events scored by at least two validators in the same round,
+  over the last ``days`` (7), the share within ``AGREEMENT_TOLERANCE`` (0.1) of that round's mean score; and the
+  lifetime agreement recorded in ``validator_performance`` (agreements / validations of active validators);
+- geographic coverage: events per region, the region read from the event's position with the boxes of
+  ``COVERAGE`` (continents, roughly: the Americas split at Panama, Europe north of 35°N and west of 45°E,
+  Africa below 37.5°N without Arabia, Oceania east of 110°E and south of the equator, the rest of the land east of
+  25°E is Asia; anything else is ``Other``);
+- miner performance: the ``active_miners`` view's success rates (share of rounds scoring at least 0.5);
+- active nodes: the specification's count of active miners, with active validators beside it.
+
+Example::
+
+    >>> with admin.connect(settings) as conn:
+    ...     print(format_stats(collect_stats(conn)))
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+
+__all__ = ["AGREEMENT_TOLERANCE", "COVERAGE", "NetworkStats", "collect_stats", "format_stats"]
+
+AGREEMENT_TOLERANCE = 0.1
+
+REPORTS_BY_STATUS = "SELECT status, count(*) FROM raw_incident_reports GROUP BY status ORDER BY status"
+EVENTS_BY_STATUS = "SELECT verification_status, count(*) FROM crime_events GROUP BY 1 ORDER BY 1"
+# Settled = processed or rejected: both took a miner's work.
+THROUGHPUT = """
+SELECT count(*) FILTER (WHERE processed_at >= now() - make_interval(hours => %(hours)s)
+                          AND status IN ('processed', 'rejected')),
+       count(*) FILTER (WHERE created_at >= now() - make_interval(hours => %(hours)s))
+  FROM raw_incident_reports
+"""
+AGREEMENT = """
+WITH scored AS (
+    SELECT final_score,
+           avg(final_score) OVER w AS mean_score,
+           count(*) OVER w AS judges
+      FROM consensus_records
+     WHERE created_at >= now() - make_interval(days => %(days)s)
+    WINDOW w AS (PARTITION BY event_id, round_number)
+)
+SELECT count(*), count(*) FILTER (WHERE abs(final_score - mean_score) <= %(tolerance)s)
+  FROM scored
+ WHERE judges > 1
+"""
+VALIDATORS = """
+SELECT count(*) FILTER (WHERE is_active),
+       count(*),
+       sum(agreements) FILTER (WHERE is_active)::double precision
+         / nullif(sum(total_validations) FILTER (WHERE is_active), 0)
+  FROM validator_performance
+"""
+# Regions are rough continent boxes, tried in this order (see the module text).
+COVERAGE = """
+SELECT CASE
+           WHEN latitude BETWEEN -60 AND 13 AND longitude BETWEEN -92 AND -30 THEN 'South America'
+           WHEN latitude BETWEEN 7 AND 84 AND longitude BETWEEN -170 AND -50 THEN 'North America'
+           WHEN latitude BETWEEN 35 AND 72 AND longitude BETWEEN -25 AND 45 THEN 'Europe'
+           WHEN latitude BETWEEN -36 AND 37.5 AND longitude BETWEEN -20 AND 52
+                AND NOT (latitude > 12 AND longitude > 35) THEN 'Africa'
+           WHEN latitude BETWEEN -50 AND 0 AND longitude BETWEEN 110 AND 180 THEN 'Oceania'
+           WHEN latitude BETWEEN -11 AND 82 AND longitude BETWEEN 25 AND 180 THEN 'Asia'
+           ELSE 'Other'
+       END AS region,
+       count(*) AS events,
+       count(*) FILTER (WHERE verification_status = 'verified') AS verified
+  FROM crime_events
+ GROUP BY region
+ ORDER BY events DESC, region
+"""
+MINERS = """
+SELECT (SELECT count(*) FROM miner_performance),
+       count(*),
+       round(avg(success_rate), 2),
+       round(min(success_rate), 2),
+       round(max(success_rate), 2),
+       round(avg(avg_overall_score)::numeric, 4)
+  FROM active_miners
+"""
+TOP_MINERS = """
+SELECT miner_uid, success_rate, round(avg_overall_score::numeric, 4), total_rounds
+  FROM active_miners
+ ORDER BY success_rate DESC, avg_overall_score DESC, miner_uid
+ LIMIT %s
+"""
+
+
+@dataclass
+class NetworkStats:
+    """The metrics at ``generated_at``; rates are per hour, shares in percent (None when nothing to measure)."""
+
+    generated_at: str
+    reports_total: int
+    reports_by_status: dict[str, int]
+    events_total: int
+    events_by_status: dict[str, int]
+    window_hours: int
+    processed_per_hour: float
+    received_per_hour: float
+    consensus_window_days: int
+    consensus_records_compared: int
+    consensus_agreement_pct: float | None
+    validator_accuracy_pct: float | None
+    coverage: list[dict[str, object]] = field(default_factory=list)
+    miners_total: int = 0
+    active_miners: int = 0
+    miner_success_rate_avg: float | None = None
+    miner_success_rate_min: float | None = None
+    miner_success_rate_max: float | None = None
+    miner_avg_score: float | None = None
+    top_miners: list[dict[str, object]] = field(default_factory=list)
+    active_validators: int = 0
+    validators_total: int = 0
+    active_nodes: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return round(100.0 * part / whole, 2) if whole else None
+
+
+def _num(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def collect_stats(conn: psycopg.Connection, *, hours: int = 24, days: int = 7, top: int = 5) -> NetworkStats:
+    """Read every metric through ``conn`` (a few seconds at a million reports). Raises ``psycopg.Error`` when
+    the schema is missing."""
+    reports = dict(conn.execute(REPORTS_BY_STATUS).fetchall())
+    events = dict(conn.execute(EVENTS_BY_STATUS).fetchall())
+    settled, received = conn.execute(THROUGHPUT, {"hours": hours}).fetchone()
+    compared, agreeing = conn.execute(AGREEMENT, {"days": days, "tolerance": AGREEMENT_TOLERANCE}).fetchone()
+    active_validators, validators_total, accuracy = conn.execute(VALIDATORS).fetchone()
+    coverage = [{"region": region, "events": count, "verified": verified,
+                 "share_pct": _pct(count, sum(events.values()))}
+                for region, count, verified in conn.execute(COVERAGE).fetchall()]
+    miners_total, active, avg_rate, min_rate, max_rate, avg_score = conn.execute(MINERS).fetchone()
+    top_miners = [{"miner_uid": uid, "success_rate": float(rate), "avg_score": float(score), "rounds": rounds}
+                  for uid, rate, score, rounds in conn.execute(TOP_MINERS, [top]).fetchall()]
+    return NetworkStats(
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        reports_total=sum(reports.values()), reports_by_status=reports,
+        events_total=sum(events.values()), events_by_status=events,
+        window_hours=hours, processed_per_hour=round(settled / hours, 1), received_per_hour=round(received / hours, 1),
+        consensus_window_days=days, consensus_records_compared=compared,
+        consensus_agreement_pct=_pct(agreeing, compared),
+        validator_accuracy_pct=None if accuracy is None else round(100.0 * accuracy, 2),
+        coverage=coverage, miners_total=miners_total, active_miners=active,
+        miner_success_rate_avg=_num(avg_rate), miner_success_rate_min=_num(min_rate),
+        miner_success_rate_max=_num(max_rate), miner_avg_score=_num(avg_score), top_miners=top_miners,
+        active_validators=active_validators, validators_total=validators_total, active_nodes=active,
+    )
+
+
+def _show(value: float | None, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:,.2f}{unit}"
+
+
+def format_stats(s: NetworkStats) -> str:
+    """The metrics as an aligned, readable table."""
+    by_status = lambda d: ", ".join(f"{k} {v:,}" for k, v in d.items()) or "none"  # noqa: E731
+    rows = [
+        ("reports", f"{s.reports_total:,} ({by_status(s.reports_by_status)})"),
+        ("events", f"{s.events_total:,} ({by_status(s.events_by_status)})"),
+        (f"throughput ({s.window_hours} h)", f"{s.processed_per_hour:,.1f} reports/hour processed, "
+                                             f"{s.received_per_hour:,.1f} received"),
+        (f"consensus accuracy ({s.consensus_window_days} d)",
+         f"{_show(s.consensus_agreement_pct, ' %')} of {s.consensus_records_compared:,} validator scores within "
+         f"{AGREEMENT_TOLERANCE} of the round's mean"),
+        ("validator accuracy", f"{_show(s.validator_accuracy_pct, ' %')} (lifetime, active validators)"),
+        ("miner success rate", f"avg {_show(s.miner_success_rate_avg, ' %')}, min "
+                               f"{_show(s.miner_success_rate_min, ' %')}, max {_show(s.miner_success_rate_max, ' %')}"),
+        ("active nodes", f"{s.active_nodes} miners of {s.miners_total}, {s.active_validators} validators of "
+                         f"{s.validators_total}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    lines.append("geographic coverage (events by region):")
+    for c in s.coverage or [{"region": "none", "events": 0, "verified": 0, "share_pct": None}]:
+        lines.append(f"  {str(c['region']).ljust(14)} {c['events']:>10,}  {_show(c['share_pct'], ' %'):>9}  "
+                     f"({c['verified']:,} verified)")
+    if s.top_miners:
+        lines.append("top miners (uid: success rate, average score, rounds):")
+        for m in s.top_miners:
+            lines.append(f"  {m['miner_uid']:>5}: {m['success_rate']:6.2f} %  {m['avg_score']:.4f}  {m['rounds']:,}")
+    return "\n".join(lines)
