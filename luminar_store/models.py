@@ -313,7 +313,9 @@ class CrimeEvent:
 
 
 # -- records ------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+# Plain slotted dataclasses (not frozen): a query builds them by the hundred, and a frozen one costs ten times more
+# to build. Their fields are in the order of the repositories' SELECT lists, so rows map to them by position.
+@dataclass(slots=True)
 class RawReportRecord:
     """A stored raw report. ``status`` is one of ``REPORT_STATUSES``; ``claimed_by`` is the miner uid that claimed it
     and ``processing_attempts`` counts the claims."""
@@ -344,7 +346,7 @@ class RawReportRecord:
         return {"lat": self.latitude, "lng": self.longitude}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CrimeEventRecord:
     """A stored crime event. ``distance_m`` (metres from the query's point) is set by radius queries only."""
 
@@ -376,7 +378,7 @@ class CrimeEventRecord:
         return {"lat": self.latitude, "lng": self.longitude}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hotspot:
     """A square cell of ``cell_degrees`` (0.01° ≈ 1.1 km) holding verified events of the period.
 
@@ -394,7 +396,7 @@ class Hotspot:
     last_seen: dt.datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DatabaseStats:
     """Counts of the whole database. ``verification_rate`` is the percentage (0..100, 2 decimals) of crime events
     whose status is ``verified`` (0 without events); ``active_*`` count rows with ``is_active``."""

@@ -260,3 +260,26 @@ def test_bad_arguments_are_refused(db_settings, conn, call):
 
     run(with_repo(db_settings, go))
     assert count(conn) == 0
+
+
+def test_record_row_builds_by_position_and_falls_back_to_names(db_settings, conn):
+    from luminar_store.models import Hotspot
+    from luminar_store.repositories.crime_events import record_row
+
+    first = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+    async def go():
+        async with await psycopg.AsyncConnection.connect(db_settings.conninfo()) as c:
+            in_order = c.cursor(row_factory=record_row(Hotspot))
+            await in_order.execute("SELECT 1.5 AS latitude, 2.5 AS longitude, 3 AS incident_count, "
+                                   "2.0 AS avg_severity, 4 AS max_severity, ARRAY['theft'] AS crime_types, "
+                                   "%s::timestamptz AS first_seen, %s::timestamptz AS last_seen", (first, first))
+            shuffled = c.cursor(row_factory=record_row(Hotspot))
+            await shuffled.execute("SELECT %s::timestamptz AS last_seen, %s::timestamptz AS first_seen, "
+                                   "ARRAY['theft'] AS crime_types, 4 AS max_severity, 2.0 AS avg_severity, "
+                                   "3 AS incident_count, 2.5 AS longitude, 1.5 AS latitude", (first, first))
+            return await in_order.fetchone(), await shuffled.fetchone()
+
+    a, b = run(go())
+    assert a == b
+    assert (a.latitude, a.longitude, a.incident_count, a.max_severity, a.crime_types) == (1.5, 2.5, 3, 4, ["theft"])

@@ -51,6 +51,7 @@ def test_async_with_and_lazy_open_on_first_use(db_settings):
         lazy = Database(db_settings)
         async with lazy.connection() as conn:  # opened by the first call
             assert conn.autocommit is True
+            assert await _scalar(conn, "SHOW jit") == "off"
             assert await _scalar(conn, "SELECT current_database()") == db_settings.name
         await lazy.close()
         async with lazy.connection() as conn:  # and reopened after close()

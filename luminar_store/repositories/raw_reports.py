@@ -24,13 +24,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import psycopg
-from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.models import RawIncidentReport, RawReportRecord
 from luminar_store.repositories._errors import translated
+from luminar_store.repositories.crime_events import record_row
 
 __all__ = ["RawReportRepository", "MAX_CLAIM", "MAX_STALE_MINUTES"]
 
@@ -258,7 +258,7 @@ class RawReportRepository:
         params = {"miner_uid": v.uid("miner_uid", miner_uid),
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_CLAIM)}
         with translated():
-            cur = self.conn.cursor(row_factory=class_row(RawReportRecord))
+            cur = self.conn.cursor(row_factory=record_row(RawReportRecord))
             await cur.execute(CLAIM_REPORTS, params)
             rows = await cur.fetchall()
         return sorted(rows, key=lambda r: (r.timestamp, r.created_at))
@@ -307,7 +307,7 @@ class RawReportRepository:
         """
         rid = v.uuid_value("report_id", report_id)
         with translated():
-            cur = self.conn.cursor(row_factory=class_row(RawReportRecord))
+            cur = self.conn.cursor(row_factory=record_row(RawReportRecord))
             await cur.execute(GET_REPORT, (rid,))
             return await cur.fetchone()
 
@@ -320,7 +320,7 @@ class RawReportRepository:
 
     async def _one(self, query: str, params: Any, rid: uuid.UUID) -> RawReportRecord:
         with translated():
-            cur = self.conn.cursor(row_factory=class_row(RawReportRecord))
+            cur = self.conn.cursor(row_factory=record_row(RawReportRecord))
             await cur.execute(query, params)
             row = await cur.fetchone()
         if row is None:
