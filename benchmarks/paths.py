@@ -42,6 +42,7 @@ __all__ = [
     "store_facade",
     "store_psycopg",
     "store_asyncpg",
+    "no_reset",
     "QUERIES",
 ]
 
@@ -120,6 +121,10 @@ async def bulk_asyncpg(connect_kwargs: dict[str, Any], batches: Batches) -> floa
 
 
 # -- one row a call -------------------------------------------------------------------------------------------------
+async def no_reset(conn: Any) -> None:
+    """An asyncpg pool ``reset`` that sends nothing (the default runs ``RESET ALL`` ... at every release)."""
+
+
 async def store_facade(facade: LuminarDB, event: dict, uid: int) -> object:
     """One ``db.store_crime_event`` call."""
     return await facade.store_crime_event(event, miner_uid=uid)

@@ -157,6 +157,7 @@ async def measure(settings: Any, plan: Plan) -> dict[str, Any]:
         gc.collect()
         gc.freeze()  # a million live dicts would otherwise be rescanned by every full collection, in every path
         runs: dict[str, list[float]] = {"facade": [], "psycopg": [], "asyncpg": []}
+        cpu: dict[str, list[float]] = {name: [] for name in runs}
         bulk = {"facade": lambda: paths.bulk_facade(facade, batches),
                 "psycopg": lambda: paths.bulk_psycopg(settings.conninfo(), batches),
                 "asyncpg": lambda: paths.bulk_asyncpg(apg_kwargs, batches)}
@@ -164,20 +165,30 @@ async def measure(settings: Any, plan: Plan) -> dict[str, Any]:
         for r in range(plan.rounds):
             for name in order if r % 2 == 0 else order[::-1]:
                 await _reset_table(admin)
+                cpu_start = time.process_time()
                 seconds = await bulk[name]()
+                cpu[name].append((time.process_time() - cpu_start) / plan.events * 1e6)
                 runs[name].append(seconds)
-                say(f"bulk round {r + 1}/{plan.rounds} {name}: {plan.events / seconds:,.0f} rows/s ({seconds:.1f} s)")
+                say(f"bulk round {r + 1}/{plan.rounds} {name}: {plan.events / seconds:,.0f} rows/s ({seconds:.1f} s, "
+                    f"client CPU {cpu[name][-1]:.1f} µs/row)")
         out["bulk_seconds"] = runs
+        out["bulk_client_cpu_us_per_row"] = cpu
         batches.clear()  # frees the inputs before the reads are measured
         gc.unfreeze()
         gc.collect()
         cur = await admin.execute("SELECT count(*) FROM crime_events")
         out["events_in_table"] = (await cur.fetchone())[0]
 
-        say("VACUUM ANALYZE crime_events")
+        say("CHECKPOINT; VACUUM ANALYZE crime_events")
         start = time.perf_counter()
+        # With synchronous_commit=off the loads' commit records may not be on disk yet, and VACUUM cannot mark a
+        # page all-visible (nor set hint bits) before they are; CHECKPOINT flushes the WAL first. Without it the
+        # hotspot query's index-only scan visits the heap for the newest batches.
+        await admin.execute("CHECKPOINT")
         await admin.execute("VACUUM ANALYZE crime_events")
         out["vacuum_analyze_seconds"] = time.perf_counter() - start
+        out["all_visible_after_vacuum"] = await _all_visible(admin)
+        say(f"pages all-visible after VACUUM: {out['all_visible_after_vacuum']:.0%}")
         out["table_stats"] = await _table_stats(admin)
 
         # -- reads -----------------------------------------------------------------------------------------------
@@ -188,20 +199,32 @@ async def measure(settings: Any, plan: Plan) -> dict[str, Any]:
         await raw_pool.open(wait=True)
         apg_pool = await asyncpg.create_pool(min_size=settings.pool_size, max_size=settings.pool_max_size,
                                              **apg_kwargs)
+        # asyncpg's pool resets every connection it takes back (one more round trip a call, RESET ALL ...); the
+        # second pool skips that, the strongest asyncpg baseline.
+        apg_fast = await asyncpg.create_pool(min_size=settings.pool_size, max_size=settings.pool_max_size,
+                                             reset=paths.no_reset, **apg_kwargs)
         try:
             stores = {"facade": lambda e, u: paths.store_facade(facade, e, u),
                       "psycopg": lambda e, u: paths.store_psycopg(raw_pool, e, u),
-                      "asyncpg": lambda e, u: paths.store_asyncpg(apg_pool, e, u)}
+                      "asyncpg": lambda e, u: paths.store_asyncpg(apg_pool, e, u),
+                      "asyncpg_noreset": lambda e, u: paths.store_asyncpg(apg_fast, e, u)}
             out["single"] = await _measure_single(stores, world, plan)
             out["concurrent"] = await _measure_concurrent(stores, world, plan)
         finally:
             await raw_pool.close()
             await apg_pool.close()
+            await apg_fast.close()
         out["pool"] = {"min_size": settings.pool_size, "max_size": settings.pool_max_size}
     finally:
         await admin.close()
         await facade.close()
     return out
+
+
+async def _all_visible(admin: Any) -> float:
+    cur = await admin.execute("SELECT relallvisible, relpages FROM pg_class WHERE oid = 'crime_events'::regclass")
+    visible, pages = await cur.fetchone()
+    return visible / pages if pages else 1.0
 
 
 async def _table_stats(admin: Any) -> dict[str, Any]:
@@ -261,17 +284,22 @@ async def _measure_single(stores: dict[str, Callable], world: Any, plan: Plan) -
         for event in warm:
             await store(event, 12)
     samples: dict[str, list[int]] = {name: [] for name in stores}
+    cpu: dict[str, float] = {name: 0.0 for name in stores}
     block = 100
     names = list(stores)
     for b, first in enumerate(range(0, len(timed), block)):
         shift = b % len(names)  # rotate which path goes first, so drift and caches hit every path alike
         for name in names[shift:] + names[:shift]:
             store = stores[name]
+            cpu_start = time.process_time()
             for event in timed[first:first + block]:
                 start = time.perf_counter_ns()
                 await store(event, 12)
                 samples[name].append(time.perf_counter_ns() - start)
-    result = {name: summary_us(s) for name, s in samples.items()}
+            cpu[name] += time.process_time() - cpu_start
+    result: dict[str, Any] = {name: summary_us(s) for name, s in samples.items()}
+    for name in names:
+        result[name]["client_cpu_us"] = cpu[name] / len(timed) * 1e6
     say("single store p50/p99 µs: " + ", ".join(f"{n} {r['p50']:.0f}/{r['p99']:.0f}" for n, r in result.items()))
     return result
 
@@ -286,14 +314,17 @@ async def _measure_concurrent(stores: dict[str, Callable], world: Any, plan: Pla
             await store(event, uid)
 
     rates: dict[str, list[float]] = {name: [] for name in stores}
+    cpu: dict[str, list[float]] = {name: [] for name in stores}
     names = list(stores)
     for r in range(max(plan.rounds, 2)):
         for name in names if r % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             await asyncio.gather(*(worker(stores[name], k) for k in range(plan.tasks)))
             rates[name].append(total / (time.perf_counter() - start))
-    say("concurrent stores/s (best): " + ", ".join(f"{n} {max(r):,.0f}" for n, r in rates.items()))
-    return {"tasks": plan.tasks, "per_task": plan.per_task, "rates": rates}
+            cpu[name].append((time.process_time() - cpu_start) / total * 1e6)
+    say("concurrent stores/s (best): " + ", ".join(f"{n} {max(r):,.0f} ({min(cpu[n]):.0f} µs client CPU/store)"
+                                                    for n, r in rates.items()))
+    return {"tasks": plan.tasks, "per_task": plan.per_task, "rates": rates, "client_cpu_us_per_store": cpu}
 
 
 # -- memory, in subprocesses ----------------------------------------------------------------------------------------
@@ -351,8 +382,13 @@ def figures(raw: dict[str, Any], plan: Plan) -> list[Figure]:
                single["asyncpg"]["p50"], "asyncpg pool INSERT", "(beside)", goal_on=""),
         Figure("single_p99_vs_asyncpg", "store_crime_event p99", "µs", single["facade"]["p99"],
                single["asyncpg"]["p99"], "asyncpg pool INSERT", "(beside)", goal_on=""),
+        Figure("single_p50_vs_asyncpg_noreset", "store_crime_event p50", "µs", single["facade"]["p50"],
+               single["asyncpg_noreset"]["p50"], "asyncpg pool, no reset", "(beside)", goal_on=""),
         Figure("concurrent_vs_asyncpg", f"{plan.tasks} tasks x {plan.per_task} stores", "stores/s", conc["facade"],
                conc["asyncpg"], "asyncpg pool, same size", "ratio >= 0.9", goal_value=0.9),
+        Figure("concurrent_vs_asyncpg_noreset", f"{plan.tasks} tasks x {plan.per_task} stores", "stores/s",
+               conc["facade"], conc["asyncpg_noreset"], "asyncpg pool, no reset", "(>= 0.9, stricter)",
+               goal_value=0.9),
         Figure("concurrent_vs_psycopg", f"{plan.tasks} tasks x {plan.per_task} stores", "stores/s", conc["facade"],
                conc["psycopg"], "psycopg pool, same size", "(beside)", goal_on=""),
         Figure("recent_p50", "get_recent_events(24, 100) p50", "ms", q["recent"]["ours_us"]["p50"] / 1000,
@@ -422,6 +458,7 @@ def run_all(settings: Any, plan: Plan, *, server: Any, out_dir: Path) -> list[Fi
     from luminar_store.migrator import migrate_database
 
     started = dt.datetime.now(dt.UTC)
+    load_start = os.getloadavg()
     say(f"migrating {settings.safe_dsn()}")
     migrate_database(settings.conninfo(), ROOT / "migrations")
     raw: dict[str, Any] = {}
@@ -435,7 +472,9 @@ def run_all(settings: Any, plan: Plan, *, server: Any, out_dir: Path) -> list[Fi
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "plan": asdict(plan),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), **_versions(settings)},
+        # Other work on the machine (a shared 2-core box) shows in the load averages (1, 5, 15 min).
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_start": load_start,
+                    "load_average_end": os.getloadavg(), **_versions(settings)},
         "server": ({"kind": "scratch", "settings": dict(SERVER_SETTINGS, synchronous_commit="on" if server.durable
                                                         else "off")}
                    if server is not None else {"kind": "given", "dsn": settings.safe_dsn()}),
