@@ -27,6 +27,9 @@ _SAMPLE_ENVS = ("local", "testing")
 
 env_option = click.option("--env", type=click.Choice(ENVIRONMENTS), default=None,
                           help="Settings environment [default: LUMINAR_ENV, else local].")
+dir_option = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+                          envvar="LUMINAR_MIGRATIONS_DIR", show_envvar=True,
+                          help="Migrations directory [default: the package's migrations/].")
 yes_option = click.option("--yes", "-y", is_flag=True,
                           help="Do not ask for confirmation (needed when stdin is not a terminal).")
 
@@ -79,7 +82,8 @@ def _load_sample(settings: Settings, *, reports: int, days: int, seed: int, work
               help="Sample reports to load with --sample-data.")
 @click.option("--admin-url", envvar="LUMINAR_DB_ADMIN_URL", show_envvar=True, default=None, metavar="URL",
               help="A superuser's connection: creates the configured role when missing, and PostGIS. Never printed.")
-def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | None) -> None:
+@dir_option
+def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | None, directory: Path | None) -> None:
     """Create the database if missing (with PostGIS), apply the migrations, optionally load sample data.
 
     Idempotent: on a database that is already set up it only reports that nothing was missing.
@@ -94,7 +98,7 @@ def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | 
     if sample and settings.env not in _SAMPLE_ENVS:
         raise OperationError(f"--sample-data is only for the local and testing databases, not {settings.env}")
     click.echo(f"Setting up {settings.safe_dsn()}")
-    result = admin.setup_database(settings, admin_conninfo=admin_url, out=click.echo)
+    result = admin.setup_database(settings, admin_conninfo=admin_url, migrations_dir=directory, out=click.echo)
     made = [what for what, done in (("role " + settings.user, result.created_role),
                                     ("database " + settings.name, result.created_database),
                                     ("PostGIS", result.created_postgis)) if done]
@@ -107,8 +111,9 @@ def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | 
 
 @cli.command("reset")
 @env_option
+@dir_option
 @yes_option
-def reset_command(env: str | None, yes: bool) -> None:
+def reset_command(env: str | None, directory: Path | None, yes: bool) -> None:
     """Drop the database, create it again with PostGIS and apply every migration. DESTROYS ALL ITS DATA.
 
     Refused for production.
@@ -122,7 +127,7 @@ def reset_command(env: str | None, yes: bool) -> None:
         raise OperationError("reset destroys every row and is refused for LUMINAR_ENV=production")
     _confirm(f"Drop database {settings.name} on {settings.host}:{settings.port} and rebuild it empty?", yes=yes,
              what=f"reset destroys every row of {settings.name}")
-    result = admin.reset_database(settings, out=click.echo)
+    result = admin.reset_database(settings, migrations_dir=directory, out=click.echo)
     click.echo(f"Reset {settings.name}: recreated with PostGIS, {len(result.applied)} migrations applied.")
 
 

@@ -154,7 +154,7 @@ def _prepare(conn: psycopg.Connection, world: World, stream: RunStream, summary:
         accuracy = min(0.995, max(0.5, 0.93 - abs(v.skill) * 2 - v.noise + rng.gauss(0, 0.01)))
         last_active = now - (rng.uniform(0, 1800) if v.active else rng.uniform(2, 20) * 86400)
         validators.append({"uid": v.uid, "hotkey": v.hotkey, "total": total, "agreements": int(total * accuracy),
-                           "accuracy": round(int(total * accuracy) / total, 6) if total else 0.0,
+                           "accuracy": int(total * accuracy) / total if total else 0.0,
                            "avg": round(min(1.0, max(0.0, 0.68 + v.skill + rng.gauss(0, 0.01))), 4),
                            "stake": v.stake, "active": v.active,
                            "last_active": datetime.fromtimestamp(last_active, UTC)})
@@ -168,7 +168,7 @@ def _prepare(conn: psycopg.Connection, world: World, stream: RunStream, summary:
                          "metadata": psycopg.types.json.Jsonb({
                              "source": "synthetic", "synthetic_run": f"{world.seed}-r{stream.run}",
                              "hotspot": h.key, "location_name": h.name, "city": city.name, "kind": h.kind})})
-        if h.weight >= 0.5:  # the two busiest hotspots of each city
+        if h.weight > 0.4:  # the two busiest hotspots of each city (weights 1 and 0.47)
             level = 5 if h.weight == 1.0 else 4
             zones.append({"name": f"{h.name} ({city.name})", "wkt": _hexagon(h.lat, h.lng, h.radius_m * 5),
                           "level": level, "score": round(min(0.99, 0.45 + 0.09 * level + rng.uniform(-0.04, 0.04)), 2),

@@ -1,0 +1,286 @@
+"""Synthetic data against a real migrated database: realism, determinism, runs that never collide, whole batches."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import math
+import uuid
+from collections import Counter
+
+import psycopg
+import pytest
+
+from luminar_store.config import load_settings
+from luminar_store.errors import OperationError, ValidationError
+from luminar_store.synthetic import load_sample_data, populate_sample_data
+from luminar_store.synthetic.catalog import CITIES
+from luminar_store.synthetic.copying import Batch, write_batches
+from luminar_store.synthetic.loader import LOCK_KEY
+from luminar_store.synthetic.stream import RunStream
+from luminar_store.synthetic.world import build_world
+
+NOW = 1_760_000_000.0  # a fixed "now" (2025-10-09 08:53 UTC) makes two loads comparable row for row
+
+TABLE_KEYS = {
+    "raw_incident_reports": "report_id",
+    "crime_events": "event_id",
+    "consensus_records": "record_id",
+    "crime_clusters": "cluster_id",
+    "miner_performance": "miner_uid",
+    "validator_performance": "validator_uid",
+    "risk_zones": "name",
+}
+# Columns the server fills (now(), gen_random_uuid()) rather than the generator, outside the three bulk tables.
+SERVER_COLUMNS = {"created_at", "updated_at", "zone_id", "miner_id", "validator_id"}
+
+
+def counts(conn: psycopg.Connection) -> dict[str, int]:
+    return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLE_KEYS}
+
+
+def content(conn: psycopg.Connection, table: str) -> str:
+    """md5 of the table's rows (ordered by key), leaving out the columns the server's clock fills."""
+    columns = [r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = %s AND table_schema = 'public' "
+        "AND is_generated = 'NEVER' ORDER BY ordinal_position", [table])]
+    bulk = table in ("raw_incident_reports", "crime_events", "consensus_records")
+    kept = columns if bulk else [c for c in columns if c not in SERVER_COLUMNS]
+    row = ", ".join(f'"{c}"' for c in kept)
+    return conn.execute(f"SELECT md5(string_agg(ROW({row})::text, ',' ORDER BY {TABLE_KEYS[table]})) "
+                        f"FROM {table}").fetchone()[0]
+
+
+@pytest.fixture
+def other_conn(pg_server):
+    """A second fresh migrated database, to compare two loads."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with pg_server.janitor(name, template=pg_server.template):
+        with psycopg.connect(pg_server.conninfo(name), autocommit=True) as connection:
+            yield connection
+
+
+def test_a_load_fills_every_table_of_the_specification(conn):
+    summary = load_sample_data(conn, reports=400, days=7, seed=1, now=NOW)
+    got = counts(conn)
+    assert got["raw_incident_reports"] == summary.reports == 400
+    assert got["crime_events"] == summary.events and 80 <= summary.events < 400
+    assert got["consensus_records"] == summary.consensus_records >= summary.events
+    assert got["miner_performance"] == 64 and got["validator_performance"] == 12
+    assert got["crime_clusters"] == summary.clusters > 0
+    assert got["risk_zones"] == summary.risk_zones == 2 * len(CITIES)
+    statuses = dict(conn.execute("SELECT status, count(*) FROM raw_incident_reports GROUP BY 1").fetchall())
+    assert statuses["processed"] > 200 and statuses.get("pending", 0) > 0
+    # The specification's own queries find something to show.
+    assert conn.execute("SELECT count(*) FROM active_miners WHERE success_rate > 80").fetchone()[0] > 0
+
+
+def test_related_reports_are_real_reports_of_one_incident(conn):
+    load_sample_data(conn, reports=500, seed=2, now=NOW)
+    dangling = conn.execute("""
+        SELECT count(*) FROM crime_events e, unnest(e.related_reports) r
+         WHERE NOT EXISTS (SELECT 1 FROM raw_incident_reports WHERE report_id = r)""").fetchone()[0]
+    assert dangling == 0
+    shared = conn.execute("""
+        SELECT count(*) FROM (SELECT r FROM crime_events, unnest(related_reports) r GROUP BY r HAVING count(*) > 1)
+        AS twice""").fetchone()[0]
+    assert shared == 0, "a report belongs to one event at most"
+    # An event sits among its reports (tens of metres), after none of them, and its reports are processed.
+    far, late, unprocessed = conn.execute("""
+        SELECT count(*) FILTER (WHERE ST_Distance(e.geotag::geography, r.geotag::geography) > 300),
+               count(*) FILTER (WHERE e."timestamp" > r."timestamp"),
+               count(*) FILTER (WHERE r.status <> 'processed' OR r.claimed_by <> e.miner_uid)
+          FROM crime_events e JOIN raw_incident_reports r ON r.report_id = ANY(e.related_reports)""").fetchone()
+    assert (far, late, unprocessed) == (0, 0, 0)
+    multi = conn.execute("SELECT count(*) FROM crime_events WHERE cardinality(related_reports) >= 2").fetchone()[0]
+    assert multi > 20
+
+
+def test_media_urls_come_with_their_sha256(conn):
+    load_sample_data(conn, reports=300, seed=3, now=NOW)
+    rows = conn.execute("SELECT media_urls, media_hashes FROM raw_incident_reports "
+                        "WHERE cardinality(media_urls) > 0").fetchall()
+    assert len(rows) > 100
+    for urls, hashes in rows:
+        assert len(urls) == len(hashes)
+        for url, digest in zip(urls, hashes, strict=True):
+            media = url.removeprefix("https://media.luminar.network/reports/")
+            assert hashlib.sha256(f"luminar-synthetic-media:{media}".encode()).hexdigest() == digest
+
+
+def _km(lat1, lng1, lat2, lng2) -> float:
+    p1, p2, dp, dl = map(math.radians, (lat1, lat2, lat2 - lat1, lng2 - lng1))
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 6371 * 2 * math.asin(math.sqrt(a))
+
+
+def test_reports_cluster_in_tight_hotspots_of_cities_on_several_continents(conn):
+    load_sample_data(conn, reports=1500, seed=4)  # now: the views below look back from now()
+    rows = conn.execute("SELECT latitude, longitude, metadata->>'city' FROM raw_incident_reports").fetchall()
+    by_name = {c.name: c for c in CITIES}
+    for lat, lng, city in rows:
+        c = by_name[city]
+        assert _km(lat, lng, c.lat, c.lng) < 8 * c.spread_km, f"{city}: {lat},{lng} is far outside the city"
+    continents = {by_name[city].continent for _, _, city in rows}
+    assert continents == {"North America", "South America", "Europe", "Africa", "Asia", "Oceania"}
+    # Uniform noise over a city would leave a report alone within 150 m; hotspots give it company.
+    median = conn.execute("""
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY n) FROM (
+            SELECT (SELECT count(*) FROM raw_incident_reports o
+                     WHERE o.report_id <> r.report_id AND ST_DWithin(o.geotag, r.geotag, 0.003)
+                       AND ST_DWithin(o.geotag::geography, r.geotag::geography, 150)) AS n
+              FROM raw_incident_reports r) AS neighbours""").fetchone()[0]
+    assert median >= 3
+    assert conn.execute("SELECT count(*) FROM crime_hotspots WHERE incident_count >= 5").fetchone()[0] > 0
+
+
+def test_timestamps_lie_in_the_window_with_a_day_and_night_rhythm(conn):
+    load_sample_data(conn, reports=3000, days=5, seed=5, now=NOW)
+    low, high = conn.execute("SELECT min(extract(epoch FROM \"timestamp\")), max(extract(epoch FROM \"timestamp\")) "
+                             "FROM raw_incident_reports").fetchone()
+    assert NOW - 5 * 86400 <= float(low) and float(high) <= NOW
+    offsets = {c.name: c.utc_offset for c in CITIES}
+    hours: dict[str, Counter] = {"assault": Counter(), "fraud": Counter()}
+    for crime, city, ts in conn.execute("""
+            SELECT e.event_type, e.metadata->>'city', extract(epoch FROM e."timestamp")
+              FROM crime_events e WHERE e.event_type IN ('assault', 'fraud')"""):
+        hours[crime][int((float(ts) + offsets[city] * 3600) // 3600 % 24)] += 1
+    night = lambda c: sum(c[h] for h in (22, 23, 0, 1, 2, 3)) / sum(c.values())  # noqa: E731
+    assert night(hours["assault"]) > 0.35
+    assert night(hours["fraud"]) < 0.15
+
+
+def test_reports_read_like_reports_with_metadata(conn):
+    load_sample_data(conn, reports=200, seed=6, now=NOW)
+    for text, metadata in conn.execute(
+            "SELECT description, metadata FROM raw_incident_reports"):
+        assert 30 < len(text) < 400 and text[0].isupper() and "{" not in text
+        assert {"location_name", "weapon_involved", "victims", "reporter_kind", "city"} <= metadata.keys()
+        assert metadata["location_name"].split(", ")[-1] in text or metadata["location_name"] in text
+    events = conn.execute("SELECT title, summary, severity, risk_score FROM crime_events").fetchall()
+    assert all(title and summary and 1 <= sev <= 5 and 0 <= risk <= 1 for title, summary, sev, risk in events)
+
+
+def test_the_same_seed_writes_the_same_rows(conn, other_conn):
+    load_sample_data(conn, reports=300, seed=7, now=NOW)
+    load_sample_data(other_conn, reports=300, seed=7, now=NOW)
+    for table in TABLE_KEYS:
+        assert content(conn, table) == content(other_conn, table), table
+
+
+def test_another_seed_writes_other_rows(conn, other_conn):
+    load_sample_data(conn, reports=100, seed=8, now=NOW)
+    load_sample_data(other_conn, reports=100, seed=9, now=NOW)
+    assert content(conn, "raw_incident_reports") != content(other_conn, "raw_incident_reports")
+
+
+def test_a_second_run_adds_new_rows_without_colliding(conn):
+    first = load_sample_data(conn, reports=300, seed=10, now=NOW)
+    rounds = conn.execute("SELECT sum(total_rounds) FROM miner_performance").fetchone()[0]
+    second = load_sample_data(conn, reports=300, seed=10, now=NOW)
+    assert (first.run, second.run) == (0, 1)
+    got = counts(conn)
+    assert got["raw_incident_reports"] == 600
+    assert got["crime_events"] == first.events + second.events
+    assert got["miner_performance"] == 64 and got["validator_performance"] == 12  # upserted by uid
+    assert got["risk_zones"] == 2 * len(CITIES)  # zones are made once per seed
+    assert conn.execute("SELECT sum(total_rounds) FROM miner_performance").fetchone()[0] > rounds
+    prefixes = dict(conn.execute("SELECT split_part(external_id, '-', 3), count(*) FROM raw_incident_reports "
+                                 "GROUP BY 1").fetchall())
+    assert prefixes == {"r0": 300, "r1": 300}
+    # Validators' lifetime figures stay consistent after the run's validations were added.
+    bad = conn.execute("SELECT count(*) FROM validator_performance WHERE abs(consensus_accuracy - "
+                       "agreements::float / total_validations) > 1e-9").fetchone()[0]
+    assert bad == 0
+
+
+def test_parallel_writers_load_whole_incidents(conn):
+    summary = load_sample_data(conn, reports=3000, seed=11, now=NOW, workers=2, batch_size=400)
+    assert summary.batches >= 7
+    assert counts(conn)["raw_incident_reports"] == 3000
+    dangling = conn.execute("""
+        SELECT count(*) FROM crime_events e, unnest(e.related_reports) r
+         WHERE NOT EXISTS (SELECT 1 FROM raw_incident_reports WHERE report_id = r)""").fetchone()[0]
+    assert dangling == 0
+
+
+def _orphans(conn) -> int:
+    """Processed reports whose event is missing: what a half-loaded batch would leave."""
+    return conn.execute("""
+        SELECT count(*) FROM raw_incident_reports r
+         WHERE r.status = 'processed'
+           AND NOT EXISTS (SELECT 1 FROM crime_events e WHERE e.related_reports @> ARRAY[r.report_id])""").fetchone()[0]
+
+
+def test_an_interruption_in_the_generator_leaves_only_whole_batches(conn):
+    world = build_world(12)
+    for h in world.hotspots:
+        h.cluster_id = None
+    stream = RunStream(world, run=0, total=5000, days=7, now=NOW)
+    made: list[tuple[int, int]] = []
+
+    def batches():
+        for n in range(10):
+            if n == 3:
+                raise KeyboardInterrupt
+            rows = list(stream.reports(500))
+            events, consensus = stream.take()
+            made.append((len(rows), len(events)))
+            yield Batch(rows, events, consensus)
+
+    with pytest.raises(KeyboardInterrupt):
+        write_batches(conn, batches(), workers=2)
+    got = (counts(conn)["raw_incident_reports"], counts(conn)["crime_events"])
+    # Whatever was committed is a set of whole batches: rows and events of the same batches, nothing else.
+    subsets = {(sum(r for r, _ in pick), sum(e for _, e in pick))
+               for k in range(len(made) + 1) for pick in itertools.combinations(made, k)}
+    assert got in subsets
+    assert _orphans(conn) == 0
+
+
+def test_a_failing_writer_rolls_its_batch_back_and_releases_the_lock(conn):
+    seen = []
+
+    def progress(n: int) -> None:
+        seen.append(n)
+        if len(seen) == 2:
+            raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        load_sample_data(conn, reports=2000, seed=13, now=NOW, batch_size=300, workers=1, progress=progress)
+    reports = counts(conn)["raw_incident_reports"]
+    assert reports == sum(seen)  # the two committed batches, nothing of the third
+    assert _orphans(conn) == 0
+    free = conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]
+    conn.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+    assert free
+
+
+def test_populate_sample_data_is_the_specifications_call(db_settings):
+    summary = asyncio.run(populate_sample_data(reports=150, settings=db_settings))
+    assert (summary.reports, summary.seed) == (150, 42)
+    with psycopg.connect(db_settings.conninfo()) as conn:
+        assert conn.execute("SELECT count(*) FROM raw_incident_reports").fetchone()[0] == 150
+
+
+def test_populate_sample_data_refuses_production():
+    production = load_settings("production", environ={"LUMINAR_DB_PASSWORD": "a-real-secret",
+                                                      "LUMINAR_DB_HOST": "127.0.0.1", "LUMINAR_DB_PORT": "1"})
+    with pytest.raises(OperationError, match="production"):
+        asyncio.run(populate_sample_data(reports=10, settings=production))
+
+
+def test_a_database_without_schema_is_refused(empty_db):
+    with psycopg.connect(empty_db.conninfo(), autocommit=True) as conn:
+        with pytest.raises(OperationError, match="make db-migrate"):
+            load_sample_data(conn, reports=10)
+
+
+@pytest.mark.parametrize("field, kwargs", [("reports", {"reports": 0}), ("days", {"days": 0}),
+                                           ("seed", {"seed": -1}), ("workers", {"workers": 0})])
+def test_bad_arguments_are_refused_before_any_sql(conn, field, kwargs):
+    with pytest.raises(ValidationError) as caught:
+        load_sample_data(conn, **kwargs)
+    assert caught.value.field == field
+    assert counts(conn)["raw_incident_reports"] == 0
