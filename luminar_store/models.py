@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,7 +98,24 @@ def _geotag(value: object) -> dict[str, float]:
 
 
 def _metadata(value: object) -> dict[str, object]:
-    return {} if type(value) is dict and not value else v.mapping("metadata", value)  # noqa: E721
+    """validation.mapping, with a flat dict of text, whole numbers, finite floats, booleans and nulls accepted
+    without the general (recursive) path."""
+    if type(value) is dict:  # noqa: E721
+        for key, item in value.items():
+            kind = type(item)
+            if type(key) is not str or "\x00" in key:  # noqa: E721
+                break
+            if kind is str:
+                if "\x00" in item:
+                    break
+            elif kind is float:
+                if not math.isfinite(item):
+                    break
+            elif kind is not int and kind is not bool and item is not None:
+                break
+        else:
+            return dict(value)
+    return v.mapping("metadata", value)
 
 
 def _as_mapping(cls: type, value: object, what: str) -> dict[str, object]:
