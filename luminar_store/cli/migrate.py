@@ -68,12 +68,16 @@ def _apply_options(f):
 
 
 def _option(ctx: click.Context, name: str):
-    """An option's value from this command or, when not given here, from the enclosing ``migrate`` group."""
+    """An option's value: typed on this command, else typed on the enclosing ``migrate`` group, else from its
+    environment variable or default (``migrate --dir X status`` must beat ``LUMINAR_MIGRATIONS_DIR``)."""
+    chain = []
     while ctx is not None:
-        value = ctx.params.get(name)
-        if value is not None:
-            return value
+        chain.append(ctx)
         ctx = ctx.parent
+    typed = [c for c in chain if c.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+    for c in typed + chain:
+        if c.params.get(name) is not None:
+            return c.params[name]
     return None
 
 
