@@ -1,0 +1,272 @@
+"""The operations commands run for real (click's runner and a subprocess) against the test server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import click
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from luminar_store.admin import scram_verifier
+from luminar_store.cli import cli
+from luminar_store.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "hunter2-not-for-printing"
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """What a shell would export to point the commands at ``settings``' database."""
+    return {"LUMINAR_ENV": settings.env, "LUMINAR_DB_HOST": settings.host, "LUMINAR_DB_PORT": str(settings.port),
+            "LUMINAR_DB_NAME": settings.name, "LUMINAR_DB_USER": settings.user,
+            "LUMINAR_DB_PASSWORD": settings.password, **extra}
+
+
+PRODUCTION = {"LUMINAR_ENV": "production", "LUMINAR_DB_HOST": "127.0.0.1", "LUMINAR_DB_PORT": "1",
+              "LUMINAR_DB_PASSWORD": SECRET}
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """Invoke ``luminar-db`` in-process from an empty directory (no .env to read); stdin is not a terminal."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def invoke(args: list[str], env: dict[str, str], input: str | None = None):
+        return runner.invoke(cli, args, env=env, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def count(settings: Settings, table: str) -> int:
+    with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def one_line_error(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", [" ".join(p) for p, _ in _commands(cli)])
+def test_every_command_has_help_with_an_example(path):
+    result = CliRunner().invoke(cli, [*path.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example:" in result.output, f"`luminar-db {path} --help` shows no Example:"
+
+
+@pytest.mark.parametrize("name", ["setup", "sample-data", "backup", "restore", "reset", "status", "stats",
+                                  "sync", "clean"])
+def test_every_operations_command_takes_env(name):
+    assert "--env" in CliRunner().invoke(cli, [name, "--help"]).output
+
+
+# -- sample-data -------------------------------------------------------------------------------------------------
+def test_sample_data_loads_and_says_what_it_wrote(run, db_settings):
+    result = run(["sample-data", "--env=testing", "--reports", "250", "--seed", "3"], cli_env(db_settings))
+    assert result.exit_code == 0, result.output
+    assert "250 reports" in result.output and "run 0 of seed 3" in result.output
+    assert count(db_settings, "raw_incident_reports") == 250
+    again = run(["sample-data", "--reports", "250", "--seed", "3"], cli_env(db_settings))
+    assert "run 1 of seed 3" in again.output
+    assert count(db_settings, "raw_incident_reports") == 500
+
+
+@pytest.mark.parametrize("env", ["production", "staging"])
+def test_sample_data_is_refused_outside_local_and_testing(run, db_settings, env):
+    extra = {"LUMINAR_DB_PASSWORD": SECRET} if env == "production" else {}
+    result = run(["sample-data", f"--env={env}", "--reports", "10"], cli_env(db_settings, **extra))
+    assert result.exit_code != 0
+    assert env in one_line_error(result)
+    assert SECRET not in result.output
+    assert count(db_settings, "raw_incident_reports") == 0
+
+
+def test_the_spec_command_line_works_as_written(db_settings, tmp_path):
+    env = {**os.environ, **cli_env(db_settings)}
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "setup_database.py"), "sample-data",
+                           "--env=testing", "--reports", "120"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "120 reports" in done.stdout
+    assert count(db_settings, "raw_incident_reports") == 120
+
+
+def test_an_unreachable_database_is_one_line_and_exit_2(run, db_settings):
+    for args in (["sample-data", "--reports", "5"], ["stats"], ["clean", "--yes"], ["status"]):
+        result = run(args, cli_env(db_settings, LUMINAR_DB_PORT="1", LUMINAR_DB_PASSWORD=SECRET))
+        assert result.exit_code == 2, (args, result.output)
+        assert "cannot reach" in one_line_error(result)
+        assert SECRET not in result.output
+
+
+# -- setup and reset ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def fresh_name(pg_server):
+    """A database name that does not exist yet; dropped (with any role made for it) after the test."""
+    name = f"s_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'DROP ROLE IF EXISTS "r_{name}"')
+
+
+def test_setup_creates_the_database_with_postgis_and_migrates_it(run, pg_server, fresh_name):
+    settings = pg_server.settings(fresh_name)
+    result = run(["setup", "--env=testing"], cli_env(settings))
+    assert result.exit_code == 0, result.output
+    assert f"Created database {fresh_name}, PostGIS." in result.output
+    assert count(settings, "schema_migrations") == 2
+    again = run(["setup", "--env=testing", "--sample-data", "--reports", "50"], cli_env(settings))
+    assert again.exit_code == 0, again.output
+    assert "already there" in again.output and "up to date" in again.output
+    assert count(settings, "raw_incident_reports") == 50
+
+
+def test_setup_with_an_admin_url_creates_the_role_and_gives_it_the_database(run, pg_server, fresh_name):
+    role = f"r_{fresh_name}"
+    settings = pg_server.settings(fresh_name, LUMINAR_DB_USER=role, LUMINAR_DB_PASSWORD=SECRET)
+    result = run(["setup", "--env=testing", "--admin-url", pg_server.conninfo("postgres")], cli_env(settings))
+    assert result.exit_code == 0, result.output
+    assert f"Created role {role}, database {fresh_name}, PostGIS." in result.output
+    assert SECRET not in result.output
+    with psycopg.connect(pg_server.conninfo(fresh_name), autocommit=True) as conn:
+        owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                             [fresh_name]).fetchone()[0]
+        stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [role]).fetchone()[0]
+        tables_owner = conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public' "
+                                    "AND tablename <> 'spatial_ref_sys'").fetchall()
+    assert owner == role and tables_owner == [(role,)]
+    assert stored.startswith("SCRAM-SHA-256$4096:")
+
+
+def test_scram_verifier_matches_what_postgresql_computes(conn):
+    role = f"v_{uuid.uuid4().hex[:8]}"
+    conn.execute("SET password_encryption = 'scram-sha-256'")
+    conn.execute(f"CREATE ROLE {role} PASSWORD 'correct horse'")
+    try:
+        stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [role]).fetchone()[0]
+    finally:
+        conn.execute(f"DROP ROLE {role}")
+    import base64
+
+    iterations, salt = stored.split("$")[1].split(":")
+    assert scram_verifier("correct horse", salt=base64.b64decode(salt), iterations=int(iterations)) == stored
+
+
+def test_reset_asks_for_yes_without_a_terminal_and_changes_nothing(run, db_settings):
+    run(["sample-data", "--reports", "40"], cli_env(db_settings))
+    result = run(["reset", "--env=testing"], cli_env(db_settings))
+    assert result.exit_code != 0
+    assert "--yes" in one_line_error(result)
+    assert count(db_settings, "raw_incident_reports") == 40
+
+
+def test_reset_rebuilds_an_empty_migrated_database(run, db_settings):
+    run(["sample-data", "--reports", "40"], cli_env(db_settings))
+    result = run(["reset", "--env=testing", "--yes"], cli_env(db_settings))
+    assert result.exit_code == 0, result.output
+    assert count(db_settings, "raw_incident_reports") == 0
+    assert count(db_settings, "schema_migrations") == 2
+
+
+def test_reset_is_refused_in_production(run, db_settings):
+    result = run(["reset", "--yes"], cli_env(db_settings, **PRODUCTION))
+    assert result.exit_code != 0
+    assert "production" in one_line_error(result)
+
+
+# -- status, stats, sync -----------------------------------------------------------------------------------------
+def test_status_shows_versions_migrations_and_pool_without_the_password(run, db_settings):
+    result = run(["status", "--env=testing"], cli_env(db_settings, LUMINAR_DB_PASSWORD=SECRET, POOL_SIZE="7"))
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "reachable    yes" in out and "PostgreSQL   15" in out and "PostGIS      3." in out
+    assert "2 applied, 0 pending" in out
+    assert "size 7 + overflow 3 = max 10" in out
+    assert SECRET not in out and ":***@" in out
+
+
+def test_status_names_pending_migrations(run, empty_db):
+    result = run(["status"], cli_env(empty_db))
+    assert result.exit_code == 0, result.output
+    assert "0 applied, 2 pending" in result.output and "luminar-db migrate" in result.output
+
+
+def test_stats_as_table_and_as_json(run, db_settings):
+    run(["sample-data", "--reports", "600", "--seed", "5"], cli_env(db_settings))
+    table = run(["stats"], cli_env(db_settings))
+    assert table.exit_code == 0, table.output
+    for label in ("reports", "events", "throughput", "consensus accuracy", "miner success rate", "active nodes",
+                  "geographic coverage", "Europe", "top miners"):
+        assert label in table.output
+    data = json.loads(run(["stats", "--json"], cli_env(db_settings)).output)
+    assert data["reports_total"] == 600 and data["events_total"] > 100
+    assert 0 < data["processed_per_hour"] and 0 < data["received_per_hour"]
+    assert 50 <= data["consensus_agreement_pct"] <= 100 and 50 <= data["validator_accuracy_pct"] <= 100
+    assert {c["region"] for c in data["coverage"]} >= {"North America", "South America", "Europe", "Africa",
+                                                       "Asia", "Oceania"}
+    assert sum(c["events"] for c in data["coverage"]) == data["events_total"]
+    assert 0 < data["active_nodes"] <= data["miners_total"] == 64
+    assert 0 <= data["miner_success_rate_min"] <= data["miner_success_rate_avg"] <= data["miner_success_rate_max"]
+
+
+def test_stats_of_an_empty_schema_say_so(run, db_settings, empty_db):
+    empty = run(["stats", "--json"], cli_env(db_settings))
+    assert json.loads(empty.output)["reports_total"] == 0
+    missing = run(["stats"], cli_env(empty_db))
+    assert missing.exit_code != 0 and "no Luminar schema" in one_line_error(missing)
+
+
+def test_sync_says_it_is_not_implemented_and_fails(run, db_settings):
+    result = run(["sync", "--hours=24"], cli_env(db_settings))
+    assert result.exit_code == 3
+    assert "not implemented yet" in one_line_error(result)
+
+
+# -- clean ---------------------------------------------------------------------------------------------------------
+def test_clean_deletes_only_old_rows_after_confirmation(run, db_settings):
+    run(["sample-data", "--reports", "800", "--days", "30", "--seed", "8"], cli_env(db_settings))
+    before = count(db_settings, "raw_incident_reports")
+    refused = run(["clean", "--days", "10"], cli_env(db_settings))
+    assert refused.exit_code != 0 and "--yes" in one_line_error(refused)
+    assert count(db_settings, "raw_incident_reports") == before
+    done = run(["clean", "--days", "10", "--yes", "--batch-size", "50"], cli_env(db_settings))
+    assert done.exit_code == 0, done.output
+    assert "Deleted" in done.output
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
+        old_events = conn.execute("SELECT count(*) FROM crime_events WHERE \"timestamp\" < now() - interval '10 days'"
+                                  ).fetchone()[0]
+        old_reports = conn.execute("""
+            SELECT count(*) FROM raw_incident_reports r WHERE created_at < now() - interval '10 days'
+               AND NOT EXISTS (SELECT 1 FROM crime_events e WHERE e.related_reports @> ARRAY[r.report_id])
+        """).fetchone()[0]
+        recent = conn.execute("SELECT count(*) FROM raw_incident_reports WHERE created_at >= now() - "
+                              "interval '9 days'").fetchone()[0]
+        miners = conn.execute("SELECT count(*) FROM miner_performance").fetchone()[0]
+    assert (old_events, old_reports) == (0, 0)
+    assert 0 < recent < count(db_settings, "raw_incident_reports") + 1 <= before
+    assert miners == 64
+    nothing = run(["clean", "--days", "10"], cli_env(db_settings))
+    assert nothing.exit_code == 0 and "Nothing older than 10 days" in nothing.output
+
+
+def test_clean_uses_the_retention_setting(run, db_settings):
+    result = run(["clean", "--yes"], cli_env(db_settings, LUMINAR_RETENTION_DAYS="3"))
+    assert result.exit_code == 0 and "Nothing older than 3 days" in result.output
