@@ -481,6 +481,10 @@ class _StatementFailed(Exception):
         self.message = message
 
 
+def _ms_since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
 def _failure(m: Migration, s: Statement, exc: psycopg.Error) -> str:
     """One line naming the file, the file line of the failing statement (the server's error position within it
     when the server gives one) and the server's message."""
@@ -705,29 +709,30 @@ class Migrator:
 
     def _apply(self, conn: psycopg.Connection, m: Migration) -> None:
         started = time.perf_counter()
-        elapsed = lambda: round((time.perf_counter() - started) * 1000)
         try:
             if m.transactional:
                 with conn.transaction():  # the file and its record commit together, or neither does
                     self._execute(conn, m, m.up)
-                    self._record(conn, m, elapsed())
+                    ms = _ms_since(started)
+                    self._record(conn, m, ms)
             else:
                 try:
                     self._execute(conn, m, m.up)
                 except _StatementFailed as failed:
                     if conn.info.transaction_status != TransactionStatus.IDLE:
                         conn.rollback()  # the file's own BEGIN block failed: close it before writing
-                    self._record(conn, m, elapsed(), error=failed.message)
+                    self._record(conn, m, _ms_since(started), error=failed.message)
                     raise _StatementFailed(
                         f"{failed.message}; it runs outside a transaction, so statements before that line stay "
                         f"applied: fix the database by hand, then run `luminar-db migrate --mark-resolved "
                         f"{m.version}` (or undo it by hand and run `luminar-db migrate --retry {m.version}`)"
                     ) from failed.__cause__
-                self._record(conn, m, elapsed())
+                ms = _ms_since(started)
+                self._record(conn, m, ms)
         except _StatementFailed as failed:
             raise MigrationError(failed.message) from failed.__cause__
         conn.execute("RESET ALL")  # a file's session SETs must not leak into the next file
-        self._say(f"applied {m.label} ({elapsed()} ms)")
+        self._say(f"applied {m.label} ({ms} ms)")
 
     def rollback(self, *, allow_production: bool = False) -> Migration:
         """Undo the most recently applied migration with its down section and delete its record, in one transaction.
@@ -776,7 +781,7 @@ class Migrator:
             except _StatementFailed as failed:
                 raise MigrationError(f"rollback of {failed.message}") from failed.__cause__
             conn.execute("RESET ALL")
-        self._say(f"rolled back {m.label} ({round((time.perf_counter() - started) * 1000)} ms)")
+        self._say(f"rolled back {m.label} ({_ms_since(started)} ms)")
         return m
 
 

@@ -292,6 +292,13 @@ def test_spec_form_file_applies_in_one_transaction_with_its_record(mdir, dsn):
     assert list(records(dsn)) == ["20250101000000", "20250817120000"]
 
 
+def test_a_files_session_settings_do_not_leak_into_the_next_file(mdir, dsn):
+    write(mdir, "20250101000000_set.sql", "SET statement_timeout = '1ms';\nSET search_path = pg_catalog;")
+    write(mdir, "20250102000000_slow.sql", "SELECT pg_sleep(0.05);\nCREATE TABLE in_public (id int);")
+    assert len(Migrator(dsn, mdir).migrate()) == 2
+    assert exists(dsn, "public.in_public")
+
+
 def test_ten_runners_started_at_once_apply_each_file_exactly_once(mdir, dsn):
     write(mdir, "20250101000000_counter.sql", "CREATE TABLE counter (n int);")
     write(mdir, "20250102000000_two.sql", "INSERT INTO counter VALUES (2);")

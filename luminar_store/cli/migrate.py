@@ -172,7 +172,7 @@ def _line(s: MigrationStatus) -> str:
     note = _ADVICE.get(s.state, "").format(v=s.version)
     if s.out_of_order:
         note = "older than the newest applied migration (needs --allow-out-of-order)"
-    return f"  {_MARK[s.state]:<8} {s.version}  {s.name:<36} {when}" + (f"  <- {note}" if note else "")
+    return (f"  {_MARK[s.state]:<8} {s.version}  {s.name:<36} {when}" + (f"  <- {note}" if note else "")).rstrip()
 
 
 @migrate_group.command("status")
