@@ -2,7 +2,8 @@
 
 The database runs in Docker Compose (service ``luminar-db``; ``luminar-test-db`` for ``LUMINAR_ENV=testing``) when
 a Docker engine answers, otherwise as the embedded cluster of ``luminar_store.localdb`` kept under
-``.luminar/<env>`` in the project directory. Both answer the same connection string, taken from the settings.
+``.luminar/<env>`` in the project directory (an embedded cluster that already exists keeps being used).
+``LUMINAR_DB_BACKEND`` (or ``--backend``) forces either. Both answer the same connection string, from the settings.
 """
 
 from __future__ import annotations
@@ -86,12 +87,16 @@ def _wait_reachable(settings: Settings, timeout: float) -> dict[str, str | None]
             time.sleep(1)
 
 
-def _backend(choice: str) -> str:
+def _backend(choice: str, settings: Settings) -> str:
+    """``docker`` or ``embedded``. Auto keeps an embedded cluster that already exists (its data stays in use),
+    else takes Docker when an engine answers and Compose is there."""
     if choice != "auto":
         if choice == "docker" and not localdb.docker_answers():
             raise OperationError("no Docker engine answers (docker info failed); start Docker or set "
                                  "LUMINAR_DB_BACKEND=embedded")
         return choice
+    if localdb.status(_cluster(settings)).initialized:
+        return "embedded"
     return "docker" if localdb.docker_answers() and localdb.compose_command() else "embedded"
 
 
@@ -125,7 +130,7 @@ def start_command(env: str | None, backend: str, timeout: int) -> None:
     Example: luminar-db db start
     """
     settings = _local_settings("start", env)
-    if _backend(backend) == "docker":
+    if _backend(backend, settings) == "docker":
         if _docker_running(settings):
             click.echo(f"already running (docker compose service {_SERVICES[settings.env]}): {settings.safe_dsn()}")
             return
