@@ -104,7 +104,8 @@ _env_option = click.option("--env", type=click.Choice(ENVIRONMENTS), default=Non
                            help="Settings environment [default: LUMINAR_ENV, else local].")
 _backend_option = click.option(
     "--backend", type=click.Choice(["auto", "docker", "embedded"]), default="auto", envvar="LUMINAR_DB_BACKEND",
-    show_default=True, help="Docker Compose, the embedded cluster, or auto (Docker when an engine answers).")
+    show_default=True, help="Docker Compose, the embedded cluster, or auto (an existing embedded cluster, else "
+                            "Docker when an engine answers, else a new embedded cluster).")
 
 
 @cli.group("db")
@@ -160,7 +161,7 @@ def stop_command(env: str | None, backend: str) -> None:
     """
     settings = _local_settings("stop", env)
     stopped = localdb.stop(_cluster(settings)) if backend in ("auto", "embedded") else False
-    if backend != "embedded" and localdb.docker_answers() and _docker_running(settings):
+    if backend != "embedded" and localdb.docker_answers() and localdb.compose_command() and _docker_running(settings):
         stopped = _compose(settings, "stop", _SERVICES[settings.env]).returncode == 0 or stopped
     click.echo("stopped" if stopped else "not running")
 
