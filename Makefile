@@ -75,28 +75,30 @@ test: setup ## Run the test suite (starts its own PostgreSQL; works as root)
 lint: setup ## Check the code with ruff
 	@$(VENV)/bin/ruff check .
 
-demo: setup ## On a fresh machine: set up, start the local database, migrate, show the proof
+demo: setup ## On a fresh machine: start and migrate the local database, load sample data, show stats and hotspots
 	@$(MAKE) --no-print-directory db-start
 	@$(MAKE) --no-print-directory db-migrate
 	@$(LUMINAR) db status --verbose
-# (later: sample data and statistics are shown here too)
+	@$(PY) scripts/setup_database.py sample-data --if-empty
+	@$(PY) scripts/setup_database.py stats --recent 5 --hotspots 5
 
 bench: setup ## Run the benchmarks (results in benchmarks/results/)
 	@$(PY) benchmarks/run.py
 
 ##@ Data and operations
 
-sample-data: setup ## Load realistic synthetic data into the database of LUMINAR_ENV
-	@$(PY) scripts/setup_database.py sample-data
+sample-data: setup ## Load realistic synthetic data (LUMINAR_ENV local/testing): make sample-data REPORTS=100000 SEED=7
+	@$(PY) scripts/setup_database.py sample-data $(if $(REPORTS),--reports $(REPORTS)) $(if $(DAYS),--days $(DAYS)) $(if $(SEED),--seed $(SEED))
 
-db-backup: setup ## Back the database up into backups/
+db-backup: setup ## Back the database up (pg_dump custom format) into backups/luminar_<env>_<UTC stamp>.dump
 	@$(PY) scripts/setup_database.py backup
 
-db-restore: setup ## Restore a backup: make db-restore FILE=backups/<file>
-	@$(PY) scripts/setup_database.py restore $(FILE)
+db-restore: setup ## Replace the database's contents with a backup: make db-restore FILE=backups/<file> (FORCE=1: no question)
+	@if [ -z "$(FILE)" ]; then echo "Error: FILE is missing; e.g. make db-restore FILE=backups/luminar_local_20250817T120000Z.dump" >&2; exit 1; fi
+	@$(PY) scripts/setup_database.py restore "$(FILE)" --clean $(if $(filter 1,$(FORCE)),--yes)
 
-db-stats: setup ## Show table sizes, row counts and activity
+db-stats: setup ## Key metrics: reports, events, throughput, consensus accuracy, coverage by region, miners, nodes
 	@$(PY) scripts/setup_database.py stats
 
-clean: ## Apply the data-retention policy (coming; deletes nothing yet)
-	@echo "make clean will remove data older than LUMINAR_RETENTION_DAYS (retention cleanup); not available yet, nothing was deleted"
+clean: setup ## Delete data older than LUMINAR_RETENTION_DAYS (default 365; DAYS=N) in batches, asks first (FORCE=1: no question)
+	@$(PY) scripts/setup_database.py clean $(if $(DAYS),--days $(DAYS)) $(if $(filter 1,$(FORCE)),--yes)

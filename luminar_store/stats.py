@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 
 import psycopg
 
-__all__ = ["AGREEMENT_TOLERANCE", "COVERAGE", "NetworkStats", "collect_stats", "format_stats"]
+__all__ = ["AGREEMENT_TOLERANCE", "COVERAGE", "NetworkStats", "collect_stats", "format_stats", "recent_events",
+           "top_hotspots", "format_recent_events", "format_hotspots"]
 
 AGREEMENT_TOLERANCE = 0.1
 
@@ -89,6 +90,18 @@ TOP_MINERS = """
 SELECT miner_uid, success_rate, round(avg_overall_score::numeric, 4), total_rounds
   FROM active_miners
  ORDER BY success_rate DESC, avg_overall_score DESC, miner_uid
+ LIMIT %s
+"""
+RECENT_EVENTS = """
+SELECT "timestamp", event_type, severity, verification_status, coalesce(metadata->>'city', ''), title
+  FROM crime_events
+ ORDER BY "timestamp" DESC
+ LIMIT %s
+"""
+TOP_HOTSPOTS = """
+SELECT latitude, longitude, incident_count, avg_severity, crime_types, last_seen
+  FROM crime_hotspots_since(%s)
+ ORDER BY incident_count DESC, avg_severity DESC, latitude, longitude
  LIMIT %s
 """
 
@@ -193,4 +206,32 @@ def format_stats(s: NetworkStats) -> str:
         lines.append("top miners (uid: success rate, average score, rounds):")
         for m in s.top_miners:
             lines.append(f"  {m['miner_uid']:>5}: {m['success_rate']:6.2f} %  {m['avg_score']:.4f}  {m['rounds']:,}")
+    return "\n".join(lines)
+
+
+def recent_events(conn: psycopg.Connection, limit: int = 5) -> list[tuple]:
+    """The newest events: (timestamp, type, severity, verification status, city, title)."""
+    return conn.execute(RECENT_EVENTS, [limit]).fetchall()
+
+
+def top_hotspots(conn: psycopg.Connection, limit: int = 5, days: int = 7) -> list[tuple]:
+    """The busiest hotspot cells (about 1 km) of verified events of the last ``days`` days:
+    (latitude, longitude, incidents, average severity, crime types, last seen)."""
+    return conn.execute(TOP_HOTSPOTS, [days, limit]).fetchall()
+
+
+def format_recent_events(rows: list[tuple]) -> str:
+    """Recent events, one a line."""
+    lines = ["recent events:"] if rows else ["recent events: none"]
+    for ts, kind, severity, status, city, title in rows:
+        lines.append(f"  {ts:%Y-%m-%d %H:%M} UTC  {kind:<19} sev {severity}  {status:<8}  {city}: {title}")
+    return "\n".join(lines)
+
+
+def format_hotspots(rows: list[tuple], days: int = 7) -> str:
+    """Hotspot cells, one a line."""
+    lines = [f"hotspots (verified events, last {days} days):"] if rows else [f"hotspots (last {days} days): none"]
+    for lat, lng, incidents, severity, types, last in rows:
+        lines.append(f"  {lat:8.3f}, {lng:8.3f}  {incidents:>4} incidents  avg severity {severity}  "
+                     f"last {last:%Y-%m-%d %H:%M}  {', '.join(types)}")
     return "\n".join(lines)

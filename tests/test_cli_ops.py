@@ -227,6 +227,23 @@ def test_stats_as_table_and_as_json(run, db_settings):
     assert 0 <= data["miner_success_rate_min"] <= data["miner_success_rate_avg"] <= data["miner_success_rate_max"]
 
 
+def test_stats_lists_recent_events_and_hotspots_for_the_demo(run, db_settings):
+    first = run(["sample-data", "--if-empty", "--reports", "900"], cli_env(db_settings))
+    assert "900 reports" in first.output
+    second = run(["sample-data", "--if-empty", "--reports", "900"], cli_env(db_settings))
+    assert second.exit_code == 0 and "no sample data loaded" in second.output
+    assert count(db_settings, "raw_incident_reports") == 900
+    table = run(["stats", "--recent", "3", "--hotspots", "2"], cli_env(db_settings))
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    events_at = lines.index("recent events:")
+    assert len([line for line in lines[events_at + 1:events_at + 4] if " UTC  " in line]) == 3
+    assert any(line.startswith("hotspots (verified events, last 7 days):") for line in lines)
+    data = json.loads(run(["stats", "--json", "--recent", "3", "--hotspots", "2"], cli_env(db_settings)).output)
+    assert len(data["recent_events"]) == 3 and 1 <= len(data["hotspots"]) <= 2
+    assert data["hotspots"][0]["incident_count"] >= data["hotspots"][-1]["incident_count"]
+
+
 def test_stats_of_an_empty_schema_say_so(run, db_settings, empty_db):
     empty = run(["stats", "--json"], cli_env(db_settings))
     assert json.loads(empty.output)["reports_total"] == 0

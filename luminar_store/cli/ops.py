@@ -43,7 +43,7 @@ def _confirm(question: str, *, yes: bool, what: str) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise OperationError(f"{what}; stdin is not a terminal, so confirm with --yes")
+        raise OperationError(f"{what}; stdin is not a terminal, so confirm with --yes (with make: FORCE=1)")
     click.confirm(question, abort=True)
 
 
@@ -141,7 +141,9 @@ def reset_command(env: str | None, directory: Path | None, yes: bool) -> None:
               help="Same seed, same data; a second run of a seed adds new rows (run 1, 2, ...).")
 @click.option("--workers", type=click.IntRange(1, 16), default=None,
               help="Database sessions writing in parallel [default: 2 from 100,000 reports, else 1].")
-def sample_data_command(env: str | None, reports: int, days: int, seed: int, workers: int | None) -> None:
+@click.option("--if-empty", is_flag=True, help="Load only when the database holds no report yet (for demos).")
+def sample_data_command(env: str | None, reports: int, days: int, seed: int, workers: int | None,
+                        if_empty: bool) -> None:
     """Load realistic synthetic data: reports clustered in city hotspots, events, consensus, miners, validators.
 
     Batches commit one by one (Ctrl-C leaves only whole batches). Refused for staging and production.
@@ -150,7 +152,17 @@ def sample_data_command(env: str | None, reports: int, days: int, seed: int, wor
     Example: luminar-db sample-data --env=testing --reports 5000 --seed 7
     Example: python scripts/setup_database.py sample-data --env=testing
     """
-    _load_sample(_settings(env), reports=reports, days=days, seed=seed, workers=workers)
+    settings = _settings(env)
+    if if_empty and settings.env in _SAMPLE_ENVS:
+        from luminar_store import admin
+
+        with admin.connect(settings) as conn:
+            present = conn.execute("SELECT to_regclass('public.raw_incident_reports') IS NOT NULL").fetchone()[0] \
+                and conn.execute("SELECT EXISTS (SELECT 1 FROM raw_incident_reports)").fetchone()[0]
+        if present:
+            click.echo(f"{settings.name} already holds reports; no sample data loaded (--if-empty).")
+            return
+    _load_sample(settings, reports=reports, days=days, seed=seed, workers=workers)
 
 
 # -- backup and restore ----------------------------------------------------------------------------------------
@@ -253,24 +265,46 @@ def status_command(env: str | None) -> None:
 @click.option("--hours", type=click.IntRange(1, 24 * 365), default=24, show_default=True,
               help="Window of the throughput figures.")
 @click.option("--days", type=click.IntRange(1, 3650), default=7, show_default=True,
-              help="Window of the consensus agreement.")
-def stats_command(env: str | None, as_json: bool, hours: int, days: int) -> None:
+              help="Window of the consensus agreement and of the hotspots.")
+@click.option("--recent", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="Also list the newest N events.")
+@click.option("--hotspots", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="Also list the N busiest hotspots.")
+def stats_command(env: str | None, as_json: bool, hours: int, days: int, recent: int, hotspots: int) -> None:
     """Key metrics: reports and events, throughput (reports/hour), consensus accuracy (validator agreement %),
     geographic coverage (events by region), miner success rates, active nodes.
 
     \b
-    Example: luminar-db stats --env=local
+    Example: luminar-db stats --env=local --recent 5 --hotspots 5
     Example: luminar-db stats --json | jq .consensus_agreement_pct
     """
     from luminar_store import admin
-    from luminar_store.stats import collect_stats, format_stats
+    from luminar_store import stats as metrics
 
     settings = _settings(env)
     with admin.connect(settings) as conn:
         if conn.execute("SELECT to_regclass('public.raw_incident_reports') IS NULL").fetchone()[0]:
             raise OperationError(f"database {settings.name} has no Luminar schema; run: luminar-db migrate")
-        result = collect_stats(conn, hours=hours, days=days)
-    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else format_stats(result))
+        result = metrics.collect_stats(conn, hours=hours, days=days)
+        events = metrics.recent_events(conn, recent) if recent else []
+        spots = metrics.top_hotspots(conn, hotspots, days) if hotspots else []
+    if as_json:
+        data = result.as_dict()
+        if recent:
+            data["recent_events"] = [dict(zip(("timestamp", "event_type", "severity", "verification_status",
+                                                "city", "title"), (e[0].isoformat(), *e[1:]), strict=True))
+                                     for e in events]
+        if hotspots:
+            data["hotspots"] = [dict(zip(("latitude", "longitude", "incident_count", "avg_severity", "crime_types",
+                                          "last_seen"), (h[0], h[1], h[2], float(h[3]), h[4], h[5].isoformat()),
+                                         strict=True)) for h in spots]
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(metrics.format_stats(result))
+    if recent:
+        click.echo(metrics.format_recent_events(events))
+    if hotspots:
+        click.echo(metrics.format_hotspots(spots, days))
 
 
 # -- sync and clean ------------------------------------------------------------------------------------------------
