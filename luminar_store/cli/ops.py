@@ -224,14 +224,15 @@ def _rows(rows: list[tuple[str, str]]) -> None:
 
 @cli.command("status")
 @env_option
-def status_command(env: str | None) -> None:
+@dir_option
+def status_command(env: str | None, directory: Path | None) -> None:
     """Show whether the server answers, its PostgreSQL and PostGIS versions, migrations applied and pending, and
     the pool settings in force (password hidden). Exits 2 when the database cannot be reached.
 
     Example: luminar-db status --env=local
     """
     from luminar_store.localdb import server_info
-    from luminar_store.migrator import Migrator
+    from luminar_store.migrator import DEFAULT_DIR, Migrator
 
     settings = _settings(env)
     p = settings.public_dict()
@@ -246,7 +247,7 @@ def status_command(env: str | None) -> None:
         raise
     rows += [("reachable", "yes"), ("PostgreSQL", info["postgresql"] or "?"),
              ("PostGIS", info["postgis"] or "not installed in this database (luminar-db setup installs it)")]
-    statuses = Migrator(settings.conninfo(), environment=settings.env).status()
+    statuses = Migrator(settings.conninfo(), directory or DEFAULT_DIR, environment=settings.env).status()
     applied = [s for s in statuses if s.state == "applied"]
     pending = [s for s in statuses if s.state == "pending"]
     other = [f"{s.label} {s.state}" for s in statuses if s.state not in ("applied", "pending")]
