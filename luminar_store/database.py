@@ -117,6 +117,8 @@ class Database:
     """
 
     def __init__(self, settings: Settings | None = None) -> None:
+        """Pools for ``settings`` (default: ``load_settings()``, which raises ``ConfigError``); nothing connects
+        before the first call or ``initialize()``."""
         self.settings = settings if settings is not None else load_settings()
         self._primary: _Pool | None = None
         self._replicas: list[_Pool] = []
@@ -219,12 +221,14 @@ class Database:
             await entry.pool.close()
 
     async def health_check(self) -> bool:
-        """True when the primary answers ``SELECT 1`` within ``POOL_TIMEOUT``; never raises for a down server.
+        """True when the primary answers ``SELECT 1`` within ``LUMINAR_DB_CONNECT_TIMEOUT`` seconds (or
+        ``POOL_TIMEOUT`` if shorter); never raises for a down server.
 
         Example: ``ok = await database.health_check()``
         """
+        timeout = min(self.settings.pool_timeout, float(self.settings.connect_timeout))
         try:
-            async with self.connection() as conn:
+            async with self.connection(timeout=timeout) as conn:
                 cur = await conn.execute("SELECT 1")
                 return (await cur.fetchone()) == (1,)
         except (LuminarError, psycopg.Error, OSError):
@@ -237,10 +241,11 @@ class Database:
 
     # -- connections ----------------------------------------------------------------------------------------------
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def connection(self, *, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
         """A pooled primary connection in autocommit mode, returned to the pool on exit.
 
-        Raises ``PoolExhaustedError`` or ``DatabaseUnavailableError`` (see the class).
+        Waits at most ``timeout`` seconds (default ``POOL_TIMEOUT``) for a free connection, then raises
+        ``PoolExhaustedError`` (or ``DatabaseUnavailableError`` when the server cannot be reached).
 
         Example::
 
@@ -251,7 +256,7 @@ class Database:
             await self.initialize()
         entry = self._primary
         assert entry is not None
-        conn = await self._checkout(entry, entry.pool.timeout)
+        conn = await self._checkout(entry, entry.pool.timeout if timeout is None else timeout)
         try:
             yield conn
         finally:

@@ -5,7 +5,7 @@ Inputs may also be given as plain mappings with the same field names; the facade
 Inputs (``RawIncidentReport``, ``CrimeEvent``) are **valid by construction**: ``__post_init__`` runs the checks of
 ``luminar_store.validation`` and raises ``ValidationError`` naming the field, and normalizes the values (crime types to
 lower-case words, ``geotag`` to ``{"lat": float, "lng": float}``, ``related_reports`` to UUIDs). ``coerce()`` turns a
-mapping (or another dataclass) into one, reading the protocol's field names as aliases:
+mapping (or another dataclass, or a pydantic model) into one, reading the protocol's field names as aliases:
 
 ==========================  =========================================================================
 input                       accepted aliases
@@ -123,6 +123,11 @@ def _as_mapping(cls: type, value: object, what: str) -> dict[str, object]:
         return dict(value)  # type: ignore[call-overload]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    dump = getattr(value, "model_dump", None)  # a pydantic model (the nodes' protocol objects)
+    if callable(dump) and not isinstance(value, type):
+        dumped = dump()
+        if isinstance(dumped, Mapping):
+            return dict(dumped)
     raise ValidationError(what, f"must be a {cls.__name__} or a mapping with its field names, got "
                                 f"{type(value).__name__}")
 

@@ -176,3 +176,34 @@ def test_module_db_reads_the_environment_lazily_and_survives_successive_event_lo
     finally:
         run(db.close())
         db.configure(None)
+
+
+def test_protocol_objects_other_dataclasses_and_pydantic_style_models(db_settings):
+    from dataclasses import dataclass
+
+    @dataclass
+    class ProtocolReport:  # the shape of the nodes' own report objects
+        report_id: str
+        text_description: str
+        geotag: dict
+        timestamp: datetime
+        user_id: str | None = None
+
+    class PydanticLike:
+        def model_dump(self) -> dict:
+            return {"crime_type": "vandalism", "geotag": {"lat": 48.85, "lng": 2.35}, "timestamp": NOW,
+                    "severity": 1, "confidence_score": 0.6}
+
+    db = LuminarDB(db_settings)
+
+    async def go():
+        rid = await db.store_raw_report(ProtocolReport("p-1", "Graffiti on the bridge", {"lat": 48.85, "lng": 2.35},
+                                                       NOW, "u-3"))
+        eid = await db.store_crime_event(PydanticLike(), miner_uid=3)
+        got = await db.get_raw_report(rid), await db.get_event(eid)
+        await db.close()
+        return got
+
+    report, event = run(go())
+    assert (report.external_id, report.reporter_id, report.description) == ("p-1", "u-3", "Graffiti on the bridge")
+    assert (event.event_type, event.latitude) == ("vandalism", 48.85)

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from luminar_store.database import Database
 from luminar_store.errors import DatabaseUnavailableError, PoolExhaustedError
@@ -226,3 +227,32 @@ def test_repr_hides_the_password(pg_server):
     settings = pg_server.settings("luminar_x", LUMINAR_DB_PASSWORD="s3cret-pw")
     assert "s3cret-pw" not in repr(Database(settings))
     assert "luminar_x" in repr(Database(settings))
+
+
+def test_a_server_that_stops_accepting_connections_is_reported_not_blamed_on_the_pool(db_settings, pg_server):
+    settings = replace(db_settings, connect_timeout=1, pool_timeout=1.0)
+    name = sql.Identifier(db_settings.name)
+
+    async def go(admin: psycopg.Connection):
+        async with Database(settings) as database:
+            assert await database.health_check() is True
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
+            try:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                              (db_settings.name,))
+                await asyncio.sleep(0.2)
+                assert await database.health_check() is False
+                with pytest.raises(DatabaseUnavailableError) as info:
+                    async with database.connection():
+                        pass
+                assert f"database {db_settings.name}" in str(info.value) and "make db-start" in str(info.value)
+            finally:
+                admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
+            for _ in range(50):  # the pool reconnects in the background
+                if await database.health_check():
+                    return True
+                await asyncio.sleep(0.2)
+            return False
+
+    with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
+        assert run(go(admin)) is True
