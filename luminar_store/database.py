@@ -59,10 +59,19 @@ def _reason(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-async def _reset(conn: psycopg.AsyncConnection) -> None:
-    # A caller may have switched autocommit off on a borrowed connection; the next borrower must not inherit it.
-    if not conn.autocommit:
-        await conn.set_autocommit(True)
+async def _give_back(pool: AsyncConnectionPool, conn: psycopg.AsyncConnection) -> None:
+    """Return a borrowed connection. A borrower may have switched autocommit off: the next must not inherit that.
+
+    Done here rather than with the pool's ``reset`` callback, which would route every return through a background
+    worker task (measured: a quarter of the throughput of 64 concurrent writers)."""
+    if not conn.autocommit and not conn.closed:
+        try:
+            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                await conn.rollback()
+            await conn.set_autocommit(True)
+        except psycopg.Error:
+            pass  # a broken connection: the pool discards it
+    await pool.putconn(conn)
 
 
 def _has_pending_input(conn: psycopg.AsyncConnection) -> bool:
@@ -96,7 +105,6 @@ class _Pool:
             max_size=settings.pool_max_size,
             timeout=settings.pool_timeout,
             max_lifetime=settings.pool_recycle,
-            reset=_reset,
             name=label,
             open=False,
         )
@@ -260,7 +268,7 @@ class Database:
         try:
             yield conn
         finally:
-            await entry.pool.putconn(conn)
+            await _give_back(entry.pool, conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -306,7 +314,7 @@ class Database:
         try:
             yield conn
         finally:
-            await entry.pool.putconn(conn)
+            await _give_back(entry.pool, conn)
 
     def _pick_replica(self) -> _Pool | None:
         if not self._replicas:

@@ -83,15 +83,23 @@ def test_transaction_commits_together_and_rolls_back_on_error(db_settings, conn)
     assert [r[0] for r in conn.execute("SELECT n FROM t_tx ORDER BY n")] == [1, 2]
 
 
-def test_a_borrower_switching_autocommit_off_does_not_leak_to_the_next(db_settings):
+def test_a_borrower_switching_autocommit_off_does_not_leak_to_the_next(db_settings, conn):
+    conn.execute("CREATE TABLE t_leak (n int)")
+
     async def go():
         async with Database(replace(db_settings, pool_size=1, max_overflow=0)) as database:
             async with database.connection() as c:
                 await c.set_autocommit(False)
             async with database.connection() as c:
                 assert c.autocommit is True
+                await c.set_autocommit(False)
+                await c.execute("INSERT INTO t_leak VALUES (1)")  # left uncommitted
+            async with database.connection() as c:
+                assert c.autocommit is True
+                assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
     run(go())
+    assert conn.execute("SELECT count(*) FROM t_leak").fetchone()[0] == 0
 
 
 def test_pool_exhaustion_raises_within_the_timeout_naming_size_and_advice(pg_server, db_settings):
