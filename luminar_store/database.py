@@ -100,7 +100,8 @@ class _Pool:
         self.down_until = 0.0
         self.pool = AsyncConnectionPool(
             conninfo,
-            kwargs=_CONNECTION_KWARGS,
+            # Options given in the connection string (DATABASE_URL ...?options=) win over ours.
+            kwargs=_CONNECTION_KWARGS if "options" not in conninfo_to_dict(conninfo) else {"autocommit": True},
             min_size=settings.pool_size,
             max_size=settings.pool_max_size,
             timeout=settings.pool_timeout,
@@ -114,8 +115,9 @@ class Database:
     """The primary pool and the optional read-replica pools of one ``Settings``.
 
     Open it explicitly (``await database.initialize()`` or ``async with Database(settings)``) or let the first
-    ``connection()`` open it. Pools belong to the event loop that opened them: used from a new loop (successive
-    ``asyncio.run`` calls) the database opens fresh pools there. ``close()`` closes them; a later call reopens.
+    ``connection()`` open it. Pools belong to the event loop that opened them (one loop at a time): used from a
+    new loop (successive ``asyncio.run`` calls) the database opens fresh pools there. ``close()`` closes them; a
+    later call reopens.
 
     Raises (from every method that needs a connection):
         DatabaseUnavailableError: the server cannot be reached; names host, port and database and the hint
