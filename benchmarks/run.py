@@ -445,12 +445,19 @@ def _versions(settings: Any) -> dict[str, str | None]:
     info.update({"python": platform.python_version(), "psycopg": psycopg.__version__,
                  "psycopg_impl": psycopg.pq.__impl__, "psycopg_pool": psycopg_pool.__version__,
                  "asyncpg": asyncpg.__version__})
-    try:
-        info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                            text=True, check=False).stdout.strip() or None
-    except OSError:
-        info["git_commit"] = None
     return info
+
+
+def _code_version() -> dict[str, object]:
+    """The commit measured and whether the package or the migrations had uncommitted changes at the start."""
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+        except OSError:
+            return ""
+
+    return {"git_commit": git("rev-parse", "--short", "HEAD") or None,
+            "uncommitted_changes": bool(git("status", "--porcelain", "--", "luminar_store", "migrations"))}
 
 
 def run_all(settings: Any, plan: Plan, *, server: Any, out_dir: Path) -> list[Figure]:
@@ -459,6 +466,7 @@ def run_all(settings: Any, plan: Plan, *, server: Any, out_dir: Path) -> list[Fi
 
     started = dt.datetime.now(dt.UTC)
     load_start = os.getloadavg()
+    code = _code_version()
     say(f"migrating {settings.safe_dsn()}")
     migrate_database(settings.conninfo(), ROOT / "migrations")
     raw: dict[str, Any] = {}
@@ -475,6 +483,7 @@ def run_all(settings: Any, plan: Plan, *, server: Any, out_dir: Path) -> list[Fi
         # Other work on the machine (a shared 2-core box) shows in the load averages (1, 5, 15 min).
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_start": load_start,
                     "load_average_end": os.getloadavg(), **_versions(settings)},
+        "code": code,
         "server": ({"kind": "scratch", "settings": dict(SERVER_SETTINGS, synchronous_commit="on" if server.durable
                                                         else "off")}
                    if server is not None else {"kind": "given", "dsn": settings.safe_dsn()}),
