@@ -509,8 +509,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=None, help="events in the database (default 1,000,000; "
                                                              "50,000 with --quick)")
     p.add_argument("--quick", action="store_true", help="a smoke run: 50k events and scaled-down call counts")
-    p.add_argument("--dsn", help="benchmark this database instead of a scratch server (its crime_events are "
-                                 "emptied: needs --yes)")
+    p.add_argument("--dsn", help="benchmark this database instead of a scratch server (it is migrated and its "
+                                 "crime_events emptied, consensus_records with it: needs --yes)")
     p.add_argument("--use-settings", action="store_true", help="benchmark the database of the LUMINAR_* settings "
                                                               "(.env + environment; needs --yes)")
     p.add_argument("--yes", action="store_true", help="agree that the given database's crime_events is emptied")
@@ -561,6 +561,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 load_dotenv_file()
                 settings = load_settings()
+            if settings.env in ("staging", "production"):
+                print(f"error: the benchmark empties crime_events and refuses LUMINAR_ENV={settings.env}; use a "
+                      "scratch server (no --dsn) or a local/testing database", file=sys.stderr)
+                return 2
             rows = run_all(settings, plan, server=None, out_dir=args.out)
         else:
             say("starting a scratch PostgreSQL server")
