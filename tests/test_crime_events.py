@@ -12,7 +12,16 @@ import pytest
 
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.models import CrimeEvent
-from luminar_store.repositories.crime_events import EVENTS_WITHIN_RADIUS, CrimeEventRepository, search_boxes
+from luminar_store.repositories.crime_events import (
+    EVENTS_WITHIN_BOX,
+    EVENTS_WITHIN_RADIUS,
+    HOTSPOTS,
+    HOTSPOTS_ANY_CELL,
+    MAX_GRID_CELLS,
+    CrimeEventRepository,
+    grid_cell_count,
+    search_boxes,
+)
 from luminar_store.repositories.raw_reports import RawReportRepository
 
 NOW = datetime.now(timezone.utc)
@@ -147,7 +156,7 @@ def test_within_radius_window_limit_and_order(db_settings):
     assert [e.event_id for e in limited] == [newer]
 
 
-def test_radius_query_uses_the_gist_index(db_settings, conn):
+def test_radius_queries_use_the_cell_index_and_the_gist_index_for_wide_boxes(db_settings, conn):
     rng = random.Random(7)
     spread = [event(rng.uniform(-60, 60), rng.uniform(-180, 180), ago=timedelta(hours=rng.uniform(0, 160)))
               for _ in range(20_000)]
@@ -157,7 +166,81 @@ def test_radius_query_uses_the_gist_index(db_settings, conn):
     params = {"lat": NYC[0], "lng": NYC[1], "radius": 1000.0, "hours": 168, "limit": 100,
               **search_boxes(NYC[0], NYC[1], 1000.0)}
     plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + EVENTS_WITHIN_RADIUS, params))
+    assert "idx_events_cell_time" in plan and "Seq Scan on crime_events" not in plan, plan
+    wide = {"lat": NYC[0], "lng": NYC[1], "radius": 50_000.0, "hours": 168, "limit": 100,
+            **search_boxes(NYC[0], NYC[1], 50_000.0)}
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + EVENTS_WITHIN_BOX, wide))
     assert "idx_events_geotag" in plan, plan
+    assert grid_cell_count(search_boxes(*NYC, 1000)) <= MAX_GRID_CELLS < grid_cell_count(search_boxes(*NYC, 50_000))
+    assert grid_cell_count(search_boxes(89.999, 0.0, 1000)) > MAX_GRID_CELLS  # all longitudes: the GiST path
+
+
+def test_grid_cell_count_covers_the_box_and_both_sides_of_the_antimeridian():
+    assert grid_cell_count({"ymin": 0.005, "ymax": 0.015, "xmin": 0.0, "xmax": 0.0099, "xmin2": None,
+                            "xmax2": None}) == 2
+    assert grid_cell_count({"ymin": -0.001, "ymax": 0.0, "xmin": 179.995, "xmax": 180.0, "xmin2": -180.0,
+                            "xmax2": -179.995}) == 2 * (2 + 1)
+
+
+def _sample_events(rng: random.Random, centres: list[tuple[float, float]], n: int) -> list[dict]:
+    """Events around ``centres`` within ~3 km, a quarter of them exactly on or a hair off a 0.01° cell edge."""
+    out = []
+    for i in range(n):
+        lat, lng = centres[i % len(centres)]
+        lat = max(-90.0, min(90.0, lat + rng.uniform(-0.03, 0.03)))
+        lng = lng + rng.uniform(-0.03, 0.03)
+        if i % 4 == 0:  # on an edge of the grid, or within a micro-degree of it
+            lat = max(-90.0, min(90.0, round(lat, 2) + rng.choice([0.0, 1e-9, -1e-9, 1e-6, -1e-6])))
+            lng = round(lng, 2) + rng.choice([0.0, 1e-9, -1e-9, 1e-6, -1e-6])
+        lng = (lng + 180.0) % 360.0 - 180.0 if not -180.0 <= lng <= 180.0 else lng
+        out.append(event(lat, lng, ago=timedelta(seconds=rng.uniform(1, 10 * 86_400)),
+                         event_type=rng.choice(["theft", "assault", "burglary", "fraud", "vandalism"]),
+                         severity=rng.randint(1, 5),
+                         verification_status=rng.choice(["verified", "verified", "pending", "rejected"])))
+    return out
+
+
+BRUTE_FORCE_RADIUS = """
+SELECT event_id FROM crime_events
+ WHERE ST_DWithin(geotag::geography, ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography, %(radius)s)
+   AND "timestamp" >= now() - make_interval(hours => %(hours)s)
+ ORDER BY "timestamp" DESC
+ LIMIT %(limit)s
+"""
+
+
+def test_grid_radius_search_equals_a_brute_force_geodesic_query(db_settings):
+    rng = random.Random(11)
+    centres = [NYC, (-33.8688, 151.2093), (0.0, 0.0), (0.005, 179.995), (-16.5, -179.999), (69.6492, 18.9553)]
+    events = _sample_events(rng, centres, 3000)
+    queries = []
+    for i in range(120):
+        lat, lng = centres[i % len(centres)]
+        lat, lng = lat + rng.uniform(-0.02, 0.02), lng + rng.uniform(-0.02, 0.02)
+        if i % 3 == 0:  # the query point on a cell edge
+            lat, lng = round(lat, 2), round(lng, 2)
+        lng = (lng + 180.0) % 360.0 - 180.0 if not -180.0 <= lng <= 180.0 else lng
+        queries.append((lat, lng, rng.choice([30.0, 400.0, 1000.0, 2500.0]), rng.choice([6, 48, 168, 24 * 3650]),
+                        rng.choice([1, 5, 40, 10_000])))
+
+    async def go(repo):
+        await repo.store_many(events, miner_uid=3)
+        await repo.conn.execute("ANALYZE crime_events")
+        compared = 0
+        async with repo.conn.transaction():  # one now() for every query
+            for lat, lng, radius, hours, limit in queries:
+                params = {"lat": lat, "lng": lng, "radius": radius, "hours": hours, "limit": limit,
+                          **search_boxes(lat, lng, radius)}
+                assert grid_cell_count(search_boxes(lat, lng, radius)) <= MAX_GRID_CELLS
+                expected = [r[0] for r in await (await repo.conn.execute(BRUTE_FORCE_RADIUS, params)).fetchall()]
+                grid = [r[0] for r in await (await repo.conn.execute(EVENTS_WITHIN_RADIUS, params)).fetchall()]
+                box = [r[0] for r in await (await repo.conn.execute(EVENTS_WITHIN_BOX, params)).fetchall()]
+                facade = [e.event_id for e in await repo.within_radius(lat, lng, radius, hours=hours, limit=limit)]
+                assert grid == expected == box == facade, (lat, lng, radius, hours, limit)
+                compared += bool(expected)
+        return compared
+
+    assert run(with_repo(db_settings, go)) >= 60  # most queries found something to compare
 
 
 def test_search_boxes_split_at_the_antimeridian_and_open_at_the_poles():
@@ -236,6 +319,36 @@ def test_hotspot_where_ten_verified_events_are_not_where_pending_or_old_ones_are
     assert top.max_severity == 5 and top.crime_types == ["theft"] and top.first_seen <= top.last_seen
     assert [h.incident_count for h in month] == [15, 10, 3]
     assert [h.incident_count for h in big] == [10]
+
+
+def test_grid_hotspots_equal_the_schema_function_and_see_a_just_verified_event(db_settings, conn):
+    rng = random.Random(5)
+    events = _sample_events(rng, [NYC, (51.5074, -0.1278), (-0.003, -0.004), (0.004, 179.996)], 2500)
+
+    async def go(repo):
+        await repo.store_many(events, miner_uid=4)
+        await repo.conn.execute("ANALYZE crime_events")
+        async with repo.conn.transaction():  # one now() for both forms
+            for days, min_incidents, limit in [(7, 1, 100), (3, 5, 7), (30, 2, 10_000), (1, 1, 3)]:
+                params = {"days": days, "cell": 0.01, "min_incidents": min_incidents, "limit": limit}
+                grid = await (await repo.conn.execute(HOTSPOTS, params)).fetchall()
+                function = await (await repo.conn.execute(HOTSPOTS_ANY_CELL, params)).fetchall()
+                assert grid == function and grid, params
+        # a new cell: nothing verified yet, then one verification makes it a hotspot at once
+        eid = await repo.store(event(-45.123, 170.456, event_type="arson"), miner_uid=4)
+        before = await repo.hotspots(7, limit=10_000)
+        await repo.update_verification(eid, status="verified", validator_uid=1)
+        after = await repo.hotspots(7, limit=10_000)
+        wide = await repo.hotspots(7, cell_degrees=0.5, limit=10_000)  # other cell sizes: the schema function
+        return before, after, wide
+
+    before, after, wide = run(with_repo(db_settings, go))
+    new_cell = [h for h in after if (round(h.latitude, 3), round(h.longitude, 3)) == (-45.125, 170.455)]
+    assert not [h for h in before if h.latitude < -40]
+    assert [(h.incident_count, h.crime_types, h.avg_severity) for h in new_cell] == [(1, ["arson"], 3.0)]
+    assert sum(h.incident_count for h in wide) == sum(h.incident_count for h in after)
+    assert conn.execute("SELECT count(*) FROM crime_events WHERE cell_row <> floor(latitude / 0.01) "
+                        "OR cell_col <> floor(longitude / 0.01)").fetchone()[0] == 0
 
 
 @pytest.mark.parametrize("call", [

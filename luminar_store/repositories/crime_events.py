@@ -1,9 +1,12 @@
 """Crime events: store one or many (COPY), recent, within a radius, by miner, verification, hotspots.
 
-Locations are written as ``latitude``/``longitude`` (the table generates ``geotag`` from them) and searched through
-the GiST index on ``geotag``: a radius query first keeps the rows inside a bounding box (``geotag && envelope``,
-indexed), computed conservatively from the metres, then refines with the exact geodesic
-``ST_DWithin(geography, geography, metres)``. A geography cast of the column alone would not use the index.
+Locations are written as ``latitude``/``longitude``; the table generates ``geotag`` and the 0.01° grid cell
+``cell_row``/``cell_col`` (``floor(latitude / 0.01)``, ``floor(longitude / 0.01)``) from them. A radius query computes
+a bounding box conservatively from the metres, then either reads the newest events of each grid cell covering the box
+(``idx_events_cell_time``, merged; up to ``MAX_GRID_CELLS`` cells) or, for larger boxes and near the poles, every
+event inside the box through the GiST index on ``geotag``; both refine with the exact geodesic
+``ST_DWithin(geography, geography, metres)``. A geography cast of the column alone would not use an index.
+Hotspots of 0.01° cells group the stored cells and look up the crime types only of the cells returned.
 
 Example::
 
@@ -30,8 +33,8 @@ from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot
 from luminar_store.repositories._errors import translated
 
-__all__ = ["CrimeEventRepository", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M", "search_boxes", "window_hours",
-           "record_row"]
+__all__ = ["CrimeEventRepository", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M", "GRID_DEGREES",
+           "MAX_GRID_CELLS", "search_boxes", "grid_cell_count", "window_hours", "record_row"]
 
 #: Longest look-back of ``recent()``/``within_radius()`` in hours (10 years) and of ``hotspots()`` in days.
 MAX_HOURS = 24 * 3650
@@ -44,6 +47,10 @@ MAX_RADIUS_M = 1_000_000.0
 _ALL_TIME_HOURS = 24 * 365 * 1000
 # The Earth's polar radius, its smallest: an angle computed with it is never too small.
 _POLAR_RADIUS_M = 6_356_752.0
+#: Side of the stored grid cells (``cell_row``/``cell_col``) in degrees; the default hotspot cell.
+GRID_DEGREES = 0.01
+#: Most grid cells a radius query reads one by one; a larger box goes through the GiST index instead.
+MAX_GRID_CELLS = 256
 
 # name: insert_event
 # Stores one event; the writer may choose event_id (else the database draws one). Returns event_id.
@@ -79,10 +86,44 @@ SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "ti
 """
 
 # name: events_within_radius
-# Events within %(radius)s metres of a point and the last %(hours)s hours, newest first, with their distance.
-# The two envelopes are the indexed pre-filter (the second one only when the box crosses the antimeridian); the
-# geography ST_DWithin is the exact test.
+# Events within %(radius)s metres of a point and the last %(hours)s hours, newest first, with their distance, read cell
+# by cell: for every 0.01° grid cell covering the envelope(s) (the second one only when the box crosses the
+# antimeridian), the newest %(limit)s matches of that cell (idx_events_cell_time, exact geodesic test inside), then
+# the newest %(limit)s of them all. The cells come from the envelopes with the very expression of the generated
+# columns (floor(degrees / 0.01)), which grows with the degrees, so every point of the box lies in a listed cell.
+# For boxes of more than MAX_GRID_CELLS cells use EVENTS_WITHIN_BOX (same parameters).
 EVENTS_WITHIN_RADIUS = """
+SELECT e.event_id, e.miner_uid, e.event_type, e.title, e.summary, e.latitude, e.longitude, e."timestamp",
+       e.severity, e.confidence_score, e.related_reports, e.cluster_id, e.verification_status, e.verified_by,
+       e.verification_score, e.verified_at, e.risk_score::float8 AS risk_score, e.metadata, e.created_at,
+       e.updated_at, ST_Distance(e.geotag::geography, q.point) AS distance_m
+  FROM (SELECT ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography AS point,
+               now() - make_interval(hours => %(hours)s) AS since) AS q
+ CROSS JOIN (SELECT r AS cell_row, c AS cell_col
+               FROM generate_series(floor(%(ymin)s::float8 / 0.01::float8)::integer,
+                                    floor(%(ymax)s::float8 / 0.01::float8)::integer) AS r,
+                    generate_series(floor(%(xmin)s::float8 / 0.01::float8)::integer,
+                                    floor(%(xmax)s::float8 / 0.01::float8)::integer) AS c
+             UNION ALL
+             SELECT r, c
+               FROM generate_series(floor(%(ymin)s::float8 / 0.01::float8)::integer,
+                                    floor(%(ymax)s::float8 / 0.01::float8)::integer) AS r,
+                    generate_series(floor(%(xmin2)s::float8 / 0.01::float8)::integer,
+                                    floor(%(xmax2)s::float8 / 0.01::float8)::integer) AS c) AS cell
+ CROSS JOIN LATERAL (
+       SELECT * FROM crime_events AS ev
+        WHERE ev.cell_row = cell.cell_row AND ev.cell_col = cell.cell_col AND ev."timestamp" >= q.since
+          AND ST_DWithin(ev.geotag::geography, q.point, %(radius)s)
+        ORDER BY ev."timestamp" DESC
+        LIMIT %(limit)s) AS e
+ ORDER BY e."timestamp" DESC
+ LIMIT %(limit)s
+"""
+
+# name: events_within_box
+# The same result through the GiST index on geotag: every event inside the envelope(s), of all days, tested exactly.
+# For large boxes (wide radii, near the poles) where listing the grid cells would cost more.
+EVENTS_WITHIN_BOX = """
 SELECT e.event_id, e.miner_uid, e.event_type, e.title, e.summary, e.latitude, e.longitude, e."timestamp",
        e.severity, e.confidence_score, e.related_reports, e.cluster_id, e.verification_status, e.verified_by,
        e.verification_score, e.verified_at, e.risk_score::float8 AS risk_score, e.metadata, e.created_at,
@@ -144,8 +185,52 @@ RETURNING event_id, miner_uid, event_type, title, summary, latitude, longitude, 
 """
 
 # name: hotspots
-# Cells of verified events of the last %(days)s days (the schema's crime_hotspots_since), biggest first.
+# Hotspots of 0.01° cells (GRID_DEGREES): the result of crime_hotspots_since(%(days)s, 0.01) with at least
+# %(min_incidents)s incidents, biggest first, at most %(limit)s, without sorting every cell's crime types. The counts
+# group the stored cells read from idx_events_verified_time alone; only the returned cells then list their crime
+# types, skipping from type to type through idx_events_verified_cell_type (one index probe per type).
 HOTSPOTS = """
+WITH cells AS (
+    SELECT e.cell_row, e.cell_col, count(*) AS incident_count, sum(e.severity) AS severity_sum,
+           max(e.severity) AS max_severity, min(e."timestamp") AS first_seen, max(e."timestamp") AS last_seen
+      FROM crime_events AS e
+     WHERE e.verification_status = 'verified' AND e."timestamp" >= now() - make_interval(days => %(days)s)
+     GROUP BY e.cell_row, e.cell_col
+    HAVING count(*) >= %(min_incidents)s
+), top AS (
+    SELECT (cell_row::float8 + 0.5) * 0.01::float8 AS latitude, (cell_col::float8 + 0.5) * 0.01::float8 AS longitude,
+           incident_count, round(severity_sum::numeric / incident_count, 2)::float8 AS avg_severity, max_severity,
+           first_seen, last_seen, cell_row, cell_col
+      FROM cells
+     ORDER BY incident_count DESC, last_seen DESC, latitude, longitude
+     LIMIT %(limit)s
+)
+SELECT t.latitude, t.longitude, t.incident_count, t.avg_severity, t.max_severity,
+       ARRAY(WITH RECURSIVE types (event_type) AS (
+                 (SELECT e.event_type FROM crime_events AS e
+                   WHERE e.verification_status = 'verified' AND e.cell_row = t.cell_row AND e.cell_col = t.cell_col
+                     AND e."timestamp" >= now() - make_interval(days => %(days)s)
+                   ORDER BY e.event_type
+                   LIMIT 1)
+                 UNION ALL
+                 SELECT (SELECT e.event_type FROM crime_events AS e
+                          WHERE e.verification_status = 'verified' AND e.cell_row = t.cell_row
+                            AND e.cell_col = t.cell_col AND e.event_type > types.event_type
+                            AND e."timestamp" >= now() - make_interval(days => %(days)s)
+                          ORDER BY e.event_type
+                          LIMIT 1)
+                   FROM types
+                  WHERE types.event_type IS NOT NULL)
+             SELECT event_type FROM types WHERE event_type IS NOT NULL) AS crime_types,
+       t.first_seen, t.last_seen
+  FROM top AS t
+ ORDER BY t.incident_count DESC, t.last_seen DESC, t.latitude, t.longitude
+"""
+
+# name: hotspots_any_cell
+# Cells of %(cell)s degrees of verified events of the last %(days)s days (the schema's crime_hotspots_since),
+# biggest first: for cell sizes other than GRID_DEGREES.
+HOTSPOTS_ANY_CELL = """
 SELECT latitude, longitude, incident_count, avg_severity::float8 AS avg_severity, max_severity, crime_types,
        first_seen, last_seen
   FROM crime_hotspots_since(%(days)s, %(cell)s)
@@ -181,6 +266,19 @@ def search_boxes(lat: float, lng: float, radius_m: float) -> dict[str, float | N
     elif xmax > 180.0:
         xmax, xmin2, xmax2 = 180.0, -180.0, xmax - 360.0
     return {"xmin": xmin, "xmax": xmax, "xmin2": xmin2, "xmax2": xmax2, "ymin": ymin, "ymax": ymax}
+
+
+def grid_cell_count(box: dict[str, float | None]) -> int:
+    """How many 0.01° grid cells cover the envelope(s) of ``search_boxes``, counted with the cell expression of the
+    table (``floor(degrees / 0.01)``)."""
+    def cells(low: float, high: float) -> int:
+        return math.floor(high / GRID_DEGREES) - math.floor(low / GRID_DEGREES) + 1
+
+    rows = cells(box["ymin"], box["ymax"])  # type: ignore[arg-type]
+    cols = cells(box["xmin"], box["xmax"])  # type: ignore[arg-type]
+    if box["xmin2"] is not None:
+        cols += cells(box["xmin2"], box["xmax2"])  # type: ignore[arg-type]
+    return rows * cols
 
 
 def record_row(cls: type) -> Callable[[Any], Callable[[Sequence[Any]], Any]]:
@@ -294,9 +392,11 @@ class CrimeEventRepository:
         lat = v.latitude("latitude", latitude)
         lng = v.longitude("longitude", longitude)
         radius = v.number("radius_m", radius_m, minimum=0.0, maximum=MAX_RADIUS_M)
+        box = search_boxes(lat, lng, radius)
         params: dict[str, Any] = {"lat": lat, "lng": lng, "radius": radius, "hours": window_hours(hours, days),
-                                  "limit": _limit(limit), **search_boxes(lat, lng, radius)}
-        return await self._many(EVENTS_WITHIN_RADIUS, params)
+                                  "limit": _limit(limit), **box}
+        query = EVENTS_WITHIN_RADIUS if grid_cell_count(box) <= MAX_GRID_CELLS else EVENTS_WITHIN_BOX
+        return await self._many(query, params)
 
     async def by_miner(self, miner_uid: int, limit: int = 100) -> list[CrimeEventRecord]:
         """The events stored by ``miner_uid``, newest first, at most ``limit``.
@@ -351,9 +451,10 @@ class CrimeEventRepository:
                   "cell": v.number("cell_degrees", cell_degrees, minimum=0.0001, maximum=10.0),
                   "min_incidents": v.integer("min_incidents", min_incidents, minimum=1),
                   "limit": _limit(limit)}
+        query = HOTSPOTS if params["cell"] == GRID_DEGREES else HOTSPOTS_ANY_CELL
         with translated():
             cur = self.conn.cursor(row_factory=record_row(Hotspot))
-            await cur.execute(HOTSPOTS, params, binary=True)
+            await cur.execute(query, params, binary=True)
             return await cur.fetchall()
 
     async def counts(self) -> tuple[int, int]:
