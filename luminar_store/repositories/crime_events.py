@@ -90,8 +90,9 @@ SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "ti
 # by cell: for every 0.01° grid cell covering the envelope(s) (the second one only when the box crosses the
 # antimeridian), the newest %(limit)s matches of that cell (idx_events_cell_time, exact geodesic test inside), then
 # the newest %(limit)s of them all. The cells come from the envelopes with the very expression of the generated
-# columns (floor(degrees / 0.01)), which grows with the degrees, so every point of the box lies in a listed cell.
-# For boxes of more than MAX_GRID_CELLS cells use EVENTS_WITHIN_BOX (same parameters).
+# columns (floor(degrees / 0.01), never decreasing as the degrees grow), so every point of the box lies in a listed
+# cell. Boxes of more than MAX_GRID_CELLS cells (wide radii, near the poles) go to EVENTS_WITHIN_BOX instead (same
+# parameters, same result).
 EVENTS_WITHIN_RADIUS = """
 SELECT e.event_id, e.miner_uid, e.event_type, e.title, e.summary, e.latitude, e.longitude, e."timestamp",
        e.severity, e.confidence_score, e.related_reports, e.cluster_id, e.verification_status, e.verified_by,
@@ -443,7 +444,9 @@ class CrimeEventRepository:
     async def hotspots(self, days: int = 7, *, cell_degrees: float = 0.01, min_incidents: int = 1,
                        limit: int = 100) -> list[Hotspot]:
         """Cells of ``cell_degrees`` (0.0001..10; 0.01 ≈ 1.1 km) holding at least ``min_incidents`` verified
-        events of the last ``days`` (1..3650), biggest first (then most recent).
+        events of the last ``days`` (1..3650), biggest first (then most recent): the rows of the schema's
+        ``crime_hotspots_since(days, cell_degrees)``, computed from the stored grid cells for 0.01° (always current:
+        an event verified a moment ago counts).
 
         Example: ``spots = await CrimeEventRepository(conn).hotspots(days=7)``
         """
