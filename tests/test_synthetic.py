@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,10 +21,7 @@ from luminar_store.config import load_settings
 from luminar_store.errors import OperationError, ValidationError
 from luminar_store.synthetic import load_sample_data, populate_sample_data
 from luminar_store.synthetic.catalog import CITIES
-from luminar_store.synthetic.copying import Batch, write_batches
 from luminar_store.synthetic.loader import LOCK_KEY
-from luminar_store.synthetic.stream import RunStream
-from luminar_store.synthetic.world import build_world
 
 NOW = 1_760_000_000.0  # a fixed "now" (2025-10-09 08:53 UTC) makes two loads comparable row for row
 
@@ -195,10 +197,12 @@ def test_a_second_run_adds_new_rows_without_colliding(conn):
     assert bad == 0
 
 
-def test_parallel_writers_load_whole_incidents(conn):
-    summary = load_sample_data(conn, reports=3000, seed=11, now=NOW, workers=2, batch_size=400)
-    assert summary.batches >= 7
-    assert counts(conn)["raw_incident_reports"] == 3000
+def test_parallel_writers_write_the_same_rows_as_one(conn, other_conn):
+    summary = load_sample_data(conn, reports=6500, seed=11, now=NOW, workers=2, batch_size=1000)
+    assert summary.batches == 7 and summary.reports == 6500
+    load_sample_data(other_conn, reports=6500, seed=11, now=NOW, workers=1, batch_size=3000)
+    for table in TABLE_KEYS:
+        assert content(conn, table) == content(other_conn, table), table
     dangling = conn.execute("""
         SELECT count(*) FROM crime_events e, unnest(e.related_reports) r
          WHERE NOT EXISTS (SELECT 1 FROM raw_incident_reports WHERE report_id = r)""").fetchone()[0]
@@ -213,48 +217,47 @@ def _orphans(conn) -> int:
            AND NOT EXISTS (SELECT 1 FROM crime_events e WHERE e.related_reports @> ARRAY[r.report_id])""").fetchone()[0]
 
 
-def test_an_interruption_in_the_generator_leaves_only_whole_batches(conn):
-    world = build_world(12)
-    for h in world.hotspots:
-        h.cluster_id = None
-    stream = RunStream(world, run=0, total=5000, days=7, now=NOW)
-    made: list[tuple[int, int]] = []
-
-    def batches():
-        for n in range(10):
-            if n == 3:
-                raise KeyboardInterrupt
-            rows = list(stream.reports(500))
-            events, consensus = stream.take()
-            made.append((len(rows), len(events)))
-            yield Batch(rows, events, consensus)
-
-    with pytest.raises(KeyboardInterrupt):
-        write_batches(conn, batches(), workers=2)
-    got = (counts(conn)["raw_incident_reports"], counts(conn)["crime_events"])
-    # Whatever was committed is a set of whole batches: rows and events of the same batches, nothing else.
-    subsets = {(sum(r for r, _ in pick), sum(e for _, e in pick))
-               for k in range(len(made) + 1) for pick in itertools.combinations(made, k)}
-    assert got in subsets
-    assert _orphans(conn) == 0
-
-
-def test_a_failing_writer_rolls_its_batch_back_and_releases_the_lock(conn):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_interruption_leaves_whole_batches_and_releases_the_lock(conn, workers):
     seen = []
 
     def progress(n: int) -> None:
         seen.append(n)
         if len(seen) == 2:
-            raise RuntimeError("stop here")
+            raise KeyboardInterrupt
 
-    with pytest.raises(RuntimeError, match="stop here"):
-        load_sample_data(conn, reports=2000, seed=13, now=NOW, batch_size=300, workers=1, progress=progress)
+    with pytest.raises(KeyboardInterrupt):
+        load_sample_data(conn, reports=20_000, seed=13, now=NOW, batch_size=1000, workers=workers, progress=progress)
     reports = counts(conn)["raw_incident_reports"]
-    assert reports == sum(seen)  # the two committed batches, nothing of the third
+    assert reports % 1000 == 0 and reports >= 2000  # whole batches of 1,000, nothing of a batch in flight
     assert _orphans(conn) == 0
     free = conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]
     conn.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
     assert free
+    # The next run starts cleanly after the interrupted one.
+    assert load_sample_data(conn, reports=100, seed=13, now=NOW).run == 1
+
+
+def test_ctrl_c_on_the_command_line_leaves_whole_batches(db_settings, tmp_path):
+    env = {**os.environ, "LUMINAR_ENV": "testing", "LUMINAR_DB_HOST": db_settings.host,
+           "LUMINAR_DB_PORT": str(db_settings.port), "LUMINAR_DB_NAME": db_settings.name,
+           "LUMINAR_DB_USER": db_settings.user, "LUMINAR_DB_PASSWORD": db_settings.password}
+    script = Path(__file__).resolve().parents[1] / "scripts" / "setup_database.py"
+    proc = subprocess.Popen([sys.executable, str(script), "sample-data", "--reports", "200000", "--workers", "2"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
+        for _ in range(600):  # wait (up to a minute) for the first committed batch
+            if counts(conn)["raw_incident_reports"] or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0, out
+        assert "Traceback" not in err, err
+        reports = counts(conn)["raw_incident_reports"]
+        assert 0 < reports < 200_000 and reports % 1000 == 0
+        assert _orphans(conn) == 0
 
 
 def test_populate_sample_data_is_the_specifications_call(db_settings):
@@ -278,7 +281,8 @@ def test_a_database_without_schema_is_refused(empty_db):
 
 
 @pytest.mark.parametrize("field, kwargs", [("reports", {"reports": 0}), ("days", {"days": 0}),
-                                           ("seed", {"seed": -1}), ("workers", {"workers": 0})])
+                                           ("seed", {"seed": -1}), ("workers", {"workers": 0}),
+                                           ("batch_size", {"batch_size": 999})])
 def test_bad_arguments_are_refused_before_any_sql(conn, field, kwargs):
     with pytest.raises(ValidationError) as caught:
         load_sample_data(conn, **kwargs)

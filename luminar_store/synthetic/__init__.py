@@ -57,8 +57,9 @@ def load_sample_data(conn: psycopg.Connection, *, reports: int = DEFAULT_REPORTS
 
     ``reports`` raw reports spread over the ``days`` days before ``now`` (epoch seconds; default the current
     time), with the events, consensus records, clusters, zones, miners and validators that go with them. Batches
-    of ``batch_size`` reports commit one by one, written by ``workers`` sessions (default: 2 from 100,000
-    reports on, else 1); ``progress(n)`` is called with the report count of each committed batch.
+    of ``batch_size`` reports (rounded down to whole blocks of 1,000) commit one by one, written by ``workers``
+    processes, each with its own session (default: 2 from 100,000 reports on, else 1; the rows do not depend on
+    it); ``progress(n)`` is called with the report count of each committed batch.
 
     Raises ``ValidationError`` for a bad argument, ``OperationError`` when the database has no schema, and
     ``psycopg.Error`` for a failure of the server (the batch in flight leaves no row).
@@ -68,7 +69,7 @@ def load_sample_data(conn: psycopg.Connection, *, reports: int = DEFAULT_REPORTS
     validation.integer("reports", reports, minimum=1, maximum=MAX_REPORTS)
     validation.integer("days", days, minimum=1, maximum=3650)
     validation.integer("seed", seed, minimum=0, maximum=2**31 - 1)
-    validation.integer("batch_size", batch_size, minimum=100, maximum=10_000_000)
+    validation.integer("batch_size", batch_size, minimum=1_000, maximum=10_000_000)
     if now is not None:
         validation.number("now", now, minimum=0)
     if workers is None:

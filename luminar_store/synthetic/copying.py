@@ -1,37 +1,52 @@
-"""Writing batches of synthetic rows with binary COPY, each batch one transaction, on one or more connections.
+"""Writing a run's blocks with binary COPY, a batch of blocks per transaction, in one process or several.
 
-The generator (the calling thread) makes batch k+1 while writer threads COPY batch k: Python builds rows on one
-core while the server indexes them on the other. With two writers the server's work is split over two backends.
-An interruption (Ctrl-C in the calling thread, an error in a writer) stops every writer between rows; their batch
-in flight rolls back, committed batches stay whole.
+With one writer the calling process makes a batch and writes it, batch after batch. With ``workers`` > 1 (where
+the ``fork`` start method exists) as many processes each make *and* write their batches on their own session:
+Python's row making, which holds one core per process, then runs beside the server's indexing instead of before
+it. Blocks are seeded independently, so the rows are the same whatever the number of workers.
+
+Interruption: every batch is one transaction, so Ctrl-C (which reaches every process of the terminal's group) or
+an error in one writer rolls back only the batches in flight; the others stop between rows; committed batches
+are whole.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import queue
-import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format, TransactionStatus
 
-from luminar_store.synthetic.stream import CONSENSUS_COLUMNS, EVENT_COLUMNS, REPORT_COLUMNS
+from luminar_store.errors import OperationError
+from luminar_store.synthetic.stream import CONSENSUS_COLUMNS, EVENT_COLUMNS, REPORT_COLUMNS, RunStream, Tally
 
-__all__ = ["Batch", "write_batches", "copy_rows"]
+__all__ = ["RunWritten", "copy_rows", "write_blocks", "write_run"]
 
 _CHECK_EVERY = 1_000  # rows between looks at the stop flag
 
 
 @dataclass
-class Batch:
-    """The rows of whole incidents: reports, the events grouping them, and the consensus records of the events."""
+class RunWritten:
+    """What was committed: batches, rows per table, and the merged tally of the committed blocks."""
 
-    reports: list[tuple]
-    events: list[tuple]
-    consensus: list[tuple]
+    batches: int = 0
+    reports: int = 0
+    events: int = 0
+    consensus: int = 0
+    tally: Tally = field(default_factory=Tally)
+
+    def add(self, reports: int, events: int, consensus: int, tally: Tally) -> None:
+        self.batches += 1
+        self.reports += reports
+        self.events += events
+        self.consensus += consensus
+        self.tally.merge(tally)
 
 
 class _JsonText(str):
@@ -59,8 +74,9 @@ def _cursor(conn: psycopg.Connection) -> psycopg.Cursor:
 
 
 def copy_rows(cur: psycopg.Cursor, table: str, columns: Sequence[tuple[str, str]], rows: Iterable[tuple],
-              stop: threading.Event | None = None) -> int:
-    """COPY ``rows`` into ``table`` in binary; ``columns`` are (name, type) pairs. Returns the number of rows."""
+              stop: Callable[[], bool] | None = None) -> int:
+    """COPY ``rows`` into ``table`` in binary; ``columns`` are (name, type) pairs. Returns the number of rows.
+    ``stop()`` is asked every thousand rows; when true the COPY (and its transaction) is abandoned."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns))
     count = 0
@@ -69,104 +85,140 @@ def copy_rows(cur: psycopg.Cursor, table: str, columns: Sequence[tuple[str, str]
         for row in rows:
             copy.write_row(row)
             count += 1
-            if stop is not None and count % _CHECK_EVERY == 0 and stop.is_set():
+            if stop is not None and count % _CHECK_EVERY == 0 and stop():
                 raise _Stopped
     return count
 
 
-def _write(conn: psycopg.Connection, cur: psycopg.Cursor, batch: Batch, stop: threading.Event | None) -> None:
+def write_blocks(conn: psycopg.Connection, cur: psycopg.Cursor, blocks: list, stop=None) -> tuple[int, int, int]:
+    """Write ``blocks`` in one transaction: their reports, then the events (the related-reports trigger sees the
+    reports), then the consensus records. Returns the rows written per table."""
     with conn.transaction():
-        # The trigger that checks related_reports runs one small query per event: a generic plan spares the
-        # planner on each of them (measured: about a third of the events' COPY time).
+        # The trigger that checks related_reports runs one small query per event; left to choose, the planner
+        # replans it on every call (measured: 90 us a call, 25 us with the generic plan).
         conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        copy_rows(cur, "raw_incident_reports", REPORT_COLUMNS, batch.reports, stop)
-        copy_rows(cur, "crime_events", EVENT_COLUMNS, batch.events, stop)
-        copy_rows(cur, "consensus_records", CONSENSUS_COLUMNS, batch.consensus, stop)
+        reports = copy_rows(cur, "raw_incident_reports", REPORT_COLUMNS, (r for b in blocks for r in b.reports), stop)
+        events = copy_rows(cur, "crime_events", EVENT_COLUMNS, (e for b in blocks for e in b.events), stop)
+        consensus = copy_rows(cur, "consensus_records", CONSENSUS_COLUMNS,
+                              (c for b in blocks for c in b.consensus), stop)
+    return reports, events, consensus
 
 
-def _clone(conn: psycopg.Connection) -> psycopg.Connection:
-    """A second autocommit session with the parameters (password included) of ``conn``."""
-    password = conn.pgconn.password
-    extra = {"password": password.decode()} if password else {}
-    return psycopg.connect(conn.info.dsn, autocommit=True, **extra)
+def _batches(stream: RunStream, per_batch: int) -> list[range]:
+    return [range(i, min(i + per_batch, stream.blocks)) for i in range(0, stream.blocks, per_batch)]
 
 
-def write_batches(conn: psycopg.Connection, batches: Iterable[Batch], *, workers: int = 1,
-                  progress: Callable[[int], object] | None = None) -> int:
-    """Write every batch of ``batches`` (a generator, consumed in the calling thread), each in one transaction,
-    through ``conn`` and ``workers - 1`` more sessions like it. ``progress(n)`` is called (serialised) after each
-    commit with the batch's report count. Returns the number of batches committed.
+def _merged(blocks: list) -> Tally:
+    tally = Tally()
+    for b in blocks:
+        tally.merge(b.tally)
+    return tally
 
-    Raises the first writer's error, or the calling thread's ``KeyboardInterrupt``, after every writer stopped.
-    """
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        workers = 1  # inside the caller's transaction: one session, batches become its savepoints
-    stop = threading.Event()
-    todo: queue.Queue[Batch | None] = queue.Queue(maxsize=workers)
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    committed = [0]
 
-    def writer(session: psycopg.Connection, own: bool) -> None:
-        try:
-            cur = _cursor(session)
-            while not stop.is_set():
-                batch = todo.get()
-                if batch is None or stop.is_set():
-                    return
-                _write(session, cur, batch, stop)
-                with lock:
-                    committed[0] += 1
-                    if progress is not None:
-                        progress(len(batch.reports))
-        except _Stopped:
-            pass
-        except BaseException as exc:  # handed to the calling thread, which raises it
-            errors.append(exc)
-            stop.set()
-        finally:
-            if own:
-                session.close()
+def write_run(conn: psycopg.Connection, stream: RunStream, *, per_batch: int, workers: int = 1,
+              progress: Callable[[int], object] | None = None) -> RunWritten:
+    """Write every block of ``stream``, ``per_batch`` blocks a transaction, with ``workers`` writers (processes
+    when more than one). ``progress(n)`` gets each committed batch's report count. Raises the writer's error
+    (``psycopg.Error`` in-process; ``OperationError`` naming it from a worker process) or ``KeyboardInterrupt``
+    after every writer stopped."""
+    batches = _batches(stream, per_batch)
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    if workers > 1 and fork and len(batches) > 1 and conn.info.transaction_status == TransactionStatus.IDLE:
+        return _write_in_processes(conn, stream, batches, min(workers, len(batches)), progress)
+    written = RunWritten()
+    cur = _cursor(conn)
+    for batch in batches:
+        blocks = [stream.block(i) for i in batch]
+        counts = write_blocks(conn, cur, blocks)
+        written.add(*counts, _merged(blocks))
+        if progress is not None:
+            progress(counts[0])
+    return written
 
-    sessions = [(conn, False)] + [(_clone(conn), True) for _ in range(workers - 1)]
-    threads = [threading.Thread(target=writer, args=s, name=f"synthetic-writer-{i}", daemon=True)
-               for i, s in enumerate(sessions)]
-    for t in threads:
-        t.start()
+
+# -- worker processes ------------------------------------------------------------------------------------------------
+def _worker(stream: RunStream, dsn: str, password: str | None, tasks, results, stop) -> None:
+    """A forked writer: take batches (ranges of block numbers) until told to stop; report each commit."""
     try:
-        for batch in batches:
+        extra = {"password": password} if password else {}
+        with psycopg.connect(dsn, autocommit=True, **extra) as conn:
+            cur = _cursor(conn)
             while not stop.is_set():
-                try:
-                    todo.put(batch, timeout=0.2)
+                batch = tasks.get()
+                if batch is None:
                     break
-                except queue.Full:
-                    continue
-            if stop.is_set():
-                break
+                blocks = [stream.block(i) for i in batch]
+                counts = write_blocks(conn, cur, blocks, stop.is_set)
+                results.put(("done", counts, _merged(blocks)))
+        results.put(("exit", None, None))
+    except (_Stopped, KeyboardInterrupt):
+        results.put(("exit", None, None))
+    except BaseException as exc:  # the parent raises it
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        results.put(("error", f"{type(exc).__name__}: {message}", None))
+
+
+def _write_in_processes(conn: psycopg.Connection, stream: RunStream, batches: list[range], workers: int,
+                        progress: Callable[[int], object] | None) -> RunWritten:
+    ctx = multiprocessing.get_context("fork")
+    tasks, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    for batch in batches:
+        tasks.put(batch)
+    for _ in range(workers):
+        tasks.put(None)
+    password = conn.pgconn.password.decode() if conn.pgconn.password else None
+    procs = [ctx.Process(target=_worker, args=(stream, conn.info.dsn, password, tasks, results, stop),
+                         name=f"luminar-synthetic-writer-{n}", daemon=True) for n in range(workers)]
+    for p in procs:
+        p.start()
+    written, errors, running = RunWritten(), [], workers
+    try:
+        while running:
+            try:
+                message = results.get(timeout=0.5)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    errors.append("a writer process ended without reporting")
+                    break
+                continue
+            running -= _handle(message, written, errors, stop, progress)
     except BaseException:
         stop.set()
         raise
     finally:
-        if stop.is_set():
-            _drain(todo)
-        for _ in threads:
-            while any(t.is_alive() for t in threads):
-                try:
-                    todo.put(None, timeout=0.2)
-                    break
-                except queue.Full:
-                    if stop.is_set():
-                        _drain(todo)
-        for t in threads:
-            t.join()
+        stop.set()
+        tasks.cancel_join_thread()  # batches nobody will take must not hold this process at exit
+        _wind_down(procs, results, written, errors, stop, progress)
     if errors:
-        raise errors[0]
-    return committed[0]
+        raise OperationError(f"a writer failed, its batch was rolled back ({written.batches} batches were "
+                             f"committed): {errors[0]}")
+    return written
 
 
-def _drain(todo: queue.Queue) -> None:
-    while True:
+def _handle(message: tuple, written: RunWritten, errors: list[str], stop, progress) -> int:
+    """Account for one message of a writer; 1 when that writer has finished."""
+    kind, payload, tally = message
+    if kind == "done":
+        written.add(*payload, tally)
+        if progress is not None:
+            progress(payload[0])
+        return 0
+    if kind == "error":
+        errors.append(payload)
+        stop.set()
+    return 1
+
+
+def _wind_down(procs, results, written: RunWritten, errors: list[str], stop, progress) -> None:
+    """Wait for the writers to leave, reading their last messages meanwhile: a writer blocked on a full results
+    pipe could not exit otherwise. One that has not left after a minute is terminated."""
+    deadline = time.monotonic() + 60
+    while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
         try:
-            todo.get_nowait()
+            _handle(results.get(timeout=0.2), written, errors, stop, None if errors else progress)
         except queue.Empty:
-            return
+            pass
+    for p in procs:
+        if p.is_alive():
+            p.terminate()  # after this the pipe may hold half a message: it is not read again
+        p.join()

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 import psycopg
 
 from luminar_store.errors import OperationError
-from luminar_store.synthetic.copying import Batch, write_batches
-from luminar_store.synthetic.stream import TEMPO_SECONDS, RunStream
+from luminar_store.synthetic.copying import write_run
+from luminar_store.synthetic.stream import BLOCK, TEMPO_SECONDS, RunStream, Tally
 from luminar_store.synthetic.world import World, build_world, offset
 
 __all__ = ["LOCK_KEY", "LoadSummary", "load_run"]
@@ -188,19 +188,22 @@ def _prepare(conn: psycopg.Connection, world: World, stream: RunStream, summary:
     summary.miners, summary.validators, summary.risk_zones = len(miners), len(validators), inserted
 
 
-def _finish(conn: psycopg.Connection, world: World, stream: RunStream, summary: LoadSummary) -> None:
+def _finish(conn: psycopg.Connection, world: World, tally: Tally, now: float, summary: LoadSummary) -> None:
     """Add the run's figures to miners, validators and clusters; drop clusters that got no event."""
-    last = datetime.fromtimestamp(stream.now, UTC)
+    last = datetime.fromtimestamp(now, UTC)
+    per_miner: dict[int, list[tuple[int, float]]] = {}
+    for (uid, round_number), (total, count) in sorted(tally.miner_rounds.items()):
+        per_miner.setdefault(uid, []).append((round_number, total / count))
     miners = []
-    for uid, rounds in stream.miner_rounds.items():
-        means = [total / count for total, count in rounds.values()]
+    for uid, rounds in per_miner.items():
+        means = [mean for _, mean in rounds]
         miners.append({"uid": uid, "rounds": len(means), "successful": sum(m >= 0.5 for m in means),
                        "score_sum": sum(means), "last_score": round(means[-1], 4), "last_active": last})
     validators = [{"uid": uid, "total": t[0], "agreements": t[1], "score_sum": t[2], "last_active": last}
-                  for uid, t in stream.validator_tally.items()]
+                  for uid, t in sorted(tally.validators.items())]
     clusters = []
     for h in world.hotspots:
-        stats = stream.clusters.get(h.key)
+        stats = tally.clusters.get(h.key)
         if stats is None or stats.count == 0:
             continue
         clusters.append({"id": h.cluster_id, "count": stats.count,
@@ -238,18 +241,11 @@ def load_run(conn: psycopg.Connection, *, seed: int, reports: int, days: int, no
         stream = RunStream(world, run=run, total=reports, days=days, now=time.time() if now is None else now)
         summary = LoadSummary(seed=seed, run=run)
         _prepare(conn, world, stream, summary)
-
-        def batches():
-            while stream.emitted < reports:
-                rows = list(stream.reports(batch_size))
-                events, consensus = stream.take()
-                summary.reports += len(rows)
-                summary.events += len(events)
-                summary.consensus_records += len(consensus)
-                yield Batch(rows, events, consensus)
-
-        summary.batches = write_batches(conn, batches(), workers=workers, progress=progress)
-        _finish(conn, world, stream, summary)
+        written = write_run(conn, stream, per_batch=max(1, batch_size // BLOCK), workers=workers,
+                            progress=progress)
+        summary.batches, summary.reports = written.batches, written.reports
+        summary.events, summary.consensus_records = written.events, written.consensus
+        _finish(conn, world, written.tally, stream.now, summary)
     finally:
         _unlock(conn)
     summary.seconds = time.perf_counter() - started

@@ -1,10 +1,12 @@
 """The row stream of one run: incidents become raw reports, processed incidents become crime events, and
 validators' scores of those events become consensus records.
 
-An *incident* is one thing that happened: 1-8 people report it within minutes and metres of each other. Reports
-come out one by one (``reports(n)``, fed straight into COPY); the events and consensus records of the incidents
-whose reports went out wait in ``events`` and ``consensus`` for the same batch. Nothing here calls faker: every
-choice is a seeded ``random.Random`` pick from the world and the catalogue, so a million reports take seconds.
+An *incident* is one thing that happened: 1-8 people report it within minutes and metres of each other. A run is
+cut into blocks of ``BLOCK`` reports, each drawn from its own generator seeded by (seed, run, block): any process
+can make any block, and the rows never depend on how many processes wrote them. A block holds whole incidents
+(the last one of the run may lose reports), their events and the events' consensus records, plus a ``Tally`` of
+what they add to the miners', validators' and clusters' records. Nothing here calls faker: every choice is a
+seeded ``random.Random`` pick from the world and the catalogue, so a million reports take seconds.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import json
 import math
 import random
 import uuid
-from collections import defaultdict
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import accumulate
@@ -23,7 +24,8 @@ from itertools import accumulate
 from luminar_store.synthetic import catalog
 from luminar_store.synthetic.world import Hotspot, World, offset, pick
 
-__all__ = ["REPORT_COLUMNS", "EVENT_COLUMNS", "CONSENSUS_COLUMNS", "RunStream", "ClusterStats"]
+__all__ = ["BLOCK", "REPORT_COLUMNS", "EVENT_COLUMNS", "CONSENSUS_COLUMNS", "RunStream", "Block", "Tally",
+           "ClusterStats"]
 
 # (column, PostgreSQL type) in COPY order; types drive the binary COPY.
 REPORT_COLUMNS = (
@@ -47,15 +49,15 @@ CONSENSUS_COLUMNS = (
     ("scores", "jsonb"), ("final_score", "float8"), ("created_at", "timestamptz"),
 )
 
-TEMPO_SECONDS = 72 * 60  # one scoring round: 360 blocks of 12 s
+BLOCK = 1_000  # reports per independently seeded block
+TEMPO_SECONDS = 72 * 60  # one scoring round: 360 chain blocks of 12 s
 _REPORTS_PER_INCIDENT = tuple(accumulate((50, 24, 12, 6, 4, 2, 1, 1)))  # 1..8 reports
 _MEDIA_COUNT = tuple(accumulate((45, 30, 15, 10)))  # 0..3 photos or videos
 _RISK = tuple(Decimal(f"{i / 100:.2f}") for i in range(101))
 _REJECTIONS = ("duplicate of an earlier report", "not enough detail to place the incident",
                "media does not match the description", "reported location is implausible for the description")
 _FAILURES = ("media could not be downloaded (HTTP 404)", "media download timed out after 30 s")
-_PLATFORMS = ('"android"', '"ios"', '"android"', '"web"')
-_APP_VERSIONS = ('"2.3.7"', '"2.4.0"', '"2.4.1"', '"2.5.0"')
+_APPS = ('"android 2.4.1"', '"android 2.5.0"', '"ios 2.4.1"', '"ios 2.5.0"', '"android 2.3.7"', '"web 2.5.0"')
 _CRIMES = catalog.CRIME_TYPES
 _PROFILE_CUM = {name: tuple(accumulate(w)) for name, w in catalog.HOURLY_PROFILES.items()}
 _VICTIM_CUM = {c.slug: tuple(accumulate(c.victims)) for c in _CRIMES}
@@ -80,21 +82,64 @@ class ClusterStats:
         self.severity_sum = 0
         self.first = math.inf
         self.last = -math.inf
-        self.types: dict[str, int] = defaultdict(int)
+        self.types: dict[str, int] = {}
 
     def add(self, crime: str, severity: int, ts: float) -> None:
         self.count += 1
         self.severity_sum += severity
         self.first = min(self.first, ts)
         self.last = max(self.last, ts)
-        self.types[crime] += 1
+        self.types[crime] = self.types.get(crime, 0) + 1
+
+    def merge(self, other: ClusterStats) -> None:
+        self.count += other.count
+        self.severity_sum += other.severity_sum
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        for crime, n in other.types.items():
+            self.types[crime] = self.types.get(crime, 0) + n
+
+
+@dataclass
+class Tally:
+    """What rows add to other records (plain dicts, so that it crosses process boundaries):
+    ``miner_rounds[(miner_uid, round)] = [sum of event scores, events]``,
+    ``validators[uid] = [records, agreements, sum of scores]``, ``clusters[hotspot key] = ClusterStats``."""
+
+    miner_rounds: dict[tuple[int, int], list[float]] = field(default_factory=dict)
+    validators: dict[int, list[float]] = field(default_factory=dict)
+    clusters: dict[str, ClusterStats] = field(default_factory=dict)
+
+    def merge(self, other: Tally) -> None:
+        for key, (total, n) in other.miner_rounds.items():
+            mine = self.miner_rounds.setdefault(key, [0.0, 0])
+            mine[0] += total
+            mine[1] += n
+        for uid, (records, agreements, scores) in other.validators.items():
+            mine = self.validators.setdefault(uid, [0, 0, 0.0])
+            mine[0] += records
+            mine[1] += agreements
+            mine[2] += scores
+        for key, stats in other.clusters.items():
+            self.clusters.setdefault(key, ClusterStats()).merge(stats)
+
+
+@dataclass
+class Block:
+    """The rows of one block, in COPY column order, and their tally."""
+
+    index: int
+    reports: list[tuple]
+    events: list[tuple]
+    consensus: list[tuple]
+    tally: Tally
 
 
 class RunStream:
     """Rows of run ``run`` of ``world``: ``total`` reports over the ``days`` days before ``now`` (epoch seconds).
 
-    ``external_id`` is ``syn-<seed>-r<run>-<n>``; every id is drawn from the run's own generator, so a run is the
-    same on every machine and a later run never reuses an id.
+    ``external_id`` is ``syn-<seed>-r<run>-<n>``; every id is drawn from the block's own generator, so a run is
+    the same on every machine and a later run never reuses an id.
     """
 
     def __init__(self, world: World, *, run: int, total: int, days: int, now: float) -> None:
@@ -104,14 +149,11 @@ class RunStream:
         self.days = days
         self.now = now
         self.start = now - days * 86400
-        self.rng = random.Random(f"luminar-synthetic-run:{world.seed}:{run}")
+        self.rng = random.Random()
         self.emitted = 0
         self.events: list[tuple] = []
         self.consensus: list[tuple] = []
-        self.clusters: dict[str, ClusterStats] = defaultdict(ClusterStats)
-        # Per miner: round number -> [sum of event scores, events]; per validator: [records, agreements, score sum].
-        self.miner_rounds: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
-        self.validator_tally: dict[int, list[float]] = defaultdict(lambda: [0, 0, 0.0])
+        self.tally = Tally()
         self._tag = f"syn-{world.seed}-r{run}-"
         self._run_json = json.dumps(f"{world.seed}-r{run}")
         self._reporters = max(50, total // 3)
@@ -119,6 +161,24 @@ class RunStream:
         self._places = [self._place_names(plan) for plan in world.cities]
         self._cities_json = [(json.dumps(p.city.name, ensure_ascii=False), json.dumps(p.city.country),
                               json.dumps(p.city.continent)) for p in world.cities]
+
+    @property
+    def blocks(self) -> int:
+        """How many blocks the run has."""
+        return -(-self.total // BLOCK)
+
+    def block(self, index: int) -> Block:
+        """Block ``index`` (0 <= index < ``blocks``): reports ``index * BLOCK`` up to the next block or the end."""
+        self.rng = random.Random(f"luminar-synthetic-run:{self.world.seed}:{self.run}:{index}")
+        self.emitted = index * BLOCK
+        end = min(self.total, self.emitted + BLOCK)
+        self.events, self.consensus, self.tally = [], [], Tally()
+        rows: list[tuple] = []
+        while self.emitted < end:
+            made = self._incident(min(8, end - self.emitted))
+            self.emitted += len(made)
+            rows.extend(made)
+        return Block(index, rows, self.events, self.consensus, self.tally)
 
     @staticmethod
     def _place_names(plan) -> list[tuple[str, str, float, float]]:
@@ -133,21 +193,6 @@ class RunStream:
     def _reporter(self, index: int) -> int:
         # An odd multiplier is a bijection modulo 2**40: distinct indexes give distinct ids within a seed.
         return (index * 0x9E3779B97F4A7C15 + self.world.seed * 0xBF58476D1CE4E5B9 + 0x2545F491) & 0xFFFFFFFFFF
-
-    def take(self) -> tuple[list[tuple], list[tuple]]:
-        """The events and consensus records waiting since the last call (their reports were all emitted)."""
-        events, consensus = self.events, self.consensus
-        self.events, self.consensus = [], []
-        return events, consensus
-
-    def reports(self, limit: int) -> Iterator[tuple]:
-        """Up to about ``limit`` report rows (whole incidents: a batch never splits one), in REPORT_COLUMNS order."""
-        made = 0
-        while made < limit and self.emitted < self.total:
-            rows = self._incident(min(8, self.total - self.emitted))
-            made += len(rows)
-            self.emitted += len(rows)
-            yield from rows
 
     # -- one incident ----------------------------------------------------------------------------------------------
     def _incident(self, room: int) -> list[tuple]:
@@ -174,10 +219,11 @@ class RunStream:
         local = ts + city.utc_offset * 3600
         hour, minute = int(local // 3600 % 24), int(local // 60 % 60)
         city_json, country_json, continent_json = self._cities_json[ci]
-        common = (f'{{"source": "synthetic", "synthetic_run": {self._run_json}, "city": {city_json}, '
-                  f'"country": {country_json}, "location_name": {place_json}, '
-                  f'"weapon_involved": {"true" if weapon else "false"}, '
-                  f'"weapon": {json.dumps(weapon) if weapon else "null"}, "victims": {victims}')
+        # Few keys on purpose: every key and value is an entry of the GIN index on metadata (a quarter of the
+        # reports' COPY time). The run is in external_id, the country in the events' metadata.
+        armed = f'true, "weapon": {json.dumps(weapon)}' if weapon else "false"
+        common = (f'{{"source": "synthetic", "city": {city_json}, "location_name": {place_json}, '
+                  f'"weapon_involved": {armed}, "victims": {victims}')
         slots = {"place": place, "when": _TIME_PHRASES[hour][minute], "weapon": weapon or "knife",
                  "item": rng.choice(catalog.ITEMS), "vehicle": rng.choice(catalog.VEHICLES),
                  "suspect": rng.choice(catalog.SUSPECTS), "direction": rng.choice(catalog.DIRECTIONS)}
@@ -198,8 +244,8 @@ class RunStream:
                 urls.append(f"https://media.luminar.network/reports/{media}")
                 hashes.append(hashlib.sha256(f"luminar-synthetic-media:{media}".encode()).hexdigest())
             media_seen = media_seen or bool(urls)
-            metadata = (f'{common}, "reporter_kind": "{kind}", "app_version": {_APP_VERSIONS[int(r() * 4)]}, '
-                        f'"platform": {_PLATFORMS[int(r() * 4)]}, "gps_accuracy_m": {int(4 + r() * 30)}}}')
+            metadata = (f'{common}, "reporter_kind": "{kind}", "app": {_APPS[int(r() * len(_APPS))]}, '
+                        f'"gps_accuracy_m": {int(4 + r() * 30)}}}')
             reporter = self._reporter(int(self._reporters * r() ** 2))
             created_at = min(self.now, rts + 1 + r() * 90)
             ids.append(rid)
@@ -291,7 +337,7 @@ class RunStream:
             score, _dt(verified_at) if verified_at else None, metadata, _dt(created),
             _dt(verified_at or created), risk))
         if hotspot is not None and cluster_id is not None:
-            self.clusters[hotspot.key].add(crime.slug, severity, ts)
+            self.tally.clusters.setdefault(hotspot.key, ClusterStats()).add(crime.slug, severity, ts)
         return miner.uid, created
 
     def _score(self, event_id: uuid.UUID, miner_uid: int, truth: float, created: float):
@@ -315,12 +361,12 @@ class RunStream:
                             final, _dt(at)])
         mean = sum(finals) / k
         for v, final, record in zip(judges, finals, records, strict=True):
-            tally = self.validator_tally[v.uid]
+            tally = self.tally.validators.setdefault(v.uid, [0, 0, 0.0])
             tally[0] += 1
             tally[1] += abs(final - mean) <= 0.1
             tally[2] += final
             self.consensus.append(tuple(record))
-        rounds = self.miner_rounds[miner_uid][round_number]
+        rounds = self.tally.miner_rounds.setdefault((miner_uid, round_number), [0.0, 0])
         rounds[0] += mean
         rounds[1] += 1
         status = "verified" if mean >= 0.6 else "disputed" if mean >= 0.42 else "rejected"
