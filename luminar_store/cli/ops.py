@@ -140,7 +140,7 @@ def reset_command(env: str | None, directory: Path | None, yes: bool) -> None:
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=42, show_default=True,
               help="Same seed, same data; a second run of a seed adds new rows (run 1, 2, ...).")
 @click.option("--workers", type=click.IntRange(1, 16), default=None,
-              help="Database sessions writing in parallel [default: 2 from 100,000 reports, else 1].")
+              help="Writer processes, each with its own session [default: 2 from 100,000 reports, else 1].")
 @click.option("--if-empty", is_flag=True, help="Load only when the database holds no report yet (for demos).")
 def sample_data_command(env: str | None, reports: int, days: int, seed: int, workers: int | None,
                         if_empty: bool) -> None:

@@ -98,9 +98,10 @@ def write_sample_data(settings: Settings | None = None, **kwargs) -> LoadSummary
 
 async def populate_sample_data(reports: int = DEFAULT_REPORTS, days: int = DEFAULT_DAYS, seed: int = DEFAULT_SEED,
                                *, settings: Settings | None = None, now: float | None = None,
-                               batch_size: int = 20_000) -> LoadSummary:
+                               batch_size: int = 20_000, workers: int = 1) -> LoadSummary:
     """The specification's call: write sample data into the database of ``settings`` (default
     ``load_settings()``, i.e. ``LUMINAR_ENV``), off the event loop. Defaults: 1,000 reports over 7 days, seed 42.
+    One writer by default: forking writer processes from the loop's worker thread is avoided unless asked for.
 
     Raises like ``load_sample_data``, plus ``OperationError`` in production and ``DatabaseUnavailableError``
     when the server cannot be reached.
@@ -108,4 +109,4 @@ async def populate_sample_data(reports: int = DEFAULT_REPORTS, days: int = DEFAU
     Example: ``summary = await populate_sample_data()``
     """
     return await asyncio.to_thread(write_sample_data, settings, reports=reports, days=days, seed=seed, now=now,
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, workers=workers)
