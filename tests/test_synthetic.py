@@ -241,7 +241,8 @@ def test_an_interruption_leaves_whole_batches_and_releases_the_lock(conn, worker
 def test_ctrl_c_on_the_command_line_leaves_whole_batches(db_settings, tmp_path):
     env = {**os.environ, "LUMINAR_ENV": "testing", "LUMINAR_DB_HOST": db_settings.host,
            "LUMINAR_DB_PORT": str(db_settings.port), "LUMINAR_DB_NAME": db_settings.name,
-           "LUMINAR_DB_USER": db_settings.user, "LUMINAR_DB_PASSWORD": db_settings.password}
+           "LUMINAR_DB_USER": db_settings.user, "LUMINAR_DB_PASSWORD": db_settings.password,
+           "PYTHONFAULTHANDLER": "1"}
     script = Path(__file__).resolve().parents[1] / "scripts" / "setup_database.py"
     proc = subprocess.Popen([sys.executable, str(script), "sample-data", "--reports", "200000", "--workers", "2"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -252,7 +253,12 @@ def test_ctrl_c_on_the_command_line_leaves_whole_batches(db_settings, tmp_path):
                 break
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGABRT)  # faulthandler prints where each process was stuck
+            out, err = proc.communicate()
+            pytest.fail(f"sample-data did not stop within 2 minutes of Ctrl-C:\n{err[-4000:]}")
         assert proc.returncode != 0, out
         assert "Traceback" not in err, err
         reports = counts(conn)["raw_incident_reports"]
