@@ -293,3 +293,23 @@ def test_view_recent_crime_events_last_24_hours(conn):
     insert_event(conn, timestamp=NOW - timedelta(hours=30))
     rows = conn.execute("SELECT event_id, latitude, longitude FROM recent_crime_events").fetchall()
     assert rows == [(recent, 1.5, 2.5)]
+
+
+def test_a_related_report_cannot_be_deleted_or_renumbered(conn):
+    linked, spare = insert_report(conn), insert_report(conn)
+    event_id = insert_event(conn, related_reports=[linked])
+    with pytest.raises(pg.ForeignKeyViolation) as info:
+        conn.execute("DELETE FROM raw_incident_reports WHERE report_id = %s", [linked])
+    assert info.value.diag.constraint_name == "events_related_reports_exist"
+    assert str(event_id) in info.value.diag.message_primary
+    with pytest.raises(pg.ForeignKeyViolation):
+        conn.execute("UPDATE raw_incident_reports SET report_id = gen_random_uuid() WHERE report_id = %s", [linked])
+    assert count(conn, "raw_incident_reports") == 2
+
+    # A report no event names can go, and one whose event is gone too.
+    new_id = uuid.uuid4()
+    conn.execute("UPDATE raw_incident_reports SET report_id = %s WHERE report_id = %s", [new_id, spare])
+    conn.execute("DELETE FROM raw_incident_reports WHERE report_id = %s", [new_id])
+    conn.execute("DELETE FROM crime_events WHERE event_id = %s", [event_id])
+    conn.execute("DELETE FROM raw_incident_reports WHERE report_id = %s", [linked])
+    assert count(conn, "raw_incident_reports") == 0
