@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 
 from luminar_store.backup import find_tool, tool_environment
 from luminar_store.cli import cli
@@ -41,8 +42,8 @@ def fingerprint(settings: Settings) -> dict[str, tuple[int, str]]:
     with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
         tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
                                              "AND tablename <> 'spatial_ref_sys' ORDER BY 1")]
-        return {t: conn.execute(f'SELECT count(*), md5(coalesce(string_agg(x::text, \',\' ORDER BY x::text), \'\')) '
-                                f'FROM "{t}" AS x').fetchone() for t in tables}
+        query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM {} AS x")
+        return {t: conn.execute(query.format(sql.Identifier(t))).fetchone() for t in tables}
 
 
 def one_line_error(result) -> str:
@@ -92,7 +93,7 @@ def test_restore_into_a_new_database_creates_it(run, loaded, dump, pg_server):
         assert fingerprint(target) == fingerprint(loaded)
     finally:
         with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_the_specs_plain_pg_restore_reads_our_dumps(loaded, dump, pg_server, empty_db):

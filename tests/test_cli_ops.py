@@ -13,6 +13,7 @@ import click
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 
 from luminar_store.admin import scram_verifier
 from luminar_store.cli import cli
@@ -49,7 +50,7 @@ def run(tmp_path, monkeypatch):
 
 def count(settings: Settings, table: str) -> int:
     with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
 
 
 def one_line_error(result) -> str:
@@ -125,8 +126,8 @@ def fresh_name(pg_server):
     name = f"s_{uuid.uuid4().hex[:10]}"
     yield name
     with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'DROP ROLE IF EXISTS "r_{name}"')
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(f"r_{name}")))
 
 
 def test_setup_creates_the_database_with_postgis_and_migrates_it(run, pg_server, fresh_name):
@@ -161,11 +162,11 @@ def test_setup_with_an_admin_url_creates_the_role_and_gives_it_the_database(run,
 def test_scram_verifier_matches_what_postgresql_computes(conn):
     role = f"v_{uuid.uuid4().hex[:8]}"
     conn.execute("SET password_encryption = 'scram-sha-256'")
-    conn.execute(f"CREATE ROLE {role} PASSWORD 'correct horse'")
+    conn.execute(sql.SQL("CREATE ROLE {} PASSWORD 'correct horse'").format(sql.Identifier(role)))
     try:
         stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [role]).fetchone()[0]
     finally:
-        conn.execute(f"DROP ROLE {role}")
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
     import base64
 
     iterations, salt = stored.split("$")[1].split(":")

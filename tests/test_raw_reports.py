@@ -34,8 +34,13 @@ async def with_repo(settings, work):
         return await work(RawReportRepository(conn))
 
 
-def count(conn, where: str = "true") -> int:
-    return conn.execute(f"SELECT count(*) FROM raw_incident_reports WHERE {where}").fetchone()[0]
+COUNT_REPORTS = """SELECT count(*) FROM raw_incident_reports
+                    WHERE (%(status)s::text IS NULL OR status = %(status)s)
+                      AND (NOT %(unclaimed)s OR claimed_by IS NULL)"""
+
+
+def count(conn, status: str | None = None, *, unclaimed: bool = False) -> int:
+    return conn.execute(COUNT_REPORTS, {"status": status, "unclaimed": unclaimed}).fetchone()[0]
 
 
 def test_store_returns_report_id_and_get_reads_it_back(db_settings):
@@ -156,7 +161,7 @@ def test_claim_hands_out_oldest_pending_reports_and_marks_them(db_settings, conn
     assert third == []
     assert all(r.status == "processing" and r.claimed_by == 7 and r.processing_attempts == 1 and r.claimed_at
                for r in first)
-    assert count(conn, "status = 'processing'") == 6
+    assert count(conn, "processing") == 6
 
 
 def test_two_concurrent_claimers_never_get_the_same_report(db_settings):
@@ -228,7 +233,7 @@ def test_mark_processed_failed_retry_and_release_stale(db_settings, conn):
                  "WHERE status = 'processing'")
     assert run(with_repo(db_settings, lambda repo: repo.release_stale(90))) == 1
     assert run(with_repo(db_settings, lambda repo: repo.release_stale(90))) == 0
-    assert count(conn, "status = 'pending' AND claimed_by IS NULL") == 1
+    assert count(conn, "pending", unclaimed=True) == 1
 
 
 def test_counts(db_settings):
