@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from luminar_store.config import load_settings
 from luminar_store.errors import OperationError, ValidationError
@@ -39,7 +40,8 @@ SERVER_COLUMNS = {"created_at", "updated_at", "zone_id", "miner_id", "validator_
 
 
 def counts(conn: psycopg.Connection) -> dict[str, int]:
-    return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLE_KEYS}
+    return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
+            for t in TABLE_KEYS}
 
 
 def content(conn: psycopg.Connection, table: str) -> str:
@@ -49,9 +51,9 @@ def content(conn: psycopg.Connection, table: str) -> str:
         "AND is_generated = 'NEVER' ORDER BY ordinal_position", [table])]
     bulk = table in ("raw_incident_reports", "crime_events", "consensus_records")
     kept = columns if bulk else [c for c in columns if c not in SERVER_COLUMNS]
-    row = ", ".join(f'"{c}"' for c in kept)
-    return conn.execute(f"SELECT md5(string_agg(ROW({row})::text, ',' ORDER BY {TABLE_KEYS[table]})) "
-                        f"FROM {table}").fetchone()[0]
+    query = sql.SQL("SELECT md5(string_agg(ROW({})::text, ',' ORDER BY {})) FROM {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, kept)), sql.Identifier(TABLE_KEYS[table]), sql.Identifier(table))
+    return conn.execute(query).fetchone()[0]
 
 
 @pytest.fixture
