@@ -13,28 +13,31 @@ from psycopg import errors as pg
 NOW = datetime.now(UTC)
 
 
+def insert_row(conn: psycopg.Connection, table: str, row: dict[str, object], returning: str | None = None) -> object:
+    """INSERT one row (identifiers through psycopg.sql, values bound); the ``returning`` column's value, if asked."""
+    sql = psycopg.sql
+    query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, row)),
+        sql.SQL(", ").join(sql.Placeholder() * len(row)),
+    )
+    if returning is None:
+        conn.execute(query, list(row.values()))
+        return None
+    query += sql.SQL(" RETURNING {}").format(sql.Identifier(returning))
+    return conn.execute(query, list(row.values())).fetchone()[0]
+
+
 def insert_report(conn: psycopg.Connection, **overrides: object) -> uuid.UUID:
     row = {"external_id": f"ext-{uuid.uuid4()}", "description": "Phone snatched near the station",
            "latitude": 40.7128, "longitude": -74.006, "timestamp": NOW}
-    row.update(overrides)
-    cols = list(row)
-    query = psycopg.sql.SQL("INSERT INTO raw_incident_reports ({}) VALUES ({}) RETURNING report_id").format(
-        psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, cols)),
-        psycopg.sql.SQL(", ").join(psycopg.sql.Placeholder() * len(cols)),
-    )
-    return conn.execute(query, list(row.values())).fetchone()[0]
+    return insert_row(conn, "raw_incident_reports", row | overrides, returning="report_id")
 
 
 def insert_event(conn: psycopg.Connection, **overrides: object) -> uuid.UUID:
     row = {"miner_uid": 7, "event_type": "theft", "latitude": 40.7128, "longitude": -74.006,
            "timestamp": NOW, "severity": 3, "confidence_score": 0.8}
-    row.update(overrides)
-    cols = list(row)
-    query = psycopg.sql.SQL("INSERT INTO crime_events ({}) VALUES ({}) RETURNING event_id").format(
-        psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, cols)),
-        psycopg.sql.SQL(", ").join(psycopg.sql.Placeholder() * len(cols)),
-    )
-    return conn.execute(query, list(row.values())).fetchone()[0]
+    return insert_row(conn, "crime_events", row | overrides, returning="event_id")
 
 
 def count(conn: psycopg.Connection, table: str) -> int:
@@ -140,11 +143,8 @@ MINER_REFUSALS = [
 
 @pytest.mark.parametrize(("constraint", "bad"), MINER_REFUSALS, ids=[c for c, _ in MINER_REFUSALS])
 def test_miner_performance_checks_refuse(conn, constraint, bad):
-    row = {"miner_uid": 1, "hotkey": "hk-1"} | bad
     with pytest.raises(pg.CheckViolation) as info:
-        conn.execute(psycopg.sql.SQL("INSERT INTO miner_performance ({}) VALUES ({})").format(
-            psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, row)),
-            psycopg.sql.SQL(", ").join(psycopg.sql.Placeholder() * len(row))), list(row.values()))
+        insert_row(conn, "miner_performance", {"miner_uid": 1, "hotkey": "hk-1"} | bad)
     assert info.value.diag.constraint_name == constraint
 
 
@@ -159,11 +159,8 @@ VALIDATOR_REFUSALS = [
 
 @pytest.mark.parametrize(("constraint", "bad"), VALIDATOR_REFUSALS, ids=[c for c, _ in VALIDATOR_REFUSALS])
 def test_validator_performance_checks_refuse(conn, constraint, bad):
-    row = {"validator_uid": 1, "hotkey": "hk-v"} | bad
     with pytest.raises(pg.CheckViolation) as info:
-        conn.execute(psycopg.sql.SQL("INSERT INTO validator_performance ({}) VALUES ({})").format(
-            psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, row)),
-            psycopg.sql.SQL(", ").join(psycopg.sql.Placeholder() * len(row))), list(row.values()))
+        insert_row(conn, "validator_performance", {"validator_uid": 1, "hotkey": "hk-v"} | bad)
     assert info.value.diag.constraint_name == constraint
 
 
