@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from luminar_store.errors import ValidationError
+from luminar_store.limits import MAX_UID
 
 __all__ = [
     "MAX_FUTURE_SKEW",
@@ -47,7 +48,6 @@ __all__ = [
 
 #: How far in the future a timestamp may lie (clock skew between nodes), before it is refused.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
-MAX_UID = 2**31 - 1
 _SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

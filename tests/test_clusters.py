@@ -11,7 +11,7 @@ from _async import count_rows, insert_event, run_with_conn
 
 from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.models import CrimeCluster, NewCrimeCluster
-from luminar_store.repositories.clusters import CLUSTERS_NEAR, ClusterRepository, search_boxes
+from luminar_store.repositories.clusters import CLUSTERS_WITHIN_RADIUS, ClusterRepository, search_boxes
 
 END = datetime.now(timezone.utc) - timedelta(hours=1)
 START = END - timedelta(days=2)
@@ -58,7 +58,7 @@ def test_store_accepts_the_dataclass_and_minimal_fields(db_conninfo):
     run_with_conn(db_conninfo, body)
 
 
-def test_near_finds_clusters_within_the_distance_nearest_first(db_conninfo):
+def test_within_radius_finds_clusters_within_the_distance_nearest_first(db_conninfo):
     async def body(conn):
         clusters = ClusterRepository(conn)
         # 0.01 degree of latitude is about 1,110 m
@@ -66,50 +66,52 @@ def test_near_finds_clusters_within_the_distance_nearest_first(db_conninfo):
         at_1km = await clusters.store(cluster(centre={"lat": 40.009, "lng": -74.0}))
         at_3km = await clusters.store(cluster(centre={"lat": 40.027, "lng": -74.0}))
         await clusters.store(cluster(centre={"lat": -40.0, "lng": 74.0}))  # far away
-        found = await clusters.near(40.0, -74.0, 2_000)
+        found = await clusters.within_radius(40.0, -74.0, 2_000)
         assert [c.cluster_id for c in found] == [at_0.cluster_id, at_1km.cluster_id]
         assert found[0].distance_m == pytest.approx(0.0, abs=0.01)
         assert 990 < found[1].distance_m < 1_010
-        wider = await clusters.near(40.0, -74.0, 5_000)
+        wider = await clusters.within_radius(40.0, -74.0, 5_000)
         assert [c.cluster_id for c in wider] == [at_0.cluster_id, at_1km.cluster_id, at_3km.cluster_id]
-        assert len(await clusters.near(40.0, -74.0, 5_000, limit=1)) == 1
-        assert await clusters.near(0.0, 0.0, 1_000) == []
+        assert len(await clusters.within_radius(40.0, -74.0, 5_000, limit=1)) == 1
+        assert await clusters.within_radius(0.0, 0.0, 1_000) == []
 
     run_with_conn(db_conninfo, body)
 
 
-def test_near_across_the_antimeridian_and_at_a_pole(db_conninfo):
+def test_within_radius_across_the_antimeridian_and_at_a_pole(db_conninfo):
     async def body(conn):
         clusters = ClusterRepository(conn)
         east = await clusters.store(cluster(centre={"lat": 0.0, "lng": 179.995}))
         west = await clusters.store(cluster(centre={"lat": 0.0, "lng": -179.995}))
-        found = await clusters.near(0.0, 180.0, 1_000)
+        found = await clusters.within_radius(0.0, 180.0, 1_000)
         assert {c.cluster_id for c in found} == {east.cluster_id, west.cluster_id}
         polar = await clusters.store(cluster(centre={"lat": 89.99, "lng": 100.0}))
-        assert [c.cluster_id for c in await clusters.near(89.99, -80.0, 5_000)] == [polar.cluster_id]
+        assert [c.cluster_id for c in await clusters.within_radius(89.99, -80.0, 5_000)] == [polar.cluster_id]
 
     run_with_conn(db_conninfo, body)
 
 
 def test_search_boxes():
+    # one function (luminar_store.geo) for clusters and events: a single box, unless crossing the antimeridian
     plain = search_boxes(40.0, -74.0, 1_000)
-    assert plain["xmin1"] == plain["xmin2"] and plain["xmax1"] == plain["xmax2"]
+    assert plain["xmin2"] is None and plain["xmax2"] is None
     assert plain["ymin"] < 40.0 - 1_000 / 111_700 and plain["ymax"] > 40.0 + 1_000 / 111_700
     crossing = search_boxes(0.0, -179.99, 5_000)
-    assert crossing["xmin1"] == -180.0 and crossing["xmax2"] == 180.0 and crossing["xmin2"] > 179.9
+    assert crossing["xmin"] == -180.0 and crossing["xmax2"] == 180.0 and crossing["xmin2"] > 179.9
     polar = search_boxes(89.999, 0.0, 1_000)
-    assert (polar["xmin1"], polar["xmax1"], polar["ymax"]) == (-180.0, 180.0, 90.0)
+    assert (polar["xmin"], polar["xmax"], polar["ymax"]) == (-180.0, 180.0, 90.0)
 
 
-def test_near_uses_the_centroid_index(db_conninfo):
+def test_within_radius_uses_the_centroid_index(db_conninfo):
     async def body(conn):
         await conn.execute(
             """INSERT INTO crime_clusters (latitude, longitude, radius_m, time_start, time_end)
                SELECT -60 + (g % 1200) * 0.1, -170 + (g / 1200) * 0.34, 100, now() - interval '1 day', now()
                  FROM generate_series(1, 20000) AS g""")
         await conn.execute("ANALYZE crime_clusters")
-        params = {"lat": 40.0, "lng": -74.0, "metres": 1_000.0, "limit": 100, **search_boxes(40.0, -74.0, 1_000)}
-        cur = await conn.execute("EXPLAIN " + CLUSTERS_NEAR, params)
+        params = {"latitude": 40.0, "longitude": -74.0, "radius_m": 1_000.0, "limit": 100,
+                  **search_boxes(40.0, -74.0, 1_000)}
+        cur = await conn.execute("EXPLAIN " + CLUSTERS_WITHIN_RADIUS, params)
         plan = "\n".join(r[0] for r in await cur.fetchall())
         assert "idx_clusters_centroid" in plan, plan
 
@@ -208,12 +210,13 @@ def test_bad_cluster_is_refused_and_nothing_is_stored(db_conninfo, changes, fiel
     run_with_conn(db_conninfo, body)
 
 
-@pytest.mark.parametrize(("args", "field"), [((91, 0, 100), "lat"), ((0, 200, 100), "lng"), ((0, 0, 0), "metres"),
-                                              ((0, 0, "100"), "metres"), ((0, 0, 2e6), "metres")])
-def test_near_arguments_are_checked(db_conninfo, args, field):
+@pytest.mark.parametrize(("args", "field"), [((91, 0, 100), "latitude"), ((0, 200, 100), "longitude"),
+                                              ((0, 0, 0), "radius_m"), ((0, 0, "100"), "radius_m"),
+                                              ((0, 0, 2e6), "radius_m")])
+def test_within_radius_arguments_are_checked(db_conninfo, args, field):
     async def body(conn):
         with pytest.raises(ValidationError) as info:
-            await ClusterRepository(conn).near(*args)
+            await ClusterRepository(conn).within_radius(*args)
         assert info.value.field == field
 
     run_with_conn(db_conninfo, body)

@@ -142,7 +142,8 @@ def test_containing_uses_the_boundary_index(db_conninfo):
                                                 -169.9 + (g % 300), -59.9 + (g / 300) * 0.5, 4326), 3, 0.5
                  FROM generate_series(1, 20000) AS g""")
         await conn.execute("ANALYZE risk_zones")
-        cur = await conn.execute("EXPLAIN " + ZONES_CONTAINING, {"lat": 1.0, "lng": 2.0, "at": None, "limit": 100})
+        params = {"latitude": 1.0, "longitude": 2.0, "at": None, "limit": 100}
+        cur = await conn.execute("EXPLAIN " + ZONES_CONTAINING, params)
         plan = "\n".join(r[0] for r in await cur.fetchall())
         assert "idx_risk_zones_boundary" in plan, plan
 
@@ -215,8 +216,9 @@ def test_invalid_polygon_names_the_reason_and_keeps_the_callers_transaction(db_c
     run_with_conn(db_conninfo, body)
 
 
-@pytest.mark.parametrize(("args", "kwargs", "field"), [((91, 0), {}, "lat"), ((0, -181), {}, "lng"),
-                                                       (("1", 0), {}, "lat"),
+@pytest.mark.parametrize(("args", "kwargs", "field"), [((91, 0), {}, "latitude"),
+                                                       ((0, -181), {}, "longitude"),
+                                                       (("1", 0), {}, "latitude"),
                                                        ((0, 0), {"at": datetime(2025, 1, 1)}, "at"),
                                                        ((0, 0), {"limit": 0}, "limit")])
 def test_containing_arguments_are_checked(db_conninfo, args, kwargs, field):

@@ -1,9 +1,10 @@
 """Risk zones: polygons with a risk level, valid over a period of time.
 
 A boundary is given as a list of ``{"lat", "lng"}`` vertices (at least three; the ring is closed automatically) or
-as a GeoJSON Polygon mapping (``[lng, lat]`` positions, holes allowed). Every number is checked here; the polygon is
-then built by the server from a bound GeoJSON text (``ST_GeomFromGeoJSON``), never from SQL text, and an invalid
-shape (edges that cross, no area) is refused with the server's reason. Edges run straight in longitude/latitude.
+as a GeoJSON Polygon mapping (``[lng, lat]`` positions, holes allowed). Every number is checked by
+``NewRiskZone`` (``luminar_store.models``); the polygon is then built by the server from a bound GeoJSON text
+(``ST_GeomFromGeoJSON``), never from SQL text, and an invalid shape (edges that cross, no area) is refused with the
+server's reason. Edges run straight in longitude/latitude.
 
 Example::
 
@@ -16,10 +17,9 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -29,17 +29,18 @@ from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
+from luminar_store.limits import MAX_LIMIT
 from luminar_store.models import NewRiskZone, RiskZone
+from luminar_store.models.inputs import MAX_CRIME_TYPES, MAX_RINGS, MAX_VERTICES, boundary_geojson
 from luminar_store.repositories._errors import translated
 
-__all__ = ["RiskZoneRepository", "boundary_geojson", "validate_zone"]
+__all__ = ["RiskZoneRepository", "ZONE_COLUMNS", "boundary_geojson", "validate_zone", "MAX_VERTICES", "MAX_RINGS",
+           "MAX_CRIME_TYPES"]
 
-#: Most vertices of a boundary (all rings together) and most rings (the shell and its holes).
-MAX_VERTICES = 10_000
-MAX_RINGS = 100
-#: Most crime types one zone may list.
-MAX_CRIME_TYPES = 64
-_INPUT_FIELDS = {f.name for f in dataclasses.fields(NewRiskZone)}
+# name: zone_columns
+# The columns of a RiskZone record, in its field order; boundary read back as GeoJSON with full precision.
+ZONE_COLUMNS = """zone_id, name, ST_AsGeoJSON(boundary, 15)::jsonb AS boundary, risk_level, risk_score, crime_types,
+       valid_from, valid_until, metadata, created_at, updated_at"""
 
 # Stores a zone when its polygon is valid; no row comes back when it is not (the caller then asks for the reason),
 # so a refused shape never aborts the caller's transaction. boundary is read back as GeoJSON with full precision.
@@ -50,9 +51,8 @@ SELECT %(name)s, shape.geom, %(risk_level)s, %(risk_score)s, %(crime_types)s::te
        coalesce(%(valid_from)s::timestamptz, now()), %(valid_until)s::timestamptz, %(metadata)s
   FROM shape
  WHERE ST_IsValid(shape.geom) AND NOT ST_IsEmpty(shape.geom) AND ST_Area(shape.geom) > 0
-RETURNING zone_id, name, ST_AsGeoJSON(boundary, 15)::jsonb AS boundary, risk_level, risk_score, crime_types,
-          valid_from, valid_until, metadata, created_at, updated_at
-"""
+RETURNING {zone_columns}
+""".replace("{zone_columns}", ZONE_COLUMNS)
 
 # Why a polygon was refused (ST_IsValidReason says "Valid Geometry" for a valid one with no area).
 POLYGON_PROBLEM = """
@@ -61,24 +61,22 @@ SELECT ST_IsValidReason(ST_SetSRID(ST_GeomFromGeoJSON(%(boundary)s::text), 4326)
 
 # One zone by id.
 GET_ZONE = """
-SELECT zone_id, name, ST_AsGeoJSON(boundary, 15)::jsonb AS boundary, risk_level, risk_score, crime_types,
-       valid_from, valid_until, metadata, created_at, updated_at
+SELECT {zone_columns}
   FROM risk_zones
  WHERE zone_id = %(zone_id)s
-"""
+""".replace("{zone_columns}", ZONE_COLUMNS)
 
 # Zones covering a point (on the edge counts as inside) and valid at a time, highest risk first.
 # ST_Covers is answered through idx_risk_zones_boundary (GiST).
 ZONES_CONTAINING = """
-SELECT zone_id, name, ST_AsGeoJSON(boundary, 15)::jsonb AS boundary, risk_level, risk_score, crime_types,
-       valid_from, valid_until, metadata, created_at, updated_at
+SELECT {zone_columns}
   FROM risk_zones
- WHERE ST_Covers(boundary, ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326))
+ WHERE ST_Covers(boundary, ST_SetSRID(ST_MakePoint(%(longitude)s, %(latitude)s), 4326))
    AND valid_from <= coalesce(%(at)s::timestamptz, now())
    AND (valid_until IS NULL OR valid_until > coalesce(%(at)s::timestamptz, now()))
  ORDER BY risk_level DESC, risk_score DESC, zone_id
  LIMIT %(limit)s
-"""
+""".replace("{zone_columns}", ZONE_COLUMNS)
 
 # Ends a zone's validity now; zones already ended, or not yet begun, are left alone (see expire()).
 EXPIRE_ZONE = """
@@ -86,9 +84,8 @@ UPDATE risk_zones SET valid_until = now()
  WHERE zone_id = %(zone_id)s
    AND valid_from < now()
    AND (valid_until IS NULL OR valid_until > now())
-RETURNING zone_id, name, ST_AsGeoJSON(boundary, 15)::jsonb AS boundary, risk_level, risk_score, crime_types,
-          valid_from, valid_until, metadata, created_at, updated_at
-"""
+RETURNING {zone_columns}
+""".replace("{zone_columns}", ZONE_COLUMNS)
 
 # Why EXPIRE_ZONE changed nothing: the zone has not begun yet (true), or has already ended (false).
 ZONE_NOT_BEGUN = """
@@ -96,97 +93,13 @@ SELECT valid_from >= now() AS not_begun, valid_from FROM risk_zones WHERE zone_i
 """
 
 
-def _read(source: Any, name: str) -> Any:
-    return source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
-
-
-def _ring(field: str, positions: Any) -> list[list[float]]:
-    """One closed ring of ``[lng, lat]`` positions, checked."""
-    if isinstance(positions, (str, bytes, Mapping)) or not isinstance(positions, Sequence):
-        raise ValidationError(field, f"must be a list of [lng, lat] positions, got {type(positions).__name__}")
-    ring = []
-    for i, position in enumerate(positions):
-        if isinstance(position, (str, bytes, Mapping)) or not isinstance(position, Sequence) \
-                or len(position) not in (2, 3):
-            raise ValidationError(f"{field}[{i}]", "must be a [lng, lat] position")
-        ring.append([v.longitude(f"{field}[{i}][0]", position[0]), v.latitude(f"{field}[{i}][1]", position[1])])
-    return _closed(field, ring)
-
-
-def _closed(field: str, ring: list[list[float]]) -> list[list[float]]:
-    if ring and ring[0] != ring[-1]:
-        ring.append(list(ring[0]))
-    if len({tuple(p) for p in ring}) < 3:
-        raise ValidationError(field, f"needs at least 3 distinct vertices, got {len({tuple(p) for p in ring})}")
-    return ring
-
-
-def boundary_geojson(boundary: Any, field: str = "boundary") -> dict[str, Any]:
-    """A checked GeoJSON Polygon (rings closed) from a vertex list or a GeoJSON Polygon mapping.
-
-    Raises ``ValidationError`` naming the field (``boundary[2].lat``, ``boundary.coordinates[0][3][1]`` ...) for
-    out-of-range or non-finite coordinates, fewer than 3 distinct vertices, or another geometry type.
-
-    Example::
-
-        >>> boundary_geojson([{"lat": 0, "lng": 0}, {"lat": 0, "lng": 1}, {"lat": 1, "lng": 1}])["coordinates"]
-        [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]]
-    """
-    if isinstance(boundary, Mapping):
-        if boundary.get("type") != "Polygon":
-            raise ValidationError(f"{field}.type", f"must be \"Polygon\", got {boundary.get('type')!r}")
-        rings = boundary.get("coordinates")
-        if isinstance(rings, (str, bytes, Mapping)) or not isinstance(rings, Sequence) or not rings:
-            raise ValidationError(f"{field}.coordinates", "must be a list of rings of [lng, lat] positions")
-        if len(rings) > MAX_RINGS:
-            raise ValidationError(f"{field}.coordinates", f"must hold at most {MAX_RINGS} rings, got {len(rings)}")
-        coordinates = [_ring(f"{field}.coordinates[{r}]", ring) for r, ring in enumerate(rings)]
-    elif isinstance(boundary, Sequence) and not isinstance(boundary, (str, bytes)):
-        vertices = []
-        for i, vertex in enumerate(boundary):
-            lat, lng = v.geotag(f"{field}[{i}]", vertex)
-            vertices.append([lng, lat])
-        coordinates = [_closed(field, vertices)]
-    else:
-        raise ValidationError(field, 'must be a list of {"lat": .., "lng": ..} vertices or a GeoJSON Polygon, '
-                                     f"got {type(boundary).__name__}")
-    total = sum(len(ring) for ring in coordinates)
-    if total > MAX_VERTICES:
-        raise ValidationError(field, f"must have at most {MAX_VERTICES} vertices, got {total}")
-    return {"type": "Polygon", "coordinates": coordinates}
-
-
 def validate_zone(zone: NewRiskZone | Mapping[str, Any]) -> dict[str, Any]:
-    """The bound parameters of a zone, every field checked; raises ``ValidationError`` naming the field."""
-    if isinstance(zone, Mapping):
-        unknown = sorted(str(k) for k in zone if k not in _INPUT_FIELDS)
-        if unknown:
-            raise ValidationError("zone", f"unknown fields {', '.join(unknown)}; expected some of "
-                                          f"{', '.join(sorted(_INPUT_FIELDS))}")
-    elif not isinstance(zone, NewRiskZone):
-        raise ValidationError("zone", f"must be a NewRiskZone or a mapping, got {type(zone).__name__}")
-    for name in ("name", "boundary", "risk_level", "risk_score"):
-        if _read(zone, name) is None:
-            raise ValidationError(name, "is required")
-    valid_from = _read(zone, "valid_from")
-    valid_from = None if valid_from is None else v.aware_datetime("valid_from", valid_from, allow_future=True)
-    valid_until = _read(zone, "valid_until")
-    if valid_until is not None:
-        valid_until = v.aware_datetime("valid_until", valid_until, allow_future=True)
-        start = valid_from or datetime.now(timezone.utc)
-        if valid_until <= start:
-            raise ValidationError("valid_until", f"must be after valid_from ({start.isoformat()})")
-    crime_types = v.string_list("crime_types", _read(zone, "crime_types"), max_items=MAX_CRIME_TYPES, max_length=64)
-    return {
-        "name": v.text("name", _read(zone, "name"), max_length=200),
-        "boundary": json.dumps(boundary_geojson(_read(zone, "boundary"))),
-        "risk_level": v.severity("risk_level", _read(zone, "risk_level")),
-        "risk_score": v.unit_interval("risk_score", _read(zone, "risk_score")),
-        "crime_types": list(dict.fromkeys(v.slug(f"crime_types[{i}]", t) for i, t in enumerate(crime_types))),
-        "valid_from": valid_from,
-        "valid_until": valid_until,
-        "metadata": Jsonb(v.mapping("metadata", _read(zone, "metadata"))),
-    }
+    """The bound parameters of a zone, checked by ``NewRiskZone.coerce``; raises ``ValidationError`` naming the
+    field (``zone`` for unknown keys or a value of another kind)."""
+    z = NewRiskZone.coerce(zone)
+    return {"name": z.name, "boundary": json.dumps(z.boundary), "risk_level": z.risk_level,
+            "risk_score": z.risk_score, "crime_types": list(z.crime_types or ()), "valid_from": z.valid_from,
+            "valid_until": z.valid_until, "metadata": Jsonb(z.metadata)}
 
 
 class RiskZoneRepository:
@@ -199,11 +112,8 @@ class RiskZoneRepository:
         """Store a new risk zone.
 
         Args:
-            zone: a ``NewRiskZone`` or a mapping with its field names: ``name`` (1..200 characters),
-                ``boundary`` (>= 3 ``{"lat", "lng"}`` vertices, or a GeoJSON Polygon), ``risk_level`` (1..5) and
-                ``risk_score`` (0..1) are required; ``crime_types`` (lower-case words), ``valid_from`` (default
-                now), ``valid_until`` (after ``valid_from``; default never) and ``metadata`` are optional.
-                Unknown keys are refused.
+            zone: a ``NewRiskZone`` or a mapping with its field names (checked by ``NewRiskZone.coerce``:
+                ``name``, ``boundary``, ``risk_level`` and ``risk_score`` are required; unknown keys are refused).
 
         Returns:
             The stored ``RiskZone`` (``boundary`` as a closed GeoJSON Polygon).
@@ -248,31 +158,31 @@ class RiskZoneRepository:
                 await cur.execute(GET_ZONE, params)
                 return await cur.fetchone()
 
-    async def containing(self, lat: float, lng: float, *, at: datetime | None = None,
+    async def containing(self, latitude: float, longitude: float, *, at: datetime | None = None,
                          limit: int = 100) -> list[RiskZone]:
         """Zones whose boundary covers a point (the edge counts as inside) and that are valid at ``at``.
 
         Valid at ``at`` means ``valid_from <= at`` and (no ``valid_until`` or ``at < valid_until``).
 
         Args:
-            lat, lng: the point in degrees ([-90, 90], [-180, 180]).
+            latitude, longitude: the point in degrees ([-90, 90], [-180, 180]).
             at: the moment (timezone-aware; past or future); defaults to now.
             limit: at most this many (1..10,000).
 
         Returns:
             ``RiskZone`` list, highest ``risk_level`` first (then ``risk_score``).
 
-        Raises ``ValidationError`` (``lat``, ``lng``, ``at``, ``limit``) before any SQL.
+        Raises ``ValidationError`` (``latitude``, ``longitude``, ``at``, ``limit``) before any SQL.
 
         Example::
 
             worst = (await zones.containing(40.71, -74.01))[:1]
         """
         params = {
-            "lat": v.latitude("lat", lat),
-            "lng": v.longitude("lng", lng),
+            "latitude": v.latitude("latitude", latitude),
+            "longitude": v.longitude("longitude", longitude),
             "at": None if at is None else v.aware_datetime("at", at, allow_future=True),
-            "limit": v.integer("limit", limit, minimum=1, maximum=10_000),
+            "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT),
         }
         with translated():
             async with self._conn.cursor(row_factory=class_row(RiskZone)) as cur:

@@ -1,11 +1,11 @@
-"""Dataclasses for inputs and records (attribute access: ``event.event_id``, ``stats.success_rate``).
+"""Inputs: what writers hand in, valid by construction, in the shapes the nodes' protocol sends.
 
-Inputs may also be given as plain mappings with the same field names; the facade accepts both.
-
-Inputs (``RawIncidentReport``, ``CrimeEvent``) are **valid by construction**: ``__post_init__`` runs the checks of
-``luminar_store.validation`` and raises ``ValidationError`` naming the field, and normalizes the values (crime types to
-lower-case words, ``geotag`` to ``{"lat": float, "lng": float}``, ``related_reports`` to UUIDs). ``coerce()`` turns a
-mapping (or another dataclass, or a pydantic model) into one, reading the protocol's field names as aliases:
+Every input is a frozen, slotted dataclass whose ``__post_init__`` runs the checks of ``luminar_store.validation``
+(the one place an input is validated) and raises ``ValidationError`` naming the field, and normalizes the values
+(crime types to lower-case words, ``geotag``/``centre`` to ``{"lat": float, "lng": float}``, ``related_reports`` to
+UUIDs, a zone's ``boundary`` to a closed GeoJSON Polygon). ``coerce()`` turns a mapping (or another dataclass, or a
+pydantic model) into one, reading the protocol's field names as aliases; repositories call it and then trust the
+values.
 
 ==========================  =========================================================================
 input                       accepted aliases
@@ -15,9 +15,9 @@ RawIncidentReport           ``report_id`` → ``external_id`` (only when it is n
                             ``latitude`` + ``longitude`` → ``geotag``
 CrimeEvent                  ``crime_type`` → ``event_type``, ``description`` → ``summary``,
                             ``confidence`` → ``confidence_score``, ``latitude`` + ``longitude`` → ``geotag``
+NewCrimeCluster             ``center`` → ``centre``
+NewRiskZone                 (none)
 ==========================  =========================================================================
-
-Records (``RawReportRecord``, ``CrimeEventRecord``, ``Hotspot``, ``DatabaseStats``) are what queries return.
 
 Example::
 
@@ -33,37 +33,22 @@ import dataclasses
 import datetime as dt
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from luminar_store import validation as v
 from luminar_store.errors import ValidationError
+from luminar_store.limits import MAX_RADIUS_M, MAX_UID
 
 __all__ = [
     "REPORT_STATUSES",
     "VERIFICATION_STATUSES",
     "RawIncidentReport",
     "CrimeEvent",
-    "RawReportRecord",
-    "CrimeEventRecord",
-    "Hotspot",
-    "DatabaseStats",
-    # scoring records (defined below the banner at the end of this module)
-    "MinerPerformance",
-    "MinerRoundResult",
-    "MinerStats",
-    "ActiveMiner",
-    "ValidatorStats",
-    "ValidatorUpdate",
-    "ConsensusRecord",
-    "ConsensusSummary",
-    "ConsensusAccuracy",
     "NewCrimeCluster",
-    "CrimeCluster",
     "NewRiskZone",
-    "RiskZone",
-    "AuditEntry",
+    "boundary_geojson",
 ]
 
 #: Life cycle of a raw report: pending → processing (claimed by a miner) → processed | failed | rejected.
@@ -335,357 +320,209 @@ class CrimeEvent:
         return _build(cls, data, cls.ALIASES)
 
 
-# -- records ------------------------------------------------------------------------------------------------------
-# Plain slotted dataclasses (not frozen): a query builds them by the hundred, and a frozen one costs ten times more
-# to build. Their fields are in the order of the repositories' SELECT lists, so rows map to them by position.
-@dataclass(slots=True)
-class RawReportRecord:
-    """A stored raw report. ``status`` is one of ``REPORT_STATUSES``; ``claimed_by`` is the miner uid that claimed it
-    and ``processing_attempts`` counts the claims."""
-
-    report_id: uuid.UUID
-    external_id: str
-    reporter_id: str | None
-    crime_type: str | None
-    description: str
-    latitude: float
-    longitude: float
-    timestamp: dt.datetime
-    media_urls: list[str]
-    media_hashes: list[str]
-    metadata: dict[str, object]
-    status: str
-    processing_attempts: int
-    claimed_by: int | None
-    claimed_at: dt.datetime | None
-    processed_at: dt.datetime | None
-    error_message: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-    @property
-    def geotag(self) -> dict[str, float]:
-        """The location as the nodes' protocol writes it: ``{"lat": .., "lng": ..}``."""
-        return {"lat": self.latitude, "lng": self.longitude}
+def _required(owner: object, name: str, rule: str) -> object:
+    value = getattr(owner, name)
+    if value is None:
+        raise ValidationError(name, rule)
+    return value
 
 
-@dataclass(slots=True)
-class CrimeEventRecord:
-    """A stored crime event. ``distance_m`` (metres from the query's point) is set by radius queries only."""
-
-    event_id: uuid.UUID
-    miner_uid: int
-    event_type: str
-    title: str | None
-    summary: str | None
-    latitude: float
-    longitude: float
-    timestamp: dt.datetime
-    severity: int
-    confidence_score: float
-    related_reports: list[uuid.UUID]
-    cluster_id: uuid.UUID | None
-    verification_status: str
-    verified_by: int | None
-    verification_score: float | None
-    verified_at: dt.datetime | None
-    risk_score: float | None
-    metadata: dict[str, object]
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    distance_m: float | None = None
-
-    @property
-    def geotag(self) -> dict[str, float]:
-        """The location as the nodes' protocol writes it: ``{"lat": .., "lng": ..}``."""
-        return {"lat": self.latitude, "lng": self.longitude}
+def _known_fields(cls: type, value: object, what: str, aliases: frozenset[str] = frozenset()) -> dict[str, object]:
+    """``value`` as a mapping of ``cls``'s fields; unknown keys are refused naming ``what`` (the whole input)."""
+    data = _as_mapping(cls, value, what)
+    names = _shape(cls)[0]
+    unknown = sorted(str(k) for k in data if k not in names and k not in aliases)
+    if unknown:
+        raise ValidationError(what, f"unknown fields {', '.join(unknown)}; expected some of {', '.join(sorted(names))}")
+    return data
 
 
-@dataclass(slots=True)
-class Hotspot:
-    """A square cell of ``cell_degrees`` (0.01° ≈ 1.1 km) holding verified events of the period.
-
-    ``latitude``/``longitude`` are the cell's centre; ``avg_severity`` is rounded to 2 decimals; ``crime_types``
-    sorted; ``first_seen``/``last_seen`` the oldest and newest event's time.
-    """
-
-    latitude: float
-    longitude: float
-    incident_count: int
-    avg_severity: float
-    max_severity: int
-    crime_types: list[str]
-    first_seen: dt.datetime
-    last_seen: dt.datetime
-
-
-@dataclass(slots=True)
-class DatabaseStats:
-    """Counts of the whole database. ``verification_rate`` is the percentage (0..100, 2 decimals) of crime events
-    whose status is ``verified`` (0 without events); ``active_*`` count rows with ``is_active``."""
-
-    raw_reports: int
-    pending_reports: int
-    crime_events: int
-    verified_events: int
-    verification_rate: float
-    active_miners: int
-    active_validators: int
-
-
-# --- scoring records (miners, validators, consensus, clusters, zones, audit) ---
-# Records of the scoring tables. Rows become these dataclasses through ``psycopg.rows.class_row``: the field names are
-# the column names of the repositories' queries. Percentages are named ``*_rate`` and lie in [0, 100]; scores,
-# accuracies and shares lie in [0, 1].
-# This section's imports stay here, beside the classes that use them (the section above is edited separately).
-from dataclasses import dataclass  # noqa: E402
-from datetime import datetime  # noqa: E402
-from typing import Any  # noqa: E402
-from uuid import UUID  # noqa: E402
-
-
-@dataclass(frozen=True)
-class MinerPerformance:
-    """One miner's record in ``miner_performance`` (the current registration of its uid).
-
-    ``overall_score`` is the last round's mean of the four scores, ``avg_overall_score`` the mean over all rounds of
-    this registration; a round is successful when its overall score is at least 0.5, and ``success_rate`` is
-    ``100 * successful_rounds / total_rounds`` rounded to 2 decimals (0 before the first round).
-    """
-
-    miner_id: UUID
-    miner_uid: int
-    hotkey: str
-    integrity_score: float
-    clustering_score: float
-    novelty_score: float
-    quality_score: float
-    overall_score: float
-    avg_overall_score: float
-    total_rounds: int
-    successful_rounds: int
-    success_rate: float
-    is_active: bool
-    registered_at: datetime
-    last_active_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class MinerRoundResult(MinerPerformance):
-    """A miner's record right after ``MinerRepository.record_round``.
-
-    ``created``: the uid was seen for the first time. ``reregistered``: the uid came with a new hotkey, so the
-    record started afresh (the previous record is kept in ``audit_log`` as operation ``REREGISTER``).
-    """
-
-    created: bool
-    reregistered: bool
-
-
-@dataclass(frozen=True)
-class MinerStats(MinerPerformance):
-    """A miner's record plus its crime events: ``events_submitted`` counts the events stored under its uid,
-    ``events_verified`` those whose verification status is ``verified``."""
-
-    events_submitted: int
-    events_verified: int
-
-
-@dataclass(frozen=True)
-class ActiveMiner:
-    """A row of the ``active_miners`` view (``success_rate`` in percent, as in ``WHERE success_rate > 80``)."""
-
-    miner_uid: int
-    hotkey: str
-    integrity_score: float
-    clustering_score: float
-    novelty_score: float
-    quality_score: float
-    overall_score: float
-    avg_overall_score: float
-    total_rounds: int
-    successful_rounds: int
-    success_rate: float
-    registered_at: datetime
-    last_active_at: datetime | None
-
-
-@dataclass(frozen=True)
-class ValidatorStats:
-    """One validator's record in ``validator_performance``.
-
-    ``consensus_accuracy`` is the share (0..1) of its validations that agreed with the consensus
-    (``agreements / total_validations``); ``agreement_rate`` is the same in percent, rounded to 2 decimals.
-    ``avg_score_given`` is the mean score it gave.
-    """
-
-    validator_id: UUID
-    validator_uid: int
-    hotkey: str
-    total_validations: int
-    agreements: int
-    consensus_accuracy: float
-    agreement_rate: float
-    avg_score_given: float
-    stake: float
-    is_active: bool
-    last_active_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class ValidatorUpdate(ValidatorStats):
-    """A validator's record right after ``ValidatorRepository.record_validation`` (``created`` / ``reregistered``
-    as in ``MinerRoundResult``)."""
-
-    created: bool
-    reregistered: bool
-
-
-@dataclass(frozen=True)
-class ConsensusRecord:
-    """One validator's scores of one event in one round (``final_score`` in [0, 1])."""
-
-    record_id: UUID
-    event_id: UUID
-    validator_uid: int
-    round_number: int
-    scores: dict[str, Any]
-    final_score: float
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class ConsensusSummary:
-    """How validators judged one event.
-
-    Counts each validator once, by its latest round (or by the round asked for). ``mean_score``,
-    ``stddev_score`` (population standard deviation: the spread), ``min_score`` and ``max_score`` describe their
-    final scores; ``agreement`` is the share (0..1) of validators whose final score lies within
-    ``agreement_tolerance`` of the mean. Score fields are ``None`` while no validator has scored the event.
-    """
-
-    event_id: UUID
-    round_number: int | None
-    validators: int
-    mean_score: float | None
-    stddev_score: float | None
-    min_score: float | None
-    max_score: float | None
-    agreement: float | None
-    agreement_tolerance: float
-
-
-@dataclass(frozen=True)
-class ConsensusAccuracy:
-    """Network-wide agreement of validators over the last ``hours``.
-
-    Every record of the window is compared with the mean final score of its event and round; ``agreement_rate`` is
-    the percentage of records within ``agreement_tolerance`` of that mean (``None`` when the window holds no
-    records).
-    """
-
-    hours: int
-    records: int
-    events: int
-    validators: int
-    agreement_rate: float | None
-    agreement_tolerance: float
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewCrimeCluster:
-    """Input of ``ClusterRepository.store`` (a plain mapping with the same keys is accepted too).
+    """A crime cluster to store (input of ``ClusterRepository.store``); a mapping with the same keys is accepted
+    through ``coerce`` (``center`` is read as ``centre``).
 
-    ``centre`` is ``{"lat": .., "lng": ..}``; ``radius_m`` in metres (0 < r <= 1,000,000); ``avg_severity`` in
-    1..5; ``time_start``/``time_end`` timezone-aware with ``time_end >= time_start``.
+    ``centre``: ``{"lat": .., "lng": ..}``. ``radius_m``: metres, 0 < r <= 1,000,000. ``time_start``/``time_end``:
+    timezone-aware, not in the future, end not before start. ``event_count`` >= 0; ``dominant_crime_type`` a
+    lower-case word; ``avg_severity`` in 1..5; ``miner_uid`` a uid; ``metadata`` a JSON object.
+
+    Raises ``ValidationError`` naming the field (``centre.lat``, ``radius_m``, ``time_end`` ...).
     """
 
-    centre: dict[str, float]
+    centre: Mapping[str, float]
     radius_m: float
-    time_start: datetime
-    time_end: datetime
+    time_start: dt.datetime
+    time_end: dt.datetime
     event_count: int = 0
     dominant_crime_type: str | None = None
     avg_severity: float | None = None
     miner_uid: int | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Mapping[str, object] | None = None
 
-
-@dataclass(frozen=True)
-class CrimeCluster:
-    """A stored crime cluster. ``distance_m`` is filled by ``ClusterRepository.near`` (metres from the point)."""
-
-    cluster_id: UUID
-    miner_uid: int | None
-    latitude: float
-    longitude: float
-    radius_m: float
-    event_count: int
-    dominant_crime_type: str | None
-    avg_severity: float | None
-    time_start: datetime
-    time_end: datetime
-    metadata: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    distance_m: float | None = None
+    def __post_init__(self) -> None:
+        lat, lng = v.geotag("centre", _required(self, "centre", 'is required: {"lat": .., "lng": ..}'))
+        _set(self, "centre", {"lat": lat, "lng": lng})
+        radius = v.number("radius_m", _required(self, "radius_m", "is required (metres, more than 0)"),
+                          minimum=0.0, maximum=MAX_RADIUS_M)
+        if radius <= 0:
+            raise ValidationError("radius_m", "must be more than 0 metres")
+        _set(self, "radius_m", radius)
+        for name in ("time_start", "time_end"):
+            _required(self, name, "is required (a timezone-aware datetime)")
+            _set(self, name, v.aware_datetime(name, getattr(self, name)))
+        if self.time_end < self.time_start:
+            raise ValidationError("time_end", f"must not be before time_start ({self.time_start.isoformat()})")
+        _set(self, "event_count", v.integer("event_count", self.event_count, minimum=0, maximum=MAX_UID))
+        if self.dominant_crime_type is not None:
+            _set(self, "dominant_crime_type", v.slug("dominant_crime_type", self.dominant_crime_type))
+        if self.avg_severity is not None:
+            _set(self, "avg_severity", v.number("avg_severity", self.avg_severity, minimum=1.0, maximum=5.0))
+        if self.miner_uid is not None:
+            _set(self, "miner_uid", v.uid("miner_uid", self.miner_uid))
+        _set(self, "metadata", v.mapping("metadata", self.metadata))
 
     @property
-    def centre(self) -> dict[str, float]:
-        """The centre as the nodes' protocol writes it: ``{"lat": .., "lng": ..}``."""
-        return {"lat": self.latitude, "lng": self.longitude}
+    def latitude(self) -> float:
+        return self.centre["lat"]
+
+    @property
+    def longitude(self) -> float:
+        return self.centre["lng"]
+
+    @classmethod
+    def coerce(cls, value: object, *, what: str = "cluster") -> NewCrimeCluster:
+        """``value`` itself when it is a ``NewCrimeCluster``, else one built from a mapping or dataclass. Unknown
+        keys raise ``ValidationError`` naming ``cluster``; bad values name their field.
+
+        Example: ``NewCrimeCluster.coerce({"center": {"lat": 1, "lng": 2}, "radius_m": 50, ...})``
+        """
+        if isinstance(value, cls):
+            return value
+        data = _known_fields(cls, value, what, frozenset({"center"}))
+        if "center" in data:
+            center = data.pop("center")
+            if data.get("centre") is None:
+                data["centre"] = center
+        for name in ("centre", "radius_m", "time_start", "time_end"):
+            data.setdefault(name, None)  # __post_init__ names what is missing, with the rule
+        return cls(**data)
 
 
-@dataclass(frozen=True)
+# -- risk zone boundaries -----------------------------------------------------------------------------------------
+#: Most vertices of a boundary (all rings together) and most rings (the shell and its holes).
+MAX_VERTICES = 10_000
+MAX_RINGS = 100
+#: Most crime types one zone may list.
+MAX_CRIME_TYPES = 64
+
+
+def _ring(field: str, positions: object) -> list[list[float]]:
+    """One closed ring of ``[lng, lat]`` positions, checked."""
+    if isinstance(positions, (str, bytes, Mapping)) or not isinstance(positions, Sequence):
+        raise ValidationError(field, f"must be a list of [lng, lat] positions, got {type(positions).__name__}")
+    ring = []
+    for i, position in enumerate(positions):
+        if isinstance(position, (str, bytes, Mapping)) or not isinstance(position, Sequence) \
+                or len(position) not in (2, 3):
+            raise ValidationError(f"{field}[{i}]", "must be a [lng, lat] position")
+        ring.append([v.longitude(f"{field}[{i}][0]", position[0]), v.latitude(f"{field}[{i}][1]", position[1])])
+    return _closed(field, ring)
+
+
+def _closed(field: str, ring: list[list[float]]) -> list[list[float]]:
+    if ring and ring[0] != ring[-1]:
+        ring.append(list(ring[0]))
+    if len({tuple(p) for p in ring}) < 3:
+        raise ValidationError(field, f"needs at least 3 distinct vertices, got {len({tuple(p) for p in ring})}")
+    return ring
+
+
+def boundary_geojson(boundary: object, field: str = "boundary") -> dict[str, object]:
+    """A checked GeoJSON Polygon (rings closed) from a vertex list or a GeoJSON Polygon mapping.
+
+    Raises ``ValidationError`` naming the field (``boundary[2].lat``, ``boundary.coordinates[0][3][1]`` ...) for
+    out-of-range or non-finite coordinates, fewer than 3 distinct vertices, or another geometry type.
+
+    Example::
+
+        >>> boundary_geojson([{"lat": 0, "lng": 0}, {"lat": 0, "lng": 1}, {"lat": 1, "lng": 1}])["coordinates"]
+        [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]]
+    """
+    if isinstance(boundary, Mapping):
+        if boundary.get("type") != "Polygon":
+            raise ValidationError(f"{field}.type", f"must be \"Polygon\", got {boundary.get('type')!r}")
+        rings = boundary.get("coordinates")
+        if isinstance(rings, (str, bytes, Mapping)) or not isinstance(rings, Sequence) or not rings:
+            raise ValidationError(f"{field}.coordinates", "must be a list of rings of [lng, lat] positions")
+        if len(rings) > MAX_RINGS:
+            raise ValidationError(f"{field}.coordinates", f"must hold at most {MAX_RINGS} rings, got {len(rings)}")
+        coordinates = [_ring(f"{field}.coordinates[{r}]", ring) for r, ring in enumerate(rings)]
+    elif isinstance(boundary, Sequence) and not isinstance(boundary, (str, bytes)):
+        vertices = []
+        for i, vertex in enumerate(boundary):
+            lat, lng = v.geotag(f"{field}[{i}]", vertex)
+            vertices.append([lng, lat])
+        coordinates = [_closed(field, vertices)]
+    else:
+        raise ValidationError(field, 'must be a list of {"lat": .., "lng": ..} vertices or a GeoJSON Polygon, '
+                                     f"got {type(boundary).__name__}")
+    total = sum(len(ring) for ring in coordinates)
+    if total > MAX_VERTICES:
+        raise ValidationError(field, f"must have at most {MAX_VERTICES} vertices, got {total}")
+    return {"type": "Polygon", "coordinates": coordinates}
+
+
+@dataclass(frozen=True, slots=True)
 class NewRiskZone:
-    """Input of ``RiskZoneRepository.store`` (a plain mapping with the same keys is accepted too).
+    """A risk zone to store (input of ``RiskZoneRepository.store``); a mapping with the same keys is accepted
+    through ``coerce``.
 
-    ``boundary`` is a list of at least three ``{"lat": .., "lng": ..}`` vertices (the ring is closed automatically)
-    or a GeoJSON Polygon mapping (``{"type": "Polygon", "coordinates": [[[lng, lat], ...], ...]}``).
-    ``risk_level`` in 1..5, ``risk_score`` in [0, 1]; ``valid_from`` defaults to now, ``valid_until`` to never.
+    ``name``: 1..200 characters. ``boundary``: a list of at least three ``{"lat": .., "lng": ..}`` vertices (the
+    ring is closed automatically) or a GeoJSON Polygon mapping (``{"type": "Polygon", "coordinates": [[[lng, lat],
+    ...], ...]}``), kept as the checked GeoJSON Polygon. ``risk_level`` in 1..5, ``risk_score`` in [0, 1];
+    ``crime_types`` lower-case words (duplicates dropped); ``valid_from`` defaults to now (``None``),
+    ``valid_until`` to never and must come after ``valid_from``; ``metadata`` a JSON object.
+
+    Raises ``ValidationError`` naming the field.
     """
 
     name: str
-    boundary: Any
+    boundary: object
     risk_level: int
     risk_score: float
-    crime_types: list[str] | None = None
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
-    metadata: dict[str, Any] | None = None
+    crime_types: tuple[str, ...] | None = None
+    valid_from: dt.datetime | None = None
+    valid_until: dt.datetime | None = None
+    metadata: Mapping[str, object] | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("name", "boundary", "risk_level", "risk_score"):
+            _required(self, name, "is required")
+        if self.valid_from is not None:
+            _set(self, "valid_from", v.aware_datetime("valid_from", self.valid_from, allow_future=True))
+        if self.valid_until is not None:
+            _set(self, "valid_until", v.aware_datetime("valid_until", self.valid_until, allow_future=True))
+            start = self.valid_from or dt.datetime.now(dt.timezone.utc)
+            if self.valid_until <= start:
+                raise ValidationError("valid_until", f"must be after valid_from ({start.isoformat()})")
+        types = v.string_list("crime_types", self.crime_types, max_items=MAX_CRIME_TYPES, max_length=64)
+        _set(self, "crime_types", tuple(dict.fromkeys(v.slug(f"crime_types[{i}]", t) for i, t in enumerate(types))))
+        _set(self, "name", v.text("name", self.name, max_length=200))
+        _set(self, "boundary", boundary_geojson(self.boundary))
+        _set(self, "risk_level", v.severity("risk_level", self.risk_level))
+        _set(self, "risk_score", v.unit_interval("risk_score", self.risk_score))
+        _set(self, "metadata", v.mapping("metadata", self.metadata))
 
-@dataclass(frozen=True)
-class RiskZone:
-    """A stored risk zone; ``boundary`` is a GeoJSON Polygon mapping (coordinates as ``[lng, lat]``)."""
+    @classmethod
+    def coerce(cls, value: object, *, what: str = "zone") -> NewRiskZone:
+        """``value`` itself when it is a ``NewRiskZone``, else one built from a mapping or dataclass. Unknown keys
+        raise ``ValidationError`` naming ``zone``; bad values name their field.
 
-    zone_id: UUID
-    name: str
-    boundary: dict[str, Any]
-    risk_level: int
-    risk_score: float
-    crime_types: list[str]
-    valid_from: datetime
-    valid_until: datetime | None
-    metadata: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """A row of ``audit_log``: ``operation`` is INSERT, UPDATE, DELETE or REREGISTER; ``old_data``/``new_data`` are
-    the row before and after (``None`` where not applicable)."""
-
-    audit_id: UUID
-    table_name: str
-    operation: str
-    row_id: str | None
-    actor: str
-    old_data: dict[str, Any] | None
-    new_data: dict[str, Any] | None
-    occurred_at: datetime
+        Example: ``NewRiskZone.coerce({"name": "Docks", "boundary": [...], "risk_level": 3, "risk_score": 0.6})``
+        """
+        if isinstance(value, cls):
+            return value
+        data = _known_fields(cls, value, what)
+        for name in ("name", "boundary", "risk_level", "risk_score"):
+            data.setdefault(name, None)
+        return cls(**data)

@@ -1,0 +1,73 @@
+"""Every bound and tolerance of the data layer, defined once and imported by the modules that check or use it.
+
+Changing a value here changes it for the facade, the repositories, the statistics and the synthetic loader at once;
+no other module defines its own copy (``tests/test_one_definition.py`` checks that).
+
+Example::
+
+    >>> from luminar_store.limits import MAX_LIMIT, AGREEMENT_TOLERANCE
+    >>> MAX_LIMIT, AGREEMENT_TOLERANCE
+    (10000, 0.1)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAX_LIMIT",
+    "MAX_HOURS",
+    "MAX_DAYS",
+    "MAX_RADIUS_M",
+    "MAX_UID",
+    "MAX_ROUND",
+    "MAX_HOTKEY_LENGTH",
+    "MAX_STAKE",
+    "MAX_CLAIM",
+    "MAX_STALE_MINUTES",
+    "MAX_ASSIGN",
+    "MAX_SCORES",
+    "MAX_SCORE_NAME",
+    "MAX_CELL_DEGREES",
+    "MIN_CELL_DEGREES",
+    "GRID_DEGREES",
+    "MAX_GRID_CELLS",
+    "AGREEMENT_TOLERANCE",
+    "AGREEMENT_EPSILON",
+    "SUCCESS_THRESHOLD",
+]
+
+#: Most rows one listing query returns.
+MAX_LIMIT = 10_000
+#: Longest look-back in hours (10 years) and in days, for every windowed query (events, consensus accuracy).
+MAX_HOURS = 24 * 3650
+MAX_DAYS = 3650
+#: Largest search radius and cluster radius in metres (1,000 km; the tables' CHECKs allow the same).
+MAX_RADIUS_M = 1_000_000.0
+#: Largest miner or validator uid (an ``integer`` column).
+MAX_UID = 2**31 - 1
+#: Largest consensus round number.
+MAX_ROUND = 2**31 - 1
+#: Longest hotkey the performance tables accept.
+MAX_HOTKEY_LENGTH = 128
+#: Largest validator stake accepted (a sanity bound far above any real stake; the column is a float8).
+MAX_STAKE = 1e15
+#: Most reports one ``claim()`` hands out, and the longest claim age ``release_stale()`` accepts (30 days).
+MAX_CLAIM = 1_000
+MAX_STALE_MINUTES = 30 * 24 * 60
+#: Most events one ``assign_events`` call may move into a cluster.
+MAX_ASSIGN = 10_000
+#: Most scores one consensus record may carry, and the longest score name.
+MAX_SCORES = 64
+MAX_SCORE_NAME = 64
+#: Hotspot cell sizes accepted, in degrees.
+MIN_CELL_DEGREES = 0.0001
+MAX_CELL_DEGREES = 10.0
+#: Side of the stored grid cells (``cell_row``/``cell_col`` of ``crime_events``) in degrees; the default hotspot cell.
+GRID_DEGREES = 0.01
+#: Most grid cells a radius query reads one by one; a larger box goes through the GiST index instead.
+MAX_GRID_CELLS = 256
+#: A validator's final score agrees with its round when it lies within this distance of the round's mean.
+AGREEMENT_TOLERANCE = 0.1
+#: Absorbs binary rounding in that comparison (``abs(0.7 - 0.6)`` is 0.09999999999999998, ``abs(0.6 - 0.5)`` more).
+AGREEMENT_EPSILON = 1e-9
+#: A miner's round is successful when its overall score reaches this (the ``active_miners`` view's definition).
+SUCCESS_THRESHOLD = 0.5
