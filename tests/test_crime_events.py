@@ -76,7 +76,7 @@ def test_store_returns_event_id_and_get_reads_every_field(db_settings):
 
 def test_related_reports_link_the_event_and_unknown_ids_store_nothing(db_settings, conn):
     async def go(repo):
-        reports = RawReportRepository(repo.conn)
+        reports = RawReportRepository(repo._conn)
         r1 = await reports.store({"external_id": "a", "description": "x", "geotag": {"lat": 1, "lng": 1},
                                   "timestamp": NOW})
         r2 = await reports.store({"external_id": "b", "description": "y", "geotag": {"lat": 1, "lng": 1},
@@ -163,11 +163,11 @@ def test_radius_queries_use_the_cell_index_and_the_gist_index_for_wide_boxes(db_
 
     assert run(with_repo(db_settings, lambda repo: repo.store_many(spread, miner_uid=2))) == 20_000
     conn.execute("ANALYZE crime_events")
-    params = {"lat": NYC[0], "lng": NYC[1], "radius": 1000.0, "hours": 168, "limit": 100,
+    params = {"latitude": NYC[0], "longitude": NYC[1], "radius_m": 1000.0, "hours": 168, "limit": 100,
               **search_boxes(NYC[0], NYC[1], 1000.0)}
     plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + EVENTS_WITHIN_RADIUS, params))
     assert "idx_events_cell_time" in plan and "Seq Scan on crime_events" not in plan, plan
-    wide = {"lat": NYC[0], "lng": NYC[1], "radius": 50_000.0, "hours": 168, "limit": 100,
+    wide = {"latitude": NYC[0], "longitude": NYC[1], "radius_m": 50_000.0, "hours": 168, "limit": 100,
             **search_boxes(NYC[0], NYC[1], 50_000.0)}
     plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + EVENTS_WITHIN_BOX, wide))
     assert "idx_events_geotag" in plan, plan
@@ -202,7 +202,8 @@ def _sample_events(rng: random.Random, centres: list[tuple[float, float]], n: in
 
 BRUTE_FORCE_RADIUS = """
 SELECT event_id FROM crime_events
- WHERE ST_DWithin(geotag::geography, ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography, %(radius)s)
+ WHERE ST_DWithin(geotag::geography, ST_SetSRID(ST_MakePoint(%(longitude)s, %(latitude)s), 4326)::geography,
+                 %(radius_m)s)
    AND "timestamp" >= now() - make_interval(hours => %(hours)s)
  ORDER BY "timestamp" DESC
  LIMIT %(limit)s
@@ -225,16 +226,16 @@ def test_grid_radius_search_equals_a_brute_force_geodesic_query(db_settings):
 
     async def go(repo):
         await repo.store_many(events, miner_uid=3)
-        await repo.conn.execute("ANALYZE crime_events")
+        await repo._conn.execute("ANALYZE crime_events")
         compared = 0
-        async with repo.conn.transaction():  # one now() for every query
+        async with repo._conn.transaction():  # one now() for every query
             for lat, lng, radius, hours, limit in queries:
-                params = {"lat": lat, "lng": lng, "radius": radius, "hours": hours, "limit": limit,
+                params = {"latitude": lat, "longitude": lng, "radius_m": radius, "hours": hours, "limit": limit,
                           **search_boxes(lat, lng, radius)}
                 assert grid_cell_count(search_boxes(lat, lng, radius)) <= MAX_GRID_CELLS
-                expected = [r[0] for r in await (await repo.conn.execute(BRUTE_FORCE_RADIUS, params)).fetchall()]
-                grid = [r[0] for r in await (await repo.conn.execute(EVENTS_WITHIN_RADIUS, params)).fetchall()]
-                box = [r[0] for r in await (await repo.conn.execute(EVENTS_WITHIN_BOX, params)).fetchall()]
+                expected = [r[0] for r in await (await repo._conn.execute(BRUTE_FORCE_RADIUS, params)).fetchall()]
+                grid = [r[0] for r in await (await repo._conn.execute(EVENTS_WITHIN_RADIUS, params)).fetchall()]
+                box = [r[0] for r in await (await repo._conn.execute(EVENTS_WITHIN_BOX, params)).fetchall()]
                 facade = [e.event_id for e in await repo.within_radius(lat, lng, radius, hours=hours, limit=limit)]
                 assert grid == expected == box == facade, (lat, lng, radius, hours, limit)
                 compared += bool(expected)
@@ -327,12 +328,12 @@ def test_grid_hotspots_equal_the_schema_function_and_see_a_just_verified_event(d
 
     async def go(repo):
         await repo.store_many(events, miner_uid=4)
-        await repo.conn.execute("ANALYZE crime_events")
-        async with repo.conn.transaction():  # one now() for both forms
+        await repo._conn.execute("ANALYZE crime_events")
+        async with repo._conn.transaction():  # one now() for both forms
             for days, min_incidents, limit in [(7, 1, 100), (3, 5, 7), (30, 2, 10_000), (1, 1, 3)]:
                 params = {"days": days, "cell": 0.01, "min_incidents": min_incidents, "limit": limit}
-                grid = await (await repo.conn.execute(HOTSPOTS, params)).fetchall()
-                function = await (await repo.conn.execute(HOTSPOTS_ANY_CELL, params)).fetchall()
+                grid = await (await repo._conn.execute(HOTSPOTS, params)).fetchall()
+                function = await (await repo._conn.execute(HOTSPOTS_ANY_CELL, params)).fetchall()
                 assert grid == function and grid, params
         # a new cell: nothing verified yet, then one verification makes it a hotspot at once
         eid = await repo.store(event(-45.123, 170.456, event_type="arson"), miner_uid=4)

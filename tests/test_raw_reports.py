@@ -115,7 +115,7 @@ def test_store_many_skips_known_and_repeated_external_ids(db_settings, conn):
 
 def test_store_many_twice_in_one_transaction(db_settings, conn):
     async def go(repo):
-        async with repo.conn.transaction():
+        async with repo._conn.transaction():
             return await repo.store_many([report(1)]) + await repo.store_many([report(2), report(1)])
 
     assert run(with_repo(db_settings, go)) == 2

@@ -30,27 +30,33 @@ from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
 from luminar_store.errors import NotFoundError, ValidationError
+from luminar_store.geo import search_boxes
+from luminar_store.limits import (
+    GRID_DEGREES,
+    MAX_CELL_DEGREES,
+    MAX_DAYS,
+    MAX_GRID_CELLS,
+    MAX_HOURS,
+    MAX_LIMIT,
+    MAX_RADIUS_M,
+    MIN_CELL_DEGREES,
+)
 from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot
 from luminar_store.repositories._errors import translated
 
-__all__ = ["CrimeEventRepository", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M", "GRID_DEGREES",
-           "MAX_GRID_CELLS", "search_boxes", "grid_cell_count", "window_hours", "record_row"]
+__all__ = ["CrimeEventRepository", "EVENT_COLUMNS", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M",
+           "GRID_DEGREES", "MAX_GRID_CELLS", "search_boxes", "grid_cell_count", "window_hours", "record_row",
+           "hotspot_query"]
 
-#: Longest look-back of ``recent()``/``within_radius()`` in hours (10 years) and of ``hotspots()`` in days.
-MAX_HOURS = 24 * 3650
-MAX_DAYS = 3650
-#: Most rows one query returns.
-MAX_LIMIT = 10_000
-#: Largest radius in metres (1,000 km).
-MAX_RADIUS_M = 1_000_000.0
 # "No time bound" is a window of 1000 years: one SQL text (and one index-friendly condition) for both cases.
 _ALL_TIME_HOURS = 24 * 365 * 1000
-# The Earth's polar radius, its smallest: an angle computed with it is never too small.
-_POLAR_RADIUS_M = 6_356_752.0
-#: Side of the stored grid cells (``cell_row``/``cell_col``) in degrees; the default hotspot cell.
-GRID_DEGREES = 0.01
-#: Most grid cells a radius query reads one by one; a larger box goes through the GiST index instead.
-MAX_GRID_CELLS = 256
+
+# name: event_columns
+# The columns of a CrimeEventRecord, in its field order (record_row builds records from them by position). Every
+# query returning events selects exactly these, then optionally distance_m.
+EVENT_COLUMNS = """event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
+       confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
+       verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at"""
 
 # name: insert_event
 # Stores one event; the writer may choose event_id (else the database draws one). Returns event_id.
@@ -58,7 +64,9 @@ INSERT_EVENT = """
 INSERT INTO crime_events
     (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
      confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata)
-VALUES (coalesce(%s, gen_random_uuid()), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+VALUES (coalesce(%(event_id)s, gen_random_uuid()), %(miner_uid)s, %(event_type)s, %(title)s, %(summary)s,
+        %(latitude)s, %(longitude)s, %(timestamp)s, %(severity)s, %(confidence_score)s, %(related_reports)s,
+        %(cluster_id)s, %(verification_status)s, %(risk_score)s, %(metadata)s)
 RETURNING event_id
 """
 
@@ -74,31 +82,26 @@ COPY_TYPES = ["uuid", "int4", "text", "text", "text", "float8", "float8", "times
               "uuid[]", "uuid", "text", "numeric", "jsonb"]
 
 # name: recent_events
-# Events of the last %s hours, newest first (a backward scan of idx_events_timestamp).
+# Events of the last %(hours)s hours, newest first (a backward scan of idx_events_timestamp).
 RECENT_EVENTS = """
-SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
-       confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
-       verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at
+SELECT {event_columns}
   FROM crime_events
- WHERE "timestamp" >= now() - make_interval(hours => %s)
+ WHERE "timestamp" >= now() - make_interval(hours => %(hours)s)
  ORDER BY "timestamp" DESC
- LIMIT %s
-"""
+ LIMIT %(limit)s
+""".replace("{event_columns}", EVENT_COLUMNS)
 
 # name: events_within_radius
-# Events within %(radius)s metres of a point and the last %(hours)s hours, newest first, with their distance, read cell
-# by cell: for every 0.01° grid cell covering the envelope(s) (the second one only when the box crosses the
+# Events within %(radius_m)s metres of a point and the last %(hours)s hours, newest first, with their distance, read
+# cell by cell: for every 0.01° grid cell covering the envelope(s) (the second one only when the box crosses the
 # antimeridian), the newest %(limit)s matches of that cell (idx_events_cell_time, exact geodesic test inside), then
 # the newest %(limit)s of them all. The cells come from the envelopes with the very expression of the generated
 # columns (floor(degrees / 0.01), never decreasing as the degrees grow), so every point of the box lies in a listed
 # cell. Boxes of more than MAX_GRID_CELLS cells (wide radii, near the poles) go to EVENTS_WITHIN_BOX instead (same
 # parameters, same result).
 EVENTS_WITHIN_RADIUS = """
-SELECT e.event_id, e.miner_uid, e.event_type, e.title, e.summary, e.latitude, e.longitude, e."timestamp",
-       e.severity, e.confidence_score, e.related_reports, e.cluster_id, e.verification_status, e.verified_by,
-       e.verification_score, e.verified_at, e.risk_score::float8 AS risk_score, e.metadata, e.created_at,
-       e.updated_at, ST_Distance(e.geotag::geography, q.point) AS distance_m
-  FROM (SELECT ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography AS point,
+SELECT e.*
+  FROM (SELECT ST_SetSRID(ST_MakePoint(%(longitude)s, %(latitude)s), 4326)::geography AS point,
                now() - make_interval(hours => %(hours)s) AS since) AS q
  CROSS JOIN (SELECT r AS cell_row, c AS cell_col
                FROM generate_series(floor(%(ymin)s::float8 / 0.01::float8)::integer,
@@ -112,66 +115,58 @@ SELECT e.event_id, e.miner_uid, e.event_type, e.title, e.summary, e.latitude, e.
                     generate_series(floor(%(xmin2)s::float8 / 0.01::float8)::integer,
                                     floor(%(xmax2)s::float8 / 0.01::float8)::integer) AS c) AS cell
  CROSS JOIN LATERAL (
-       SELECT * FROM crime_events AS ev
-        WHERE ev.cell_row = cell.cell_row AND ev.cell_col = cell.cell_col AND ev."timestamp" >= q.since
-          AND ST_DWithin(ev.geotag::geography, q.point, %(radius)s)
-        ORDER BY ev."timestamp" DESC
+       SELECT {event_columns}, ST_Distance(geotag::geography, q.point) AS distance_m
+         FROM crime_events
+        WHERE cell_row = cell.cell_row AND cell_col = cell.cell_col AND "timestamp" >= q.since
+          AND ST_DWithin(geotag::geography, q.point, %(radius_m)s)
+        ORDER BY "timestamp" DESC
         LIMIT %(limit)s) AS e
  ORDER BY e."timestamp" DESC
  LIMIT %(limit)s
-"""
+""".replace("{event_columns}", EVENT_COLUMNS)
 
 # name: events_within_box
 # The same result through the GiST index on geotag: every event inside the envelope(s), of all days, tested exactly.
 # For large boxes (wide radii, near the poles) where listing the grid cells would cost more.
 EVENTS_WITHIN_BOX = """
-SELECT e.event_id, e.miner_uid, e.event_type, e.title, e.summary, e.latitude, e.longitude, e."timestamp",
-       e.severity, e.confidence_score, e.related_reports, e.cluster_id, e.verification_status, e.verified_by,
-       e.verification_score, e.verified_at, e.risk_score::float8 AS risk_score, e.metadata, e.created_at,
-       e.updated_at, ST_Distance(e.geotag::geography, q.point) AS distance_m
-  FROM crime_events AS e,
-       (SELECT ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography AS point) AS q
- WHERE (e.geotag && ST_MakeEnvelope(%(xmin)s, %(ymin)s, %(xmax)s, %(ymax)s, 4326)
-        OR e.geotag && ST_MakeEnvelope(%(xmin2)s, %(ymin)s, %(xmax2)s, %(ymax)s, 4326))
-   AND ST_DWithin(e.geotag::geography, q.point, %(radius)s)
-   AND e."timestamp" >= now() - make_interval(hours => %(hours)s)
- ORDER BY e."timestamp" DESC
+SELECT {event_columns}, ST_Distance(geotag::geography, q.point) AS distance_m
+  FROM crime_events,
+       (SELECT ST_SetSRID(ST_MakePoint(%(longitude)s, %(latitude)s), 4326)::geography AS point) AS q
+ WHERE (geotag && ST_MakeEnvelope(%(xmin)s, %(ymin)s, %(xmax)s, %(ymax)s, 4326)
+        OR geotag && ST_MakeEnvelope(%(xmin2)s, %(ymin)s, %(xmax2)s, %(ymax)s, 4326))
+   AND ST_DWithin(geotag::geography, q.point, %(radius_m)s)
+   AND "timestamp" >= now() - make_interval(hours => %(hours)s)
+ ORDER BY "timestamp" DESC
  LIMIT %(limit)s
-"""
+""".replace("{event_columns}", EVENT_COLUMNS)
 
 # name: events_by_miner
 # One miner's events, newest first (idx_events_miner_time).
 EVENTS_BY_MINER = """
-SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
-       confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
-       verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at
+SELECT {event_columns}
   FROM crime_events
- WHERE miner_uid = %s
+ WHERE miner_uid = %(miner_uid)s
  ORDER BY "timestamp" DESC
- LIMIT %s
-"""
+ LIMIT %(limit)s
+""".replace("{event_columns}", EVENT_COLUMNS)
 
 # name: events_by_report
 # The events that name a raw report among their related_reports (GIN index on the array), newest first.
 EVENTS_BY_REPORT = """
-SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
-       confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
-       verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at
+SELECT {event_columns}
   FROM crime_events
- WHERE related_reports @> ARRAY[%s]::uuid[]
+ WHERE related_reports @> ARRAY[%(report_id)s]::uuid[]
  ORDER BY "timestamp" DESC
- LIMIT %s
-"""
+ LIMIT %(limit)s
+""".replace("{event_columns}", EVENT_COLUMNS)
 
 # name: get_event
 # One event by its event_id.
 GET_EVENT = """
-SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
-       confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
-       verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at
+SELECT {event_columns}
   FROM crime_events
- WHERE event_id = %s
-"""
+ WHERE event_id = %(event_id)s
+""".replace("{event_columns}", EVENT_COLUMNS)
 
 # name: update_verification
 # Records the validators' verdict on an event; verified_at is the time of this update.
@@ -180,10 +175,13 @@ UPDATE crime_events
    SET verification_status = %(status)s, verified_by = %(validator_uid)s, verification_score = %(score)s,
        verified_at = now()
  WHERE event_id = %(event_id)s
-RETURNING event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
-          confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
-          verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at
-"""
+RETURNING {event_columns}
+""".replace("{event_columns}", EVENT_COLUMNS)
+
+# name: hotspot_order
+# The one order of hotspots, wherever they are listed (the facade, the statistics command): the most incidents first,
+# then the most recent last incident, then by position (a stable order for equal cells).
+HOTSPOT_ORDER = "incident_count DESC, last_seen DESC, latitude, longitude"
 
 # name: hotspots
 # Hotspots of 0.01° cells (GRID_DEGREES): the result of crime_hotspots_since(%(days)s, 0.01) with at least
@@ -203,7 +201,7 @@ WITH cells AS (
            incident_count, round(severity_sum::numeric / incident_count, 2)::float8 AS avg_severity, max_severity,
            first_seen, last_seen, cell_row, cell_col
       FROM cells
-     ORDER BY incident_count DESC, last_seen DESC, latitude, longitude
+     ORDER BY {hotspot_order}
      LIMIT %(limit)s
 )
 SELECT t.latitude, t.longitude, t.incident_count, t.avg_severity, t.max_severity,
@@ -225,8 +223,8 @@ SELECT t.latitude, t.longitude, t.incident_count, t.avg_severity, t.max_severity
              SELECT event_type FROM types WHERE event_type IS NOT NULL) AS crime_types,
        t.first_seen, t.last_seen
   FROM top AS t
- ORDER BY t.incident_count DESC, t.last_seen DESC, t.latitude, t.longitude
-"""
+ ORDER BY {hotspot_order}
+""".replace("{hotspot_order}", HOTSPOT_ORDER)
 
 # name: hotspots_any_cell
 # Cells of %(cell)s degrees of verified events of the last %(days)s days (the schema's crime_hotspots_since),
@@ -236,9 +234,9 @@ SELECT latitude, longitude, incident_count, avg_severity::float8 AS avg_severity
        first_seen, last_seen
   FROM crime_hotspots_since(%(days)s, %(cell)s)
  WHERE incident_count >= %(min_incidents)s
- ORDER BY incident_count DESC, last_seen DESC, latitude, longitude
+ ORDER BY {hotspot_order}
  LIMIT %(limit)s
-"""
+""".replace("{hotspot_order}", HOTSPOT_ORDER)
 
 # name: count_events
 # All events and the verified ones (for database statistics).
@@ -247,26 +245,8 @@ SELECT count(*) AS total, count(*) FILTER (WHERE verification_status = 'verified
 """
 
 
-def search_boxes(lat: float, lng: float, radius_m: float) -> dict[str, float | None]:
-    """Bounding envelopes (degrees) that hold every point within ``radius_m`` metres of ``(lat, lng)``.
-
-    Spherical bounds (latitude ± d, longitude ± asin(sin d / cos lat), J. Matuschek) on the polar radius with a 1 %
-    margin, so the spheroid's points are never cut off; widened to all longitudes near a pole; split in two when
-    crossing the antimeridian (``xmin2``/``xmax2`` are ``None`` otherwise).
-    """
-    d = radius_m / _POLAR_RADIUS_M * 1.01
-    dlat = math.degrees(d)
-    ymin, ymax = max(lat - dlat, -90.0), min(lat + dlat, 90.0)
-    ratio = math.sin(min(d, math.pi / 2)) / max(math.cos(math.radians(lat)), 1e-12)
-    if ymin <= -90.0 or ymax >= 90.0 or ratio >= 1.0:
-        return {"xmin": -180.0, "xmax": 180.0, "xmin2": None, "xmax2": None, "ymin": ymin, "ymax": ymax}
-    dlng = math.degrees(math.asin(ratio))
-    xmin, xmax, xmin2, xmax2 = lng - dlng, lng + dlng, None, None
-    if xmin < -180.0:
-        xmin, xmin2, xmax2 = -180.0, xmin + 360.0, 180.0
-    elif xmax > 180.0:
-        xmax, xmin2, xmax2 = 180.0, -180.0, xmax - 360.0
-    return {"xmin": xmin, "xmax": xmax, "xmin2": xmin2, "xmax2": xmax2, "ymin": ymin, "ymax": ymax}
+def _limit(limit: int) -> int:
+    return v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)
 
 
 def grid_cell_count(box: dict[str, float | None]) -> int:
@@ -296,6 +276,28 @@ def record_row(cls: type) -> Callable[[Any], Callable[[Sequence[Any]], Any]]:
     return factory
 
 
+def hotspot_query(days: int = 7, *, cell_degrees: float = GRID_DEGREES, min_incidents: int = 1,
+                  limit: int = 100) -> tuple[str, dict[str, Any]]:
+    """The hotspot query and its bound parameters: the one definition of a hotspot listing (cells of
+    ``crime_hotspots_since(days, cell_degrees)`` with at least ``min_incidents`` verified events, in
+    ``HOTSPOT_ORDER``, at most ``limit``), run by ``CrimeEventRepository.hotspots`` and by the statistics command.
+
+    Raises ``ValidationError`` (``days`` 1..3650, ``cell_degrees`` 0.0001..10, ``min_incidents`` >= 1, ``limit``
+    1..10,000).
+    """
+    params = {"days": v.integer("days", days, minimum=1, maximum=MAX_DAYS),
+              "cell": v.number("cell_degrees", cell_degrees, minimum=MIN_CELL_DEGREES, maximum=MAX_CELL_DEGREES),
+              "min_incidents": v.integer("min_incidents", min_incidents, minimum=1),
+              "limit": _limit(limit)}
+    return (HOTSPOTS if params["cell"] == GRID_DEGREES else HOTSPOTS_ANY_CELL), params
+
+
+#: The columns INSERT_EVENT and COPY_EVENTS write, in order (the bound names of INSERT_EVENT).
+WRITE_COLUMNS = ("event_id", "miner_uid", "event_type", "title", "summary", "latitude", "longitude", "timestamp",
+                 "severity", "confidence_score", "related_reports", "cluster_id", "verification_status",
+                 "risk_score", "metadata")
+
+
 def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None) -> tuple[Any, ...]:
     g = e.geotag
     return (event_id, miner_uid, e.event_type, e.title, e.summary, g["lat"], g["lng"], e.timestamp, e.severity,
@@ -315,10 +317,6 @@ def window_hours(hours: int | None, days: int | None) -> int:
     return _ALL_TIME_HOURS
 
 
-def _limit(limit: int) -> int:
-    return v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)
-
-
 class CrimeEventRepository:
     """Crime events on one connection (autocommit or inside a caller's transaction).
 
@@ -327,7 +325,7 @@ class CrimeEventRepository:
     """
 
     def __init__(self, conn: psycopg.AsyncConnection) -> None:
-        self.conn = conn
+        self._conn = conn
 
     async def store(self, event: CrimeEvent | Any, *, miner_uid: int) -> uuid.UUID:
         """Store one event (a ``CrimeEvent`` or a mapping) produced by ``miner_uid`` and return its ``event_id``.
@@ -339,9 +337,9 @@ class CrimeEventRepository:
         Example: ``event_id = await CrimeEventRepository(conn).store(event, miner_uid=123)``
         """
         e = CrimeEvent.coerce(event)
-        params = _row(e, v.uid("miner_uid", miner_uid), e.event_id)
+        params = dict(zip(WRITE_COLUMNS, _row(e, v.uid("miner_uid", miner_uid), e.event_id), strict=True))
         with translated():
-            cur = await self.conn.execute(INSERT_EVENT, params)
+            cur = await self._conn.execute(INSERT_EVENT, params)
             row = await cur.fetchone()
         return row[0]  # type: ignore[index]
 
@@ -356,8 +354,8 @@ class CrimeEventRepository:
         """
         uid = v.uid("miner_uid", miner_uid)
         with translated():
-            async with self.conn.transaction():
-                cur = self.conn.cursor()
+            async with self._conn.transaction():
+                cur = self._conn.cursor()
                 async with cur.copy(COPY_EVENTS) as copy:
                     copy.set_types(COPY_TYPES)
                     for i, item in enumerate(events):
@@ -378,7 +376,7 @@ class CrimeEventRepository:
 
         Example: ``events = await CrimeEventRepository(conn).recent(hours=24, limit=100)``
         """
-        params = (v.integer("hours", hours, minimum=1, maximum=MAX_HOURS), _limit(limit))
+        params = {"hours": v.integer("hours", hours, minimum=1, maximum=MAX_HOURS), "limit": _limit(limit)}
         return await self._many(RECENT_EVENTS, params)
 
     async def within_radius(self, latitude: float, longitude: float, radius_m: float, *, hours: int | None = None,
@@ -390,12 +388,12 @@ class CrimeEventRepository:
 
         Example: ``near = await CrimeEventRepository(conn).within_radius(40.71, -74.0, 1000, days=7)``
         """
-        lat = v.latitude("latitude", latitude)
-        lng = v.longitude("longitude", longitude)
-        radius = v.number("radius_m", radius_m, minimum=0.0, maximum=MAX_RADIUS_M)
-        box = search_boxes(lat, lng, radius)
-        params: dict[str, Any] = {"lat": lat, "lng": lng, "radius": radius, "hours": window_hours(hours, days),
-                                  "limit": _limit(limit), **box}
+        latitude = v.latitude("latitude", latitude)
+        longitude = v.longitude("longitude", longitude)
+        radius_m = v.number("radius_m", radius_m, minimum=0.0, maximum=MAX_RADIUS_M)
+        box = search_boxes(latitude, longitude, radius_m)
+        params: dict[str, Any] = {"latitude": latitude, "longitude": longitude, "radius_m": radius_m,
+                                  "hours": window_hours(hours, days), "limit": _limit(limit), **box}
         query = EVENTS_WITHIN_RADIUS if grid_cell_count(box) <= MAX_GRID_CELLS else EVENTS_WITHIN_BOX
         return await self._many(query, params)
 
@@ -404,21 +402,22 @@ class CrimeEventRepository:
 
         Example: ``mine = await CrimeEventRepository(conn).by_miner(123, limit=20)``
         """
-        return await self._many(EVENTS_BY_MINER, (v.uid("miner_uid", miner_uid), _limit(limit)))
+        return await self._many(EVENTS_BY_MINER, {"miner_uid": v.uid("miner_uid", miner_uid), "limit": _limit(limit)})
 
     async def by_report(self, report_id: uuid.UUID | str, limit: int = 100) -> list[CrimeEventRecord]:
         """The events whose ``related_reports`` include ``report_id``, newest first.
 
         Example: ``linked = await CrimeEventRepository(conn).by_report(report_id)``
         """
-        return await self._many(EVENTS_BY_REPORT, (v.uuid_value("report_id", report_id), _limit(limit)))
+        return await self._many(EVENTS_BY_REPORT, {"report_id": v.uuid_value("report_id", report_id),
+                                                   "limit": _limit(limit)})
 
     async def get(self, event_id: uuid.UUID | str) -> CrimeEventRecord | None:
         """The event with this ``event_id``, or ``None``. Raises ``ValidationError`` for a malformed UUID.
 
         Example: ``event = await CrimeEventRepository(conn).get(event_id)``
         """
-        rows = await self._many(GET_EVENT, (v.uuid_value("event_id", event_id),))
+        rows = await self._many(GET_EVENT, {"event_id": v.uuid_value("event_id", event_id)})
         return rows[0] if rows else None
 
     async def update_verification(self, event_id: uuid.UUID | str, *, status: str, validator_uid: int,
@@ -441,35 +440,31 @@ class CrimeEventRepository:
             raise NotFoundError(f"event_id {params['event_id']}: no such crime event")
         return rows[0]
 
-    async def hotspots(self, days: int = 7, *, cell_degrees: float = 0.01, min_incidents: int = 1,
+    async def hotspots(self, days: int = 7, *, cell_degrees: float = GRID_DEGREES, min_incidents: int = 1,
                        limit: int = 100) -> list[Hotspot]:
         """Cells of ``cell_degrees`` (0.0001..10; 0.01 ≈ 1.1 km) holding at least ``min_incidents`` verified
-        events of the last ``days`` (1..3650), biggest first (then most recent): the rows of the schema's
-        ``crime_hotspots_since(days, cell_degrees)``, computed from the stored grid cells for 0.01° (always current:
-        an event verified a moment ago counts).
+        events of the last ``days`` (1..3650), in ``HOTSPOT_ORDER`` (biggest first, then most recent): the rows of
+        the schema's ``crime_hotspots_since(days, cell_degrees)``, computed from the stored grid cells for 0.01°
+        (always current: an event verified a moment ago counts). The query is ``hotspot_query``'s.
 
         Example: ``spots = await CrimeEventRepository(conn).hotspots(days=7)``
         """
-        params = {"days": v.integer("days", days, minimum=1, maximum=MAX_DAYS),
-                  "cell": v.number("cell_degrees", cell_degrees, minimum=0.0001, maximum=10.0),
-                  "min_incidents": v.integer("min_incidents", min_incidents, minimum=1),
-                  "limit": _limit(limit)}
-        query = HOTSPOTS if params["cell"] == GRID_DEGREES else HOTSPOTS_ANY_CELL
+        query, params = hotspot_query(days, cell_degrees=cell_degrees, min_incidents=min_incidents, limit=limit)
         with translated():
-            cur = self.conn.cursor(row_factory=record_row(Hotspot))
+            cur = self._conn.cursor(row_factory=record_row(Hotspot))
             await cur.execute(query, params, binary=True)
             return await cur.fetchall()
 
     async def counts(self) -> tuple[int, int]:
         """``(all events, verified events)``."""
         with translated():
-            cur = await self.conn.execute(COUNT_EVENTS)
+            cur = await self._conn.execute(COUNT_EVENTS)
             total, verified = await cur.fetchone()  # type: ignore[misc]
         return total, verified
 
     async def _many(self, query: str, params: Any) -> list[CrimeEventRecord]:
         with translated():
             # Binary results: timestamps, arrays and floats parse faster than their text forms.
-            cur = self.conn.cursor(row_factory=record_row(CrimeEventRecord))
+            cur = self._conn.cursor(row_factory=record_row(CrimeEventRecord))
             await cur.execute(query, params, binary=True)
             return await cur.fetchall()

@@ -28,16 +28,22 @@ from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
+from luminar_store.limits import MAX_CLAIM, MAX_STALE_MINUTES
 from luminar_store.models import RawIncidentReport, RawReportRecord
 from luminar_store.repositories._errors import translated
 from luminar_store.repositories.crime_events import record_row
 
-__all__ = ["RawReportRepository", "MAX_CLAIM", "MAX_STALE_MINUTES"]
+__all__ = ["RawReportRepository", "REPORT_COLUMNS", "MAX_CLAIM", "MAX_STALE_MINUTES"]
 
-#: Most reports one ``claim()`` hands out.
-MAX_CLAIM = 1_000
-#: Longest claim age ``release_stale()`` accepts (30 days).
-MAX_STALE_MINUTES = 30 * 24 * 60
+# name: report_columns
+# The columns of a RawReportRecord, in its field order (record_row builds records from them by position).
+REPORT_COLUMNS = """report_id, external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+       media_urls, media_hashes, metadata, status, processing_attempts, claimed_by, claimed_at, processed_at,
+       error_message, created_at, updated_at"""
+
+#: The columns INSERT_REPORT and the COPY statements write, in order (the bound names of INSERT_REPORT).
+WRITE_COLUMNS = ("external_id", "reporter_id", "crime_type", "description", "latitude", "longitude", "timestamp",
+                 "media_urls", "media_hashes", "metadata")
 
 # name: insert_report
 # Stores one report unless its external_id is known: returns the new report_id, or no row when it was known.
@@ -45,14 +51,15 @@ INSERT_REPORT = """
 INSERT INTO raw_incident_reports
     (external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
      media_urls, media_hashes, metadata)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+VALUES (%(external_id)s, %(reporter_id)s, %(crime_type)s, %(description)s, %(latitude)s, %(longitude)s,
+        %(timestamp)s, %(media_urls)s, %(media_hashes)s, %(metadata)s)
 ON CONFLICT (external_id) DO NOTHING
 RETURNING report_id
 """
 
 # name: report_id_by_external_id
 # The report_id stored under a source id (the second step of an idempotent store).
-REPORT_ID_BY_EXTERNAL_ID = "SELECT report_id FROM raw_incident_reports WHERE external_id = %s"
+REPORT_ID_BY_EXTERNAL_ID = "SELECT report_id FROM raw_incident_reports WHERE external_id = %(external_id)s"
 
 # name: copy_reports
 # The plain bulk path: binary COPY straight into the table (a known external_id fails the whole COPY).
@@ -110,26 +117,21 @@ WITH picked AS (
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 )
-UPDATE raw_incident_reports AS r
+UPDATE raw_incident_reports
    SET status = 'processing', claimed_by = %(miner_uid)s, claimed_at = now(),
-       processing_attempts = r.processing_attempts + 1
-  FROM picked
- WHERE r.report_id = picked.report_id
-RETURNING r.report_id, r.external_id, r.reporter_id, r.crime_type, r.description, r.latitude, r.longitude,
-          r."timestamp", r.media_urls, r.media_hashes, r.metadata, r.status, r.processing_attempts, r.claimed_by,
-          r.claimed_at, r.processed_at, r.error_message, r.created_at, r.updated_at
-"""
+       processing_attempts = processing_attempts + 1
+ WHERE report_id IN (SELECT report_id FROM picked)
+RETURNING {report_columns}
+""".replace("{report_columns}", REPORT_COLUMNS)
 
 # name: mark_processed
 # Settles a report as processed (clears an earlier error).
 MARK_PROCESSED = """
 UPDATE raw_incident_reports
    SET status = 'processed', processed_at = now(), error_message = NULL
- WHERE report_id = %s
-RETURNING report_id, external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
-          media_urls, media_hashes, metadata, status, processing_attempts, claimed_by, claimed_at, processed_at,
-          error_message, created_at, updated_at
-"""
+ WHERE report_id = %(report_id)s
+RETURNING {report_columns}
+""".replace("{report_columns}", REPORT_COLUMNS)
 
 # name: mark_failed
 # Records a failure: status 'failed', or 'pending' again (claim released) when the report is to be retried.
@@ -139,28 +141,24 @@ UPDATE raw_incident_reports
        claimed_by = CASE WHEN %(status)s = 'pending' THEN NULL ELSE claimed_by END,
        claimed_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE claimed_at END
  WHERE report_id = %(report_id)s
-RETURNING report_id, external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
-          media_urls, media_hashes, metadata, status, processing_attempts, claimed_by, claimed_at, processed_at,
-          error_message, created_at, updated_at
-"""
+RETURNING {report_columns}
+""".replace("{report_columns}", REPORT_COLUMNS)
 
 # name: release_stale
 # Returns to 'pending' the reports claimed longer ago than the given minutes (their miner stopped).
 RELEASE_STALE = """
 UPDATE raw_incident_reports
    SET status = 'pending', claimed_by = NULL, claimed_at = NULL
- WHERE status = 'processing' AND claimed_at < now() - make_interval(mins => %s)
+ WHERE status = 'processing' AND claimed_at < now() - make_interval(mins => %(minutes)s)
 """
 
 # name: get_report
 # One report by its report_id.
 GET_REPORT = """
-SELECT report_id, external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
-       media_urls, media_hashes, metadata, status, processing_attempts, claimed_by, claimed_at, processed_at,
-       error_message, created_at, updated_at
+SELECT {report_columns}
   FROM raw_incident_reports
- WHERE report_id = %s
-"""
+ WHERE report_id = %(report_id)s
+""".replace("{report_columns}", REPORT_COLUMNS)
 
 # name: count_reports
 # All reports and the pending ones (for database statistics).
@@ -192,7 +190,7 @@ class RawReportRepository:
     """
 
     def __init__(self, conn: psycopg.AsyncConnection) -> None:
-        self.conn = conn
+        self._conn = conn
 
     async def store(self, report: RawIncidentReport | Any) -> uuid.UUID:
         """Store one report (a ``RawIncidentReport`` or a mapping) and return its ``report_id``; a known
@@ -203,15 +201,15 @@ class RawReportRepository:
         Example: ``report_id = await RawReportRepository(conn).store(report)``
         """
         r = RawIncidentReport.coerce(report)
-        params = _row(r)
+        params = dict(zip(WRITE_COLUMNS, _row(r), strict=True))
         with translated():
             # A concurrent writer of the same external_id may commit between the two statements' snapshots, so
             # the pair is retried: the insert then conflicts and the lookup sees the winner's row.
             for _ in range(3):
-                cur = await self.conn.execute(INSERT_REPORT, params)
+                cur = await self._conn.execute(INSERT_REPORT, params)
                 row = await cur.fetchone()
                 if row is None:
-                    cur = await self.conn.execute(REPORT_ID_BY_EXTERNAL_ID, (r.external_id,))
+                    cur = await self._conn.execute(REPORT_ID_BY_EXTERNAL_ID, params)
                     row = await cur.fetchone()
                 if row is not None:
                     return row[0]
@@ -228,8 +226,8 @@ class RawReportRepository:
         Example: ``stored = await RawReportRepository(conn).store_many(reports)``
         """
         with translated():
-            async with self.conn.transaction():
-                cur = self.conn.cursor()
+            async with self._conn.transaction():
+                cur = self._conn.cursor()
                 if not skip_existing:
                     async with cur.copy(COPY_REPORTS) as copy:
                         copy.set_types(COPY_TYPES)
@@ -258,7 +256,7 @@ class RawReportRepository:
         params = {"miner_uid": v.uid("miner_uid", miner_uid),
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_CLAIM)}
         with translated():
-            cur = self.conn.cursor(row_factory=record_row(RawReportRecord))
+            cur = self._conn.cursor(row_factory=record_row(RawReportRecord))
             await cur.execute(CLAIM_REPORTS, params)
             rows = await cur.fetchall()
         return sorted(rows, key=lambda r: (r.timestamp, r.created_at))
@@ -271,7 +269,7 @@ class RawReportRepository:
         Example: ``await RawReportRepository(conn).mark_processed(report_id)``
         """
         rid = v.uuid_value("report_id", report_id)
-        return await self._one(MARK_PROCESSED, (rid,), rid)
+        return await self._one(MARK_PROCESSED, {"report_id": rid}, rid)
 
     async def mark_failed(self, report_id: uuid.UUID | str, error_message: str, *,
                           retry: bool = False) -> RawReportRecord:
@@ -297,7 +295,7 @@ class RawReportRepository:
         """
         minutes = v.integer("older_than_minutes", older_than_minutes, minimum=1, maximum=MAX_STALE_MINUTES)
         with translated():
-            cur = await self.conn.execute(RELEASE_STALE, (minutes,))
+            cur = await self._conn.execute(RELEASE_STALE, {"minutes": minutes})
         return cur.rowcount
 
     async def get(self, report_id: uuid.UUID | str) -> RawReportRecord | None:
@@ -307,20 +305,20 @@ class RawReportRepository:
         """
         rid = v.uuid_value("report_id", report_id)
         with translated():
-            cur = self.conn.cursor(row_factory=record_row(RawReportRecord))
-            await cur.execute(GET_REPORT, (rid,))
+            cur = self._conn.cursor(row_factory=record_row(RawReportRecord))
+            await cur.execute(GET_REPORT, {"report_id": rid})
             return await cur.fetchone()
 
     async def counts(self) -> tuple[int, int]:
         """``(all reports, pending reports)``."""
         with translated():
-            cur = await self.conn.execute(COUNT_REPORTS)
+            cur = await self._conn.execute(COUNT_REPORTS)
             total, pending = await cur.fetchone()  # type: ignore[misc]
         return total, pending
 
     async def _one(self, query: str, params: Any, rid: uuid.UUID) -> RawReportRecord:
         with translated():
-            cur = self.conn.cursor(row_factory=record_row(RawReportRecord))
+            cur = self._conn.cursor(row_factory=record_row(RawReportRecord))
             await cur.execute(query, params)
             row = await cur.fetchone()
         if row is None:
