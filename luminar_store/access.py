@@ -34,6 +34,7 @@ from luminar_store import validation as v
 from luminar_store.config import Settings, load_dotenv_file, load_settings
 from luminar_store.database import Database
 from luminar_store.errors import ValidationError
+from luminar_store.limits import MAX_CLAIM, MAX_HOTKEY_LENGTH, MAX_HOURS, MAX_LIMIT, MAX_RADIUS_M, MAX_ROUND
 from luminar_store.models import (
     VERIFICATION_STATUSES,
     CrimeEvent,
@@ -45,17 +46,10 @@ from luminar_store.models import (
     RawIncidentReport,
     RawReportRecord,
 )
-from luminar_store.repositories.consensus import MAX_ROUND, ConsensusRepository, validate_consensus_scores
-from luminar_store.repositories.crime_events import (
-    MAX_DAYS,
-    MAX_HOURS,
-    MAX_LIMIT,
-    MAX_RADIUS_M,
-    CrimeEventRepository,
-    window_hours,
-)
-from luminar_store.repositories.miners import MAX_HOTKEY_LENGTH, MinerRepository, validate_scores
-from luminar_store.repositories.raw_reports import MAX_CLAIM, RawReportRepository
+from luminar_store.repositories.consensus import ConsensusRepository, validate_consensus_scores
+from luminar_store.repositories.crime_events import CrimeEventRepository, hotspot_query, window_hours
+from luminar_store.repositories.miners import MinerRepository, validate_scores
+from luminar_store.repositories.raw_reports import RawReportRepository
 from luminar_store.repositories.validators import ValidatorRepository
 
 __all__ = ["LuminarDB", "db"]
@@ -153,10 +147,7 @@ class LuminarDB:
 
         Example: ``hotspots = await db.get_crime_hotspots(days=7)``
         """
-        v.integer("days", days, minimum=1, maximum=MAX_DAYS)
-        v.number("cell_degrees", cell_degrees, minimum=0.0001, maximum=10.0)
-        v.integer("min_incidents", min_incidents, minimum=1)
-        v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)
+        hotspot_query(days, cell_degrees=cell_degrees, min_incidents=min_incidents, limit=limit)  # checks, no SQL
         async with self.database.read_connection() as conn:
             return await CrimeEventRepository(conn).hotspots(days, cell_degrees=cell_degrees,
                                                              min_incidents=min_incidents, limit=limit)

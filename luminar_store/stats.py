@@ -2,9 +2,10 @@
 
 - processing throughput: reports settled (processed or rejected) per hour over the last ``hours`` (24), next to
   reports received per hour;
-- consensus accuracy: of the validators' scores of events scored by at least two validators in the same round,
-  over the last ``days`` (7), the share within ``AGREEMENT_TOLERANCE`` (0.1) of that round's mean score; and the
-  lifetime agreement recorded in ``validator_performance`` (agreements / validations of active validators);
+- consensus accuracy: the schema's ``consensus_agreement`` over the last ``days`` (7), the one definition the
+  consensus repository reads too: of the validators' scores of rounds scored by at least two validators, the share
+  within ``AGREEMENT_TOLERANCE`` (0.1, ``luminar_store.limits``) of that round's mean score; and the lifetime
+  agreement recorded in ``validator_performance`` (agreements / validations of active validators);
 - geographic coverage: events per region, the region read from the event's position with the boxes of
   ``COVERAGE`` (continents, roughly: the Americas split at Panama, Europe north of 35°N and west of 45°E,
   Africa below 37.5°N without Arabia, Oceania east of 110°E and south of the equator, the rest of the land east of
@@ -25,10 +26,12 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from luminar_store.limits import AGREEMENT_TOLERANCE
+from luminar_store.models import Hotspot
+from luminar_store.repositories.crime_events import hotspot_query, record_row
+
 __all__ = ["AGREEMENT_TOLERANCE", "COVERAGE", "NetworkStats", "collect_stats", "format_stats", "recent_events",
            "top_hotspots", "format_recent_events", "format_hotspots"]
-
-AGREEMENT_TOLERANCE = 0.1
 
 REPORTS_BY_STATUS = "SELECT status, count(*) FROM raw_incident_reports GROUP BY status ORDER BY status"
 EVENTS_BY_STATUS = "SELECT verification_status, count(*) FROM crime_events GROUP BY 1 ORDER BY 1"
@@ -39,18 +42,10 @@ SELECT count(*) FILTER (WHERE processed_at >= now() - make_interval(hours => %(h
        count(*) FILTER (WHERE created_at >= now() - make_interval(hours => %(hours)s))
   FROM raw_incident_reports
 """
+# The network's consensus accuracy: the schema's one definition (see consensus_agreement in the migrations).
 AGREEMENT = """
-WITH scored AS (
-    SELECT final_score,
-           avg(final_score) OVER w AS mean_score,
-           count(*) OVER w AS judges
-      FROM consensus_records
-     WHERE created_at >= now() - make_interval(days => %(days)s)
-    WINDOW w AS (PARTITION BY event_id, round_number)
-)
-SELECT count(*), count(*) FILTER (WHERE abs(final_score - mean_score) <= %(tolerance)s)
-  FROM scored
- WHERE judges > 1
+SELECT compared, agreeing, agreement_rate
+  FROM consensus_agreement(now() - make_interval(days => %(days)s), %(tolerance)s)
 """
 VALIDATORS = """
 SELECT count(*) FILTER (WHERE is_active),
@@ -90,22 +85,14 @@ TOP_MINERS = """
 SELECT miner_uid, success_rate, round(avg_overall_score::numeric, 4), total_rounds
   FROM active_miners
  ORDER BY success_rate DESC, avg_overall_score DESC, miner_uid
- LIMIT %s
+ LIMIT %(limit)s
 """
 RECENT_EVENTS = """
 SELECT "timestamp", event_type, severity, verification_status, coalesce(metadata->>'city', ''), title
   FROM crime_events
  ORDER BY "timestamp" DESC
- LIMIT %s
+ LIMIT %(limit)s
 """
-TOP_HOTSPOTS = """
-SELECT latitude, longitude, incident_count, avg_severity, crime_types, last_seen
-  FROM crime_hotspots_since(%s)
- ORDER BY incident_count DESC, avg_severity DESC, latitude, longitude
- LIMIT %s
-"""
-
-
 @dataclass
 class NetworkStats:
     """The metrics at ``generated_at``; rates are per hour, shares in percent (None when nothing to measure)."""
@@ -139,6 +126,7 @@ class NetworkStats:
 
 
 def _pct(part: float, whole: float) -> float | None:
+    """``100 * part / whole`` with 2 decimals; ``None`` when ``whole`` is 0."""
     return round(100.0 * part / whole, 2) if whole else None
 
 
@@ -152,21 +140,22 @@ def collect_stats(conn: psycopg.Connection, *, hours: int = 24, days: int = 7, t
     reports = dict(conn.execute(REPORTS_BY_STATUS).fetchall())
     events = dict(conn.execute(EVENTS_BY_STATUS).fetchall())
     settled, received = conn.execute(THROUGHPUT, {"hours": hours}).fetchone()
-    compared, agreeing = conn.execute(AGREEMENT, {"days": days, "tolerance": AGREEMENT_TOLERANCE}).fetchone()
+    compared, _agreeing, agreement_pct = conn.execute(AGREEMENT, {"days": days,
+                                                                  "tolerance": AGREEMENT_TOLERANCE}).fetchone()
     active_validators, validators_total, accuracy = conn.execute(VALIDATORS).fetchone()
     coverage = [{"region": region, "events": count, "verified": verified,
                  "share_pct": _pct(count, sum(events.values()))}
                 for region, count, verified in conn.execute(COVERAGE).fetchall()]
     miners_total, active, avg_rate, min_rate, max_rate, avg_score = conn.execute(MINERS).fetchone()
     top_miners = [{"miner_uid": uid, "success_rate": float(rate), "avg_score": float(score), "rounds": rounds}
-                  for uid, rate, score, rounds in conn.execute(TOP_MINERS, [top]).fetchall()]
+                  for uid, rate, score, rounds in conn.execute(TOP_MINERS, {"limit": top}).fetchall()]
     return NetworkStats(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         reports_total=sum(reports.values()), reports_by_status=reports,
         events_total=sum(events.values()), events_by_status=events,
         window_hours=hours, processed_per_hour=round(settled / hours, 1), received_per_hour=round(received / hours, 1),
         consensus_window_days=days, consensus_records_compared=compared,
-        consensus_agreement_pct=_pct(agreeing, compared),
+        consensus_agreement_pct=agreement_pct,
         validator_accuracy_pct=None if accuracy is None else round(100.0 * accuracy, 2),
         coverage=coverage, miners_total=miners_total, active_miners=active,
         miner_success_rate_avg=_num(avg_rate), miner_success_rate_min=_num(min_rate),
@@ -211,13 +200,18 @@ def format_stats(s: NetworkStats) -> str:
 
 def recent_events(conn: psycopg.Connection, limit: int = 5) -> list[tuple]:
     """The newest events: (timestamp, type, severity, verification status, city, title)."""
-    return conn.execute(RECENT_EVENTS, [limit]).fetchall()
+    return conn.execute(RECENT_EVENTS, {"limit": limit}).fetchall()
 
 
 def top_hotspots(conn: psycopg.Connection, limit: int = 5, days: int = 7) -> list[tuple]:
-    """The busiest hotspot cells (about 1 km) of verified events of the last ``days`` days:
-    (latitude, longitude, incidents, average severity, crime types, last seen)."""
-    return conn.execute(TOP_HOTSPOTS, [days, limit]).fetchall()
+    """The busiest hotspot cells (about 1 km) of verified events of the last ``days`` days, in the one hotspot order
+    (``crime_events.HOTSPOT_ORDER``: most incidents, then most recent): (latitude, longitude, incidents, average
+    severity, crime types, last seen). The query is ``crime_events.hotspot_query``'s, the facade's own. Raises
+    ``ValidationError`` for ``days`` or ``limit`` out of range, ``psycopg.Error`` when the schema is missing."""
+    query, params = hotspot_query(days, limit=limit)
+    with conn.cursor(row_factory=record_row(Hotspot)) as cur:
+        spots = cur.execute(query, params, binary=True).fetchall()
+    return [(h.latitude, h.longitude, h.incident_count, h.avg_severity, h.crime_types, h.last_seen) for h in spots]
 
 
 def format_recent_events(rows: list[tuple]) -> str:
@@ -232,6 +226,6 @@ def format_hotspots(rows: list[tuple], days: int = 7) -> str:
     """Hotspot cells, one a line."""
     lines = [f"hotspots (verified events, last {days} days):"] if rows else [f"hotspots (last {days} days): none"]
     for lat, lng, incidents, severity, types, last in rows:
-        lines.append(f"  {lat:8.3f}, {lng:8.3f}  {incidents:>4} incidents  avg severity {severity}  "
+        lines.append(f"  {lat:8.3f}, {lng:8.3f}  {incidents:>4} incidents  avg severity {severity:.2f}  "
                      f"last {last:%Y-%m-%d %H:%M}  {', '.join(types)}")
     return "\n".join(lines)

@@ -19,13 +19,12 @@ from psycopg.rows import class_row
 
 from luminar_store import validation as v
 from luminar_store.errors import ValidationError
+from luminar_store.limits import MAX_LIMIT
 from luminar_store.models import AuditEntry
 from luminar_store.repositories._errors import translated
 
 __all__ = ["AuditRepository"]
 
-#: Most rows one call returns.
-MAX_LIMIT = 10_000
 
 # The newest entries of every table (idx_audit_log_occurred_at, read backwards).
 RECENT = """

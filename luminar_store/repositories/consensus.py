@@ -28,6 +28,7 @@ from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
+from luminar_store.limits import AGREEMENT_TOLERANCE, MAX_HOURS, MAX_LIMIT, MAX_ROUND, MAX_SCORE_NAME, MAX_SCORES
 from luminar_store.models import ConsensusAccuracy, ConsensusRecord, ConsensusSummary
 from luminar_store.repositories._errors import translated
 
@@ -39,19 +40,8 @@ __all__ = [
     "validate_consensus_scores",
 ]
 
-#: A validator agrees when its final score lies within this distance of the mean final score.
-AGREEMENT_TOLERANCE = 0.1
-# Absorbs binary rounding (|0.7 - 0.6| is 0.09999999999999998, |0.6 - 0.5| is 0.09999999999999998 or more).
-_EPSILON = 1e-9
 #: Keys of ``scores`` that name the final score directly, in order of preference.
 FINAL_KEYS = ("final", "final_score")
-#: Most scores one record may carry, and the longest score name.
-MAX_SCORES = 64
-MAX_SCORE_NAME = 64
-#: Largest round number and window, and most rows a listing returns.
-MAX_ROUND = 2**31 - 1
-MAX_HOURS = 24 * 366
-MAX_LIMIT = 10_000
 
 # Inserts a record, or finds the one already stored for the triple, in one statement. `same` tells whether the
 # stored record has these very scores (jsonb equality compares numbers by value: 0.50 = 0.5). A foreign-key
@@ -96,7 +86,7 @@ WITH latest AS (
 )
 SELECT ev.event_id, %(round_number)s::integer AS round_number, s.validators::integer AS validators,
        s.mean_score, s.stddev_score, s.min_score, s.max_score,
-       (SELECT count(*) FILTER (WHERE abs(l.final_score - s.mean_score) <= %(tolerance)s + %(epsilon)s)::float8
+       (SELECT count(*) FILTER (WHERE score_agrees(l.final_score, s.mean_score, %(tolerance)s))::float8
                / nullif(count(*), 0)
           FROM latest l) AS agreement,
        %(tolerance)s::float8 AS agreement_tolerance
@@ -122,23 +112,12 @@ SELECT record_id, event_id, validator_uid, round_number, scores, final_score, cr
  LIMIT %(limit)s
 """
 
-# Network-wide agreement over a window (idx_consensus_created_at): each record of the window is compared with the
-# mean final score of its event and round, over the window's records.
+# Network-wide agreement over a window (idx_consensus_created_at): the schema's consensus_agreement(since,
+# tolerance), the one definition of the figure (the statistics command reads it too).
 NETWORK_ACCURACY = """
-WITH recent AS (
-    SELECT event_id, round_number, validator_uid, final_score,
-           avg(final_score) OVER (PARTITION BY event_id, round_number) AS mean_score
-      FROM consensus_records
-     WHERE created_at >= now() - make_interval(hours => %(hours)s)
-)
-SELECT %(hours)s::integer AS hours,
-       count(*)::integer AS records,
-       count(DISTINCT event_id)::integer AS events,
-       count(DISTINCT validator_uid)::integer AS validators,
-       round((100.0 * count(*) FILTER (WHERE abs(final_score - mean_score) <= %(tolerance)s + %(epsilon)s)
-              / nullif(count(*), 0))::numeric, 2)::float8 AS agreement_rate,
-       %(tolerance)s::float8 AS agreement_tolerance
-  FROM recent
+SELECT %(hours)s::integer AS hours, records, events, validators, agreement_rate,
+       %(tolerance)s::float8 AS agreement_tolerance, compared
+  FROM consensus_agreement(now() - make_interval(hours => %(hours)s), %(tolerance)s)
 """
 
 
@@ -258,7 +237,6 @@ class ConsensusRepository:
             "round_number": None if round_number is None
             else v.integer("round_number", round_number, minimum=0, maximum=MAX_ROUND),
             "tolerance": AGREEMENT_TOLERANCE,
-            "epsilon": _EPSILON,
         }
         with translated():
             async with self._conn.cursor(row_factory=class_row(ConsensusSummary)) as cur:
@@ -300,12 +278,13 @@ class ConsensusRepository:
                 return await cur.fetchall()
 
     async def accuracy(self, *, hours: int = 24) -> ConsensusAccuracy:
-        """Validator agreement across the network over the last ``hours`` (1..8,784): the spec's "Consensus
-        Accuracy: validator agreement %".
+        """Validator agreement across the network over the last ``hours`` (1..87,600): the spec's "Consensus
+        Accuracy: validator agreement %", as the SQL function ``consensus_agreement`` defines it.
 
-        Every record stored in the window is compared with the mean final score of its event and round (over the
-        window's records); ``agreement_rate`` is the percentage within ``AGREEMENT_TOLERANCE`` — ``None`` when the
-        window is empty.
+        The records of one event and round stored in the window are compared with their mean final score; only
+        rounds judged by at least two validators are compared (a lone score would agree with itself).
+        ``agreement_rate`` is the percentage of compared records within ``AGREEMENT_TOLERANCE`` (0.1) of their
+        round's mean — ``None`` when nothing was compared.
 
         Raises ``ValidationError`` (``hours``) before any SQL.
 
@@ -314,8 +293,7 @@ class ConsensusRepository:
             acc = await consensus.accuracy(hours=24)
             print(f"{acc.agreement_rate}% of {acc.records} records agree")
         """
-        params = {"hours": v.integer("hours", hours, minimum=1, maximum=MAX_HOURS),
-                  "tolerance": AGREEMENT_TOLERANCE, "epsilon": _EPSILON}
+        params = {"hours": v.integer("hours", hours, minimum=1, maximum=MAX_HOURS), "tolerance": AGREEMENT_TOLERANCE}
         with translated():
             async with self._conn.cursor(row_factory=class_row(ConsensusAccuracy)) as cur:
                 await cur.execute(NETWORK_ACCURACY, params)

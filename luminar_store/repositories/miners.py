@@ -26,6 +26,7 @@ from psycopg.rows import class_row
 
 from luminar_store import validation as v
 from luminar_store.errors import NotFoundError, ValidationError
+from luminar_store.limits import MAX_HOTKEY_LENGTH, MAX_LIMIT, SUCCESS_THRESHOLD
 from luminar_store.models import ActiveMiner, MinerPerformance, MinerRoundResult, MinerStats
 from luminar_store.repositories._errors import translated
 
@@ -40,15 +41,10 @@ __all__ = [
 
 #: The four scores of a round, in the order of the table's columns.
 SCORE_KEYS = ("integrity", "clustering", "novelty", "quality")
-#: A round whose overall score reaches this counts as successful (the ``active_miners`` view's definition).
-SUCCESS_THRESHOLD = 0.5
-#: Longest hotkey the table accepts.
-MAX_HOTKEY_LENGTH = 128
-#: Most rows ``active()`` returns at once.
-MAX_LIMIT = 10_000
 
 # Records one scoring round in ONE statement, so concurrent rounds of the same uid serialize on its row.
-# Same hotkey: counters grow and avg_overall_score is the running mean. New hotkey (re-registration): the record
+# Same hotkey: counters grow and avg_overall_score is the running mean (the schema's running_mean_score, which the
+# synthetic loader's bulk update uses too). New hotkey (re-registration): the record
 # restarts from this round only, with a new miner_id and registered_at = the round's time; the AFTER UPDATE OF
 # hotkey trigger writes the previous row to audit_log. `created`: the row was inserted (an inserted tuple has
 # xmax = 0; an updated one carries the updater's lock). `reregistered`: updated, yet back to one round, which only
@@ -69,9 +65,7 @@ ON CONFLICT (miner_uid) DO UPDATE SET
     quality_score     = EXCLUDED.quality_score,
     overall_score     = EXCLUDED.overall_score,
     avg_overall_score = CASE WHEN m.hotkey = EXCLUDED.hotkey
-                             THEN least(1.0, greatest(0.0,
-                                  (m.avg_overall_score * m.total_rounds + EXCLUDED.overall_score)
-                                  / (m.total_rounds + 1)))
+                             THEN running_mean_score(m.avg_overall_score, m.total_rounds, EXCLUDED.overall_score, 1)
                              ELSE EXCLUDED.overall_score END,
     total_rounds      = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.total_rounds + 1 ELSE 1 END,
     successful_rounds = CASE WHEN m.hotkey = EXCLUDED.hotkey

@@ -21,22 +21,18 @@ from psycopg.rows import class_row
 
 from luminar_store import validation as v
 from luminar_store.errors import NotFoundError, ValidationError
+from luminar_store.limits import MAX_HOTKEY_LENGTH, MAX_LIMIT, MAX_STAKE
 from luminar_store.models import ValidatorStats, ValidatorUpdate
 from luminar_store.repositories._errors import translated
 
 __all__ = ["ValidatorRepository", "MAX_HOTKEY_LENGTH"]
 
-#: Longest hotkey the table accepts.
-MAX_HOTKEY_LENGTH = 128
-#: Most rows ``active()`` returns at once.
-MAX_LIMIT = 10_000
-#: Largest stake accepted (a sanity bound far above any real stake; the column is a float8).
-MAX_STAKE = 1e15
 
 # Records one validation in ONE statement. `prior` locks and reads the uid's current row (if any); the INSERT
 # reads `prior` (FROM ... AS locked) before it upserts, so `prior` holds exactly the record the upsert replaces (a
 # CTE is otherwise read lazily, and a row this statement already updated would no longer be visible to it).
-# Same hotkey: counts grow, accuracy and the mean score given are recomputed, stake changes only when given.
+# Same hotkey: counts grow, accuracy and the mean score given (running_mean_score) are recomputed, stake changes
+# only when given.
 # New hotkey (re-registration): the record restarts from this validation with a new validator_id and stake (given
 # or 0), and `audited` writes the previous row to audit_log (miner_performance has a trigger for this;
 # validator_performance only audits deletions). `created`: the row was inserted (xmax = 0); `reregistered`:
@@ -61,9 +57,8 @@ WITH prior AS (
                                   THEN (vp.agreements + EXCLUDED.agreements)::float8 / (vp.total_validations + 1)
                                   ELSE EXCLUDED.consensus_accuracy END,
         avg_score_given    = CASE WHEN vp.hotkey = EXCLUDED.hotkey
-                                  THEN least(1.0, greatest(0.0,
-                                       (vp.avg_score_given * vp.total_validations + EXCLUDED.avg_score_given)
-                                       / (vp.total_validations + 1)))
+                                  THEN running_mean_score(vp.avg_score_given, vp.total_validations,
+                                                          EXCLUDED.avg_score_given, 1)
                                   ELSE EXCLUDED.avg_score_given END,
         stake              = CASE WHEN %(stake)s::float8 IS NOT NULL THEN EXCLUDED.stake
                                   WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.stake

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 import psycopg
 
 from luminar_store.errors import OperationError
+from luminar_store.limits import SUCCESS_THRESHOLD
+from luminar_store.repositories.miners import overall_score
 from luminar_store.synthetic.copying import write_run
 from luminar_store.synthetic.stream import BLOCK, TEMPO_SECONDS, RunStream, Tally
 from luminar_store.synthetic.world import World, build_world, offset
@@ -63,12 +65,13 @@ INSERT INTO risk_zones (name, boundary, risk_level, risk_score, crime_types, val
 SELECT %(name)s, ST_GeomFromText(%(wkt)s, 4326), %(level)s, %(score)s, %(types)s, %(from)s, %(until)s, %(metadata)s
  WHERE NOT EXISTS (SELECT 1 FROM risk_zones WHERE metadata ->> 'synthetic_key' = %(key)s)
 """
+# The run's rounds and validations added to the records: the means are the schema's running_mean_score, the one
+# definition the repositories' per-round upserts use as well.
 ADD_MINER_ROUNDS = """
 UPDATE miner_performance
    SET total_rounds = total_rounds + %(rounds)s,
        successful_rounds = successful_rounds + %(successful)s,
-       avg_overall_score = least(1, greatest(0, (avg_overall_score * total_rounds + %(score_sum)s)
-                                              / nullif(total_rounds + %(rounds)s, 0))),
+       avg_overall_score = running_mean_score(avg_overall_score, total_rounds, %(score_sum)s, %(rounds)s),
        overall_score = %(last_score)s,
        last_active_at = greatest(last_active_at, %(last_active)s)
  WHERE miner_uid = %(uid)s
@@ -79,8 +82,7 @@ UPDATE validator_performance
        agreements = agreements + %(agreements)s,
        consensus_accuracy = (agreements + %(agreements)s)::double precision
                             / nullif(total_validations + %(total)s, 0),
-       avg_score_given = least(1, greatest(0, (avg_score_given * total_validations + %(score_sum)s)
-                                            / nullif(total_validations + %(total)s, 0))),
+       avg_score_given = running_mean_score(avg_score_given, total_validations, %(score_sum)s, %(total)s),
        last_active_at = greatest(last_active_at, %(last_active)s)
  WHERE validator_uid = %(uid)s
 """
@@ -140,8 +142,7 @@ def _prepare(conn: psycopg.Connection, world: World, stream: RunStream, summary:
         success = min(0.99, max(0.02, m.skill * 1.25 - 0.25 + rng.gauss(0, 0.03)))
         scores = {k: round(min(1.0, max(0.0, m.skill + rng.gauss(d, 0.05))), 4)
                   for k, d in (("integrity", 0.05), ("clustering", 0.0), ("novelty", -0.08), ("quality", 0.02))}
-        overall = round(0.3 * scores["integrity"] + 0.3 * scores["clustering"] + 0.2 * scores["novelty"]
-                        + 0.2 * scores["quality"], 4)
+        overall = round(overall_score(scores), 4)  # the repository's definition of a round's overall score
         last_active = now - (rng.uniform(0, 3600) if m.active else rng.uniform(3, 30) * 86400)
         miners.append({"uid": m.uid, "hotkey": m.hotkey, **scores, "overall": overall,
                        "avg": round(min(1.0, max(0.0, overall + rng.gauss(0, 0.02))), 4), "rounds": rounds,
@@ -197,7 +198,7 @@ def _finish(conn: psycopg.Connection, world: World, tally: Tally, now: float, su
     miners = []
     for uid, rounds in per_miner.items():
         means = [mean for _, mean in rounds]
-        miners.append({"uid": uid, "rounds": len(means), "successful": sum(m >= 0.5 for m in means),
+        miners.append({"uid": uid, "rounds": len(means), "successful": sum(m >= SUCCESS_THRESHOLD for m in means),
                        "score_sum": sum(means), "last_score": round(means[-1], 4), "last_active": last})
     validators = [{"uid": uid, "total": t[0], "agreements": t[1], "score_sum": t[2], "last_active": last}
                   for uid, t in sorted(tally.validators.items())]
