@@ -12,6 +12,8 @@ Example::
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 __all__ = [
     "MAX_LIMIT",
     "MAX_HOURS",
@@ -31,8 +33,11 @@ __all__ = [
     "GRID_DEGREES",
     "MAX_GRID_CELLS",
     "AGREEMENT_TOLERANCE",
-    "AGREEMENT_EPSILON",
     "SUCCESS_THRESHOLD",
+    "MAX_FUTURE_SKEW",
+    "MAX_VERTICES",
+    "MAX_RINGS",
+    "MAX_CRIME_TYPES",
 ]
 
 #: Most rows one listing query returns.
@@ -65,9 +70,15 @@ MAX_CELL_DEGREES = 10.0
 GRID_DEGREES = 0.01
 #: Most grid cells a radius query reads one by one; a larger box goes through the GiST index instead.
 MAX_GRID_CELLS = 256
-#: A validator's final score agrees with its round when it lies within this distance of the round's mean.
+#: A validator's final score agrees with its round when it lies within this distance of the round's mean (the SQL
+#: function ``score_agrees`` adds 1e-9 for binary rounding; every caller passes this tolerance to it).
 AGREEMENT_TOLERANCE = 0.1
-#: Absorbs binary rounding in that comparison (``abs(0.7 - 0.6)`` is 0.09999999999999998, ``abs(0.6 - 0.5)`` more).
-AGREEMENT_EPSILON = 1e-9
 #: A miner's round is successful when its overall score reaches this (the ``active_miners`` view's definition).
 SUCCESS_THRESHOLD = 0.5
+#: How far in the future a timestamp may lie (clock skew between nodes) before it is refused.
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+#: Most vertices of a risk zone's boundary (all rings together), most rings (the shell and its holes), and most
+#: crime types one zone may list.
+MAX_VERTICES = 10_000
+MAX_RINGS = 100
+MAX_CRIME_TYPES = 64

@@ -18,11 +18,11 @@ import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from luminar_store.errors import ValidationError
-from luminar_store.limits import MAX_UID
+from luminar_store.limits import MAX_FUTURE_SKEW, MAX_UID
 
 __all__ = [
     "MAX_FUTURE_SKEW",
@@ -46,8 +46,6 @@ __all__ = [
     "sha256_hex",
 ]
 
-#: How far in the future a timestamp may lie (clock skew between nodes), before it is refused.
-MAX_FUTURE_SKEW = timedelta(minutes=5)
 _SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

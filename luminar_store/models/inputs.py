@@ -39,7 +39,7 @@ from typing import ClassVar
 
 from luminar_store import validation as v
 from luminar_store.errors import ValidationError
-from luminar_store.limits import MAX_RADIUS_M, MAX_UID
+from luminar_store.limits import MAX_CRIME_TYPES, MAX_RADIUS_M, MAX_RINGS, MAX_UID, MAX_VERTICES
 
 __all__ = [
     "REPORT_STATUSES",
@@ -409,12 +409,6 @@ class NewCrimeCluster:
 
 
 # -- risk zone boundaries -----------------------------------------------------------------------------------------
-#: Most vertices of a boundary (all rings together) and most rings (the shell and its holes).
-MAX_VERTICES = 10_000
-MAX_RINGS = 100
-#: Most crime types one zone may list.
-MAX_CRIME_TYPES = 64
-
 
 def _ring(field: str, positions: object) -> list[list[float]]:
     """One closed ring of ``[lng, lat]`` positions, checked."""

@@ -29,9 +29,8 @@ from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
-from luminar_store.limits import MAX_LIMIT
-from luminar_store.models import NewRiskZone, RiskZone
-from luminar_store.models.inputs import MAX_CRIME_TYPES, MAX_RINGS, MAX_VERTICES, boundary_geojson
+from luminar_store.limits import MAX_CRIME_TYPES, MAX_LIMIT, MAX_RINGS, MAX_VERTICES
+from luminar_store.models import NewRiskZone, RiskZone, boundary_geojson
 from luminar_store.repositories._errors import translated
 
 __all__ = ["RiskZoneRepository", "ZONE_COLUMNS", "boundary_geojson", "validate_zone", "MAX_VERTICES", "MAX_RINGS",
