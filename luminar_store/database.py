@@ -25,6 +25,7 @@ import itertools
 import logging
 import select
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -91,13 +92,19 @@ def _has_pending_input(conn: psycopg.AsyncConnection) -> bool:
 
 
 class _Pool:
-    """One pool plus what messages need to name it (never the password)."""
+    """One pool plus what messages need to name it (never the password), and the connections it opened.
+
+    The connections are tracked through the pool's public ``configure`` callback (called once per new connection),
+    so that a pool left behind by a finished event loop can have its sockets closed without reaching into the
+    pool's internals (see ``Database._abandon``).
+    """
 
     def __init__(self, label: str, where: str, conninfo: str, settings: Settings) -> None:
         self.label = label
         self.where = where
         self.conninfo = conninfo
         self.down_until = 0.0
+        self.opened: weakref.WeakSet[psycopg.AsyncConnection] = weakref.WeakSet()
         self.pool = AsyncConnectionPool(
             conninfo,
             # Options given in the connection string (DATABASE_URL ...?options=) win over ours.
@@ -108,7 +115,17 @@ class _Pool:
             max_lifetime=settings.pool_recycle,
             name=label,
             open=False,
+            configure=self._track,
         )
+
+    async def _track(self, conn: psycopg.AsyncConnection) -> None:
+        self.opened.add(conn)
+
+    def close_sockets(self) -> None:
+        """Close every connection this pool opened, without its event loop (libpq's ``finish``, no round trip)."""
+        for conn in list(self.opened):
+            if not conn.closed:
+                conn.pgconn.finish()
 
 
 class Database:
@@ -208,14 +225,14 @@ class Database:
         return _Pool(f"luminar-replica{index}", where, make_conninfo(url, **extra), s)
 
     def _abandon(self) -> None:
-        """Forget pools opened in another (finished) event loop: they cannot be awaited from this one."""
+        """Forget pools opened in another (finished) event loop: they cannot be awaited from this one.
+
+        Their sockets are closed directly (the pool's own ``close()`` needs the loop it was opened in); their worker
+        tasks died with that loop, so nothing is left to stop, and the pool objects are dropped."""
         pools = [p for p in [self._primary, *self._replicas] if p is not None]
         self._primary, self._replicas, self._loop = None, [], None
         for entry in pools:
-            # Closing the sockets directly: the pool's own close() needs the loop it was opened in.
-            for conn in list(getattr(entry.pool, "_pool", ())):
-                conn.pgconn.finish()
-            entry.pool._closed = True  # its workers died with their loop; nothing is left to stop
+            entry.close_sockets()
 
     async def close(self) -> None:
         """Close every pool (connections in use are closed when returned). Safe to call twice.

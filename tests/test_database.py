@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from dataclasses import replace
 
 import psycopg
@@ -209,6 +210,26 @@ def test_one_database_serves_successive_event_loops(db_settings):
 
     assert run(one(1)) == 1
     assert run(one(2)) == 2  # the first loop is gone: fresh pools in this one
+    run(database.close())
+
+
+def test_pools_left_by_a_finished_loop_close_their_connections(db_settings, conn):
+    database = Database(replace(db_settings, pool_size=2, max_overflow=0))
+
+    async def use() -> None:
+        async with database.connection() as c:
+            await c.execute("SELECT 1")
+
+    def backends() -> int:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND pid <> pg_backend_pid()").fetchone()[0]
+
+    run(use())
+    run(use())  # the first loop's pool is abandoned: its two sockets closed, two new ones opened
+    deadline = time.monotonic() + 5.0
+    while backends() != 2:  # the server notices closed sockets at once, but poll rather than sleep a fixed time
+        assert time.monotonic() < deadline, f"{backends()} server sessions, expected the new pool's 2"
+        time.sleep(0.05)
     run(database.close())
 
 
