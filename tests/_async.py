@@ -11,6 +11,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -19,7 +20,7 @@ from typing import TypeVar
 import psycopg
 from psycopg import sql
 
-__all__ = ["run", "run_with_conn", "count_rows", "insert_event"]
+__all__ = ["run", "run_with_conn", "count_rows", "insert_event", "eventually"]
 
 T = TypeVar("T")
 
@@ -68,3 +69,18 @@ async def insert_event(conn: psycopg.AsyncConnection, *, miner_uid: int = 1, eve
                                             timestamp or datetime.now(timezone.utc), severity, confidence, status))
     row = await cur.fetchone()
     return row[0]
+
+
+async def eventually(check: Callable[[], object], *, timeout: float = 5.0, every: float = 0.05) -> None:
+    """Poll ``check()`` (a plain or async callable) until it is true; ``AssertionError`` naming it after ``timeout``
+    seconds. Replaces fixed sleeps: a fast run does not wait, a slow one does not fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{getattr(check, '__name__', check)} never became true within {timeout:g} s")
+        await asyncio.sleep(every)

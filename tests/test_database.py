@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from dataclasses import replace
 
 import psycopg
 import pytest
+from _async import eventually
 from psycopg import sql
 
 from luminar_store.database import Database
@@ -150,7 +150,12 @@ def test_connections_killed_by_the_server_cost_a_retry_not_an_error(db_settings,
                 "WHERE application_name = 'luminar_store' AND datname = current_database() AND pid <> pg_backend_pid()"
             ).fetchone()[0]
             assert killed == 3
-            await asyncio.sleep(0.2)  # let the FATAL messages arrive
+
+            def sessions_gone() -> bool:  # their FATAL messages are on the sockets once the backends exited
+                return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'luminar_store'"
+                                    " AND datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0] == 0
+
+            await eventually(sessions_gone)
             for _ in range(4):
                 async with database.connection() as c:
                     assert await _scalar(c, "SELECT pg_backend_pid()") != before
@@ -224,12 +229,12 @@ def test_pools_left_by_a_finished_loop_close_their_connections(db_settings, conn
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                             " AND pid <> pg_backend_pid()").fetchone()[0]
 
+    def only_the_new_pools() -> bool:
+        return backends() == 2
+
     run(use())
     run(use())  # the first loop's pool is abandoned: its two sockets closed, two new ones opened
-    deadline = time.monotonic() + 5.0
-    while backends() != 2:  # the server notices closed sockets at once, but poll rather than sleep a fixed time
-        assert time.monotonic() < deadline, f"{backends()} server sessions, expected the new pool's 2"
-        time.sleep(0.05)
+    run(eventually(only_the_new_pools))
     run(database.close())
 
 
@@ -269,7 +274,12 @@ def test_a_server_that_stops_accepting_connections_is_reported_not_blamed_on_the
             try:
                 admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
                               (db_settings.name,))
-                await asyncio.sleep(0.2)
+
+                def sessions_gone() -> bool:
+                    return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                         (db_settings.name,)).fetchone()[0] == 0
+
+                await eventually(sessions_gone)
                 assert await database.health_check() is False
                 with pytest.raises(DatabaseUnavailableError) as info:
                     async with database.connection():
@@ -277,11 +287,8 @@ def test_a_server_that_stops_accepting_connections_is_reported_not_blamed_on_the
                 assert f"database {db_settings.name}" in str(info.value) and "make db-start" in str(info.value)
             finally:
                 admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
-            for _ in range(50):  # the pool reconnects in the background
-                if await database.health_check():
-                    return True
-                await asyncio.sleep(0.2)
-            return False
+            await eventually(database.health_check, timeout=10.0, every=0.2)  # the pool reconnects in the background
+            return True
 
     with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
         assert run(go(admin)) is True
