@@ -13,8 +13,16 @@ from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.models import CrimeCluster, NewCrimeCluster
 from luminar_store.repositories.clusters import CLUSTERS_WITHIN_RADIUS, ClusterRepository, search_boxes
 
-END = datetime.now(timezone.utc) - timedelta(hours=1)
+END = datetime.now(timezone.utc) - timedelta(hours=1)  # both replaced at the start of every test by _clock
 START = END - timedelta(days=2)
+
+
+@pytest.fixture(autouse=True)
+def _clock() -> None:
+    """Each test takes the time when it starts, not when the module was imported (a slow run stays correct)."""
+    global END, START
+    END = datetime.now(timezone.utc) - timedelta(hours=1)
+    START = END - timedelta(days=2)
 
 
 def cluster(**changes):

@@ -16,7 +16,15 @@ from luminar_store.repositories.risk_zones import ZONES_CONTAINING, RiskZoneRepo
 # A square of 0.02 degrees around (40.71, -74.01).
 SQUARE = [{"lat": 40.70, "lng": -74.02}, {"lat": 40.70, "lng": -74.00},
           {"lat": 40.72, "lng": -74.00}, {"lat": 40.72, "lng": -74.02}]
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(timezone.utc)  # replaced at the start of every test by _clock
+
+
+@pytest.fixture(autouse=True)
+def _clock() -> None:
+    """Each test takes the time when it starts, not when the module was imported, so a slow run stays correct
+    (helpers and cases read ``NOW`` when they are called)."""
+    global NOW
+    NOW = datetime.now(timezone.utc)
 
 
 def zone(**changes):

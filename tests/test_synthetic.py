@@ -250,9 +250,8 @@ def test_ctrl_c_on_the_command_line_leaves_whole_batches(db_settings, tmp_path):
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
-        for _ in range(600):  # wait (up to a minute) for the first committed batch
-            if counts(conn)["raw_incident_reports"] or proc.poll() is not None:
-                break
+        deadline = time.monotonic() + 60.0  # poll (up to a minute) for the first committed batch
+        while not counts(conn)["raw_incident_reports"] and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
         try:
