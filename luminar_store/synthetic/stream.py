@@ -21,7 +21,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import accumulate
 
-from luminar_store.synthetic import catalog
+from luminar_store.synthetic.catalog import (
+    CLOSINGS,
+    CRIME_TYPES,
+    DIRECTIONS,
+    HOURLY_PROFILES,
+    ITEMS,
+    REPORTER_KINDS,
+    SUSPECTS,
+    TEMPLATES,
+    VEHICLES,
+    time_phrase,
+)
 from luminar_store.synthetic.world import Hotspot, World, offset, pick
 
 __all__ = ["BLOCK", "REPORT_COLUMNS", "EVENT_COLUMNS", "CONSENSUS_COLUMNS", "RunStream", "Block", "Tally",
@@ -58,10 +69,10 @@ _REJECTIONS = ("duplicate of an earlier report", "not enough detail to place the
                "media does not match the description", "reported location is implausible for the description")
 _FAILURES = ("media could not be downloaded (HTTP 404)", "media download timed out after 30 s")
 _APPS = ('"android 2.4.1"', '"android 2.5.0"', '"ios 2.4.1"', '"ios 2.5.0"', '"android 2.3.7"', '"web 2.5.0"')
-_CRIMES = catalog.CRIME_TYPES
-_PROFILE_CUM = {name: tuple(accumulate(w)) for name, w in catalog.HOURLY_PROFILES.items()}
+_CRIMES = CRIME_TYPES
+_PROFILE_CUM = {name: tuple(accumulate(w)) for name, w in HOURLY_PROFILES.items()}
 _VICTIM_CUM = {c.slug: tuple(accumulate(c.victims)) for c in _CRIMES}
-_TIME_PHRASES = tuple(tuple(catalog.time_phrase(h, m) for m in range(60)) for h in range(24))
+_TIME_PHRASES = tuple(tuple(time_phrase(h, m) for m in range(60)) for h in range(24))
 
 
 def _dt(ts: float) -> datetime:
@@ -225,9 +236,9 @@ class RunStream:
         common = (f'{{"source": "synthetic", "city": {city_json}, "location_name": {place_json}, '
                   f'"weapon_involved": {armed}, "victims": {victims}')
         slots = {"place": place, "when": _TIME_PHRASES[hour][minute], "weapon": weapon or "knife",
-                 "item": rng.choice(catalog.ITEMS), "vehicle": rng.choice(catalog.VEHICLES),
-                 "suspect": rng.choice(catalog.SUSPECTS), "direction": rng.choice(catalog.DIRECTIONS)}
-        templates = catalog.TEMPLATES[crime.slug]
+                 "item": rng.choice(ITEMS), "vehicle": rng.choice(VEHICLES),
+                 "suspect": rng.choice(SUSPECTS), "direction": rng.choice(DIRECTIONS)}
+        templates = TEMPLATES[crime.slug]
 
         ids, rows, lats, lngs, created, media_seen = [], [], [], [], [], False
         for i in range(n):
@@ -235,9 +246,9 @@ class RunStream:
             rlat, rlng = offset(lat, lng, rng.gauss(0, 12), rng.gauss(0, 12)) if i else (lat, lng)
             rts = min(self.now, ts + (r() * 600 if i == 0 else 120 + r() * 2400))
             kind = ("victim" if victims and r() < 0.7 else "witness") if i == 0 else \
-                catalog.REPORTER_KINDS[1 + int(r() * (len(catalog.REPORTER_KINDS) - 1))]
+                REPORTER_KINDS[1 + int(r() * (len(REPORTER_KINDS) - 1))]
             text = templates[int(r() * len(templates))].format(**slots)
-            text = text[0].upper() + text[1:] + catalog.CLOSINGS[int(r() * len(catalog.CLOSINGS))]
+            text = text[0].upper() + text[1:] + CLOSINGS[int(r() * len(CLOSINGS))]
             urls, hashes = [], []
             for j in range(pick(r(), _MEDIA_COUNT)):
                 media = f"{rid.hex}/{j}.{'mp4' if r() < 0.15 else 'jpg'}"
