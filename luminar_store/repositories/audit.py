@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import psycopg
 from psycopg.rows import class_row
 
 from luminar_store import validation as v
 from luminar_store.errors import ValidationError
 from luminar_store.limits import MAX_LIMIT
 from luminar_store.models import AuditEntry
-from luminar_store.repositories._errors import translated
+from luminar_store.repositories._base import Repository
 
 __all__ = ["AuditRepository"]
 
@@ -61,11 +60,8 @@ def _row_id(value: object) -> str:
     return v.text("row_id", value, max_length=200)
 
 
-class AuditRepository:
+class AuditRepository(Repository):
     """Reads ``audit_log`` on one async connection. There is no write method: triggers write the log."""
-
-    def __init__(self, conn: psycopg.AsyncConnection) -> None:
-        self._conn = conn
 
     async def recent(self, limit: int = 100, table_name: str | None = None) -> list[AuditEntry]:
         """The newest audit entries, newest first.
@@ -85,8 +81,8 @@ class AuditRepository:
         if table_name is not None:
             params["table_name"] = v.slug("table_name", table_name)
             query = RECENT_FOR_TABLE
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(AuditEntry)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
                 await cur.execute(query, params)
                 return await cur.fetchall()
 
@@ -108,7 +104,7 @@ class AuditRepository:
         """
         params = {"table_name": v.slug("table_name", table_name), "row_id": _row_id(row_id),
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(AuditEntry)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
                 await cur.execute(FOR_ROW, params)
                 return await cur.fetchall()

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
@@ -31,7 +30,7 @@ from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.geo import search_boxes
 from luminar_store.limits import MAX_ASSIGN, MAX_LIMIT, MAX_RADIUS_M
 from luminar_store.models import CrimeCluster, NewCrimeCluster
-from luminar_store.repositories._errors import translated
+from luminar_store.repositories._base import Repository
 
 __all__ = ["ClusterRepository", "CLUSTER_COLUMNS", "search_boxes", "validate_cluster"]
 
@@ -99,11 +98,8 @@ def validate_cluster(cluster: NewCrimeCluster | Mapping[str, Any]) -> dict[str, 
             "avg_severity": c.avg_severity, "miner_uid": c.miner_uid, "metadata": Jsonb(c.metadata)}
 
 
-class ClusterRepository:
+class ClusterRepository(Repository):
     """Reads and writes ``crime_clusters`` (and the ``cluster_id`` of ``crime_events``) on one async connection."""
-
-    def __init__(self, conn: psycopg.AsyncConnection) -> None:
-        self._conn = conn
 
     async def store(self, cluster: NewCrimeCluster | Mapping[str, Any]) -> CrimeCluster:
         """Store a new cluster.
@@ -124,8 +120,8 @@ class ClusterRepository:
                                                      time_start=start, time_end=end))
         """
         params = validate_cluster(cluster)
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(CrimeCluster)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(CrimeCluster)) as cur:
                 await cur.execute(INSERT_CLUSTER, params)
                 row = await cur.fetchone()
         assert row is not None  # INSERT ... RETURNING returns its row
@@ -141,8 +137,8 @@ class ClusterRepository:
             c = await clusters.get(cluster_id)
         """
         params = {"cluster_id": v.uuid_value("cluster_id", cluster_id)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(CrimeCluster)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(CrimeCluster)) as cur:
                 await cur.execute(GET_CLUSTER, params)
                 return await cur.fetchone()
 
@@ -170,8 +166,8 @@ class ClusterRepository:
         params = {"latitude": latitude, "longitude": longitude, "radius_m": radius_m,
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT),
                   **search_boxes(latitude, longitude, radius_m)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(CrimeCluster)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(CrimeCluster)) as cur:
                 await cur.execute(CLUSTERS_WITHIN_RADIUS, params)
                 return await cur.fetchall()
 
@@ -197,15 +193,15 @@ class ClusterRepository:
         if not ids:
             raise ValidationError("event_ids", "must name at least one crime event")
         params = {"cluster_id": v.uuid_value("cluster_id", cluster_id), "event_ids": ids}
-        with translated():
+        async with self._connection() as conn:
             # A transaction (a savepoint inside the caller's), so that a failed check changes nothing.
-            async with self._conn.transaction():
-                cur = await self._conn.execute(CHECK_ASSIGNMENT, params)
+            async with conn.transaction():
+                cur = await conn.execute(CHECK_ASSIGNMENT, params)
                 cluster_found, missing = await cur.fetchone()
                 if not cluster_found:
                     raise NotFoundError(f"cluster_id: no crime cluster {params['cluster_id']}")
                 if missing:
                     shown = ", ".join(str(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
                     raise NotFoundError(f"event_ids: {len(missing)} crime event(s) do not exist: {shown}")
-                cur = await self._conn.execute(ASSIGN_EVENTS, params)
+                cur = await conn.execute(ASSIGN_EVENTS, params)
                 return cur.rowcount

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg import errors as pg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
@@ -30,7 +29,7 @@ from luminar_store import validation as v
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.limits import AGREEMENT_TOLERANCE, MAX_HOURS, MAX_LIMIT, MAX_ROUND, MAX_SCORE_NAME, MAX_SCORES
 from luminar_store.models import ConsensusAccuracy, ConsensusRecord, ConsensusSummary
-from luminar_store.repositories._errors import translated
+from luminar_store.repositories._base import Repository
 
 __all__ = [
     "ConsensusRepository",
@@ -153,11 +152,8 @@ def final_score_of(scores: Mapping[str, float]) -> float:
     return min(1.0, max(0.0, sum(scores.values()) / len(scores)))
 
 
-class ConsensusRepository:
+class ConsensusRepository(Repository):
     """Reads and writes ``consensus_records`` on one async connection (the caller owns the transaction)."""
-
-    def __init__(self, conn: psycopg.AsyncConnection) -> None:
-        self._conn = conn
 
     async def store(self, event_id: UUID | str, validator_uid: int, scores: Mapping[str, float],
                     round_number: int, *, final_score: float | None = None) -> UUID:
@@ -194,12 +190,12 @@ class ConsensusRepository:
             "final_score": final_score_of(clean) if final_score is None
             else v.unit_interval("final_score", final_score),
         }
-        with translated():
+        async with self._connection() as conn:
             try:
-                cur = await self._conn.execute(STORE_RECORD, params)
+                cur = await conn.execute(STORE_RECORD, params)
                 row = await cur.fetchone()
                 if row is None:
-                    cur = await self._conn.execute(EXISTING_RECORD, params)
+                    cur = await conn.execute(EXISTING_RECORD, params)
                     row = await cur.fetchone()
             except pg.ForeignKeyViolation:
                 raise NotFoundError(f"event_id: no crime event {params['event_id']}; store the event first") from None
@@ -238,8 +234,8 @@ class ConsensusRepository:
             else v.integer("round_number", round_number, minimum=0, maximum=MAX_ROUND),
             "tolerance": AGREEMENT_TOLERANCE,
         }
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(ConsensusSummary)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(ConsensusSummary)) as cur:
                 await cur.execute(EVENT_SUMMARY, params)
                 row = await cur.fetchone()
         if row is None:
@@ -256,8 +252,8 @@ class ConsensusRepository:
             for record in await consensus.for_event(event_id): print(record.validator_uid, record.final_score)
         """
         params = {"event_id": v.uuid_value("event_id", event_id)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(ConsensusRecord)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(ConsensusRecord)) as cur:
                 await cur.execute(RECORDS_FOR_EVENT, params)
                 return await cur.fetchall()
 
@@ -272,8 +268,8 @@ class ConsensusRepository:
         """
         params = {"validator_uid": v.uid("validator_uid", validator_uid),
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(ConsensusRecord)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(ConsensusRecord)) as cur:
                 await cur.execute(RECORDS_FOR_VALIDATOR, params)
                 return await cur.fetchall()
 
@@ -294,8 +290,8 @@ class ConsensusRepository:
             print(f"{acc.agreement_rate}% of {acc.records} records agree")
         """
         params = {"hours": v.integer("hours", hours, minimum=1, maximum=MAX_HOURS), "tolerance": AGREEMENT_TOLERANCE}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(ConsensusAccuracy)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(ConsensusAccuracy)) as cur:
                 await cur.execute(NETWORK_ACCURACY, params)
                 row = await cur.fetchone()
         assert row is not None  # an aggregate always returns a row

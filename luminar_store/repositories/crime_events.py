@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
@@ -42,7 +41,7 @@ from luminar_store.limits import (
     MIN_CELL_DEGREES,
 )
 from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot
-from luminar_store.repositories._errors import translated
+from luminar_store.repositories._base import Repository
 
 __all__ = ["CrimeEventRepository", "EVENT_COLUMNS", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M",
            "GRID_DEGREES", "MAX_GRID_CELLS", "search_boxes", "grid_cell_count", "window_hours", "record_row",
@@ -317,15 +316,12 @@ def window_hours(hours: int | None, days: int | None) -> int:
     return _ALL_TIME_HOURS
 
 
-class CrimeEventRepository:
+class CrimeEventRepository(Repository):
     """Crime events on one connection (autocommit or inside a caller's transaction).
 
     Every method raises ``ValidationError`` for bad arguments before any SQL, and translates database errors:
     ``NotFoundError`` for an unknown related report or cluster, ``ConflictError`` for a duplicate ``event_id``.
     """
-
-    def __init__(self, conn: psycopg.AsyncConnection) -> None:
-        self._conn = conn
 
     async def store(self, event: CrimeEvent | Any, *, miner_uid: int) -> uuid.UUID:
         """Store one event (a ``CrimeEvent`` or a mapping) produced by ``miner_uid`` and return its ``event_id``.
@@ -338,8 +334,8 @@ class CrimeEventRepository:
         """
         e = CrimeEvent.coerce(event)
         params = dict(zip(WRITE_COLUMNS, _row(e, v.uid("miner_uid", miner_uid), e.event_id), strict=True))
-        with translated():
-            cur = await self._conn.execute(INSERT_EVENT, params)
+        async with self._connection() as conn:
+            cur = await conn.execute(INSERT_EVENT, params)
             row = await cur.fetchone()
         return row[0]  # type: ignore[index]
 
@@ -353,9 +349,9 @@ class CrimeEventRepository:
         Example: ``stored = await CrimeEventRepository(conn).store_many(events, miner_uid=123)``
         """
         uid = v.uid("miner_uid", miner_uid)
-        with translated():
-            async with self._conn.transaction():
-                cur = self._conn.cursor()
+        async with self._connection() as conn:
+            async with conn.transaction():
+                cur = conn.cursor()
                 async with cur.copy(COPY_EVENTS) as copy:
                     copy.set_types(COPY_TYPES)
                     for i, item in enumerate(events):
@@ -450,21 +446,21 @@ class CrimeEventRepository:
         Example: ``spots = await CrimeEventRepository(conn).hotspots(days=7)``
         """
         query, params = hotspot_query(days, cell_degrees=cell_degrees, min_incidents=min_incidents, limit=limit)
-        with translated():
-            cur = self._conn.cursor(row_factory=record_row(Hotspot))
+        async with self._connection() as conn:
+            cur = conn.cursor(row_factory=record_row(Hotspot))
             await cur.execute(query, params, binary=True)
             return await cur.fetchall()
 
     async def counts(self) -> tuple[int, int]:
         """``(all events, verified events)``."""
-        with translated():
-            cur = await self._conn.execute(COUNT_EVENTS)
+        async with self._connection() as conn:
+            cur = await conn.execute(COUNT_EVENTS)
             total, verified = await cur.fetchone()  # type: ignore[misc]
         return total, verified
 
     async def _many(self, query: str, params: Any) -> list[CrimeEventRecord]:
-        with translated():
+        async with self._connection() as conn:
             # Binary results: timestamps, arrays and floats parse faster than their text forms.
-            cur = self._conn.cursor(row_factory=record_row(CrimeEventRecord))
+            cur = conn.cursor(row_factory=record_row(CrimeEventRecord))
             await cur.execute(query, params, binary=True)
             return await cur.fetchall()

@@ -21,14 +21,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg.rows import class_row
 
 from luminar_store import validation as v
 from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.limits import MAX_HOTKEY_LENGTH, MAX_LIMIT, SUCCESS_THRESHOLD
 from luminar_store.models import ActiveMiner, MinerPerformance, MinerRoundResult, MinerStats
-from luminar_store.repositories._errors import translated
+from luminar_store.repositories._base import Repository
 
 __all__ = [
     "MinerRepository",
@@ -161,14 +160,11 @@ def overall_score(scores: Mapping[str, float]) -> float:
     return sum(scores[key] for key in SCORE_KEYS) / len(SCORE_KEYS)
 
 
-class MinerRepository:
+class MinerRepository(Repository):
     """Reads and writes ``miner_performance`` (and its view ``active_miners``) on one async connection.
 
     The caller owns the connection and its transaction; every method runs one statement.
     """
-
-    def __init__(self, conn: psycopg.AsyncConnection) -> None:
-        self._conn = conn
 
     async def record_round(self, miner_uid: int, hotkey: str, scores: Mapping[str, float], *,
                            at: datetime | None = None) -> MinerRoundResult:
@@ -204,8 +200,8 @@ class MinerRepository:
         }
         params["overall"] = overall_score(params)
         params["successful"] = 1 if params["overall"] >= SUCCESS_THRESHOLD else 0
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(MinerRoundResult)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(MinerRoundResult)) as cur:
                 await cur.execute(RECORD_ROUND, params)
                 row = await cur.fetchone()
         assert row is not None  # an upsert always returns its row
@@ -226,8 +222,8 @@ class MinerRepository:
             if stats is not None and stats.success_rate > 80: ...
         """
         params = {"miner_uid": v.uid("miner_uid", miner_uid)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(MinerStats)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(MinerStats)) as cur:
                 await cur.execute(MINER_STATS, params)
                 return await cur.fetchone()
 
@@ -249,8 +245,8 @@ class MinerRepository:
             "min_success_rate": None if min_success_rate is None
             else v.number("min_success_rate", min_success_rate, minimum=0.0, maximum=100.0),
         }
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(ActiveMiner)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(ActiveMiner)) as cur:
                 await cur.execute(ACTIVE_MINERS, params)
                 return await cur.fetchall()
 
@@ -261,8 +257,8 @@ class MinerRepository:
 
             n = await miners.count_active()
         """
-        with translated():
-            cur = await self._conn.execute(COUNT_ACTIVE)
+        async with self._connection() as conn:
+            cur = await conn.execute(COUNT_ACTIVE)
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
@@ -280,8 +276,8 @@ class MinerRepository:
             await miners.deactivate(123)
         """
         params = {"miner_uid": v.uid("miner_uid", miner_uid)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(MinerPerformance)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(MinerPerformance)) as cur:
                 await cur.execute(DEACTIVATE, params)
                 row = await cur.fetchone()
         if row is None:

@@ -23,14 +23,13 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.limits import MAX_CLAIM, MAX_STALE_MINUTES
 from luminar_store.models import RawIncidentReport, RawReportRecord
-from luminar_store.repositories._errors import translated
+from luminar_store.repositories._base import Repository
 from luminar_store.repositories.crime_events import record_row
 
 __all__ = ["RawReportRepository", "REPORT_COLUMNS", "MAX_CLAIM", "MAX_STALE_MINUTES"]
@@ -182,15 +181,12 @@ def _rows(reports: Iterable[Any]) -> Iterable[tuple[Any, ...]]:
             raise ValidationError(f"reports[{i}].{exc.field}" if exc.field else f"reports[{i}]", exc.rule) from None
 
 
-class RawReportRepository:
+class RawReportRepository(Repository):
     """Raw incident reports on one connection (autocommit or inside a caller's transaction).
 
     Every method raises ``ValidationError`` for bad arguments before any SQL, and translates database errors
     (``luminar_store.repositories._errors``).
     """
-
-    def __init__(self, conn: psycopg.AsyncConnection) -> None:
-        self._conn = conn
 
     async def store(self, report: RawIncidentReport | Any) -> uuid.UUID:
         """Store one report (a ``RawIncidentReport`` or a mapping) and return its ``report_id``; a known
@@ -202,14 +198,14 @@ class RawReportRepository:
         """
         r = RawIncidentReport.coerce(report)
         params = dict(zip(WRITE_COLUMNS, _row(r), strict=True))
-        with translated():
+        async with self._connection() as conn:
             # A concurrent writer of the same external_id may commit between the two statements' snapshots, so
             # the pair is retried: the insert then conflicts and the lookup sees the winner's row.
             for _ in range(3):
-                cur = await self._conn.execute(INSERT_REPORT, params)
+                cur = await conn.execute(INSERT_REPORT, params)
                 row = await cur.fetchone()
                 if row is None:
-                    cur = await self._conn.execute(REPORT_ID_BY_EXTERNAL_ID, params)
+                    cur = await conn.execute(REPORT_ID_BY_EXTERNAL_ID, params)
                     row = await cur.fetchone()
                 if row is not None:
                     return row[0]
@@ -225,9 +221,9 @@ class RawReportRepository:
 
         Example: ``stored = await RawReportRepository(conn).store_many(reports)``
         """
-        with translated():
-            async with self._conn.transaction():
-                cur = self._conn.cursor()
+        async with self._connection() as conn:
+            async with conn.transaction():
+                cur = conn.cursor()
                 if not skip_existing:
                     async with cur.copy(COPY_REPORTS) as copy:
                         copy.set_types(COPY_TYPES)
@@ -255,8 +251,8 @@ class RawReportRepository:
         """
         params = {"miner_uid": v.uid("miner_uid", miner_uid),
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_CLAIM)}
-        with translated():
-            cur = self._conn.cursor(row_factory=record_row(RawReportRecord))
+        async with self._connection() as conn:
+            cur = conn.cursor(row_factory=record_row(RawReportRecord))
             await cur.execute(CLAIM_REPORTS, params)
             rows = await cur.fetchall()
         return sorted(rows, key=lambda r: (r.timestamp, r.created_at))
@@ -294,8 +290,8 @@ class RawReportRepository:
         Example: ``released = await RawReportRepository(conn).release_stale(30)``
         """
         minutes = v.integer("older_than_minutes", older_than_minutes, minimum=1, maximum=MAX_STALE_MINUTES)
-        with translated():
-            cur = await self._conn.execute(RELEASE_STALE, {"minutes": minutes})
+        async with self._connection() as conn:
+            cur = await conn.execute(RELEASE_STALE, {"minutes": minutes})
         return cur.rowcount
 
     async def get(self, report_id: uuid.UUID | str) -> RawReportRecord | None:
@@ -304,21 +300,21 @@ class RawReportRepository:
         Example: ``report = await RawReportRepository(conn).get(report_id)``
         """
         rid = v.uuid_value("report_id", report_id)
-        with translated():
-            cur = self._conn.cursor(row_factory=record_row(RawReportRecord))
+        async with self._connection() as conn:
+            cur = conn.cursor(row_factory=record_row(RawReportRecord))
             await cur.execute(GET_REPORT, {"report_id": rid})
             return await cur.fetchone()
 
     async def counts(self) -> tuple[int, int]:
         """``(all reports, pending reports)``."""
-        with translated():
-            cur = await self._conn.execute(COUNT_REPORTS)
+        async with self._connection() as conn:
+            cur = await conn.execute(COUNT_REPORTS)
             total, pending = await cur.fetchone()  # type: ignore[misc]
         return total, pending
 
     async def _one(self, query: str, params: Any, rid: uuid.UUID) -> RawReportRecord:
-        with translated():
-            cur = self._conn.cursor(row_factory=record_row(RawReportRecord))
+        async with self._connection() as conn:
+            cur = conn.cursor(row_factory=record_row(RawReportRecord))
             await cur.execute(query, params)
             row = await cur.fetchone()
         if row is None:

@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
@@ -31,7 +30,7 @@ from luminar_store import validation as v
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.limits import MAX_CRIME_TYPES, MAX_LIMIT, MAX_RINGS, MAX_VERTICES
 from luminar_store.models import NewRiskZone, RiskZone, boundary_geojson
-from luminar_store.repositories._errors import translated
+from luminar_store.repositories._base import Repository
 
 __all__ = ["RiskZoneRepository", "ZONE_COLUMNS", "boundary_geojson", "validate_zone", "MAX_VERTICES", "MAX_RINGS",
            "MAX_CRIME_TYPES"]
@@ -101,11 +100,8 @@ def validate_zone(zone: NewRiskZone | Mapping[str, Any]) -> dict[str, Any]:
             "valid_until": z.valid_until, "metadata": Jsonb(z.metadata)}
 
 
-class RiskZoneRepository:
+class RiskZoneRepository(Repository):
     """Reads and writes ``risk_zones`` on one async connection (the caller owns the transaction)."""
-
-    def __init__(self, conn: psycopg.AsyncConnection) -> None:
-        self._conn = conn
 
     async def store(self, zone: NewRiskZone | Mapping[str, Any]) -> RiskZone:
         """Store a new risk zone.
@@ -128,12 +124,12 @@ class RiskZoneRepository:
                                                            {"lat": 1, "lng": 1}]))
         """
         params = validate_zone(zone)
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(RiskZone)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(RiskZone)) as cur:
                 await cur.execute(INSERT_ZONE, params)
                 row = await cur.fetchone()
             if row is None:
-                cur = await self._conn.execute(POLYGON_PROBLEM, params)
+                cur = await conn.execute(POLYGON_PROBLEM, params)
                 reason = (await cur.fetchone())[0]
         if row is None:
             if reason == "Valid Geometry":
@@ -152,8 +148,8 @@ class RiskZoneRepository:
             zone = await zones.get(zone_id)
         """
         params = {"zone_id": v.uuid_value("zone_id", zone_id)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(RiskZone)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(RiskZone)) as cur:
                 await cur.execute(GET_ZONE, params)
                 return await cur.fetchone()
 
@@ -183,8 +179,8 @@ class RiskZoneRepository:
             "at": None if at is None else v.aware_datetime("at", at, allow_future=True),
             "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT),
         }
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(RiskZone)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(RiskZone)) as cur:
                 await cur.execute(ZONES_CONTAINING, params)
                 return await cur.fetchall()
 
@@ -202,14 +198,14 @@ class RiskZoneRepository:
             await zones.expire(zone.zone_id)
         """
         params = {"zone_id": v.uuid_value("zone_id", zone_id)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(RiskZone)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(RiskZone)) as cur:
                 await cur.execute(EXPIRE_ZONE, params)
                 row = await cur.fetchone()
         if row is not None:
             return row
-        with translated():
-            cur = await self._conn.execute(ZONE_NOT_BEGUN, params)
+        async with self._connection() as conn:
+            cur = await conn.execute(ZONE_NOT_BEGUN, params)
             state = await cur.fetchone()
         if state is None:
             raise NotFoundError(f"zone_id: no risk zone {params['zone_id']}")

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import psycopg
 from psycopg.rows import class_row
 
 from luminar_store import validation as v
 from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.limits import MAX_HOTKEY_LENGTH, MAX_LIMIT, MAX_STAKE
 from luminar_store.models import ValidatorStats, ValidatorUpdate
-from luminar_store.repositories._errors import translated
+from luminar_store.repositories._base import Repository
 
 __all__ = ["ValidatorRepository", "MAX_HOTKEY_LENGTH"]
 
@@ -116,11 +115,8 @@ RETURNING validator_id, validator_uid, hotkey, total_validations, agreements, co
 """
 
 
-class ValidatorRepository:
+class ValidatorRepository(Repository):
     """Reads and writes ``validator_performance`` on one async connection (the caller owns the transaction)."""
-
-    def __init__(self, conn: psycopg.AsyncConnection) -> None:
-        self._conn = conn
 
     async def record_validation(self, validator_uid: int, hotkey: str, *, agreed: bool, score_given: float,
                                 stake: float | None = None, at: datetime | None = None) -> ValidatorUpdate:
@@ -157,8 +153,8 @@ class ValidatorRepository:
             "stake": None if stake is None else v.number("stake", stake, minimum=0.0, maximum=MAX_STAKE),
             "at": None if at is None else v.aware_datetime("at", at),
         }
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(ValidatorUpdate)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(ValidatorUpdate)) as cur:
                 await cur.execute(RECORD_VALIDATION, params)
                 row = await cur.fetchone()
         assert row is not None  # an upsert always returns its row
@@ -175,8 +171,8 @@ class ValidatorRepository:
             s.agreement_rate      # percent
         """
         params = {"validator_uid": v.uid("validator_uid", validator_uid)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
                 await cur.execute(VALIDATOR_STATS, params)
                 return await cur.fetchone()
 
@@ -190,8 +186,8 @@ class ValidatorRepository:
             best = await validators.active(limit=10)
         """
         params = {"limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
                 await cur.execute(ACTIVE_VALIDATORS, params)
                 return await cur.fetchall()
 
@@ -202,8 +198,8 @@ class ValidatorRepository:
 
             n = await validators.count_active()
         """
-        with translated():
-            cur = await self._conn.execute(COUNT_ACTIVE)
+        async with self._connection() as conn:
+            cur = await conn.execute(COUNT_ACTIVE)
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
@@ -219,8 +215,8 @@ class ValidatorRepository:
             await validators.deactivate(7)
         """
         params = {"validator_uid": v.uid("validator_uid", validator_uid)}
-        with translated():
-            async with self._conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
+        async with self._connection() as conn:
+            async with conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
                 await cur.execute(DEACTIVATE, params)
                 row = await cur.fetchone()
         if row is None:

@@ -1,0 +1,51 @@
+"""What every repository shares: it runs on a connection it is given, or borrows one from a pool after its checks.
+
+A repository built on a connection (``CrimeEventRepository(conn)``) runs every statement on it, so a caller can
+compose several repositories in one transaction. A repository built on a *connection source* — a callable returning
+an async context manager that yields a connection, such as ``Database.connection`` or ``Database.read_connection``
+— validates its arguments first and borrows a connection only for its SQL: bad input is refused before any
+connection is taken, let alone any SQL run. That is how the facade uses them, so an argument is checked once, by the
+repository method that binds it.
+
+Either way, psycopg errors raised inside ``_connection()`` leave it translated into ``luminar_store.errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import psycopg
+
+from luminar_store.repositories._errors import translated
+
+__all__ = ["ConnectionSource", "Repository"]
+
+#: Where a repository gets its connection: a connection, or a callable lending one (``Database.connection``).
+ConnectionSource = psycopg.AsyncConnection | Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]]
+
+
+class Repository:
+    """Base of the table repositories: holds the connection (``_conn``) or the source to borrow one from."""
+
+    def __init__(self, conn: ConnectionSource) -> None:
+        """``conn``: an open ``psycopg.AsyncConnection`` (the caller owns it and its transaction) or a connection
+        source such as ``database.connection`` (borrowed per call, after the call's checks)."""
+        if isinstance(conn, psycopg.AsyncConnection):
+            self._conn: psycopg.AsyncConnection | None = conn
+            self._lend: Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]] | None = None
+        else:
+            self._conn, self._lend = None, conn
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """The connection for one call's SQL, with psycopg errors translated (``translated()``). Raises what the
+        source raises when it cannot lend one (``DatabaseUnavailableError``, ``PoolExhaustedError``)."""
+        if self._conn is not None:
+            with translated():
+                yield self._conn
+            return
+        assert self._lend is not None
+        async with self._lend() as conn:
+            with translated():
+                yield conn
