@@ -5,8 +5,11 @@ it reads ``.env`` (never overriding the environment) and ``load_settings()``, th
 (``LUMINAR_ENV=production python neurons/luminar_miner.py``). Other code and tests build their own
 ``LuminarDB(settings)`` or ``db.configure(settings)``.
 
-Every argument is validated before any SQL runs (``ValidationError`` naming the field); inputs are a dataclass of
-``luminar_store.models`` or a plain mapping with the same field names (aliases: see ``luminar_store.models``).
+Every argument is validated once, before any connection is borrowed or SQL runs (``ValidationError`` naming the
+field): inputs by their model (``luminar_store.models``: a dataclass or a plain mapping with the same field names,
+aliases accepted), other arguments by the repository method that binds them. The facade checks nothing itself: it
+hands each repository the pool as its connection source (``luminar_store.repositories._base``), and the repository
+borrows a connection only after its checks.
 Reads go to a read replica when ``LUMINAR_DB_REPLICA_URLS`` names some (they may lag the primary slightly), writes
 to the primary.
 
@@ -30,13 +33,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from luminar_store import validation as v
 from luminar_store.config import Settings, load_dotenv_file, load_settings
 from luminar_store.database import Database
-from luminar_store.errors import ValidationError
-from luminar_store.limits import MAX_CLAIM, MAX_HOTKEY_LENGTH, MAX_HOURS, MAX_LIMIT, MAX_RADIUS_M, MAX_ROUND
 from luminar_store.models import (
-    VERIFICATION_STATUSES,
     CrimeEvent,
     CrimeEventRecord,
     DatabaseStats,
@@ -46,9 +45,9 @@ from luminar_store.models import (
     RawIncidentReport,
     RawReportRecord,
 )
-from luminar_store.repositories.consensus import ConsensusRepository, validate_consensus_scores
-from luminar_store.repositories.crime_events import CrimeEventRepository, hotspot_query, window_hours
-from luminar_store.repositories.miners import MinerRepository, validate_scores
+from luminar_store.repositories.consensus import ConsensusRepository
+from luminar_store.repositories.crime_events import CrimeEventRepository
+from luminar_store.repositories.miners import MinerRepository
 from luminar_store.repositories.raw_reports import RawReportRepository
 from luminar_store.repositories.validators import ValidatorRepository
 
@@ -117,10 +116,7 @@ class LuminarDB:
 
         Example: ``events = await db.get_recent_events(hours=24, limit=100)``
         """
-        v.integer("hours", hours, minimum=1, maximum=MAX_HOURS)
-        v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)
-        async with self.database.read_connection() as conn:
-            return await CrimeEventRepository(conn).recent(hours, limit)
+        return await CrimeEventRepository(self.database.read_connection).recent(hours, limit)
 
     async def get_events_within_radius(self, latitude: float, longitude: float, radius_m: float, *,
                                        hours: int | None = None, days: int | None = None,
@@ -130,14 +126,8 @@ class LuminarDB:
 
         Example: ``near = await db.get_events_within_radius(40.7128, -74.0060, 1000, days=7)``
         """
-        v.latitude("latitude", latitude)
-        v.longitude("longitude", longitude)
-        v.number("radius_m", radius_m, minimum=0.0, maximum=MAX_RADIUS_M)
-        window_hours(hours, days)
-        v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)
-        async with self.database.read_connection() as conn:
-            return await CrimeEventRepository(conn).within_radius(latitude, longitude, radius_m, hours=hours,
-                                                                  days=days, limit=limit)
+        return await CrimeEventRepository(self.database.read_connection).within_radius(
+            latitude, longitude, radius_m, hours=hours, days=days, limit=limit)
 
     async def get_crime_hotspots(self, days: int = 7, *, cell_degrees: float = 0.01, min_incidents: int = 1,
                                  limit: int = 100) -> list[Hotspot]:
@@ -147,24 +137,17 @@ class LuminarDB:
 
         Example: ``hotspots = await db.get_crime_hotspots(days=7)``
         """
-        hotspot_query(days, cell_degrees=cell_degrees, min_incidents=min_incidents, limit=limit)  # checks, no SQL
-        async with self.database.read_connection() as conn:
-            return await CrimeEventRepository(conn).hotspots(days, cell_degrees=cell_degrees,
-                                                             min_incidents=min_incidents, limit=limit)
+        return await CrimeEventRepository(self.database.read_connection).hotspots(
+            days, cell_degrees=cell_degrees, min_incidents=min_incidents, limit=limit)
 
     async def get_event(self, event_id: uuid.UUID | str) -> CrimeEventRecord | None:
         """One event by ``event_id``, or ``None``. Example: ``event = await db.get_event(event_id)``"""
-        v.uuid_value("event_id", event_id)
-        async with self.database.read_connection() as conn:
-            return await CrimeEventRepository(conn).get(event_id)
+        return await CrimeEventRepository(self.database.read_connection).get(event_id)
 
     async def get_events_by_miner(self, miner_uid: int, limit: int = 100) -> list[CrimeEventRecord]:
         """The events ``miner_uid`` stored, newest first. Example: ``await db.get_events_by_miner(123, limit=20)``
         """
-        v.uid("miner_uid", miner_uid)
-        v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)
-        async with self.database.read_connection() as conn:
-            return await CrimeEventRepository(conn).by_miner(miner_uid, limit)
+        return await CrimeEventRepository(self.database.read_connection).by_miner(miner_uid, limit)
 
     async def store_crime_event(self, crime_event: CrimeEvent | Mapping[str, Any], miner_uid: int) -> uuid.UUID:
         """Store one processed event of ``miner_uid`` and return its new ``event_id`` (a ``UUID``, truthy).
@@ -175,10 +158,7 @@ class LuminarDB:
         Example: ``event_id = await db.store_crime_event({"event_type": "theft", "geotag": {"lat": 40.7,
         "lng": -74.0}, "timestamp": now, "severity": 2, "confidence_score": 0.8}, miner_uid=123)``
         """
-        event = CrimeEvent.coerce(crime_event)
-        uid = v.uid("miner_uid", miner_uid)
-        async with self.database.connection() as conn:
-            return await CrimeEventRepository(conn).store(event, miner_uid=uid)
+        return await CrimeEventRepository(self.database.connection).store(crime_event, miner_uid=miner_uid)
 
     async def store_crime_events(self, crime_events: Iterable[CrimeEvent | Mapping[str, Any]],
                                  miner_uid: int) -> int:
@@ -187,9 +167,7 @@ class LuminarDB:
 
         Example: ``stored = await db.store_crime_events(events, miner_uid=123)``
         """
-        uid = v.uid("miner_uid", miner_uid)
-        async with self.database.connection() as conn:
-            return await CrimeEventRepository(conn).store_many(crime_events, miner_uid=uid)
+        return await CrimeEventRepository(self.database.connection).store_many(crime_events, miner_uid=miner_uid)
 
     async def update_event_verification(self, event_id: uuid.UUID | str, status: str, validator_uid: int,
                                         score: float | None = None) -> CrimeEventRecord:
@@ -198,14 +176,8 @@ class LuminarDB:
 
         Example: ``await db.update_event_verification(event_id, "verified", validator_uid=9, score=0.93)``
         """
-        v.uuid_value("event_id", event_id)
-        v.choice("status", status, VERIFICATION_STATUSES)
-        v.uid("validator_uid", validator_uid)
-        if score is not None:
-            v.unit_interval("score", score)
-        async with self.database.connection() as conn:
-            return await CrimeEventRepository(conn).update_verification(event_id, status=status,
-                                                                        validator_uid=validator_uid, score=score)
+        return await CrimeEventRepository(self.database.connection).update_verification(
+            event_id, status=status, validator_uid=validator_uid, score=score)
 
     # -- raw reports ----------------------------------------------------------------------------------------------
     async def store_raw_report(self, report: RawIncidentReport | Mapping[str, Any]) -> uuid.UUID:
@@ -215,9 +187,7 @@ class LuminarDB:
         Example: ``report_id = await db.store_raw_report({"report_id": "app-42", "text_description": "...",
         "geotag": {"lat": 40.7, "lng": -74.0}, "timestamp": now})``
         """
-        clean = RawIncidentReport.coerce(report)
-        async with self.database.connection() as conn:
-            return await RawReportRepository(conn).store(clean)
+        return await RawReportRepository(self.database.connection).store(report)
 
     async def store_raw_reports(self, reports: Iterable[RawIncidentReport | Mapping[str, Any]], *,
                                 skip_existing: bool = True) -> int:
@@ -226,16 +196,11 @@ class LuminarDB:
 
         Example: ``stored = await db.store_raw_reports(reports)``
         """
-        if not isinstance(skip_existing, bool):
-            raise ValidationError("skip_existing", f"must be true or false, got {type(skip_existing).__name__}")
-        async with self.database.connection() as conn:
-            return await RawReportRepository(conn).store_many(reports, skip_existing=skip_existing)
+        return await RawReportRepository(self.database.connection).store_many(reports, skip_existing=skip_existing)
 
     async def get_raw_report(self, report_id: uuid.UUID | str) -> RawReportRecord | None:
         """One raw report by ``report_id``, or ``None``. Example: ``await db.get_raw_report(report_id)``"""
-        v.uuid_value("report_id", report_id)
-        async with self.database.connection() as conn:
-            return await RawReportRepository(conn).get(report_id)
+        return await RawReportRepository(self.database.connection).get(report_id)
 
     async def claim_reports(self, miner_uid: int, limit: int = 10) -> list[RawReportRecord]:
         """Claim up to ``limit`` (1..1000) of the oldest pending reports for ``miner_uid`` (they become
@@ -243,19 +208,14 @@ class LuminarDB:
 
         Example: ``batch = await db.claim_reports(miner_uid=123, limit=50)``
         """
-        v.uid("miner_uid", miner_uid)
-        v.integer("limit", limit, minimum=1, maximum=MAX_CLAIM)
-        async with self.database.connection() as conn:
-            return await RawReportRepository(conn).claim(miner_uid, limit)
+        return await RawReportRepository(self.database.connection).claim(miner_uid, limit)
 
     async def mark_report_processed(self, report_id: uuid.UUID | str) -> RawReportRecord:
         """Mark a claimed report ``processed``. Raises ``NotFoundError`` for an unknown report.
 
         Example: ``await db.mark_report_processed(report.report_id)``
         """
-        v.uuid_value("report_id", report_id)
-        async with self.database.connection() as conn:
-            return await RawReportRepository(conn).mark_processed(report_id)
+        return await RawReportRepository(self.database.connection).mark_processed(report_id)
 
     async def mark_report_failed(self, report_id: uuid.UUID | str, error_message: str, *,
                                  retry: bool = False) -> RawReportRecord:
@@ -263,10 +223,7 @@ class LuminarDB:
 
         Example: ``await db.mark_report_failed(report.report_id, "unreadable media", retry=True)``
         """
-        v.uuid_value("report_id", report_id)
-        v.text("error_message", error_message)
-        async with self.database.connection() as conn:
-            return await RawReportRepository(conn).mark_failed(report_id, error_message, retry=retry)
+        return await RawReportRepository(self.database.connection).mark_failed(report_id, error_message, retry=retry)
 
     # -- miners, validators, consensus ----------------------------------------------------------------------------
     async def get_miner_stats(self, miner_uid: int) -> MinerStats | None:
@@ -275,9 +232,7 @@ class LuminarDB:
 
         Example: ``stats = await db.get_miner_stats(miner_uid=123)``
         """
-        v.uid("miner_uid", miner_uid)
-        async with self.database.read_connection() as conn:
-            return await MinerRepository(conn).stats(miner_uid)
+        return await MinerRepository(self.database.read_connection).stats(miner_uid)
 
     async def update_miner_performance(self, miner_uid: int, hotkey: str,
                                        scores: Mapping[str, float]) -> MinerRoundResult:
@@ -288,11 +243,7 @@ class LuminarDB:
         Example: ``await db.update_miner_performance(miner_uid=123, hotkey="hotkey_string", scores={"integrity":
         0.95, "clustering": 0.88, "novelty": 0.75, "quality": 0.92})``
         """
-        v.uid("miner_uid", miner_uid)
-        v.text("hotkey", hotkey, max_length=MAX_HOTKEY_LENGTH)
-        validate_scores(scores)
-        async with self.database.connection() as conn:
-            return await MinerRepository(conn).record_round(miner_uid, hotkey, scores)
+        return await MinerRepository(self.database.connection).record_round(miner_uid, hotkey, scores)
 
     async def store_consensus_record(self, event_id: uuid.UUID | str, validator_uid: int,
                                      scores: Mapping[str, float], round_number: int, *,
@@ -303,15 +254,8 @@ class LuminarDB:
 
         Example: ``await db.store_consensus_record(event.event_id, 7, {"accuracy": 0.9}, 12)``
         """
-        v.uuid_value("event_id", event_id)
-        v.uid("validator_uid", validator_uid)
-        validate_consensus_scores(scores)
-        v.integer("round_number", round_number, minimum=0, maximum=MAX_ROUND)
-        if final_score is not None:
-            v.unit_interval("final_score", final_score)
-        async with self.database.connection() as conn:
-            return await ConsensusRepository(conn).store(event_id, validator_uid, scores, round_number,
-                                                         final_score=final_score)
+        return await ConsensusRepository(self.database.connection).store(event_id, validator_uid, scores, round_number,
+                                                                         final_score=final_score)
 
     async def get_database_stats(self) -> DatabaseStats:
         """Counts of the whole database: reports (all, pending), events (all, verified), ``verification_rate``

@@ -221,6 +221,8 @@ class RawReportRepository(Repository):
 
         Example: ``stored = await RawReportRepository(conn).store_many(reports)``
         """
+        if not isinstance(skip_existing, bool):
+            raise ValidationError("skip_existing", f"must be true or false, got {type(skip_existing).__name__}")
         async with self._connection() as conn:
             async with conn.transaction():
                 cur = conn.cursor()
