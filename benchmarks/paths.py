@@ -50,10 +50,10 @@ __all__ = [
 Batches = Iterable[tuple[int, Iterable[dict]]]
 
 
-def numbered(query: str) -> str:
-    """``query`` with psycopg's ``%s`` placeholders numbered ``$1``, ``$2`` ... for asyncpg."""
-    counter = iter(range(1, 1000))
-    return re.sub(r"%s", lambda _: f"${next(counter)}", query)
+def numbered(query: str, names: tuple[str, ...] = repo.WRITE_COLUMNS) -> str:
+    """``query`` with psycopg's ``%(name)s`` placeholders numbered ``$1``, ``$2`` ... for asyncpg, in the order of
+    ``names`` (the positional order of ``eventgen.as_row``)."""
+    return re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", query)
 
 
 def _copy_columns(copy_sql: str) -> list[str]:
@@ -133,7 +133,8 @@ async def store_facade(facade: LuminarDB, event: dict, uid: int) -> object:
 async def store_psycopg(pool: AsyncConnectionPool, event: dict, uid: int) -> object:
     """The repository's INSERT on a bare psycopg pool connection."""
     async with pool.connection() as conn:
-        cur = await conn.execute(repo.INSERT_EVENT, as_row(event, uid, jsonb=Jsonb))
+        cur = await conn.execute(repo.INSERT_EVENT, dict(zip(repo.WRITE_COLUMNS, as_row(event, uid, jsonb=Jsonb),
+                                                             strict=True)))
         return (await cur.fetchone())[0]  # type: ignore[index]
 
 
@@ -143,12 +144,13 @@ async def store_asyncpg(pool: Any, event: dict, uid: int) -> object:
 
 
 # -- reads ----------------------------------------------------------------------------------------------------------
-def _recent_params(args: dict) -> tuple:
-    return (args["hours"], args["limit"])
+def _recent_params(args: dict) -> dict:
+    return {"hours": args["hours"], "limit": args["limit"]}
 
 
 def _radius_params(args: dict) -> dict:
-    return {"lat": args["lat"], "lng": args["lng"], "radius": float(args["radius_m"]), "hours": 24 * args["days"],
+    return {"latitude": args["lat"], "longitude": args["lng"], "radius_m": float(args["radius_m"]),
+            "hours": 24 * args["days"],
             "limit": args["limit"], **repo.search_boxes(args["lat"], args["lng"], float(args["radius_m"]))}
 
 

@@ -45,7 +45,7 @@ from luminar_store.repositories._base import Repository
 
 __all__ = ["CrimeEventRepository", "EVENT_COLUMNS", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M",
            "GRID_DEGREES", "MAX_GRID_CELLS", "search_boxes", "grid_cell_count", "window_hours", "record_row",
-           "hotspot_query"]
+           "hotspot_query", "HOTSPOT_ORDER", "WRITE_COLUMNS"]
 
 # "No time bound" is a window of 1000 years: one SQL text (and one index-friendly condition) for both cases.
 _ALL_TIME_HOURS = 24 * 365 * 1000

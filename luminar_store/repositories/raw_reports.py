@@ -32,7 +32,7 @@ from luminar_store.models import RawIncidentReport, RawReportRecord
 from luminar_store.repositories._base import Repository
 from luminar_store.repositories.crime_events import record_row
 
-__all__ = ["RawReportRepository", "REPORT_COLUMNS", "MAX_CLAIM", "MAX_STALE_MINUTES"]
+__all__ = ["RawReportRepository", "REPORT_COLUMNS", "WRITE_COLUMNS", "MAX_CLAIM", "MAX_STALE_MINUTES"]
 
 # name: report_columns
 # The columns of a RawReportRecord, in its field order (record_row builds records from them by position).
