@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
+import pytest
 from psycopg import sql
 
-__all__ = ["run", "run_with_conn", "count_rows", "insert_event", "eventually"]
+__all__ = ["run", "run_with_conn", "count_rows", "insert_event", "eventually", "clock"]
 
 T = TypeVar("T")
 
@@ -84,3 +85,18 @@ async def eventually(check: Callable[[], object], *, timeout: float = 5.0, every
         if time.monotonic() > deadline:
             raise AssertionError(f"{getattr(check, '__name__', check)} never became true within {timeout:g} s")
         await asyncio.sleep(every)
+
+
+def clock(namespace: dict[str, Any], name: str = "NOW") -> Callable[[], None]:
+    """An autouse fixture that sets ``namespace[name]`` to the current UTC time at the start of every test.
+
+    A module keeps its ``NOW = datetime.now(timezone.utc)`` line (so names resolve) and adds
+    ``_clock = clock(globals())``: each test then takes the time when it starts, not when the module was imported,
+    and a slow run cannot turn "ten minutes ahead" into the past. Helpers read ``NOW`` when they are called.
+    """
+
+    @pytest.fixture(autouse=True)
+    def _clock() -> None:
+        namespace[name] = datetime.now(timezone.utc)
+
+    return _clock

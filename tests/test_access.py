@@ -8,21 +8,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from _async import clock
 
 import luminar_store
 from luminar_store.access import LuminarDB
 from luminar_store.errors import NotFoundError
 from luminar_store.models import CrimeEvent, RawIncidentReport
 
-NOW = datetime.now(timezone.utc)  # replaced at the start of every test by _clock
-
-
-@pytest.fixture(autouse=True)
-def _clock() -> None:
-    """Each test takes the time when it starts, not when the module was imported, so a slow run stays correct
-    (helpers and cases read ``NOW`` when they are called)."""
-    global NOW
-    NOW = datetime.now(timezone.utc)
+NOW = datetime.now(timezone.utc)
+_clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
 
 
 def run(coro):

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
+from _async import clock
 
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.models import CrimeEvent
@@ -24,15 +25,8 @@ from luminar_store.repositories.crime_events import (
 )
 from luminar_store.repositories.raw_reports import RawReportRepository
 
-NOW = datetime.now(timezone.utc)  # replaced at the start of every test by _clock
-
-
-@pytest.fixture(autouse=True)
-def _clock() -> None:
-    """Each test takes the time when it starts, not when the module was imported, so a slow run stays correct
-    (helpers and cases read ``NOW`` when they are called)."""
-    global NOW
-    NOW = datetime.now(timezone.utc)
+NOW = datetime.now(timezone.utc)
+_clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
 NYC = (40.7128, -74.0060)
 
 

@@ -8,21 +8,15 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
+from _async import clock
 
 from luminar_store.database import Database
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.models import RawIncidentReport
 from luminar_store.repositories.raw_reports import RawReportRepository
 
-NOW = datetime.now(timezone.utc)  # replaced at the start of every test by _clock
-
-
-@pytest.fixture(autouse=True)
-def _clock() -> None:
-    """Each test takes the time when it starts, not when the module was imported, so a slow run stays correct
-    (helpers and cases read ``NOW`` when they are called)."""
-    global NOW
-    NOW = datetime.now(timezone.utc)
+NOW = datetime.now(timezone.utc)
+_clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
 
 
 def run(coro):

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from _async import count_rows, run_with_conn
+from _async import clock, count_rows, run_with_conn
 
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.models import NewRiskZone, RiskZone
@@ -16,15 +16,8 @@ from luminar_store.repositories.risk_zones import ZONES_CONTAINING, RiskZoneRepo
 # A square of 0.02 degrees around (40.71, -74.01).
 SQUARE = [{"lat": 40.70, "lng": -74.02}, {"lat": 40.70, "lng": -74.00},
           {"lat": 40.72, "lng": -74.00}, {"lat": 40.72, "lng": -74.02}]
-NOW = datetime.now(timezone.utc)  # replaced at the start of every test by _clock
-
-
-@pytest.fixture(autouse=True)
-def _clock() -> None:
-    """Each test takes the time when it starts, not when the module was imported, so a slow run stays correct
-    (helpers and cases read ``NOW`` when they are called)."""
-    global NOW
-    NOW = datetime.now(timezone.utc)
+NOW = datetime.now(timezone.utc)
+_clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
 
 
 def zone(**changes):

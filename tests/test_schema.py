@@ -8,17 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from _async import clock
 from psycopg import errors as pg
 
-NOW = datetime.now(UTC)  # replaced at the start of every test by _clock
-
-
-@pytest.fixture(autouse=True)
-def _clock() -> None:
-    """Each test takes the time when it starts, not when the module was imported, so a slow run stays correct
-    (helpers and cases read ``NOW`` when they are called)."""
-    global NOW
-    NOW = datetime.now(UTC)
+NOW = datetime.now(UTC)
+_clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
 
 
 def insert_row(conn: psycopg.Connection, table: str, row: dict[str, object], returning: str | None = None) -> object:

@@ -14,19 +14,13 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from _async import clock
 
 from luminar_store.access import LuminarDB
 from luminar_store.errors import ValidationError
 
-NOW = datetime.now(timezone.utc)  # replaced at the start of every test by _clock
-
-
-@pytest.fixture(autouse=True)
-def _clock() -> None:
-    """Each test takes the time when it starts, not when the module was imported, so a slow run stays correct
-    (helpers and cases read ``NOW`` when they are called)."""
-    global NOW
-    NOW = datetime.now(timezone.utc)
+NOW = datetime.now(timezone.utc)
+_clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
 EVENT_ID = uuid.UUID("11111111-2222-3333-4444-555555555555")
 REPORT_ID = uuid.UUID("66666666-7777-8888-9999-000000000000")
 TABLES = ("raw_incident_reports", "crime_events", "miner_performance", "validator_performance",

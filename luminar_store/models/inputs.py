@@ -157,8 +157,24 @@ def _build(cls: type, data: dict[str, object], aliases: Mapping[str, str]) -> ob
     return cls(**data)
 
 
+class _Located:
+    """``latitude`` and ``longitude`` of an input's point: the mapping named by ``POINT`` (``geotag``, or a
+    cluster's ``centre``), already normalized to ``{"lat": float, "lng": float}``."""
+
+    __slots__ = ()
+    POINT: ClassVar[str] = "geotag"
+
+    @property
+    def latitude(self) -> float:
+        return getattr(self, self.POINT)["lat"]
+
+    @property
+    def longitude(self) -> float:
+        return getattr(self, self.POINT)["lng"]
+
+
 @dataclass(frozen=True, slots=True)
-class RawIncidentReport:
+class RawIncidentReport(_Located):
     """An unprocessed report from a citizen's app (input of ``store_raw_report``).
 
     ``external_id``: the report's id at its source (1..200 characters), the idempotency key: storing the same
@@ -197,14 +213,6 @@ class RawIncidentReport:
         _set(self, "media_hashes", hashes)
         _set(self, "metadata", _metadata(self.metadata))
 
-    @property
-    def latitude(self) -> float:
-        return self.geotag["lat"]
-
-    @property
-    def longitude(self) -> float:
-        return self.geotag["lng"]
-
     @classmethod
     def coerce(cls, value: object, *, what: str = "report") -> RawIncidentReport:
         """``value`` itself when it is a ``RawIncidentReport``, else one built from a mapping or dataclass.
@@ -241,7 +249,7 @@ class RawIncidentReport:
 
 
 @dataclass(frozen=True, slots=True)
-class CrimeEvent:
+class CrimeEvent(_Located):
     """A crime event produced by a miner from one or more raw reports (input of ``store_crime_event``).
 
     ``event_type``: a lower-case word. ``geotag``: ``{"lat": .., "lng": ..}``. ``timestamp``: timezone-aware, at
@@ -296,14 +304,6 @@ class CrimeEvent:
         if self.event_id is not None:
             _set(self, "event_id", v.uuid_value("event_id", self.event_id))
 
-    @property
-    def latitude(self) -> float:
-        return self.geotag["lat"]
-
-    @property
-    def longitude(self) -> float:
-        return self.geotag["lng"]
-
     @classmethod
     def coerce(cls, value: object, *, what: str = "crime_event") -> CrimeEvent:
         """``value`` itself when it is a ``CrimeEvent``, else one built from a mapping or dataclass (aliases in the
@@ -338,7 +338,7 @@ def _known_fields(cls: type, value: object, what: str, aliases: frozenset[str] =
 
 
 @dataclass(frozen=True, slots=True)
-class NewCrimeCluster:
+class NewCrimeCluster(_Located):
     """A crime cluster to store (input of ``ClusterRepository.store``); a mapping with the same keys is accepted
     through ``coerce`` (``center`` is read as ``centre``).
 
@@ -358,6 +358,8 @@ class NewCrimeCluster:
     avg_severity: float | None = None
     miner_uid: int | None = None
     metadata: Mapping[str, object] | None = None
+
+    POINT: ClassVar[str] = "centre"
 
     def __post_init__(self) -> None:
         lat, lng = v.geotag("centre", _required(self, "centre", 'is required: {"lat": .., "lng": ..}'))
@@ -380,14 +382,6 @@ class NewCrimeCluster:
         if self.miner_uid is not None:
             _set(self, "miner_uid", v.uid("miner_uid", self.miner_uid))
         _set(self, "metadata", v.mapping("metadata", self.metadata))
-
-    @property
-    def latitude(self) -> float:
-        return self.centre["lat"]
-
-    @property
-    def longitude(self) -> float:
-        return self.centre["lng"]
 
     @classmethod
     def coerce(cls, value: object, *, what: str = "cluster") -> NewCrimeCluster:

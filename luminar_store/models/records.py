@@ -76,8 +76,19 @@ class Record:
         return dict(self.items())
 
 
+class _Located(Record):
+    """A record with ``latitude``/``longitude`` fields; ``geotag`` gives them as the nodes' protocol writes them."""
+
+    __slots__ = ()
+
+    @property
+    def geotag(self) -> dict[str, float]:
+        """The location as the nodes' protocol writes it: ``{"lat": .., "lng": ..}``."""
+        return {"lat": self.latitude, "lng": self.longitude}  # type: ignore[attr-defined]
+
+
 @dataclass(slots=True)
-class RawReportRecord(Record):
+class RawReportRecord(_Located):
     """A stored raw report. ``status`` is one of ``REPORT_STATUSES``; ``claimed_by`` is the miner uid that claimed it
     and ``processing_attempts`` counts the claims."""
 
@@ -101,14 +112,9 @@ class RawReportRecord(Record):
     created_at: datetime
     updated_at: datetime
 
-    @property
-    def geotag(self) -> dict[str, float]:
-        """The location as the nodes' protocol writes it: ``{"lat": .., "lng": ..}``."""
-        return {"lat": self.latitude, "lng": self.longitude}
-
 
 @dataclass(slots=True)
-class CrimeEventRecord(Record):
+class CrimeEventRecord(_Located):
     """A stored crime event. ``distance_m`` (metres from the query's point) is set by radius queries only."""
 
     event_id: UUID
@@ -132,11 +138,6 @@ class CrimeEventRecord(Record):
     created_at: datetime
     updated_at: datetime
     distance_m: float | None = None
-
-    @property
-    def geotag(self) -> dict[str, float]:
-        """The location as the nodes' protocol writes it: ``{"lat": .., "lng": ..}``."""
-        return {"lat": self.latitude, "lng": self.longitude}
 
 
 @dataclass(slots=True)
@@ -327,7 +328,7 @@ class ConsensusAccuracy(Record):
 
 
 @dataclass(slots=True)
-class CrimeCluster(Record):
+class CrimeCluster(_Located):
     """A stored crime cluster. ``distance_m`` (metres from the point) is set by ``ClusterRepository.within_radius``
     only."""
 
@@ -346,12 +347,7 @@ class CrimeCluster(Record):
     updated_at: datetime
     distance_m: float | None = None
 
-    @property
-    def centre(self) -> dict[str, float]:
-        """The centre as the nodes' protocol writes it: ``{"lat": .., "lng": ..}``."""
-        return {"lat": self.latitude, "lng": self.longitude}
-
-
+    centre = _Located.geotag  # a cluster's point is its centre
 
 
 @dataclass(slots=True)
