@@ -19,6 +19,10 @@
 --   would agree with itself). agreement_rate = 100 * agreeing / compared, 2 decimals, NULL when nothing was
 --   compared. records / events / validators count every record of the window.
 --
+-- - percent_of(part, whole): 100 * part / whole rounded to 2 decimals, 0 when whole is 0: a miner's success_rate
+--   (successful_rounds of total_rounds) and a validator's agreement_rate (agreements of total_validations), in the
+--   repositories and in the active_miners view (redefined here through it; same columns, same types).
+--
 -- Hotspots keep their definition in crime_hotspots_since(days, cell_degrees); their order (biggest first, then the
 -- most recent, then by position) is written once, in luminar_store.repositories.crime_events (HOTSPOT queries),
 -- which the statistics command runs as well.
@@ -69,7 +73,31 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
       FROM counted
 $$;
 
+CREATE FUNCTION percent_of(p_part bigint, p_whole bigint)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN p_whole <= 0 THEN 0 ELSE round(100.0 * p_part / p_whole, 2)::double precision END
+$$;
+
+-- success_rate is in percent: the share of scoring rounds whose overall score reached 0.5.
+CREATE OR REPLACE VIEW active_miners AS
+    SELECT miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score, overall_score,
+           avg_overall_score, total_rounds, successful_rounds,
+           percent_of(successful_rounds, total_rounds)::numeric AS success_rate,
+           registered_at, last_active_at
+      FROM miner_performance
+     WHERE is_active;
+
 -- migrate:down
+CREATE OR REPLACE VIEW active_miners AS
+    SELECT miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score, overall_score,
+           avg_overall_score, total_rounds, successful_rounds,
+           CASE WHEN total_rounds = 0 THEN 0::numeric
+                ELSE round(100.0 * successful_rounds / total_rounds, 2) END AS success_rate,
+           registered_at, last_active_at
+      FROM miner_performance
+     WHERE is_active;
+DROP FUNCTION IF EXISTS percent_of(bigint, bigint);
 DROP FUNCTION IF EXISTS consensus_agreement(timestamptz, double precision);
 DROP FUNCTION IF EXISTS score_agrees(double precision, double precision, double precision);
 DROP FUNCTION IF EXISTS running_mean_score(double precision, bigint, double precision, bigint);

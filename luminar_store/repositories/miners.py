@@ -31,6 +31,7 @@ from luminar_store.repositories._base import Repository
 
 __all__ = [
     "MinerRepository",
+    "MINER_COLUMNS",
     "SCORE_KEYS",
     "SUCCESS_THRESHOLD",
     "MAX_HOTKEY_LENGTH",
@@ -40,6 +41,14 @@ __all__ = [
 
 #: The four scores of a round, in the order of the table's columns.
 SCORE_KEYS = ("integrity", "clustering", "novelty", "quality")
+
+# name: miner_columns
+# The columns of a MinerPerformance record, in its field order; success_rate through the schema's percent_of (the
+# active_miners view's definition).
+MINER_COLUMNS = """miner_id, miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score,
+    overall_score, avg_overall_score, total_rounds, successful_rounds,
+    percent_of(successful_rounds, total_rounds) AS success_rate,
+    is_active, registered_at, last_active_at, created_at, updated_at"""
 
 # Records one scoring round in ONE statement, so concurrent rounds of the same uid serialize on its row.
 # Same hotkey: counters grow and avg_overall_score is the running mean (the schema's running_mean_score, which the
@@ -74,25 +83,17 @@ ON CONFLICT (miner_uid) DO UPDATE SET
     is_active         = true,
     last_active_at    = EXCLUDED.last_active_at
 RETURNING
-    m.miner_id, m.miner_uid, m.hotkey, m.integrity_score, m.clustering_score, m.novelty_score, m.quality_score,
-    m.overall_score, m.avg_overall_score, m.total_rounds, m.successful_rounds,
-    (CASE WHEN m.total_rounds = 0 THEN 0
-          ELSE round(100.0 * m.successful_rounds / m.total_rounds, 2) END)::float8 AS success_rate,
-    m.is_active, m.registered_at, m.last_active_at, m.created_at, m.updated_at,
+    {miner_columns},
     (m.xmax = 0) AS created,
     (m.xmax <> 0 AND m.total_rounds = 1) AS reregistered
-"""
+""".replace("{miner_columns}", MINER_COLUMNS)
 
 # One miner's record with its crime events. The counts are an aggregate over `crime_events WHERE miner_uid = $1`,
 # which idx_events_miner_time (miner_uid, "timestamp" DESC) serves; the uid is bound directly (not correlated) so
 # that the planner sees its value.
 MINER_STATS = """
 SELECT
-    m.miner_id, m.miner_uid, m.hotkey, m.integrity_score, m.clustering_score, m.novelty_score, m.quality_score,
-    m.overall_score, m.avg_overall_score, m.total_rounds, m.successful_rounds,
-    (CASE WHEN m.total_rounds = 0 THEN 0
-          ELSE round(100.0 * m.successful_rounds / m.total_rounds, 2) END)::float8 AS success_rate,
-    m.is_active, m.registered_at, m.last_active_at, m.created_at, m.updated_at,
+    {miner_columns},
     e.events_submitted, e.events_verified
   FROM miner_performance m
  CROSS JOIN (SELECT count(*) AS events_submitted,
@@ -100,7 +101,7 @@ SELECT
                FROM crime_events
               WHERE miner_uid = %(miner_uid)s) e
  WHERE m.miner_uid = %(miner_uid)s
-"""
+""".replace("{miner_columns}", MINER_COLUMNS)
 
 # Active miners from the specification's view, best average first (idx_miner_performance_active), optionally only
 # those with success_rate >= a percentage.
@@ -121,13 +122,8 @@ COUNT_ACTIVE = "SELECT count(*) FROM miner_performance WHERE is_active"
 DEACTIVATE = """
 UPDATE miner_performance AS m SET is_active = false
  WHERE m.miner_uid = %(miner_uid)s
-RETURNING
-    m.miner_id, m.miner_uid, m.hotkey, m.integrity_score, m.clustering_score, m.novelty_score, m.quality_score,
-    m.overall_score, m.avg_overall_score, m.total_rounds, m.successful_rounds,
-    (CASE WHEN m.total_rounds = 0 THEN 0
-          ELSE round(100.0 * m.successful_rounds / m.total_rounds, 2) END)::float8 AS success_rate,
-    m.is_active, m.registered_at, m.last_active_at, m.created_at, m.updated_at
-"""
+RETURNING {miner_columns}
+""".replace("{miner_columns}", MINER_COLUMNS)
 
 
 def validate_scores(scores: Any, field: str = "scores") -> dict[str, float]:

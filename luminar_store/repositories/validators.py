@@ -24,8 +24,15 @@ from luminar_store.limits import MAX_HOTKEY_LENGTH, MAX_LIMIT, MAX_STAKE
 from luminar_store.models import ValidatorStats, ValidatorUpdate
 from luminar_store.repositories._base import Repository
 
-__all__ = ["ValidatorRepository", "MAX_HOTKEY_LENGTH"]
+__all__ = ["ValidatorRepository", "VALIDATOR_COLUMNS", "MAX_HOTKEY_LENGTH"]
 
+
+# name: validator_columns
+# The columns of a ValidatorStats record, in its field order; agreement_rate is consensus_accuracy in percent,
+# through the schema's percent_of.
+VALIDATOR_COLUMNS = """validator_id, validator_uid, hotkey, total_validations, agreements, consensus_accuracy,
+       percent_of(agreements, total_validations) AS agreement_rate,
+       avg_score_given, stake, is_active, last_active_at, created_at, updated_at"""
 
 # Records one validation in ONE statement. `prior` locks and reads the uid's current row (if any); the INSERT
 # reads `prior` (FROM ... AS locked) before it upserts, so `prior` holds exactly the record the upsert replaces (a
@@ -71,35 +78,26 @@ WITH prior AS (
       FROM prior p
       JOIN saved s ON p.hotkey <> s.hotkey
 )
-SELECT s.validator_id, s.validator_uid, s.hotkey, s.total_validations, s.agreements, s.consensus_accuracy,
-       (CASE WHEN s.total_validations = 0 THEN 0
-             ELSE round(100.0 * s.agreements / s.total_validations, 2) END)::float8 AS agreement_rate,
-       s.avg_score_given, s.stake, s.is_active, s.last_active_at, s.created_at, s.updated_at,
+SELECT {validator_columns},
        s.created, (NOT s.created AND s.total_validations = 1) AS reregistered
   FROM saved s
-"""
+""".replace("{validator_columns}", VALIDATOR_COLUMNS)
 
 # One validator's record; agreement_rate is consensus_accuracy in percent.
 VALIDATOR_STATS = """
-SELECT validator_id, validator_uid, hotkey, total_validations, agreements, consensus_accuracy,
-       (CASE WHEN total_validations = 0 THEN 0
-             ELSE round(100.0 * agreements / total_validations, 2) END)::float8 AS agreement_rate,
-       avg_score_given, stake, is_active, last_active_at, created_at, updated_at
+SELECT {validator_columns}
   FROM validator_performance
  WHERE validator_uid = %(validator_uid)s
-"""
+""".replace("{validator_columns}", VALIDATOR_COLUMNS)
 
 # Active validators, most accurate first (idx_validator_performance_active).
 ACTIVE_VALIDATORS = """
-SELECT validator_id, validator_uid, hotkey, total_validations, agreements, consensus_accuracy,
-       (CASE WHEN total_validations = 0 THEN 0
-             ELSE round(100.0 * agreements / total_validations, 2) END)::float8 AS agreement_rate,
-       avg_score_given, stake, is_active, last_active_at, created_at, updated_at
+SELECT {validator_columns}
   FROM validator_performance
  WHERE is_active
  ORDER BY consensus_accuracy DESC, validator_uid
  LIMIT %(limit)s
-"""
+""".replace("{validator_columns}", VALIDATOR_COLUMNS)
 
 # How many validators are active.
 COUNT_ACTIVE = "SELECT count(*) FROM validator_performance WHERE is_active"
@@ -108,11 +106,8 @@ COUNT_ACTIVE = "SELECT count(*) FROM validator_performance WHERE is_active"
 DEACTIVATE = """
 UPDATE validator_performance SET is_active = false
  WHERE validator_uid = %(validator_uid)s
-RETURNING validator_id, validator_uid, hotkey, total_validations, agreements, consensus_accuracy,
-          (CASE WHEN total_validations = 0 THEN 0
-                ELSE round(100.0 * agreements / total_validations, 2) END)::float8 AS agreement_rate,
-          avg_score_given, stake, is_active, last_active_at, created_at, updated_at
-"""
+RETURNING {validator_columns}
+""".replace("{validator_columns}", VALIDATOR_COLUMNS)
 
 
 class ValidatorRepository(Repository):
