@@ -92,7 +92,9 @@ UPDATE crime_clusters
        time_start = %(first)s, time_end = %(last)s
  WHERE cluster_id = %(id)s
 """
-DROP_EMPTY_CLUSTERS = "DELETE FROM crime_clusters WHERE cluster_id = ANY(%s) AND event_count = 0"
+DROP_EMPTY_CLUSTERS = "DELETE FROM crime_clusters WHERE cluster_id = ANY(%(ids)s) AND event_count = 0"
+LOCK = "SELECT pg_advisory_lock(%(key)s)"
+UNLOCK = "SELECT pg_advisory_unlock(%(key)s)"
 
 
 @dataclass
@@ -219,7 +221,7 @@ def _finish(conn: psycopg.Connection, world: World, tally: Tally, now: float, su
             cur.executemany(ADD_VALIDATIONS, validators)
         if clusters:
             cur.executemany(FINISH_CLUSTER, clusters)
-        cur.execute(DROP_EMPTY_CLUSTERS, [[h.cluster_id for h in world.hotspots]])
+        cur.execute(DROP_EMPTY_CLUSTERS, {"ids": [h.cluster_id for h in world.hotspots]})
     summary.clusters = len(clusters)
 
 
@@ -234,7 +236,7 @@ def load_run(conn: psycopg.Connection, *, seed: int, reports: int, days: int, no
         if conn.execute("SELECT to_regclass('public.raw_incident_reports') IS NULL").fetchone()[0]:
             raise OperationError("this database has no Luminar schema (raw_incident_reports is missing); "
                                  "apply the migrations first: make db-migrate")
-        conn.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])  # a session lock: it outlives this transaction
+        conn.execute(LOCK, {"key": LOCK_KEY})  # a session lock: it outlives this transaction
     try:
         with conn.transaction():
             run = _next_run(conn, seed)
@@ -258,6 +260,6 @@ def _unlock(conn: psycopg.Connection) -> None:
         return  # a broken session releases its lock when it ends
     try:
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+            conn.execute(UNLOCK, {"key": LOCK_KEY})
     except psycopg.Error:
         pass
