@@ -70,8 +70,6 @@ SELECT {cluster_columns},
  ORDER BY distance_m, cluster_id
  LIMIT %(limit)s
 """.replace("{cluster_columns}", CLUSTER_COLUMNS)
-#: The query's former name.
-CLUSTERS_NEAR = CLUSTERS_WITHIN_RADIUS
 
 # Which of the given events do not exist, and whether the cluster does (locked against deletion meanwhile).
 CHECK_ASSIGNMENT = """
