@@ -12,17 +12,36 @@ Either way, psycopg errors raised inside ``_connection()`` leave it translated i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg.rows import class_row
 
 from luminar_store.repositories._errors import translated
 
-__all__ = ["ConnectionSource", "Repository"]
+__all__ = ["ConnectionSource", "Repository", "record_row"]
+
+T = TypeVar("T")
 
 #: Where a repository gets its connection: a connection, or a callable lending one (``Database.connection``).
 ConnectionSource = psycopg.AsyncConnection | Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]]
+
+
+def record_row(cls: type) -> Callable[[Any], Callable[[Sequence[Any]], Any]]:
+    """A psycopg row factory building ``cls`` from each row by position (no keyword dict per row) when the
+    columns are ``cls``'s fields in order, as this package's column lists are; by name otherwise."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+
+    def factory(cursor: Any) -> Callable[[Sequence[Any]], Any]:
+        columns = tuple(c.name for c in cursor.description or ())
+        if columns == names[:len(columns)]:
+            return lambda values: cls(*values)
+        return class_row(cls)(cursor)
+
+    return factory
 
 
 class Repository:
@@ -49,3 +68,24 @@ class Repository:
         async with self._lend() as conn:
             with translated():
                 yield conn
+
+    async def _all(self, query: str, params: Any, record: type[T], *, binary: bool = False) -> list[T]:
+        """Every row of ``query`` as a ``record``. Raises the translated errors of ``_connection()``."""
+        async with self._connection() as conn:
+            cur = conn.cursor(row_factory=record_row(record))
+            await cur.execute(query, params, binary=binary)
+            return await cur.fetchall()
+
+    async def _one(self, query: str, params: Any, record: type[T], *, binary: bool = False) -> T | None:
+        """The first row of ``query`` as a ``record``, or ``None``. Raises like ``_all``."""
+        async with self._connection() as conn:
+            cur = conn.cursor(row_factory=record_row(record))
+            await cur.execute(query, params, binary=binary)
+            return await cur.fetchone()
+
+    async def _value(self, query: str, params: Any = None) -> Any:
+        """The first column of the first row of ``query`` (``None`` without a row). Raises like ``_all``."""
+        async with self._connection() as conn:
+            cur = await conn.execute(query, params)
+            row = await cur.fetchone()
+        return None if row is None else row[0]

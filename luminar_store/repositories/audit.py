@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from psycopg.rows import class_row
-
 from luminar_store import validation as v
 from luminar_store.errors import ValidationError
 from luminar_store.limits import MAX_LIMIT
@@ -81,10 +79,7 @@ class AuditRepository(Repository):
         if table_name is not None:
             params["table_name"] = v.slug("table_name", table_name)
             query = RECENT_FOR_TABLE
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
-                await cur.execute(query, params)
-                return await cur.fetchall()
+        return await self._all(query, params, AuditEntry)
 
     async def for_row(self, table_name: str, row_id: str | int | UUID, *, limit: int = 1_000) -> list[AuditEntry]:
         """The audit history of one row, oldest first.
@@ -104,7 +99,4 @@ class AuditRepository(Repository):
         """
         params = {"table_name": v.slug("table_name", table_name), "row_id": _row_id(row_id),
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
-                await cur.execute(FOR_ROW, params)
-                return await cur.fetchall()
+        return await self._all(FOR_ROW, params, AuditEntry)

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
-from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
@@ -118,10 +117,7 @@ class ClusterRepository(Repository):
                                                      time_start=start, time_end=end))
         """
         params = validate_cluster(cluster)
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(CrimeCluster)) as cur:
-                await cur.execute(INSERT_CLUSTER, params)
-                row = await cur.fetchone()
+        row = await self._one(INSERT_CLUSTER, params, CrimeCluster)
         assert row is not None  # INSERT ... RETURNING returns its row
         return row
 
@@ -135,10 +131,7 @@ class ClusterRepository(Repository):
             c = await clusters.get(cluster_id)
         """
         params = {"cluster_id": v.uuid_value("cluster_id", cluster_id)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(CrimeCluster)) as cur:
-                await cur.execute(GET_CLUSTER, params)
-                return await cur.fetchone()
+        return await self._one(GET_CLUSTER, params, CrimeCluster)
 
     async def within_radius(self, latitude: float, longitude: float, radius_m: float, *,
                             limit: int = 100) -> list[CrimeCluster]:
@@ -164,10 +157,7 @@ class ClusterRepository(Repository):
         params = {"latitude": latitude, "longitude": longitude, "radius_m": radius_m,
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT),
                   **search_boxes(latitude, longitude, radius_m)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(CrimeCluster)) as cur:
-                await cur.execute(CLUSTERS_WITHIN_RADIUS, params)
-                return await cur.fetchall()
+        return await self._all(CLUSTERS_WITHIN_RADIUS, params, CrimeCluster)
 
     async def assign_events(self, cluster_id: UUID | str, event_ids: Iterable[UUID | str]) -> int:
         """Put crime events into a cluster (sets their ``cluster_id``); all or nothing.

@@ -22,7 +22,6 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import errors as pg
-from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
@@ -234,10 +233,7 @@ class ConsensusRepository(Repository):
             else v.integer("round_number", round_number, minimum=0, maximum=MAX_ROUND),
             "tolerance": AGREEMENT_TOLERANCE,
         }
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(ConsensusSummary)) as cur:
-                await cur.execute(EVENT_SUMMARY, params)
-                row = await cur.fetchone()
+        row = await self._one(EVENT_SUMMARY, params, ConsensusSummary)
         if row is None:
             raise NotFoundError(f"event_id: no crime event {params['event_id']}")
         return row
@@ -252,10 +248,7 @@ class ConsensusRepository(Repository):
             for record in await consensus.for_event(event_id): print(record.validator_uid, record.final_score)
         """
         params = {"event_id": v.uuid_value("event_id", event_id)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(ConsensusRecord)) as cur:
-                await cur.execute(RECORDS_FOR_EVENT, params)
-                return await cur.fetchall()
+        return await self._all(RECORDS_FOR_EVENT, params, ConsensusRecord)
 
     async def for_validator(self, validator_uid: int, *, limit: int = 100) -> list[ConsensusRecord]:
         """One validator's consensus records, newest first, at most ``limit`` (1..10,000).
@@ -268,10 +261,7 @@ class ConsensusRepository(Repository):
         """
         params = {"validator_uid": v.uid("validator_uid", validator_uid),
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(ConsensusRecord)) as cur:
-                await cur.execute(RECORDS_FOR_VALIDATOR, params)
-                return await cur.fetchall()
+        return await self._all(RECORDS_FOR_VALIDATOR, params, ConsensusRecord)
 
     async def accuracy(self, *, hours: int = 24) -> ConsensusAccuracy:
         """Validator agreement across the network over the last ``hours`` (1..87,600): the spec's "Consensus
@@ -290,9 +280,6 @@ class ConsensusRepository(Repository):
             print(f"{acc.agreement_rate}% of {acc.records} records agree")
         """
         params = {"hours": v.integer("hours", hours, minimum=1, maximum=MAX_HOURS), "tolerance": AGREEMENT_TOLERANCE}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(ConsensusAccuracy)) as cur:
-                await cur.execute(NETWORK_ACCURACY, params)
-                row = await cur.fetchone()
+        row = await self._one(NETWORK_ACCURACY, params, ConsensusAccuracy)
         assert row is not None  # an aggregate always returns a row
         return row

@@ -17,14 +17,12 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
@@ -41,7 +39,7 @@ from luminar_store.limits import (
     MIN_CELL_DEGREES,
 )
 from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot
-from luminar_store.repositories._base import Repository
+from luminar_store.repositories._base import Repository, record_row
 
 __all__ = ["CrimeEventRepository", "EVENT_COLUMNS", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M",
            "GRID_DEGREES", "MAX_GRID_CELLS", "search_boxes", "grid_cell_count", "window_hours", "record_row",
@@ -261,20 +259,6 @@ def grid_cell_count(box: dict[str, float | None]) -> int:
     return rows * cols
 
 
-def record_row(cls: type) -> Callable[[Any], Callable[[Sequence[Any]], Any]]:
-    """A psycopg row factory building ``cls`` from each row by position (no keyword dict per row) when the
-    columns are ``cls``'s fields in order, as this package's SELECT lists are; by name otherwise."""
-    names = tuple(f.name for f in dataclasses.fields(cls))
-
-    def factory(cursor: Any) -> Callable[[Sequence[Any]], Any]:
-        columns = tuple(c.name for c in cursor.description or ())
-        if columns == names[:len(columns)]:
-            return lambda values: cls(*values)
-        return class_row(cls)(cursor)
-
-    return factory
-
-
 def hotspot_query(days: int = 7, *, cell_degrees: float = GRID_DEGREES, min_incidents: int = 1,
                   limit: int = 100) -> tuple[str, dict[str, Any]]:
     """The hotspot query and its bound parameters: the one definition of a hotspot listing (cells of
@@ -446,10 +430,7 @@ class CrimeEventRepository(Repository):
         Example: ``spots = await CrimeEventRepository(conn).hotspots(days=7)``
         """
         query, params = hotspot_query(days, cell_degrees=cell_degrees, min_incidents=min_incidents, limit=limit)
-        async with self._connection() as conn:
-            cur = conn.cursor(row_factory=record_row(Hotspot))
-            await cur.execute(query, params, binary=True)
-            return await cur.fetchall()
+        return await self._all(query, params, Hotspot, binary=True)
 
     async def counts(self) -> tuple[int, int]:
         """``(all events, verified events)``."""
@@ -459,8 +440,5 @@ class CrimeEventRepository(Repository):
         return total, verified
 
     async def _many(self, query: str, params: Any) -> list[CrimeEventRecord]:
-        async with self._connection() as conn:
-            # Binary results: timestamps, arrays and floats parse faster than their text forms.
-            cur = conn.cursor(row_factory=record_row(CrimeEventRecord))
-            await cur.execute(query, params, binary=True)
-            return await cur.fetchall()
+        # Binary results: timestamps, arrays and floats parse faster than their text forms.
+        return await self._all(query, params, CrimeEventRecord, binary=True)

@@ -21,8 +21,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from psycopg.rows import class_row
-
 from luminar_store import validation as v
 from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.limits import MAX_HOTKEY_LENGTH, MAX_LIMIT, SUCCESS_THRESHOLD
@@ -196,10 +194,7 @@ class MinerRepository(Repository):
         }
         params["overall"] = overall_score(params)
         params["successful"] = 1 if params["overall"] >= SUCCESS_THRESHOLD else 0
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(MinerRoundResult)) as cur:
-                await cur.execute(RECORD_ROUND, params)
-                row = await cur.fetchone()
+        row = await self._one(RECORD_ROUND, params, MinerRoundResult)
         assert row is not None  # an upsert always returns its row
         return row
 
@@ -218,10 +213,7 @@ class MinerRepository(Repository):
             if stats is not None and stats.success_rate > 80: ...
         """
         params = {"miner_uid": v.uid("miner_uid", miner_uid)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(MinerStats)) as cur:
-                await cur.execute(MINER_STATS, params)
-                return await cur.fetchone()
+        return await self._one(MINER_STATS, params, MinerStats)
 
     async def active(self, *, limit: int = 100, min_success_rate: float | None = None) -> list[ActiveMiner]:
         """Active miners from the ``active_miners`` view, best ``avg_overall_score`` first.
@@ -241,10 +233,7 @@ class MinerRepository(Repository):
             "min_success_rate": None if min_success_rate is None
             else v.number("min_success_rate", min_success_rate, minimum=0.0, maximum=100.0),
         }
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(ActiveMiner)) as cur:
-                await cur.execute(ACTIVE_MINERS, params)
-                return await cur.fetchall()
+        return await self._all(ACTIVE_MINERS, params, ActiveMiner)
 
     async def count_active(self) -> int:
         """How many miners are active (for ``get_database_stats``).
@@ -253,10 +242,7 @@ class MinerRepository(Repository):
 
             n = await miners.count_active()
         """
-        async with self._connection() as conn:
-            cur = await conn.execute(COUNT_ACTIVE)
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return int(await self._value(COUNT_ACTIVE) or 0)
 
     async def deactivate(self, miner_uid: int) -> MinerPerformance:
         """Mark a miner inactive (it leaves ``active_miners``; its history stays; its next round re-activates it).
@@ -272,10 +258,7 @@ class MinerRepository(Repository):
             await miners.deactivate(123)
         """
         params = {"miner_uid": v.uid("miner_uid", miner_uid)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(MinerPerformance)) as cur:
-                await cur.execute(DEACTIVATE, params)
-                row = await cur.fetchone()
+        row = await self._one(DEACTIVATE, params, MinerPerformance)
         if row is None:
             raise NotFoundError(f"miner_uid: no miner with uid {params['miner_uid']}; it appears with its first "
                                 "scoring round (record_round)")

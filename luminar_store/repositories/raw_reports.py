@@ -30,7 +30,6 @@ from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.limits import MAX_CLAIM, MAX_STALE_MINUTES
 from luminar_store.models import RawIncidentReport, RawReportRecord
 from luminar_store.repositories._base import Repository
-from luminar_store.repositories.crime_events import record_row
 
 __all__ = ["RawReportRepository", "REPORT_COLUMNS", "WRITE_COLUMNS", "MAX_CLAIM", "MAX_STALE_MINUTES"]
 
@@ -253,10 +252,7 @@ class RawReportRepository(Repository):
         """
         params = {"miner_uid": v.uid("miner_uid", miner_uid),
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_CLAIM)}
-        async with self._connection() as conn:
-            cur = conn.cursor(row_factory=record_row(RawReportRecord))
-            await cur.execute(CLAIM_REPORTS, params)
-            rows = await cur.fetchall()
+        rows = await self._all(CLAIM_REPORTS, params, RawReportRecord)
         return sorted(rows, key=lambda r: (r.timestamp, r.created_at))
 
     async def mark_processed(self, report_id: uuid.UUID | str) -> RawReportRecord:
@@ -267,7 +263,7 @@ class RawReportRepository(Repository):
         Example: ``await RawReportRepository(conn).mark_processed(report_id)``
         """
         rid = v.uuid_value("report_id", report_id)
-        return await self._one(MARK_PROCESSED, {"report_id": rid}, rid)
+        return await self._settled(MARK_PROCESSED, {"report_id": rid}, rid)
 
     async def mark_failed(self, report_id: uuid.UUID | str, error_message: str, *,
                           retry: bool = False) -> RawReportRecord:
@@ -283,7 +279,7 @@ class RawReportRepository(Repository):
         if not isinstance(retry, bool):
             raise ValidationError("retry", f"must be true or false, got {type(retry).__name__}")
         params = {"report_id": rid, "error": error, "status": "pending" if retry else "failed"}
-        return await self._one(MARK_FAILED, params, rid)
+        return await self._settled(MARK_FAILED, params, rid)
 
     async def release_stale(self, older_than_minutes: int = 60) -> int:
         """Return to ``pending`` every report claimed more than ``older_than_minutes`` (1..43,200) ago and still
@@ -302,10 +298,7 @@ class RawReportRepository(Repository):
         Example: ``report = await RawReportRepository(conn).get(report_id)``
         """
         rid = v.uuid_value("report_id", report_id)
-        async with self._connection() as conn:
-            cur = conn.cursor(row_factory=record_row(RawReportRecord))
-            await cur.execute(GET_REPORT, {"report_id": rid})
-            return await cur.fetchone()
+        return await self._one(GET_REPORT, {"report_id": rid}, RawReportRecord)
 
     async def counts(self) -> tuple[int, int]:
         """``(all reports, pending reports)``."""
@@ -314,11 +307,9 @@ class RawReportRepository(Repository):
             total, pending = await cur.fetchone()  # type: ignore[misc]
         return total, pending
 
-    async def _one(self, query: str, params: Any, rid: uuid.UUID) -> RawReportRecord:
-        async with self._connection() as conn:
-            cur = conn.cursor(row_factory=record_row(RawReportRecord))
-            await cur.execute(query, params)
-            row = await cur.fetchone()
+    async def _settled(self, query: str, params: Any, rid: uuid.UUID) -> RawReportRecord:
+        """The report ``query`` updated; ``NotFoundError`` when no report has ``rid``."""
+        row = await self._one(query, params, RawReportRecord)
         if row is None:
             raise NotFoundError(f"report_id {rid}: no such raw incident report")
         return row

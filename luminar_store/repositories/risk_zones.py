@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
@@ -124,14 +123,9 @@ class RiskZoneRepository(Repository):
                                                            {"lat": 1, "lng": 1}]))
         """
         params = validate_zone(zone)
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(RiskZone)) as cur:
-                await cur.execute(INSERT_ZONE, params)
-                row = await cur.fetchone()
-            if row is None:
-                cur = await conn.execute(POLYGON_PROBLEM, params)
-                reason = (await cur.fetchone())[0]
+        row = await self._one(INSERT_ZONE, params, RiskZone)
         if row is None:
+            reason = await self._value(POLYGON_PROBLEM, params)
             if reason == "Valid Geometry":
                 reason = "it encloses no area"
             raise ValidationError("boundary", f"is not a valid polygon: {reason}; check the order of the vertices "
@@ -148,10 +142,7 @@ class RiskZoneRepository(Repository):
             zone = await zones.get(zone_id)
         """
         params = {"zone_id": v.uuid_value("zone_id", zone_id)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(RiskZone)) as cur:
-                await cur.execute(GET_ZONE, params)
-                return await cur.fetchone()
+        return await self._one(GET_ZONE, params, RiskZone)
 
     async def containing(self, latitude: float, longitude: float, *, at: datetime | None = None,
                          limit: int = 100) -> list[RiskZone]:
@@ -179,10 +170,7 @@ class RiskZoneRepository(Repository):
             "at": None if at is None else v.aware_datetime("at", at, allow_future=True),
             "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT),
         }
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(RiskZone)) as cur:
-                await cur.execute(ZONES_CONTAINING, params)
-                return await cur.fetchall()
+        return await self._all(ZONES_CONTAINING, params, RiskZone)
 
     async def expire(self, zone_id: UUID | str) -> RiskZone:
         """End a zone's validity now (``valid_until = now()``); returns the zone. Idempotent: a zone that has
@@ -198,10 +186,7 @@ class RiskZoneRepository(Repository):
             await zones.expire(zone.zone_id)
         """
         params = {"zone_id": v.uuid_value("zone_id", zone_id)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(RiskZone)) as cur:
-                await cur.execute(EXPIRE_ZONE, params)
-                row = await cur.fetchone()
+        row = await self._one(EXPIRE_ZONE, params, RiskZone)
         if row is not None:
             return row
         async with self._connection() as conn:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from psycopg.rows import class_row
-
 from luminar_store import validation as v
 from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.limits import MAX_HOTKEY_LENGTH, MAX_LIMIT, MAX_STAKE
@@ -148,10 +146,7 @@ class ValidatorRepository(Repository):
             "stake": None if stake is None else v.number("stake", stake, minimum=0.0, maximum=MAX_STAKE),
             "at": None if at is None else v.aware_datetime("at", at),
         }
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(ValidatorUpdate)) as cur:
-                await cur.execute(RECORD_VALIDATION, params)
-                row = await cur.fetchone()
+        row = await self._one(RECORD_VALIDATION, params, ValidatorUpdate)
         assert row is not None  # an upsert always returns its row
         return row
 
@@ -166,10 +161,7 @@ class ValidatorRepository(Repository):
             s.agreement_rate      # percent
         """
         params = {"validator_uid": v.uid("validator_uid", validator_uid)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
-                await cur.execute(VALIDATOR_STATS, params)
-                return await cur.fetchone()
+        return await self._one(VALIDATOR_STATS, params, ValidatorStats)
 
     async def active(self, *, limit: int = 100) -> list[ValidatorStats]:
         """Active validators, highest ``consensus_accuracy`` first, at most ``limit`` (1..10,000).
@@ -181,10 +173,7 @@ class ValidatorRepository(Repository):
             best = await validators.active(limit=10)
         """
         params = {"limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
-                await cur.execute(ACTIVE_VALIDATORS, params)
-                return await cur.fetchall()
+        return await self._all(ACTIVE_VALIDATORS, params, ValidatorStats)
 
     async def count_active(self) -> int:
         """How many validators are active (for ``get_database_stats``).
@@ -193,10 +182,7 @@ class ValidatorRepository(Repository):
 
             n = await validators.count_active()
         """
-        async with self._connection() as conn:
-            cur = await conn.execute(COUNT_ACTIVE)
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return int(await self._value(COUNT_ACTIVE) or 0)
 
     async def deactivate(self, validator_uid: int) -> ValidatorStats:
         """Mark a validator inactive; returns its record. Idempotent.
@@ -210,10 +196,7 @@ class ValidatorRepository(Repository):
             await validators.deactivate(7)
         """
         params = {"validator_uid": v.uid("validator_uid", validator_uid)}
-        async with self._connection() as conn:
-            async with conn.cursor(row_factory=class_row(ValidatorStats)) as cur:
-                await cur.execute(DEACTIVATE, params)
-                row = await cur.fetchone()
+        row = await self._one(DEACTIVATE, params, ValidatorStats)
         if row is None:
             raise NotFoundError(f"validator_uid: no validator with uid {params['validator_uid']}; it appears with "
                                 "its first validation (record_validation)")
