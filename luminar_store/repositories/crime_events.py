@@ -95,9 +95,9 @@ SELECT {event_columns}
 # the newest %(limit)s of them all. The cells come from the envelopes with the very expression of the generated
 # columns (floor(degrees / 0.01), never decreasing as the degrees grow), so every point of the box lies in a listed
 # cell. Boxes of more than MAX_GRID_CELLS cells (wide radii, near the poles) go to EVENTS_WITHIN_BOX instead (same
-# parameters, same result).
+# parameters, same result). The distance is computed for the rows returned only, outside the per-cell reads.
 EVENTS_WITHIN_RADIUS = """
-SELECT e.*
+SELECT {event_columns}, ST_Distance(geotag::geography, q.point) AS distance_m
   FROM (SELECT ST_SetSRID(ST_MakePoint(%(longitude)s, %(latitude)s), 4326)::geography AS point,
                now() - make_interval(hours => %(hours)s) AS since) AS q
  CROSS JOIN (SELECT r AS cell_row, c AS cell_col
@@ -112,13 +112,13 @@ SELECT e.*
                     generate_series(floor(%(xmin2)s::float8 / 0.01::float8)::integer,
                                     floor(%(xmax2)s::float8 / 0.01::float8)::integer) AS c) AS cell
  CROSS JOIN LATERAL (
-       SELECT {event_columns}, ST_Distance(geotag::geography, q.point) AS distance_m
+       SELECT {event_columns}, geotag
          FROM crime_events
         WHERE cell_row = cell.cell_row AND cell_col = cell.cell_col AND "timestamp" >= q.since
           AND ST_DWithin(geotag::geography, q.point, %(radius_m)s)
         ORDER BY "timestamp" DESC
         LIMIT %(limit)s) AS e
- ORDER BY e."timestamp" DESC
+ ORDER BY "timestamp" DESC
  LIMIT %(limit)s
 """.replace("{event_columns}", EVENT_COLUMNS)
 
