@@ -468,7 +468,7 @@ def run_all(settings: Any, plan: Plan, *, server: Any, out_dir: Path) -> list[Fi
     load_start = os.getloadavg()
     code = _code_version()
     say(f"migrating {settings.safe_dsn()}")
-    migrate_database(settings.conninfo(), ROOT / "migrations")
+    migrate_database(settings.conninfo())  # the package's migrations (DEFAULT_DIR)
     raw: dict[str, Any] = {}
     if plan.memory:
         raw["memory"] = measure_memory(settings, plan)

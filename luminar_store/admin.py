@@ -180,7 +180,7 @@ def setup_database(settings: Settings, *, admin_conninfo: str | None = None, mig
     and owns the new database, and PostGIS is created as the administrator. Raises ``DatabaseUnavailableError``,
     ``OperationError`` (no right to create, PostGIS missing) or ``MigrationError``.
     """
-    from luminar_store.migrator import DEFAULT_DIR, migrate_database
+    from luminar_store.migrator import migrate_database, migrations_directory
 
     _check_name(settings)
     result = SetupResult()
@@ -195,7 +195,8 @@ def setup_database(settings: Settings, *, admin_conninfo: str | None = None, mig
     else:
         with connect(settings) as conn:
             result.created_postgis = _create_postgis(conn)
-    applied = migrate_database(settings.conninfo(), migrations_dir or DEFAULT_DIR, environment=settings.env, out=out)
+    applied = migrate_database(settings.conninfo(), migrations_directory(migrations_dir), environment=settings.env,
+                               out=out)
     result.applied = [m.label for m in applied]
     return result
 

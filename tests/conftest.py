@@ -21,9 +21,10 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from luminar_store.config import Settings, load_settings
 from luminar_store.localdb import find_bindir
+from luminar_store.migrator import DEFAULT_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-MIGRATIONS = ROOT / "migrations"
+MIGRATIONS = DEFAULT_DIR
 os.environ.setdefault("LUMINAR_PG_BINDIR", str(find_bindir()))
 # Tests must never pick up a developer's .env or shell settings by accident.
 for _name in [n for n in os.environ if n.startswith("LUMINAR_DB_") or n in ("DATABASE_URL", "DB_POOL_SIZE")]:

@@ -237,9 +237,9 @@ def _server_line(settings: Settings) -> str:
 
 
 def _migrations_dir() -> Path:
-    from luminar_store.migrator import DEFAULT_DIR
+    from luminar_store.migrator import migrations_directory
 
-    return Path(os.environ.get("LUMINAR_MIGRATIONS_DIR") or DEFAULT_DIR)
+    return migrations_directory()
 
 
 def _migration_report(settings: Settings) -> tuple[str, list[str]]:

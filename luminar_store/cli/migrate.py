@@ -15,7 +15,7 @@ import click
 from luminar_store.cli import cli
 from luminar_store.config import ENVIRONMENTS, Settings, load_settings
 from luminar_store.errors import MigrationError
-from luminar_store.migrator import DEFAULT_DIR, MigrationStatus, Migrator, create_migration
+from luminar_store.migrator import DEFAULT_DIR, MigrationStatus, Migrator, create_migration, migrations_directory
 
 __all__ = ["migrate_group", "up_command", "status_command", "create_command", "rollback_command", "verify_command"]
 
@@ -88,7 +88,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _directory(ctx: click.Context) -> Path:
-    return _option(ctx, "directory") or DEFAULT_DIR
+    return migrations_directory(_option(ctx, "directory"))
 
 
 def _migrator(ctx: click.Context, settings: Settings, *, wait: bool = True) -> Migrator:

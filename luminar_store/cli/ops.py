@@ -232,7 +232,7 @@ def status_command(env: str | None, directory: Path | None) -> None:
     Example: luminar-db status --env=local
     """
     from luminar_store.localdb import server_info
-    from luminar_store.migrator import DEFAULT_DIR, Migrator
+    from luminar_store.migrator import Migrator, migrations_directory
 
     settings = _settings(env)
     p = settings.public_dict()
@@ -247,7 +247,7 @@ def status_command(env: str | None, directory: Path | None) -> None:
         raise
     rows += [("reachable", "yes"), ("PostgreSQL", info["postgresql"] or "?"),
              ("PostGIS", info["postgis"] or "not installed in this database (luminar-db setup installs it)")]
-    statuses = Migrator(settings.conninfo(), directory or DEFAULT_DIR, environment=settings.env).status()
+    statuses = Migrator(settings.conninfo(), migrations_directory(directory), environment=settings.env).status()
     applied = [s for s in statuses if s.state == "applied"]
     pending = [s for s in statuses if s.state == "pending"]
     other = [f"{s.label} {s.state}" for s in statuses if s.state not in ("applied", "pending")]
