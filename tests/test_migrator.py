@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from luminar_store.errors import DatabaseUnavailableError, MigrationError, ValidationError
 from luminar_store.migrator import (
@@ -386,6 +387,32 @@ def test_a_files_settings_reach_neither_its_record_nor_the_next_file(mdir, dsn, 
                 ) == [(me,)]
     assert {v: (r[4].split("@")[0], r[5]) for v, r in records(dsn).items()} == {
         v: (me, False) for v in ("20250101000000", "20250102000000", "20250103000000")}
+
+
+@pytest.fixture
+def plain_runner(dsn, role) -> str:
+    """The conninfo of a login role that is no superuser, may create in public and may SET ROLE to ``role``."""
+    name = f"plain_runner_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name)))
+    yield make_conninfo(dsn, user=name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("header", ["", NO_TRANSACTION], ids=["transaction", "no-transaction"])
+def test_a_runner_that_is_no_superuser_puts_its_settings_back_too(mdir, plain_runner, role, header):
+    # SET SESSION AUTHORIZATION DEFAULT is allowed to anyone: it returns to the login role.
+    write(mdir, "20250101000000_spy.sql", SPY)
+    write(mdir, "20250102000000_sets.sql", header + setter(["search_path", "lock_timeout", "role",
+                                                              "statement_timeout"], role))
+    assert len(Migrator(plain_runner, mdir).migrate()) == 2
+    got = seen(plain_runner)
+    assert got[("record insert", "20250102000000")] == got[("record insert", "20250101000000")]
+    assert got[("record insert", "20250101000000")]["current_user_name"].startswith("plain_runner_")
 
 
 def test_a_failed_no_transaction_file_records_its_failure_under_the_runners_settings(mdir, dsn, role):
