@@ -439,9 +439,9 @@ def _versions(settings: Any) -> dict[str, str | None]:
     import psycopg
     import psycopg_pool
 
-    from luminar_store.localdb import server_info
+    from luminar_store.ops.connect import server_info
 
-    info: dict[str, str | None] = dict(server_info(settings.conninfo()))
+    info: dict[str, str | None] = dict(server_info(settings))
     info.update({"python": platform.python_version(), "psycopg": psycopg.__version__,
                  "psycopg_impl": psycopg.pq.__impl__, "psycopg_pool": psycopg_pool.__version__,
                  "asyncpg": asyncpg.__version__})

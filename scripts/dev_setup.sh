@@ -129,4 +129,4 @@ then
 fi
 
 say "ready: .venv ($(.venv/bin/python --version 2>&1)), PostgreSQL binaries in $(.venv/bin/python -c \
-  'from luminar_store.localdb import find_bindir; print(find_bindir())')"
+  'from luminar_store.ops.cluster import find_bindir; print(find_bindir())')"

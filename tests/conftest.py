@@ -20,8 +20,8 @@ from pytest_postgresql import factories
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from luminar_store.config import Settings, load_settings
-from luminar_store.localdb import find_bindir
 from luminar_store.migrator import DEFAULT_DIR
+from luminar_store.ops.cluster import find_bindir
 
 ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = DEFAULT_DIR

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from luminar_store.backup import find_tool, tool_environment
 from luminar_store.cli import cli
 from luminar_store.config import Settings
+from luminar_store.ops.backup import find_tool, tool_environment
 
 SECRET = "hunter2-not-for-printing"
 

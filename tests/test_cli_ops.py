@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from luminar_store.admin import scram_verifier
 from luminar_store.cli import cli
 from luminar_store.config import Settings
+from luminar_store.ops.provision import scram_verifier
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "hunter2-not-for-printing"

@@ -16,10 +16,12 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from luminar_store import localdb
 from luminar_store.cli import cli
 from luminar_store.config import load_settings
 from luminar_store.errors import ConfigError, DatabaseUnavailableError, OperationError
+from luminar_store.ops import cluster as localdb
+from luminar_store.ops import provision
+from luminar_store.ops.connect import server_info
 
 
 def free_port() -> int:
@@ -40,7 +42,7 @@ def remove(handle: Path) -> None:
 
 
 def settings_for(cluster: localdb.Cluster, env: str = "local", **extra: str):
-    environ = {"LUMINAR_DB_HOST": cluster.host, "LUMINAR_DB_PORT": str(cluster.port), "LUMINAR_DB_NAME":
+    environ = {"LUMINAR_ENV": env, "LUMINAR_DB_HOST": cluster.host, "LUMINAR_DB_PORT": str(cluster.port), "LUMINAR_DB_NAME":
                cluster.dbname, "LUMINAR_DB_USER": cluster.user, "LUMINAR_DB_PASSWORD": cluster.password, **extra}
     return load_settings(env, environ=environ)
 
@@ -73,7 +75,8 @@ def open_dir() -> Iterator[Path]:
 # -- the cluster ------------------------------------------------------------------------------------------------------
 def test_start_creates_role_database_and_working_postgis(cluster: localdb.Cluster) -> None:
     assert localdb.start(cluster) == "started"
-    info = localdb.server_info(cluster.conninfo())
+    provision.ensure_database(settings_for(cluster))
+    info = server_info(settings_for(cluster))
     assert info["postgresql"].split(".")[0] == localdb.find_bindir().parent.name
     assert info["postgis"] and info["postgis"].startswith("3.")
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
@@ -133,7 +136,7 @@ def test_stop_reports_down_and_data_survives_a_restart(cluster: localdb.Cluster)
     assert found.initialized and not found.running and found.pid is None
     assert localdb.stop(cluster) is False
     with pytest.raises(DatabaseUnavailableError, match="make db-start"):
-        localdb.server_info(cluster.conninfo())
+        server_info(settings_for(cluster))
     assert localdb.start(cluster) == "started"
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         assert conn.execute("SELECT x FROM kept").fetchall() == [(42,)]
@@ -174,9 +177,10 @@ def test_init_refuses_an_empty_password(base: Path) -> None:
 
 def test_ensure_database_creates_a_missing_database_with_postgis(cluster: localdb.Cluster) -> None:
     localdb.start(cluster)
-    assert localdb.ensure_database(cluster.conninfo("postgres"), "second_db") is True
-    assert localdb.ensure_database(cluster.conninfo("postgres"), "second_db") is False
-    assert localdb.server_info(cluster.conninfo("second_db"))["postgis"]
+    second = settings_for(cluster).with_database("second_db")
+    assert provision.ensure_database(second) == (True, True)
+    assert provision.ensure_database(second) == (False, False)
+    assert server_info(second)["postgis"]
 
 
 def test_reset_drops_and_recreates_the_database(cluster: localdb.Cluster) -> None:
@@ -185,12 +189,13 @@ def test_reset_drops_and_recreates_the_database(cluster: localdb.Cluster) -> Non
         conn.execute("CREATE TABLE IF NOT EXISTS doomed (x int)")
         held = psycopg.connect(cluster.conninfo())  # an open session does not stop the reset
     try:
-        localdb.reset(settings_for(cluster))
+        provision.carry_out_reset(provision.plan_reset(settings_for(cluster)))
     finally:
         held.close()
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass('public.doomed')").fetchone() == (None,)
-    assert localdb.server_info(cluster.conninfo())["postgis"]
+        assert conn.execute("SELECT to_regclass('public.crime_events')::text").fetchone() == ("crime_events",)
+    assert server_info(settings_for(cluster))["postgis"]
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -199,8 +204,8 @@ def test_reset_is_refused_outside_local_and_testing(cluster: localdb.Cluster, en
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS precious (x int)")
     settings = settings_for(cluster, env, LUMINAR_DB_SSLMODE="require", LUMINAR_DB_PASSWORD="a-real-secret")
-    with pytest.raises(OperationError, match="LUMINAR_ENV=local or testing"):
-        localdb.reset(settings)
+    with pytest.raises(OperationError, match="LUMINAR_ENV=local, testing, testnet"):
+        provision.plan_reset(settings)
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass('public.precious')::text").fetchone() == ("precious",)
 
@@ -257,7 +262,9 @@ def test_db_commands_start_status_reset_stop(run) -> None:
     refused = run("reset")  # CliRunner's stdin is not a terminal: no question, a refusal with the hint
     assert refused.exit_code == 1
     assert "--yes" in refused.output and "FORCE=1" in refused.output
-    assert refused.output.count("\n") == 1 and "Traceback" not in refused.output
+    target = refused.output.splitlines()[0]  # named before anything else
+    assert target.startswith("Target: database luminar_local on localhost:") and "(environment local)" in target
+    assert refused.output.count("\n") == 2 and "Traceback" not in refused.output
 
     reset = run("reset", "--yes")
     assert reset.exit_code == 0, reset.output
@@ -275,9 +282,9 @@ def test_db_commands_start_status_reset_stop(run) -> None:
 def test_db_commands_refuse_remote_environments(run) -> None:
     for args in (["start", "--env", "production"], ["stop", "--env", "staging"],
                  ["reset", "--yes", "--env", "production"]):
-        result = run(*args, LUMINAR_DB_PASSWORD="a-real-secret")
+        result = run(*args, LUMINAR_DB_PASSWORD="a-real-secret", LUMINAR_ENV=args[-1])
         assert result.exit_code == 1, result.output
-        assert "LUMINAR_ENV=local or testing" in result.output and "Traceback" not in result.output
+        assert "LUMINAR_ENV=local, testing, testnet" in result.output and "Traceback" not in result.output
 
 
 def test_db_status_of_a_database_that_is_not_there(run) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import click
 
-from luminar_store.cli import cli
 from luminar_store.config import ENVIRONMENTS, Settings, load_settings
 from luminar_store.errors import MigrationError
 from luminar_store.migrator import DEFAULT_DIR, MigrationStatus, Migrator, create_migration, migrations_directory
@@ -118,7 +117,7 @@ def _apply(ctx: click.Context) -> None:
         click.echo("Nothing to apply: the database is up to date.")
 
 
-@cli.group("migrate", invoke_without_command=True)
+@click.group("migrate", invoke_without_command=True)
 @_connection_options
 @_apply_options
 @click.pass_context
