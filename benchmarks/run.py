@@ -438,6 +438,7 @@ def _versions(settings: Any) -> dict[str, str | None]:
     import asyncpg
     import psycopg
     import psycopg_pool
+
     from luminar_store.ops.connect import server_info
 
     info: dict[str, str | None] = dict(server_info(settings))
