@@ -42,8 +42,9 @@ def remove(handle: Path) -> None:
 
 
 def settings_for(cluster: localdb.Cluster, env: str = "local", **extra: str):
-    environ = {"LUMINAR_ENV": env, "LUMINAR_DB_HOST": cluster.host, "LUMINAR_DB_PORT": str(cluster.port), "LUMINAR_DB_NAME":
-               cluster.dbname, "LUMINAR_DB_USER": cluster.user, "LUMINAR_DB_PASSWORD": cluster.password, **extra}
+    environ = {"LUMINAR_ENV": env, "LUMINAR_DB_HOST": cluster.host, "LUMINAR_DB_PORT": str(cluster.port),
+               "LUMINAR_DB_NAME": cluster.dbname, "LUMINAR_DB_USER": cluster.user,
+               "LUMINAR_DB_PASSWORD": cluster.password, **extra}
     return load_settings(env, environ=environ)
 
 

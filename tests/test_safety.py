@@ -63,7 +63,7 @@ def holding(db_settings: Settings) -> Settings:
     return db_settings
 
 
-# -- incident 1: the wrong database wiped -------------------------------------------------------------------------------
+# -- incident 1: the wrong database wiped ---------------------------------------------------------------------------
 def test_reset_for_testing_never_follows_a_dotenv_written_for_local(holding: Settings, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(dotenv_for(holding))
     done = setup_database_py("reset", "--env=testing", "--yes", cwd=tmp_path)
