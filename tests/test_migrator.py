@@ -438,6 +438,14 @@ def test_a_down_sections_settings_do_not_reach_the_deletion_of_its_record(mdir, 
     assert list(records(dsn)) == ["20250101000000"]
 
 
+def test_a_file_that_makes_its_transaction_read_only_fails_typed_and_leaves_no_trace(mdir, dsn):
+    # transaction_read_only is no setting RESET ALL may change mid-transaction: the record cannot be written.
+    write(mdir, "20250101000000_ro.sql", "CREATE TABLE ro (id int);\nSET TRANSACTION READ ONLY;\n")
+    with pytest.raises(MigrationError, match=r"20250101000000_ro\.sql ran, but its bookkeeping could not be written"):
+        Migrator(dsn, mdir).migrate()
+    assert not exists(dsn, "ro") and records(dsn) == {}
+
+
 def test_a_no_transaction_file_ending_inside_its_own_begin_fails_without_its_record_joining_that_block(mdir, dsn):
     write(mdir, "20250101000000_open.sql",
           "-- migrate:no-transaction\nCREATE TABLE kept (id int);\nBEGIN;\nCREATE TABLE lost (id int);\n")

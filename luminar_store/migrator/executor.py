@@ -69,7 +69,8 @@ def run_file(conn: psycopg.Connection, m: Migration, statements: Iterable[Statem
     """Run ``statements`` of ``m`` on ``conn`` (autocommit), then ``done(ms)``; return the milliseconds taken.
 
     ``m.transactional``: statements and ``done`` in one transaction. Otherwise one by one, and on a failure
-    ``failed(ms, message)`` after rolling back any block the file left open. Raises ``StatementFailed``.
+    ``failed(ms, message)`` after rolling back any block the file left open. Raises ``StatementFailed`` when a
+    statement fails or ``done`` cannot write (a transactional file then leaves no trace).
     """
     statements = tuple(statements)
     started = time.perf_counter()
@@ -83,5 +84,10 @@ def run_file(conn: psycopg.Connection, m: Migration, statements: Iterable[Statem
                 failed(ms_since(started), exc.message)
             raise
         ms = ms_since(started)
-        done(ms)
+        try:
+            done(ms)
+        except psycopg.Error as exc:  # e.g. a transactional file made its transaction read-only
+            raise StatementFailed(f"migration {m.path.name} ran, but its bookkeeping could not be written: "
+                                  f"{exc.diag.message_primary or type(exc).__name__} (SQLSTATE {exc.sqlstate})"
+                                  ) from exc
     return ms
