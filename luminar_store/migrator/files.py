@@ -6,7 +6,7 @@ Everything here reads or writes files only; the database side lives in the other
 
 Location
     The SQL files live in the repository's top-level ``migrations/`` and ship inside the wheel as the package
-    ``luminar_store.migrations`` (a ``package_dir`` mapping in ``setup.cfg``); ``DEFAULT_DIR`` finds them with
+    ``luminar_store.migrations`` (a ``package_dir`` mapping in ``setup.py``); ``DEFAULT_DIR`` finds them with
     ``importlib.resources``, so an editable install, a regular install and a bare checkout all see them.
     ``migrations_directory()`` is what every command uses: ``--dir``, else ``LUMINAR_MIGRATIONS_DIR``, else
     ``DEFAULT_DIR``.
@@ -63,7 +63,7 @@ __all__ = [
     "create_migration",
 ]
 
-#: The package that holds the SQL files once installed (``setup.cfg`` maps it onto the top-level ``migrations/``).
+#: The package that holds the SQL files once installed (``setup.py`` maps it onto the top-level ``migrations/``).
 MIGRATIONS_PACKAGE = "luminar_store.migrations"
 #: Environment variable naming another migrations directory (the ``--dir`` option reads it too).
 DIR_ENV = "LUMINAR_MIGRATIONS_DIR"
