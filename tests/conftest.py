@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg.conninfo import make_conninfo
 from pytest_postgresql import factories
 from pytest_postgresql.janitor import DatabaseJanitor
@@ -110,6 +111,21 @@ def empty_db(pg_server: Server) -> Iterator[Settings]:
     name = f"e_{uuid.uuid4().hex[:12]}"
     with pg_server.janitor(name, template=None):
         yield pg_server.settings(name)
+
+
+@pytest.fixture
+def cli_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``cli_run(args, env)``: invoke ``luminar-db`` in-process from an empty directory (so no developer .env is
+    read), with ``env`` added to the environment; stdin is not a terminal, as in CI."""
+    from luminar_store.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def invoke(args: list[str], env: dict[str, str | None] | None = None, input: str | None = None):
+        return runner.invoke(cli, args, env=env, input=input, catch_exceptions=False)
+
+    return invoke
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
+from _cli import cli_env
 from psycopg import sql
 
-from luminar_store.cli import cli
 from luminar_store.config import Settings
 from luminar_store.errors import DatabaseMissingError, DatabaseUnavailableError, OperationError
 from luminar_store.ops import provision
@@ -52,12 +51,9 @@ def setup_database_py(*args: str, cwd: Path, **extra: str) -> subprocess.Complet
 
 
 @pytest.fixture
-def holding(db_settings: Settings) -> Settings:
+def holding(db_settings: Settings, cli_run) -> Settings:
     """The test database holding 40 sample reports."""
-    result = CliRunner().invoke(cli, ["sample-data", "--reports", "40"], env={
-        "LUMINAR_ENV": "testing", "LUMINAR_DB_HOST": db_settings.host, "LUMINAR_DB_PORT": str(db_settings.port),
-        "LUMINAR_DB_NAME": db_settings.name, "LUMINAR_DB_USER": db_settings.user,
-        "LUMINAR_DB_PASSWORD": db_settings.password})
+    result = cli_run(["sample-data", "--reports", "40"], cli_env(db_settings))
     assert result.exit_code == 0, result.output
     assert rows(db_settings) == 40
     return db_settings
@@ -153,24 +149,17 @@ def test_an_unreachable_server_names_host_port_database_environment_and_the_test
 
 
 # -- idempotent set-up, one status ------------------------------------------------------------------------------------
-def test_setup_with_sample_data_twice_loads_once(db_settings: Settings) -> None:
-    env = {"LUMINAR_ENV": "testing", "LUMINAR_DB_HOST": db_settings.host, "LUMINAR_DB_PORT": str(db_settings.port),
-           "LUMINAR_DB_NAME": db_settings.name, "LUMINAR_DB_USER": db_settings.user,
-           "LUMINAR_DB_PASSWORD": db_settings.password}
-    runner = CliRunner()
+def test_setup_with_sample_data_twice_loads_once(db_settings: Settings, cli_run) -> None:
     for _ in range(2):
-        result = runner.invoke(cli, ["setup", "--sample-data", "--reports", "30"], env=env)
+        result = cli_run(["setup", "--sample-data", "--reports", "30"], cli_env(db_settings))
         assert result.exit_code == 0, result.output
     assert "already holds reports; no sample data loaded" in result.output
     assert rows(db_settings) == 30
 
 
-def test_status_and_db_status_are_one_report(db_settings: Settings) -> None:
-    env = {"LUMINAR_ENV": "testing", "LUMINAR_DB_HOST": db_settings.host, "LUMINAR_DB_PORT": str(db_settings.port),
-           "LUMINAR_DB_NAME": db_settings.name, "LUMINAR_DB_USER": db_settings.user,
-           "LUMINAR_DB_PASSWORD": db_settings.password, "LUMINAR_LOCAL_DIR": "/nonexistent/luminar"}
-    runner = CliRunner()
-    plain, db = runner.invoke(cli, ["status", "-v"], env=env), runner.invoke(cli, ["db", "status", "-v"], env=env)
+def test_status_and_db_status_are_one_report(db_settings: Settings, cli_run) -> None:
+    env = cli_env(db_settings, LUMINAR_LOCAL_DIR="/nonexistent/luminar")
+    plain, db = cli_run(["status", "-v"], env), cli_run(["db", "status", "-v"], env)
     assert plain.exit_code == db.exit_code == 0, plain.output + db.output
     assert plain.output == db.output
     assert "migrations   current (" in plain.output and "applied migrations:" in plain.output
