@@ -124,7 +124,7 @@ def test_an_unreachable_database_is_one_line_with_exit_code_2(run):
                  LUMINAR_DB_PASSWORD="never-shown")
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
-    assert f"host 127.0.0.1, port {port}, database" in result.stderr and "make db-start" in result.stderr
+    assert f"host 127.0.0.1, port {port}, database" in result.stderr and "make db-test-setup" in result.stderr
     assert "never-shown" not in result.output and "Traceback" not in result.output
 
 
@@ -221,5 +221,5 @@ def test_manager_py_reports_an_unreachable_database_in_one_line_with_exit_code_2
                                     "LUMINAR_DB_PASSWORD": "not-for-your-eyes"}, tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert f"port {port}" in result.stderr and "make db-start" in result.stderr
+    assert f"port {port}" in result.stderr and "make db-test-setup" in result.stderr
     assert "not-for-your-eyes" not in result.stderr

@@ -92,7 +92,7 @@ def _directory(ctx: click.Context) -> Path:
 
 def _migrator(ctx: click.Context, settings: Settings, *, wait: bool = True) -> Migrator:
     lock_timeout = _option(ctx, "lock_timeout")
-    migrator = Migrator(settings.conninfo(), _directory(ctx), environment=settings.env, out=click.echo,
+    migrator = Migrator(settings, _directory(ctx), out=click.echo,
                         lock_timeout=60.0 if lock_timeout is None else lock_timeout)
     seconds = _option(ctx, "wait")
     if wait and seconds:

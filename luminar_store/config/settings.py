@@ -117,6 +117,19 @@ class Settings:
         """The environment's defaults and what it allows (``environments.environment``)."""
         return environment(self.env)
 
+    @classmethod
+    def from_conninfo(cls, conninfo: str, env: str = "local") -> Settings:
+        """Settings for one connection string (URL or ``key=value``), as tools that are handed one use it: the
+        string's host, port, database, role, password and TLS; nothing else is read. Raises ``ConfigError`` (never
+        echoing the string) when it is not a connection string."""
+        parts = _from_database_url(conninfo, what="the connection string")
+        user = str(parts.get("user") or os.environ.get("PGUSER") or "postgres")
+        return cls(env=env, host=str(parts.get("host") or "localhost"),
+                   port=_port(parts.get("port") or 5432, "the connection string's port"),
+                   name=str(parts.get("name") or user), user=user, password=str(parts.get("password") or ""),
+                   sslmode=str(parts.get("sslmode") or "prefer"), sslrootcert=parts.get("sslrootcert"),  # type: ignore
+                   sslcert=parts.get("sslcert"), sslkey=parts.get("sslkey"))  # type: ignore[arg-type]
+
     @property
     def pool_max_size(self) -> int:
         return self.pool_size + self.max_overflow
@@ -167,14 +180,14 @@ def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _from_database_url(url: str) -> dict[str, object]:
+def _from_database_url(url: str, *, what: str = "DATABASE_URL") -> dict[str, object]:
     from psycopg.conninfo import conninfo_to_dict
 
     try:
         parts = conninfo_to_dict(url)
     except Exception:  # psycopg.ProgrammingError: its message may echo the URL, so it is not chained
         raise ConfigError(
-            "DATABASE_URL is not a valid connection string; use postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+            f"{what} is not a valid connection string; use postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
         ) from None
     out: dict[str, object] = {}
     mapping = {"host": "host", "port": "port", "dbname": "name", "user": "user", "password": "password",

@@ -24,15 +24,14 @@ Example::
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from luminar_store.errors import ConfigError, DatabaseUnavailableError, MigrationError
+from luminar_store.config import Settings
+from luminar_store.errors import MigrationError
 from luminar_store.migrator.executor import StatementFailed, run_file
 from luminar_store.migrator.files import DEFAULT_DIR, Migration, create_migration, discover_migrations
 from luminar_store.migrator.plan import (
@@ -50,78 +49,51 @@ __all__ = ["Migrator", "migrate_database"]
 
 
 class Migrator:
-    """Runs the migrations of ``directory`` against the database of ``conninfo``.
+    """Runs the migrations of ``directory`` against the database of ``target`` (``Settings``, or a connection
+    string, which is read as ``Settings.from_conninfo`` reads it).
 
     ``lock_timeout`` bounds the wait for another run's lock (seconds; 0 = do not wait); ``environment`` is the
     settings' environment (``rollback`` refuses ``production`` unless told); ``applied_by`` overrides the recorded
     ``role@host``; ``out`` receives one human line per event (None: silent). Every method raises
     ``DatabaseUnavailableError`` when the server cannot be reached and ``MigrationError`` when it refuses to go on.
-    The conninfo (with its password) is never printed.
+    Connections open through ``luminar_store.ops.connect`` (one "cannot reach" text); the password is never printed.
     """
 
-    def __init__(self, conninfo: str, directory: Path | str = DEFAULT_DIR, *, lock_timeout: float = 60.0,
-                 environment: str = "local", applied_by: str | None = None,
+    def __init__(self, target: str | Settings, directory: Path | str = DEFAULT_DIR, *, lock_timeout: float = 60.0,
+                 environment: str | None = None, applied_by: str | None = None,
                  out: Callable[[str], object] | None = None) -> None:
-        try:
-            params = conninfo_to_dict(conninfo)
-        except psycopg.ProgrammingError:  # its message may echo the password
-            raise ConfigError("the connection string is not valid; use postgresql://USER:PASSWORD@HOST:PORT/DB"
-                              ) from None
-        defaults = {"application_name": "luminar_store.migrator", "connect_timeout": "10"}
-        self._conninfo = make_conninfo(conninfo, **{k: v for k, v in defaults.items() if k not in params})
-        self._params = params
+        if isinstance(target, Settings):
+            self.settings = target if environment is None else replace(target, env=environment)
+        else:
+            self.settings = Settings.from_conninfo(target, environment or "local")
+        self.environment = self.settings.env
         self.directory = Path(directory)
         self.lock_timeout = float(lock_timeout)
-        self.environment = environment
         self.applied_by = applied_by
         self._out = out
 
     def __repr__(self) -> str:
         return f"Migrator({self.where()}, directory={str(self.directory)!r})"
 
-    # -- connection ----------------------------------------------------------------------------------------------
+    # -- connection: through the operations layer's one door -------------------------------------------------------
     def where(self) -> str:
         """``host H, port P, database D`` of the target (no user, no password)."""
-        p, env = self._params, os.environ
-        host = p.get("host") or p.get("hostaddr") or env.get("PGHOST") or "localhost"
-        port = p.get("port") or env.get("PGPORT") or "5432"
-        dbname = p.get("dbname") or env.get("PGDATABASE") or p.get("user") or "?"
-        return f"host {host}, port {port}, database {dbname}"
-
-    def _unavailable(self, exc: Exception, waited: float = 0) -> DatabaseUnavailableError:
-        reason = " ".join((str(exc).strip().splitlines() or [""])[0].split())
-        reason = reason.removeprefix("connection failed: ")
-        password = self._params.get("password")
-        if password:
-            reason = reason.replace(password, "***")
-        after = f" after waiting {waited:g} s" if waited else ""
-        return DatabaseUnavailableError(
-            f"cannot reach the database ({self.where()}){after}: {reason}; is it running? "
-            "Start it with `make db-start` (or pass --wait SECONDS while it starts)"
-        )
+        return self.settings.describe()
 
     def _connect(self) -> psycopg.Connection:
-        try:
-            return psycopg.connect(self._conninfo, autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise self._unavailable(exc) from None
+        from luminar_store.ops.connect import connect
+
+        return connect(self.settings)
 
     def _recorder(self, conn: psycopg.Connection) -> Recorder:
         return Recorder(conn, applied_by=self.applied_by)
 
     def wait_until_ready(self, seconds: float) -> None:
         """Retry connecting for up to ``seconds`` (a server still starting); raises ``DatabaseUnavailableError``."""
-        deadline = time.monotonic() + max(seconds, 0)
-        while True:
-            try:
-                with psycopg.connect(self._conninfo, autocommit=True) as conn:
-                    conn.execute("SELECT 1")
-                return
-            except psycopg.OperationalError as exc:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise self._unavailable(exc, waited=seconds) from None
-                time.sleep(min(0.5, left))
+        from luminar_store.ops.connect import connect
+
+        with connect(self.settings, retry_for=seconds):
+            pass
 
     def _say(self, line: str) -> None:
         if self._out is not None:
@@ -260,7 +232,7 @@ class Migrator:
         return m
 
 
-def migrate_database(conninfo: str, directory: Path | str | None = None, **kwargs) -> list[Migration]:
+def migrate_database(conninfo: str | Settings, directory: Path | str | None = None, **kwargs) -> list[Migration]:
     """Apply every pending migration of ``directory`` (default ``DEFAULT_DIR``) and return those applied.
 
     ``kwargs`` go to ``Migrator`` (lock_timeout, environment, applied_by, out) or to ``Migrator.migrate``

@@ -15,6 +15,8 @@ Example::
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -38,9 +40,10 @@ def start_hint(settings: Settings) -> str:
 
 
 def _reason(exc: Exception, secret: str | None) -> str:
-    """The server's (or libpq's) reason in one line, without the password."""
+    """The server's (or libpq's) reason in one line (its first: it names the address and what happened), without
+    the password."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
-    reason = " ".join(lines[-1].split()).removeprefix("connection failed: ")
+    reason = " ".join(lines[0].split()).removeprefix("connection failed: ")
     return reason.replace(secret, "***") if secret else reason
 
 
@@ -65,18 +68,19 @@ def database_exists(conn: psycopg.Connection, name: str) -> bool:
 
 
 def _unavailable(settings: Settings, dbname: str, exc: Exception, *, secret: str | None,
-                 as_admin: bool = False) -> DatabaseUnavailableError:
+                 as_admin: bool = False, waited: float = 0) -> DatabaseUnavailableError:
     who = " as administrator" if as_admin else ""
+    after = f" after waiting {waited:g} s" if waited else ""
     hint = "check --admin-url" if as_admin else start_hint(settings)
     return DatabaseUnavailableError(
         f"cannot reach the database{who} (host {settings.host}, port {settings.port}, database {dbname}, "
-        f"environment {settings.env}): {_reason(exc, secret)}; {hint}")
+        f"environment {settings.env}){after}: {_reason(exc, secret)}; {hint}")
 
 
 def connect(settings: Settings, *, dbname: str | None = None, autocommit: bool = True,
-            admin_url: str | None = None) -> psycopg.Connection:
+            admin_url: str | None = None, retry_for: float = 0) -> psycopg.Connection:
     """A connection to ``dbname`` (default: the settings' database), as the settings' role, or as the role of
-    ``admin_url`` when given.
+    ``admin_url`` when given; ``retry_for`` seconds of retrying while the server does not answer (one starting).
 
     Raises ``DatabaseMissingError`` when the server answers but has no such database, and
     ``DatabaseUnavailableError`` (host, port, database, environment, the reason, the fix) when the server cannot be
@@ -89,10 +93,17 @@ def connect(settings: Settings, *, dbname: str | None = None, autocommit: bool =
     else:
         params = settings.connect_kwargs(dbname=name)
         secret = settings.password or None
-    try:
-        return _open(params, autocommit)
-    except psycopg.OperationalError as exc:
-        failure = _unavailable(settings, name, exc, secret=secret, as_admin=bool(admin_url))
+    deadline = time.monotonic() + max(retry_for, 0)
+    while True:
+        try:
+            return _open(params, autocommit)
+        except psycopg.OperationalError as exc:
+            left = deadline - time.monotonic()
+            if left > 0:
+                time.sleep(min(0.5, left))
+                continue
+            failure = _unavailable(settings, name, exc, secret=secret, as_admin=bool(admin_url), waited=retry_for)
+        break
     if name not in MAINTENANCE_DATABASES and _missing_on_server(params, name):
         raise DatabaseMissingError(
             f"database {name} does not exist on {settings.host}:{settings.port} (environment {settings.env}); "

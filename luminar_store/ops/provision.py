@@ -209,7 +209,7 @@ def _migrations(directory: Path | None) -> tuple[Path, int]:
 def _migrate(settings: Settings, directory: Path, out: Out) -> list[str]:
     from luminar_store.migrator import migrate_database
 
-    return [m.label for m in migrate_database(settings.conninfo(), directory, environment=settings.env, out=out)]
+    return [m.label for m in migrate_database(settings, directory, out=out)]
 
 
 def setup_database(settings: Settings, *, admin_conninfo: str | None = None, migrations_dir: Path | None = None,

@@ -64,7 +64,7 @@ def server_line(settings: Settings) -> str:
 def _migrations(settings: Settings, directory: Path | None) -> tuple[str, list[str]]:
     from luminar_store.migrator import Migrator, migrations_directory
 
-    found = Migrator(settings.conninfo(), migrations_directory(directory), environment=settings.env).status()
+    found = Migrator(settings, migrations_directory(directory)).status()
     applied = [s for s in found if s.state == "applied"]
     pending = [s for s in found if s.state == "pending"]
     attention = [s for s in found if s.state not in ("applied", "pending")]
