@@ -153,31 +153,36 @@ class Settings:
 
 
 # -- parsing ------------------------------------------------------------------------------------------------------
-def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
+def _number(environ: Mapping[str, str], name: str, default: float, *, whole: bool = True, minimum: float = 1,
+            maximum: float | None = None) -> float:
+    """The number in variable ``name`` (``default`` when unset or empty): a whole number within the bounds, or with
+    ``whole=False`` a positive, finite number of seconds. Refusals name the variable and an example."""
     raw = environ.get(name)
-    if raw is None or raw.strip() == "":
+    if raw is None or str(raw).strip() == "":
         return default
+    kind = "a whole number" if whole else "a number of seconds"
     try:
-        value = int(raw.strip())
+        value = int(str(raw).strip()) if whole else float(str(raw).strip())
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}; set it like {name}={default}") from None
-    if value < minimum or (maximum is not None and value > maximum):
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}; set it like {name}={default:g}") from None
+    if not whole and (not math.isfinite(value) or value <= 0):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
+    if whole and (value < minimum or (maximum is not None and value > maximum)):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ConfigError(f"{name} must be {bounds}, got {value}; set it like {name}={default}")
+        raise ConfigError(f"{name} must be {bounds}, got {value}; set it like {name}={default:g}")
     return value
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
+    return int(_number(environ, name, default, minimum=minimum, maximum=maximum))
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}; set it like {name}={default:g}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
-    return value
+    return _number(environ, name, default, whole=False)
+
+
+def _port(value: object, name: str) -> int:
+    return _int({name: str(value)}, name, 5432, maximum=65535)
 
 
 def _from_database_url(url: str, *, what: str = "DATABASE_URL") -> dict[str, object]:
@@ -196,16 +201,6 @@ def _from_database_url(url: str, *, what: str = "DATABASE_URL") -> dict[str, obj
         if parts.get(key) not in (None, ""):
             out[target] = parts[key]
     return out
-
-
-def _port(value: object, name: str) -> int:
-    try:
-        port = int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {value!r}; set it like {name}=5432") from None
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"{name} must be between 1 and 65535, got {port}; set it like {name}=5432")
-    return port
 
 
 # General connection variables: field -> the names that set it, in order of precedence (first wins). DATABASE_URL
@@ -238,13 +233,18 @@ def _given(environ: Mapping[str, str], name: str, field_name: str) -> bool:
     return name in environ and (environ[name] != "" or field_name == "password")
 
 
+def _must_agree(field_name: str, first: tuple[str, object], second: tuple[str, object]) -> None:
+    """Refuse two variables that set one setting to different values (a password's values are never shown)."""
+    if _clean(field_name, first[1]) != _clean(field_name, second[1]):
+        shown = "" if field_name == "password" else f" ({first[1]!r} and {second[1]!r})"
+        raise ConfigError(f"{first[0]} and {second[0]} both set {field_name} differently{shown}; keep one of them")
+
+
 def _agreeing(environ: Mapping[str, str], names: tuple[str, ...], field_name: str) -> tuple[str, str] | None:
     """The (name, value) that sets a field among names that mean the same; refused when two set values differ."""
     found = [(n, environ[n]) for n in names if _given(environ, n, field_name)]
-    for name, value in found[1:]:
-        if _clean(field_name, value) != _clean(field_name, found[0][1]):
-            shown = "" if field_name == "password" else f" ({found[0][1]!r} and {value!r})"
-            raise ConfigError(f"{found[0][0]} and {name} both set {field_name} differently{shown}; keep one of them")
+    for other in found[1:]:
+        _must_agree(field_name, found[0], other)
     return found[0] if found else None
 
 
@@ -270,10 +270,8 @@ class _Resolver:
         for field_name, (name, value) in self._general().items():
             elsewhere = self.origins.written_for(name) != env.name
             if field_name in own:
-                if not elsewhere and _clean(field_name, value) != _clean(field_name, values[field_name]):
-                    shown = "" if field_name == "password" else f" ({values[field_name]!r} and {value!r})"
-                    raise ConfigError(f"{own[field_name]} and {name} both set the {env.name} {field_name} "
-                                      f"differently{shown}; keep one of them")
+                if not elsewhere:
+                    _must_agree(field_name, (own[field_name], values[field_name]), (name, value))
                 continue  # the environment's own variable wins over one written for another environment
             if elsewhere and field_name in _TARGET_FIELDS:
                 foreign[field_name] = (name, value)
