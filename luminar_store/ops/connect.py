@@ -98,17 +98,15 @@ def connect(settings: Settings, *, dbname: str | None = None, autocommit: bool =
         try:
             return _open(params, autocommit)
         except psycopg.OperationalError as exc:
-            left = deadline - time.monotonic()
-            if left > 0:
-                time.sleep(min(0.5, left))
-                continue
-            failure = _unavailable(settings, name, exc, secret=secret, as_admin=bool(admin_url), waited=retry_for)
-        break
-    if name not in MAINTENANCE_DATABASES and _missing_on_server(params, name):
-        raise DatabaseMissingError(
-            f"database {name} does not exist on {settings.host}:{settings.port} (environment {settings.env}); "
-            f"create it with `luminar-db setup --env {settings.env}`")
-    raise failure
+            failure = exc
+        if name not in MAINTENANCE_DATABASES and _missing_on_server(params, name):
+            raise DatabaseMissingError(
+                f"database {name} does not exist on {settings.host}:{settings.port} (environment {settings.env}); "
+                f"create it with `luminar-db setup --env {settings.env}`")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _unavailable(settings, name, failure, secret=secret, as_admin=bool(admin_url), waited=retry_for)
+        time.sleep(min(0.5, left))  # the server is starting: ask again
 
 
 def _missing_on_server(params: dict[str, object], name: str) -> bool:
