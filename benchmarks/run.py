@@ -439,9 +439,9 @@ def _versions(settings: Any) -> dict[str, str | None]:
     import psycopg
     import psycopg_pool
 
-    from luminar_store.localdb import server_info
+    from luminar_store.ops.connect import server_info
 
-    info: dict[str, str | None] = dict(server_info(settings.conninfo()))
+    info: dict[str, str | None] = dict(server_info(settings))
     info.update({"python": platform.python_version(), "psycopg": psycopg.__version__,
                  "psycopg_impl": psycopg.pq.__impl__, "psycopg_pool": psycopg_pool.__version__,
                  "asyncpg": asyncpg.__version__})
@@ -468,7 +468,7 @@ def run_all(settings: Any, plan: Plan, *, server: Any, out_dir: Path) -> list[Fi
     load_start = os.getloadavg()
     code = _code_version()
     say(f"migrating {settings.safe_dsn()}")
-    migrate_database(settings.conninfo(), ROOT / "migrations")
+    migrate_database(settings.conninfo())  # the package's migrations (DEFAULT_DIR)
     raw: dict[str, Any] = {}
     if plan.memory:
         raw["memory"] = measure_memory(settings, plan)

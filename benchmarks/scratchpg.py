@@ -1,7 +1,7 @@
 """A throw-away PostgreSQL + PostGIS server for the benchmark: made in a temporary directory, removed afterwards.
 
 It is started like the test harness starts its server (``tests/support/pg_ctl``): the binaries come from
-``luminar_store.localdb.find_bindir()``; under root ``initdb`` and ``pg_ctl`` run as the unprivileged service user
+``luminar_store.ops.cluster.find_bindir()``; under root ``initdb`` and ``pg_ctl`` run as the unprivileged service user
 (``luminar``) through ``runuser``, in a directory that user owns. The server listens on a free port of 127.0.0.1
 with ``trust`` authentication (nothing else can reach it) and runs in its own session, so a Ctrl-C in the terminal
 reaches the benchmark, whose ``finally`` stops the server, and not the server itself.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
-from luminar_store.localdb import find_bindir, is_root, service_user
+from luminar_store.ops.cluster import find_bindir, is_root, service_user
 
 __all__ = ["ScratchServer", "SERVER_SETTINGS"]
 

@@ -14,6 +14,7 @@ __all__ = [
     "ConflictError",
     "MigrationError",
     "DatabaseUnavailableError",
+    "DatabaseMissingError",
     "PoolExhaustedError",
     "OperationError",
 ]
@@ -58,6 +59,10 @@ class DatabaseUnavailableError(LuminarError):
     """The server cannot be reached; the message names host, port and database and the hint."""
 
     exit_code = 2
+
+
+class DatabaseMissingError(DatabaseUnavailableError):
+    """The server answers, but the database named by the settings does not exist on it (create it: ``setup``)."""
 
 
 class PoolExhaustedError(LuminarError):

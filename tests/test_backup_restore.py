@@ -10,31 +10,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
+from _cli import cli_env, one_line_error
 from psycopg import sql
 
-from luminar_store.backup import find_tool, tool_environment
-from luminar_store.cli import cli
 from luminar_store.config import Settings
+from luminar_store.ops.backup import find_tool, tool_environment
 
 SECRET = "hunter2-not-for-printing"
-
-
-def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {"LUMINAR_ENV": settings.env, "LUMINAR_DB_HOST": settings.host, "LUMINAR_DB_PORT": str(settings.port),
-            "LUMINAR_DB_NAME": settings.name, "LUMINAR_DB_USER": settings.user,
-            "LUMINAR_DB_PASSWORD": settings.password, **extra}
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def invoke(args: list[str], env: dict[str, str]):
-        return runner.invoke(cli, args, env=env, catch_exceptions=False)
-
-    return invoke
 
 
 def fingerprint(settings: Settings) -> dict[str, tuple[int, str]]:
@@ -46,48 +28,41 @@ def fingerprint(settings: Settings) -> dict[str, tuple[int, str]]:
         return {t: conn.execute(query.format(sql.Identifier(t))).fetchone() for t in tables}
 
 
-def one_line_error(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
 @pytest.fixture
-def loaded(run, db_settings) -> Settings:
-    result = run(["sample-data", "--reports", "400", "--seed", "21"], cli_env(db_settings))
+def loaded(cli_run, db_settings) -> Settings:
+    result = cli_run(["sample-data", "--reports", "400", "--seed", "21"], cli_env(db_settings))
     assert result.exit_code == 0, result.output
     return db_settings
 
 
 @pytest.fixture
-def dump(run, loaded, tmp_path) -> Path:
+def dump(cli_run, loaded, tmp_path) -> Path:
     path = tmp_path / "luminar.dump"
-    result = run(["backup", "--output", str(path)], cli_env(loaded))
+    result = cli_run(["backup", "--output", str(path)], cli_env(loaded))
     assert result.exit_code == 0, result.output
     return path
 
 
-def test_backup_reset_restore_gives_back_identical_content(run, loaded, tmp_path):
+def test_backup_reset_restore_gives_back_identical_content(cli_run, loaded, tmp_path):
     before = fingerprint(loaded)
     assert before["raw_incident_reports"][0] == 400 and before["audit_log"][0] > 0
-    made = run(["backup", "--env=testing"], cli_env(loaded))
+    made = cli_run(["backup", "--env=testing"], cli_env(loaded))
     assert made.exit_code == 0, made.output
     backups = list((tmp_path / "backups").glob("luminar_testing_*Z.dump"))
     assert len(backups) == 1 and str(backups[0].relative_to(tmp_path)) in made.output
     assert "KB" in made.output or "MB" in made.output
-    assert run(["reset", "--yes"], cli_env(loaded)).exit_code == 0
+    assert cli_run(["reset", "--yes"], cli_env(loaded)).exit_code == 0
     assert fingerprint(loaded)["raw_incident_reports"][0] == 0
-    restored = run(["restore", str(backups[0]), "--clean", "--yes"], cli_env(loaded))
+    restored = cli_run(["restore", str(backups[0]), "--clean", "--yes"], cli_env(loaded))
     assert restored.exit_code == 0, restored.output
     assert fingerprint(loaded) == before
 
 
-def test_restore_into_a_new_database_creates_it(run, loaded, dump, pg_server):
+def test_restore_into_a_new_database_creates_it(cli_run, loaded, dump, pg_server):
     name = f"r_{uuid.uuid4().hex[:10]}"
     target = pg_server.settings(name)
     try:
-        result = run(["restore", str(dump)], cli_env(target))
+        result = cli_run(["restore", str(dump)], cli_env(target))
         assert result.exit_code == 0, result.output
         assert "database created" in result.output
         assert fingerprint(target) == fingerprint(loaded)
@@ -104,88 +79,89 @@ def test_the_specs_plain_pg_restore_reads_our_dumps(loaded, dump, pg_server, emp
     assert fingerprint(empty_db) == fingerprint(loaded)
 
 
-def test_restore_into_tables_needs_clean(run, loaded, dump):
+def test_restore_into_tables_needs_clean(cli_run, loaded, dump):
     before = fingerprint(loaded)
-    result = run(["restore", str(dump)], cli_env(loaded))
+    result = cli_run(["restore", str(dump)], cli_env(loaded))
     assert result.exit_code != 0 and "--clean" in one_line_error(result)
     assert fingerprint(loaded) == before
 
 
-def test_restore_with_clean_asks_for_yes_without_a_terminal(run, loaded, dump):
-    result = run(["restore", str(dump), "--clean"], cli_env(loaded))
+def test_restore_with_clean_asks_for_yes_without_a_terminal(cli_run, loaded, dump):
+    result = cli_run(["restore", str(dump), "--clean"], cli_env(loaded))
     assert result.exit_code != 0 and "--yes" in one_line_error(result)
 
 
-def test_a_corrupt_dump_is_refused_and_nothing_changes(run, loaded, tmp_path):
+def test_a_corrupt_dump_is_refused_and_nothing_changes(cli_run, loaded, tmp_path):
     before = fingerprint(loaded)
     bogus = tmp_path / "bogus.dump"
     bogus.write_bytes(b"PGDMP this is not really an archive" + os.urandom(2000))
-    result = run(["restore", str(bogus), "--clean", "--yes"], cli_env(loaded))
+    result = cli_run(["restore", str(bogus), "--clean", "--yes"], cli_env(loaded))
     assert result.exit_code != 0
     assert "not a readable pg_dump archive" in one_line_error(result)
     assert fingerprint(loaded) == before
 
 
-def test_a_truncated_dump_fails_inside_one_transaction_and_nothing_changes(run, loaded, dump, tmp_path):
+def test_a_truncated_dump_fails_inside_one_transaction_and_nothing_changes(cli_run, loaded, dump, tmp_path):
     before = fingerprint(loaded)
     cut = tmp_path / "cut.dump"
     data = dump.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.6)])  # the table of contents is whole, the data is not
-    result = run(["restore", str(cut), "--clean", "--yes"], cli_env(loaded))
+    result = cli_run(["restore", str(cut), "--clean", "--yes"], cli_env(loaded))
     assert result.exit_code != 0
     assert "nothing was changed" in one_line_error(result)
     assert fingerprint(loaded) == before
 
 
-def test_a_missing_dump_is_named(run, loaded, tmp_path):
-    result = run(["restore", str(tmp_path / "nope.dump")], cli_env(loaded))
+def test_a_missing_dump_is_named(cli_run, loaded, tmp_path):
+    result = cli_run(["restore", str(tmp_path / "nope.dump")], cli_env(loaded))
     assert result.exit_code != 0 and "nope.dump: no such file" in one_line_error(result)
 
 
-def test_restore_into_production_needs_force_and_confirmation(run, loaded, dump):
+def test_restore_into_production_needs_force_and_confirmation(cli_run, loaded, dump):
     production = cli_env(loaded, LUMINAR_ENV="production", LUMINAR_DB_PASSWORD=SECRET,
                          LUMINAR_DB_SSLMODE="require")
-    refused = run(["restore", str(dump)], production)
+    refused = cli_run(["restore", str(dump)], production)
     assert refused.exit_code != 0 and "--force" in one_line_error(refused)
-    unconfirmed = run(["restore", str(dump), "--force"], production)
+    unconfirmed = cli_run(["restore", str(dump), "--force"], production)
     assert unconfirmed.exit_code != 0 and "--yes" in one_line_error(unconfirmed)
     assert SECRET not in refused.output + unconfirmed.output
 
 
-def test_an_unwritable_output_is_one_line_and_leaves_no_file(run, loaded, tmp_path):
+def test_an_unwritable_output_is_one_line_and_leaves_no_file(cli_run, loaded, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    result = run(["backup", "--output", str(blocker / "x.dump")], cli_env(loaded))
+    result = cli_run(["backup", "--output", str(blocker / "x.dump")], cli_env(loaded))
     assert result.exit_code != 0
     assert "cannot write the backup" in one_line_error(result) and "--output" in result.output
     assert blocker.read_text() == "not a directory"
 
 
-def test_an_existing_output_is_not_overwritten(run, loaded, dump):
+def test_an_existing_output_is_not_overwritten(cli_run, loaded, dump):
     size = dump.stat().st_size
-    result = run(["backup", "--output", str(dump)], cli_env(loaded))
+    result = cli_run(["backup", "--output", str(dump)], cli_env(loaded))
     assert result.exit_code != 0 and "already exists" in one_line_error(result)
     assert dump.stat().st_size == size
 
 
-def test_a_missing_pg_dump_is_named_with_the_fix(run, loaded, tmp_path):
+def test_a_missing_pg_dump_is_named_with_the_fix(cli_run, loaded, tmp_path):
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
-    result = run(["backup", "--output", str(tmp_path / "x.dump")], cli_env(loaded, LUMINAR_PG_BINDIR=str(empty_bin)))
+    result = cli_run(["backup", "--output", str(tmp_path / "x.dump")],
+                     cli_env(loaded, LUMINAR_PG_BINDIR=str(empty_bin)))
     assert result.exit_code != 0
     line = one_line_error(result)
     assert "pg_dump not found" in line and "LUMINAR_PG_BINDIR" in line
     assert not list(tmp_path.glob("x.dump*"))
 
 
-def test_backup_of_an_unreachable_server_exits_2(run, loaded, tmp_path):
-    result = run(["backup", "--output", str(tmp_path / "x.dump")],
+def test_backup_of_an_unreachable_server_exits_2(cli_run, loaded, tmp_path):
+    result = cli_run(["backup", "--output", str(tmp_path / "x.dump")],
                  cli_env(loaded, LUMINAR_DB_PORT="1", LUMINAR_DB_PASSWORD=SECRET))
     assert result.exit_code == 2 and "cannot reach" in one_line_error(result)
     assert SECRET not in result.output and not list(tmp_path.glob("x.dump*"))
 
 
-def test_the_password_travels_in_the_environment_never_on_the_command_line(run, loaded, tmp_path):
+def test_the_password_travels_in_the_environment_never_on_the_command_line(cli_run, loaded, tmp_path):
     # A pg_dump that records how it was called, then hands over to the real one.
     real = find_tool("pg_dump")
     bindir = tmp_path / "bin"
@@ -195,7 +171,7 @@ def test_the_password_travels_in_the_environment_never_on_the_command_line(run, 
     wrapper.write_text(f'#!/bin/sh\necho "argv: $*" >> {log}\necho "password set: ${{PGPASSWORD:+yes}}" >> {log}\n'
                        f'exec {real} "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
-    result = run(["backup", "--output", str(tmp_path / "x.dump")],
+    result = cli_run(["backup", "--output", str(tmp_path / "x.dump")],
                  cli_env(loaded, LUMINAR_PG_BINDIR=str(bindir), LUMINAR_DB_PASSWORD=SECRET))
     assert result.exit_code == 0, result.output
     calls = log.read_text()

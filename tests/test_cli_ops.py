@@ -12,12 +12,13 @@ from pathlib import Path
 import click
 import psycopg
 import pytest
+from _cli import cli_env, one_line_error
 from click.testing import CliRunner
 from psycopg import sql
 
-from luminar_store.admin import scram_verifier
 from luminar_store.cli import cli
 from luminar_store.config import Settings
+from luminar_store.ops.provision import scram_verifier
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "hunter2-not-for-printing"
@@ -25,39 +26,17 @@ SECRET = "hunter2-not-for-printing"
 MIGRATIONS = len(list((ROOT / "migrations").glob("[0-9]*_*.sql")))
 
 
-def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """What a shell would export to point the commands at ``settings``' database."""
-    return {"LUMINAR_ENV": settings.env, "LUMINAR_DB_HOST": settings.host, "LUMINAR_DB_PORT": str(settings.port),
-            "LUMINAR_DB_NAME": settings.name, "LUMINAR_DB_USER": settings.user,
-            "LUMINAR_DB_PASSWORD": settings.password, **extra}
 
 
 PRODUCTION = {"LUMINAR_ENV": "production", "LUMINAR_DB_HOST": "127.0.0.1", "LUMINAR_DB_PORT": "1",
               "LUMINAR_DB_PASSWORD": SECRET}
 
 
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    """Invoke ``luminar-db`` in-process from an empty directory (no .env to read); stdin is not a terminal."""
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def invoke(args: list[str], env: dict[str, str], input: str | None = None):
-        return runner.invoke(cli, args, env=env, input=input, catch_exceptions=False)
-
-    return invoke
 
 
 def count(settings: Settings, table: str) -> int:
     with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
         return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
-
-
-def one_line_error(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
@@ -81,20 +60,20 @@ def test_every_operations_command_takes_env(name):
 
 
 # -- sample-data -------------------------------------------------------------------------------------------------
-def test_sample_data_loads_and_says_what_it_wrote(run, db_settings):
-    result = run(["sample-data", "--env=testing", "--reports", "250", "--seed", "3"], cli_env(db_settings))
+def test_sample_data_loads_and_says_what_it_wrote(cli_run, db_settings):
+    result = cli_run(["sample-data", "--env=testing", "--reports", "250", "--seed", "3"], cli_env(db_settings))
     assert result.exit_code == 0, result.output
     assert "250 reports" in result.output and "run 0 of seed 3" in result.output
     assert count(db_settings, "raw_incident_reports") == 250
-    again = run(["sample-data", "--reports", "250", "--seed", "3"], cli_env(db_settings))
+    again = cli_run(["sample-data", "--reports", "250", "--seed", "3"], cli_env(db_settings))
     assert "run 1 of seed 3" in again.output
     assert count(db_settings, "raw_incident_reports") == 500
 
 
 @pytest.mark.parametrize("env", ["production", "staging"])
-def test_sample_data_is_refused_outside_local_and_testing(run, db_settings, env):
+def test_sample_data_is_refused_outside_local_and_testing(cli_run, db_settings, env):
     extra = {"LUMINAR_DB_PASSWORD": SECRET} if env == "production" else {}
-    result = run(["sample-data", f"--env={env}", "--reports", "10"], cli_env(db_settings, **extra))
+    result = cli_run(["sample-data", f"--env={env}", "--reports", "10"], cli_env(db_settings, **extra))
     assert result.exit_code != 0
     assert env in one_line_error(result)
     assert SECRET not in result.output
@@ -111,9 +90,9 @@ def test_the_spec_command_line_works_as_written(db_settings, tmp_path):
     assert count(db_settings, "raw_incident_reports") == 120
 
 
-def test_an_unreachable_database_is_one_line_and_exit_2(run, db_settings):
+def test_an_unreachable_database_is_one_line_and_exit_2(cli_run, db_settings):
     for args in (["sample-data", "--reports", "5"], ["stats"], ["clean", "--yes"], ["status"]):
-        result = run(args, cli_env(db_settings, LUMINAR_DB_PORT="1", LUMINAR_DB_PASSWORD=SECRET))
+        result = cli_run(args, cli_env(db_settings, LUMINAR_DB_PORT="1", LUMINAR_DB_PASSWORD=SECRET))
         assert result.exit_code == 2, (args, result.output)
         assert "cannot reach" in one_line_error(result)
         assert SECRET not in result.output
@@ -130,22 +109,22 @@ def fresh_name(pg_server):
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(f"r_{name}")))
 
 
-def test_setup_creates_the_database_with_postgis_and_migrates_it(run, pg_server, fresh_name):
+def test_setup_creates_the_database_with_postgis_and_migrates_it(cli_run, pg_server, fresh_name):
     settings = pg_server.settings(fresh_name)
-    result = run(["setup", "--env=testing"], cli_env(settings))
+    result = cli_run(["setup", "--env=testing"], cli_env(settings))
     assert result.exit_code == 0, result.output
     assert f"Created database {fresh_name}, PostGIS." in result.output
     assert count(settings, "schema_migrations") == MIGRATIONS
-    again = run(["setup", "--env=testing", "--sample-data", "--reports", "50"], cli_env(settings))
+    again = cli_run(["setup", "--env=testing", "--sample-data", "--reports", "50"], cli_env(settings))
     assert again.exit_code == 0, again.output
     assert "already there" in again.output and "up to date" in again.output
     assert count(settings, "raw_incident_reports") == 50
 
 
-def test_setup_with_an_admin_url_creates_the_role_and_gives_it_the_database(run, pg_server, fresh_name):
+def test_setup_with_an_admin_url_creates_the_role_and_gives_it_the_database(cli_run, pg_server, fresh_name):
     role = f"r_{fresh_name}"
     settings = pg_server.settings(fresh_name, LUMINAR_DB_USER=role, LUMINAR_DB_PASSWORD=SECRET)
-    result = run(["setup", "--env=testing", "--admin-url", pg_server.conninfo("postgres")], cli_env(settings))
+    result = cli_run(["setup", "--env=testing", "--admin-url", pg_server.conninfo("postgres")], cli_env(settings))
     assert result.exit_code == 0, result.output
     assert f"Created role {role}, database {fresh_name}, PostGIS." in result.output
     assert SECRET not in result.output
@@ -173,31 +152,31 @@ def test_scram_verifier_matches_what_postgresql_computes(conn):
     assert scram_verifier("correct horse", salt=base64.b64decode(salt), iterations=int(iterations)) == stored
 
 
-def test_reset_asks_for_yes_without_a_terminal_and_changes_nothing(run, db_settings):
-    run(["sample-data", "--reports", "40"], cli_env(db_settings))
-    result = run(["reset", "--env=testing"], cli_env(db_settings))
+def test_reset_asks_for_yes_without_a_terminal_and_changes_nothing(cli_run, db_settings):
+    cli_run(["sample-data", "--reports", "40"], cli_env(db_settings))
+    result = cli_run(["reset", "--env=testing"], cli_env(db_settings))
     assert result.exit_code != 0
     assert "--yes" in one_line_error(result)
     assert count(db_settings, "raw_incident_reports") == 40
 
 
-def test_reset_rebuilds_an_empty_migrated_database(run, db_settings):
-    run(["sample-data", "--reports", "40"], cli_env(db_settings))
-    result = run(["reset", "--env=testing", "--yes"], cli_env(db_settings))
+def test_reset_rebuilds_an_empty_migrated_database(cli_run, db_settings):
+    cli_run(["sample-data", "--reports", "40"], cli_env(db_settings))
+    result = cli_run(["reset", "--env=testing", "--yes"], cli_env(db_settings))
     assert result.exit_code == 0, result.output
     assert count(db_settings, "raw_incident_reports") == 0
     assert count(db_settings, "schema_migrations") == MIGRATIONS
 
 
-def test_reset_is_refused_in_production(run, db_settings):
-    result = run(["reset", "--yes"], cli_env(db_settings, **PRODUCTION))
+def test_reset_is_refused_in_production(cli_run, db_settings):
+    result = cli_run(["reset", "--yes"], cli_env(db_settings, **PRODUCTION))
     assert result.exit_code != 0
     assert "production" in one_line_error(result)
 
 
 # -- status, stats, sync -----------------------------------------------------------------------------------------
-def test_status_shows_versions_migrations_and_pool_without_the_password(run, db_settings):
-    result = run(["status", "--env=testing"], cli_env(db_settings, LUMINAR_DB_PASSWORD=SECRET, POOL_SIZE="7"))
+def test_status_shows_versions_migrations_and_pool_without_the_password(cli_run, db_settings):
+    result = cli_run(["status", "--env=testing"], cli_env(db_settings, LUMINAR_DB_PASSWORD=SECRET, POOL_SIZE="7"))
     assert result.exit_code == 0, result.output
     out = result.output
     assert "reachable    yes" in out and "PostgreSQL   15" in out and "PostGIS      3." in out
@@ -206,20 +185,20 @@ def test_status_shows_versions_migrations_and_pool_without_the_password(run, db_
     assert SECRET not in out and ":***@" in out
 
 
-def test_status_names_pending_migrations(run, empty_db):
-    result = run(["status"], cli_env(empty_db))
+def test_status_names_pending_migrations(cli_run, empty_db):
+    result = cli_run(["status"], cli_env(empty_db))
     assert result.exit_code == 0, result.output
     assert f"0 applied, {MIGRATIONS} pending" in result.output and "luminar-db migrate" in result.output
 
 
-def test_stats_as_table_and_as_json(run, db_settings):
-    run(["sample-data", "--reports", "600", "--seed", "5"], cli_env(db_settings))
-    table = run(["stats"], cli_env(db_settings))
+def test_stats_as_table_and_as_json(cli_run, db_settings):
+    cli_run(["sample-data", "--reports", "600", "--seed", "5"], cli_env(db_settings))
+    table = cli_run(["stats"], cli_env(db_settings))
     assert table.exit_code == 0, table.output
     for label in ("reports", "events", "throughput", "consensus accuracy", "miner success rate", "active nodes",
                   "geographic coverage", "Europe", "top miners"):
         assert label in table.output
-    data = json.loads(run(["stats", "--json"], cli_env(db_settings)).output)
+    data = json.loads(cli_run(["stats", "--json"], cli_env(db_settings)).output)
     assert data["reports_total"] == 600 and data["events_total"] > 100
     assert 0 < data["processed_per_hour"] and 0 < data["received_per_hour"]
     assert 50 <= data["consensus_agreement_pct"] <= 100 and 50 <= data["validator_accuracy_pct"] <= 100
@@ -230,44 +209,44 @@ def test_stats_as_table_and_as_json(run, db_settings):
     assert 0 <= data["miner_success_rate_min"] <= data["miner_success_rate_avg"] <= data["miner_success_rate_max"]
 
 
-def test_stats_lists_recent_events_and_hotspots_for_the_demo(run, db_settings):
-    first = run(["sample-data", "--if-empty", "--reports", "900"], cli_env(db_settings))
+def test_stats_lists_recent_events_and_hotspots_for_the_demo(cli_run, db_settings):
+    first = cli_run(["sample-data", "--if-empty", "--reports", "900"], cli_env(db_settings))
     assert "900 reports" in first.output
-    second = run(["sample-data", "--if-empty", "--reports", "900"], cli_env(db_settings))
+    second = cli_run(["sample-data", "--if-empty", "--reports", "900"], cli_env(db_settings))
     assert second.exit_code == 0 and "no sample data loaded" in second.output
     assert count(db_settings, "raw_incident_reports") == 900
-    table = run(["stats", "--recent", "3", "--hotspots", "2"], cli_env(db_settings))
+    table = cli_run(["stats", "--recent", "3", "--hotspots", "2"], cli_env(db_settings))
     assert table.exit_code == 0, table.output
     lines = table.output.splitlines()
     events_at = lines.index("recent events:")
     assert len([line for line in lines[events_at + 1:events_at + 4] if " UTC  " in line]) == 3
     assert any(line.startswith("hotspots (verified events, last 7 days):") for line in lines)
-    data = json.loads(run(["stats", "--json", "--recent", "3", "--hotspots", "2"], cli_env(db_settings)).output)
+    data = json.loads(cli_run(["stats", "--json", "--recent", "3", "--hotspots", "2"], cli_env(db_settings)).output)
     assert len(data["recent_events"]) == 3 and 1 <= len(data["hotspots"]) <= 2
     assert data["hotspots"][0]["incident_count"] >= data["hotspots"][-1]["incident_count"]
 
 
-def test_stats_of_an_empty_schema_say_so(run, db_settings, empty_db):
-    empty = run(["stats", "--json"], cli_env(db_settings))
+def test_stats_of_an_empty_schema_say_so(cli_run, db_settings, empty_db):
+    empty = cli_run(["stats", "--json"], cli_env(db_settings))
     assert json.loads(empty.output)["reports_total"] == 0
-    missing = run(["stats"], cli_env(empty_db))
+    missing = cli_run(["stats"], cli_env(empty_db))
     assert missing.exit_code != 0 and "no Luminar schema" in one_line_error(missing)
 
 
-def test_sync_says_it_is_not_implemented_and_fails(run, db_settings):
-    result = run(["sync", "--hours=24"], cli_env(db_settings))
+def test_sync_says_it_is_not_implemented_and_fails(cli_run, db_settings):
+    result = cli_run(["sync", "--hours=24"], cli_env(db_settings))
     assert result.exit_code == 3
     assert "not implemented yet" in one_line_error(result)
 
 
 # -- clean ---------------------------------------------------------------------------------------------------------
-def test_clean_deletes_only_old_rows_after_confirmation(run, db_settings):
-    run(["sample-data", "--reports", "800", "--days", "30", "--seed", "8"], cli_env(db_settings))
+def test_clean_deletes_only_old_rows_after_confirmation(cli_run, db_settings):
+    cli_run(["sample-data", "--reports", "800", "--days", "30", "--seed", "8"], cli_env(db_settings))
     before = count(db_settings, "raw_incident_reports")
-    refused = run(["clean", "--days", "10"], cli_env(db_settings))
+    refused = cli_run(["clean", "--days", "10"], cli_env(db_settings))
     assert refused.exit_code != 0 and "--yes" in one_line_error(refused)
     assert count(db_settings, "raw_incident_reports") == before
-    done = run(["clean", "--days", "10", "--yes", "--batch-size", "50"], cli_env(db_settings))
+    done = cli_run(["clean", "--days", "10", "--yes", "--batch-size", "50"], cli_env(db_settings))
     assert done.exit_code == 0, done.output
     assert "Deleted" in done.output
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
@@ -283,10 +262,10 @@ def test_clean_deletes_only_old_rows_after_confirmation(run, db_settings):
     assert (old_events, old_reports) == (0, 0)
     assert 0 < recent < count(db_settings, "raw_incident_reports") + 1 <= before
     assert miners == 64
-    nothing = run(["clean", "--days", "10"], cli_env(db_settings))
+    nothing = cli_run(["clean", "--days", "10"], cli_env(db_settings))
     assert nothing.exit_code == 0 and "Nothing older than 10 days" in nothing.output
 
 
-def test_clean_uses_the_retention_setting(run, db_settings):
-    result = run(["clean", "--yes"], cli_env(db_settings, LUMINAR_RETENTION_DAYS="3"))
+def test_clean_uses_the_retention_setting(cli_run, db_settings):
+    result = cli_run(["clean", "--yes"], cli_env(db_settings, LUMINAR_RETENTION_DAYS="3"))
     assert result.exit_code == 0 and "Nothing older than 3 days" in result.output

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from luminar_store.localdb import compose_command
+from luminar_store.ops.compose import compose_command
 
 ROOT = Path(__file__).resolve().parents[1]
 INITDB = "/docker-entrypoint-initdb.d"

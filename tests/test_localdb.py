@@ -16,10 +16,12 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from luminar_store import localdb
 from luminar_store.cli import cli
 from luminar_store.config import load_settings
 from luminar_store.errors import ConfigError, DatabaseUnavailableError, OperationError
+from luminar_store.ops import cluster as localdb
+from luminar_store.ops import provision
+from luminar_store.ops.connect import server_info
 
 
 def free_port() -> int:
@@ -40,8 +42,9 @@ def remove(handle: Path) -> None:
 
 
 def settings_for(cluster: localdb.Cluster, env: str = "local", **extra: str):
-    environ = {"LUMINAR_DB_HOST": cluster.host, "LUMINAR_DB_PORT": str(cluster.port), "LUMINAR_DB_NAME":
-               cluster.dbname, "LUMINAR_DB_USER": cluster.user, "LUMINAR_DB_PASSWORD": cluster.password, **extra}
+    environ = {"LUMINAR_ENV": env, "LUMINAR_DB_HOST": cluster.host, "LUMINAR_DB_PORT": str(cluster.port),
+               "LUMINAR_DB_NAME": cluster.dbname, "LUMINAR_DB_USER": cluster.user,
+               "LUMINAR_DB_PASSWORD": cluster.password, **extra}
     return load_settings(env, environ=environ)
 
 
@@ -73,7 +76,8 @@ def open_dir() -> Iterator[Path]:
 # -- the cluster ------------------------------------------------------------------------------------------------------
 def test_start_creates_role_database_and_working_postgis(cluster: localdb.Cluster) -> None:
     assert localdb.start(cluster) == "started"
-    info = localdb.server_info(cluster.conninfo())
+    provision.ensure_database(settings_for(cluster))
+    info = server_info(settings_for(cluster))
     assert info["postgresql"].split(".")[0] == localdb.find_bindir().parent.name
     assert info["postgis"] and info["postgis"].startswith("3.")
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
@@ -133,7 +137,7 @@ def test_stop_reports_down_and_data_survives_a_restart(cluster: localdb.Cluster)
     assert found.initialized and not found.running and found.pid is None
     assert localdb.stop(cluster) is False
     with pytest.raises(DatabaseUnavailableError, match="make db-start"):
-        localdb.server_info(cluster.conninfo())
+        server_info(settings_for(cluster))
     assert localdb.start(cluster) == "started"
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         assert conn.execute("SELECT x FROM kept").fetchall() == [(42,)]
@@ -174,9 +178,10 @@ def test_init_refuses_an_empty_password(base: Path) -> None:
 
 def test_ensure_database_creates_a_missing_database_with_postgis(cluster: localdb.Cluster) -> None:
     localdb.start(cluster)
-    assert localdb.ensure_database(cluster.conninfo("postgres"), "second_db") is True
-    assert localdb.ensure_database(cluster.conninfo("postgres"), "second_db") is False
-    assert localdb.server_info(cluster.conninfo("second_db"))["postgis"]
+    second = settings_for(cluster).with_database("second_db")
+    assert provision.ensure_database(second) == (True, True)
+    assert provision.ensure_database(second) == (False, False)
+    assert server_info(second)["postgis"]
 
 
 def test_reset_drops_and_recreates_the_database(cluster: localdb.Cluster) -> None:
@@ -185,12 +190,13 @@ def test_reset_drops_and_recreates_the_database(cluster: localdb.Cluster) -> Non
         conn.execute("CREATE TABLE IF NOT EXISTS doomed (x int)")
         held = psycopg.connect(cluster.conninfo())  # an open session does not stop the reset
     try:
-        localdb.reset(settings_for(cluster))
+        provision.carry_out_reset(provision.plan_reset(settings_for(cluster)))
     finally:
         held.close()
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass('public.doomed')").fetchone() == (None,)
-    assert localdb.server_info(cluster.conninfo())["postgis"]
+        assert conn.execute("SELECT to_regclass('public.crime_events')::text").fetchone() == ("crime_events",)
+    assert server_info(settings_for(cluster))["postgis"]
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -199,8 +205,8 @@ def test_reset_is_refused_outside_local_and_testing(cluster: localdb.Cluster, en
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS precious (x int)")
     settings = settings_for(cluster, env, LUMINAR_DB_SSLMODE="require", LUMINAR_DB_PASSWORD="a-real-secret")
-    with pytest.raises(OperationError, match="LUMINAR_ENV=local or testing"):
-        localdb.reset(settings)
+    with pytest.raises(OperationError, match="LUMINAR_ENV=local, testing, testnet"):
+        provision.plan_reset(settings)
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass('public.precious')::text").fetchone() == ("precious",)
 
@@ -229,59 +235,60 @@ def test_locate_replaces_a_link_to_a_vanished_home(open_dir: Path) -> None:
 
 # -- the command line -------------------------------------------------------------------------------------------------
 @pytest.fixture
-def run(base: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    monkeypatch.chdir(base)  # no developer .env is read
+def db_command(base: Path, cli_run) -> Iterator:
+    """``db_command("start", LUMINAR_DB_PASSWORD=...)``: ``luminar-db db start`` on a cluster of its own."""
     env = {"LUMINAR_ENV": "local", "LUMINAR_LOCAL_DIR": str(base / "cli"), "LUMINAR_DB_PORT": str(free_port()),
            "LUMINAR_DB_BACKEND": "embedded", "DATABASE_URL": None}
-    runner = CliRunner()
 
     def invoke(*args: str, **extra: str):
-        return runner.invoke(cli, ["db", *args], env={**env, **extra}, catch_exceptions=False)
+        return cli_run(["db", *args], {**env, **extra})
 
     yield invoke
     remove(base / "cli" / "local")
 
 
-def test_db_commands_start_status_reset_stop(run) -> None:
-    started = run("start")
+def test_db_commands_start_status_reset_stop(db_command) -> None:
+    started = db_command("start")
     assert started.exit_code == 0, started.output
     assert started.output.startswith("started") and "***" in started.output
-    again = run("start")
+    again = db_command("start")
     assert again.exit_code == 0 and again.output.startswith("already running")
 
-    status = run("status")
+    status = db_command("status")
     assert status.exit_code == 0, status.output
     assert "reachable    yes" in status.output and "PostGIS" in status.output
     assert "pending: make db-migrate" in status.output
 
-    refused = run("reset")  # CliRunner's stdin is not a terminal: no question, a refusal with the hint
+    refused = db_command("reset")  # CliRunner's stdin is not a terminal: no question, a refusal with the hint
     assert refused.exit_code == 1
     assert "--yes" in refused.output and "FORCE=1" in refused.output
-    assert refused.output.count("\n") == 1 and "Traceback" not in refused.output
+    target = refused.output.splitlines()[0]  # named before anything else
+    assert target.startswith("Target: database luminar_local on localhost:") and "(environment local)" in target
+    assert refused.output.count("\n") == 2 and "Traceback" not in refused.output
 
-    reset = run("reset", "--yes")
+    reset = db_command("reset", "--yes")
     assert reset.exit_code == 0, reset.output
-    verbose = run("status", "--verbose")
+    verbose = db_command("status", "--verbose")
     assert "current (" in verbose.output and "crime_events" in verbose.output
     assert "spatial_ref_sys" not in verbose.output and "20250101000000_initial_schema" in verbose.output
 
-    assert run("stop").output.strip() == "stopped"
-    down = run("status")
+    assert db_command("stop").output.strip() == "stopped"
+    down = db_command("status")
     assert down.exit_code == 2
     assert "stopped (embedded cluster" in down.output and "reachable    no" in down.output
-    assert run("stop").output.strip() == "not running"
+    assert db_command("stop").output.strip() == "not running"
 
 
-def test_db_commands_refuse_remote_environments(run) -> None:
+def test_db_commands_refuse_remote_environments(db_command) -> None:
     for args in (["start", "--env", "production"], ["stop", "--env", "staging"],
                  ["reset", "--yes", "--env", "production"]):
-        result = run(*args, LUMINAR_DB_PASSWORD="a-real-secret")
+        result = db_command(*args, LUMINAR_DB_PASSWORD="a-real-secret", LUMINAR_ENV=args[-1])
         assert result.exit_code == 1, result.output
-        assert "LUMINAR_ENV=local or testing" in result.output and "Traceback" not in result.output
+        assert "LUMINAR_ENV=local, testing, testnet" in result.output and "Traceback" not in result.output
 
 
-def test_db_status_of_a_database_that_is_not_there(run) -> None:
-    result = run("status")
+def test_db_status_of_a_database_that_is_not_there(db_command) -> None:
+    result = db_command("status")
     assert result.exit_code == 2
     assert "not created yet" in result.output and "cannot reach" in result.output
 
@@ -293,10 +300,10 @@ def test_every_db_command_has_help_with_an_example() -> None:
         assert result.exit_code == 0 and "Example:" in result.output, command
 
 
-def test_password_stays_out_of_every_db_output(run) -> None:
+def test_password_stays_out_of_every_db_output(db_command) -> None:
     secret = "Cli-Secret-9x"
-    outputs = [run("start", LUMINAR_DB_PASSWORD=secret), run("status", "-v", LUMINAR_DB_PASSWORD=secret),
-               run("status", LUMINAR_DB_PASSWORD="wrong-one"), run("stop", LUMINAR_DB_PASSWORD=secret)]
+    outputs = [db_command("start", LUMINAR_DB_PASSWORD=secret), db_command("status", "-v", LUMINAR_DB_PASSWORD=secret),
+               db_command("status", LUMINAR_DB_PASSWORD="wrong-one"), db_command("stop", LUMINAR_DB_PASSWORD=secret)]
     assert outputs[0].exit_code == 0, outputs[0].output
     for result in outputs:
         assert secret not in result.output and "wrong-one" not in result.output

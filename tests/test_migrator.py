@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from luminar_store.errors import DatabaseUnavailableError, MigrationError, ValidationError
 from luminar_store.migrator import (
@@ -293,10 +296,163 @@ def test_spec_form_file_applies_in_one_transaction_with_its_record(mdir, dsn):
 
 
 def test_a_files_session_settings_do_not_leak_into_the_next_file(mdir, dsn):
-    write(mdir, "20250101000000_set.sql", "SET statement_timeout = '1ms';\nSET search_path = pg_catalog;")
+    # The 1 ms timeout comes last, so that no statement of the file itself runs under it: only the runner's reset
+    # does (whose first statement, RESET ALL, lifts it); the record and the next file then run without it.
+    write(mdir, "20250101000000_set.sql", "SET search_path = pg_catalog;\nSET statement_timeout = '1ms';")
     write(mdir, "20250102000000_slow.sql", "SELECT pg_sleep(0.05);\nCREATE TABLE in_public (id int);")
     assert len(Migrator(dsn, mdir).migrate()) == 2
     assert exists(dsn, "public.in_public")
+
+
+# -- a file's session settings stay in the file -------------------------------------------------------------------
+# A first migration installs a spy: public.look(what, version) writes the settings in force into public.seen, and a
+# trigger calls it for every write to schema_migrations. So the settings under which each record is written are
+# read from the record statement itself, not guessed from timing.
+SPY = """\
+CREATE TABLE public.seen (what text, version text, statement_timeout text, lock_timeout text, search_path text,
+                          role text, session_user_name text, current_user_name text);
+GRANT INSERT ON public.seen TO PUBLIC;
+CREATE FUNCTION public.look(what text, version text) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO public.seen VALUES (what, version, current_setting('statement_timeout'),
+        current_setting('lock_timeout'), current_setting('search_path'), current_setting('role'), session_user,
+        current_user)
+$$;
+CREATE FUNCTION public.look_at_record() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.look('record ' || lower(TG_OP), coalesce(NEW.version, OLD.version));
+    RETURN coalesce(NEW, OLD);
+END $$;
+CREATE TRIGGER look_at_record BEFORE INSERT OR UPDATE OR DELETE ON public.schema_migrations
+    FOR EACH ROW EXECUTE FUNCTION public.look_at_record();
+"""
+SETTINGS = {  # name: (the file's SET, the column of public.seen it changes, or None)
+    "statement_timeout": ("SET statement_timeout = '1ms';", None),  # not read in the file: it would time out
+    "lock_timeout": ("SET lock_timeout = '1ms';", "lock_timeout"),
+    "search_path": ("SET search_path = pg_catalog;", "search_path"),
+    "role": ("SET ROLE {role};", "current_user_name"),
+    "session_authorization": ("SET SESSION AUTHORIZATION {role};", "session_user_name"),
+}
+SEEN_COLUMNS = ("statement_timeout", "lock_timeout", "search_path", "role", "session_user_name", "current_user_name")
+NO_TRANSACTION = "-- migrate:no-transaction\n"
+
+
+@pytest.fixture
+def role(dsn) -> str:
+    """A role with no rights on anything: a record written as this role would fail."""
+    name = f"no_rights_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+    yield name
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def seen(dsn: str) -> dict[tuple[str, str], dict[str, str]]:
+    """(what, version) -> the settings public.look saw then."""
+    query = sql.SQL("SELECT what, version, {} FROM public.seen").format(
+        sql.SQL(", ").join(map(sql.Identifier, SEEN_COLUMNS)))
+    return {(r[0], r[1]): dict(zip(SEEN_COLUMNS, r[2:], strict=True)) for r in rows(dsn, query)}
+
+
+def setter(names: list[str] | tuple[str, ...], role: str, *, fail: bool = False) -> str:
+    """SQL that SETs each setting, looks at them (to show the SETs took), then sets statement_timeout last (see
+    above) and, with ``fail``, fails."""
+    lines = [SETTINGS[n][0].format(role=role) for n in names if n != "statement_timeout"]
+    lines.append("SELECT public.look('file', '20250102000000');")
+    if "statement_timeout" in names:
+        lines.append(SETTINGS["statement_timeout"][0])
+    if fail:
+        lines.append("SELECT no_such_column FROM pg_catalog.pg_class;")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("header", ["", NO_TRANSACTION], ids=["transaction", "no-transaction"])
+@pytest.mark.parametrize("names", [[n] for n in SETTINGS] + [list(SETTINGS)], ids=[*SETTINGS, "all"])
+def test_a_files_settings_reach_neither_its_record_nor_the_next_file(mdir, dsn, role, names, header):
+    write(mdir, "20250101000000_spy.sql", SPY)
+    write(mdir, "20250102000000_sets.sql", header + setter(names, role))
+    write(mdir, "20250103000000_next.sql",
+          "SELECT public.look('file', '20250103000000');\nCREATE TABLE next_table (id int);\n")
+    assert len(Migrator(dsn, mdir).migrate()) == 3
+    got = seen(dsn)
+    runner = got[("record insert", "20250101000000")]  # the spy's own record: the runner's settings
+    assert got[("record insert", "20250102000000")] == runner
+    assert got[("file", "20250103000000")] == runner
+    for name in names:
+        column = SETTINGS[name][1]
+        if column:  # the SET did change something in the file, so the equalities above mean something
+            assert got[("file", "20250102000000")][column] != runner[column], name
+    me = rows(dsn, "SELECT current_user")[0][0]
+    assert rows(dsn, "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' AND tablename = 'next_table'"
+                ) == [(me,)]
+    assert {v: (r[4].split("@")[0], r[5]) for v, r in records(dsn).items()} == {
+        v: (me, False) for v in ("20250101000000", "20250102000000", "20250103000000")}
+
+
+@pytest.fixture
+def plain_runner(dsn, role) -> str:
+    """The conninfo of a login role that is no superuser, may create in public and may SET ROLE to ``role``."""
+    name = f"plain_runner_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name)))
+    yield make_conninfo(dsn, user=name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("header", ["", NO_TRANSACTION], ids=["transaction", "no-transaction"])
+def test_a_runner_that_is_no_superuser_puts_its_settings_back_too(mdir, plain_runner, role, header):
+    # SET SESSION AUTHORIZATION DEFAULT is allowed to anyone: it returns to the login role.
+    write(mdir, "20250101000000_spy.sql", SPY)
+    write(mdir, "20250102000000_sets.sql", header + setter(["search_path", "lock_timeout", "role",
+                                                              "statement_timeout"], role))
+    assert len(Migrator(plain_runner, mdir).migrate()) == 2
+    got = seen(plain_runner)
+    assert got[("record insert", "20250102000000")] == got[("record insert", "20250101000000")]
+    assert got[("record insert", "20250101000000")]["current_user_name"].startswith("plain_runner_")
+
+
+def test_a_failed_no_transaction_file_records_its_failure_under_the_runners_settings(mdir, dsn, role):
+    write(mdir, "20250101000000_spy.sql", SPY)
+    write(mdir, "20250102000000_sets.sql", NO_TRANSACTION + setter(list(SETTINGS), role, fail=True))
+    with pytest.raises(MigrationError, match=r"20250102000000_sets\.sql failed at line \d+: column"):
+        Migrator(dsn, mdir).migrate()
+    got = seen(dsn)
+    assert got[("record insert", "20250102000000")] == got[("record insert", "20250101000000")]
+    assert records(dsn)["20250102000000"][5] is True
+
+
+@pytest.mark.parametrize("header", ["", NO_TRANSACTION], ids=["transaction", "no-transaction"])
+def test_a_down_sections_settings_do_not_reach_the_deletion_of_its_record(mdir, dsn, role, header):
+    write(mdir, "20250101000000_spy.sql", SPY)
+    sets = setter(list(SETTINGS), role)
+    write(mdir, "20250102000000_sets.sql", f"{header}-- migrate:up\n{sets}-- migrate:down\n{sets}")
+    migrator = Migrator(dsn, mdir)
+    migrator.migrate()
+    assert migrator.rollback().version == "20250102000000"
+    got = seen(dsn)
+    assert got[("record delete", "20250102000000")] == got[("record insert", "20250101000000")]
+    assert list(records(dsn)) == ["20250101000000"]
+
+
+def test_a_file_that_makes_its_transaction_read_only_fails_typed_and_leaves_no_trace(mdir, dsn):
+    # transaction_read_only is no setting RESET ALL may change mid-transaction: the record cannot be written.
+    write(mdir, "20250101000000_ro.sql", "CREATE TABLE ro (id int);\nSET TRANSACTION READ ONLY;\n")
+    with pytest.raises(MigrationError, match=r"20250101000000_ro\.sql ran, but its bookkeeping could not be written"):
+        Migrator(dsn, mdir).migrate()
+    assert not exists(dsn, "ro") and records(dsn) == {}
+
+
+def test_a_no_transaction_file_ending_inside_its_own_begin_fails_without_its_record_joining_that_block(mdir, dsn):
+    write(mdir, "20250101000000_open.sql",
+          "-- migrate:no-transaction\nCREATE TABLE kept (id int);\nBEGIN;\nCREATE TABLE lost (id int);\n")
+    with pytest.raises(MigrationError, match=r"20250101000000_open\.sql failed at line 4: .*BEGIN without its COMMIT"):
+        Migrator(dsn, mdir).migrate()
+    assert exists(dsn, "kept") and not exists(dsn, "lost")
+    assert records(dsn)["20250101000000"][5] is True
 
 
 def test_ten_runners_started_at_once_apply_each_file_exactly_once(mdir, dsn):

@@ -275,8 +275,8 @@ def test_populate_sample_data_is_the_specifications_call(db_settings):
 
 
 def test_populate_sample_data_refuses_production():
-    production = load_settings("production", environ={"LUMINAR_DB_PASSWORD": "a-real-secret",
-                                                      "LUMINAR_DB_HOST": "127.0.0.1", "LUMINAR_DB_PORT": "1"})
+    production = load_settings("production", environ={"LUMINAR_ENV": "production", "LUMINAR_DB_HOST": "127.0.0.1",
+                                                      "LUMINAR_DB_PORT": "1", "LUMINAR_DB_PASSWORD": "a-real-secret"})
     with pytest.raises(OperationError, match="production"):
         asyncio.run(populate_sample_data(reports=10, settings=production))
 

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import click
 
-from luminar_store.cli import cli
 from luminar_store.config import ENVIRONMENTS, Settings, load_settings
 from luminar_store.errors import MigrationError
-from luminar_store.migrator import DEFAULT_DIR, MigrationStatus, Migrator, create_migration
+from luminar_store.migrator import DEFAULT_DIR, MigrationStatus, Migrator, create_migration, migrations_directory
 
 __all__ = ["migrate_group", "up_command", "status_command", "create_command", "rollback_command", "verify_command"]
 
@@ -88,12 +87,12 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _directory(ctx: click.Context) -> Path:
-    return _option(ctx, "directory") or DEFAULT_DIR
+    return migrations_directory(_option(ctx, "directory"))
 
 
 def _migrator(ctx: click.Context, settings: Settings, *, wait: bool = True) -> Migrator:
     lock_timeout = _option(ctx, "lock_timeout")
-    migrator = Migrator(settings.conninfo(), _directory(ctx), environment=settings.env, out=click.echo,
+    migrator = Migrator(settings, _directory(ctx), out=click.echo,
                         lock_timeout=60.0 if lock_timeout is None else lock_timeout)
     seconds = _option(ctx, "wait")
     if wait and seconds:
@@ -118,7 +117,7 @@ def _apply(ctx: click.Context) -> None:
         click.echo("Nothing to apply: the database is up to date.")
 
 
-@cli.group("migrate", invoke_without_command=True)
+@click.group("migrate", invoke_without_command=True)
 @_connection_options
 @_apply_options
 @click.pass_context

@@ -1,8 +1,9 @@
-"""Operations commands: setup, sample-data, backup, restore, reset, status, stats, sync, clean.
+"""Operations commands: setup, reset, sample-data, backup, restore, status, stats, sync, clean.
 
-Each takes ``--env`` (the settings environment; default ``LUMINAR_ENV``, else local). Destructive commands ask
-for confirmation, or take ``--yes``; when stdin is not a terminal they refuse instead of waiting. The work itself
-lives in ``admin``, ``backup``, ``synthetic``, ``stats`` and ``retention``; this module only parses and prints.
+Each takes ``--env`` (the settings environment; default ``LUMINAR_ENV``, else local). Commands that delete name
+their target (database, host, port, environment) before they act, check every precondition first, and ask for
+confirmation or take ``--yes``/``-y``. The work itself lives in ``luminar_store.ops``; this module only parses and
+prints.
 """
 
 from __future__ import annotations
@@ -14,37 +15,20 @@ from pathlib import Path
 
 import click
 
-from luminar_store.cli import cli
-from luminar_store.config import ENVIRONMENTS, Settings, load_settings
-from luminar_store.errors import DatabaseUnavailableError, OperationError
+from luminar_store import stats as metrics
+from luminar_store.cli.common import confirm, dir_option, env_option, print_rows, settings_for, yes_option
+from luminar_store.config import ENVIRONMENTS, Settings, environment
+from luminar_store.errors import OperationError
+from luminar_store.ops import provision, retention
+from luminar_store.ops.backup import backup_database, find_tool, read_archive, restore_database
+from luminar_store.ops.connect import connect
+from luminar_store.ops.status import collect_status
+from luminar_store.synthetic import load_sample_data
 
 __all__ = [
-    "setup_command", "sample_data_command", "backup_command", "restore_command", "reset_command",
-    "status_command", "stats_command", "sync_command", "clean_command",
+    "COMMANDS", "setup_command", "sample_data_command", "backup_command", "restore_command", "reset_command",
+    "status_command", "stats_command", "sync_command", "clean_command", "reset_target", "show_status",
 ]
-
-_SAMPLE_ENVS = ("local", "testing")
-
-env_option = click.option("--env", type=click.Choice(ENVIRONMENTS), default=None,
-                          help="Settings environment [default: LUMINAR_ENV, else local].")
-dir_option = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
-                          envvar="LUMINAR_MIGRATIONS_DIR", show_envvar=True,
-                          help="Migrations directory [default: the package's migrations/].")
-yes_option = click.option("--yes", "-y", is_flag=True,
-                          help="Do not ask for confirmation (needed when stdin is not a terminal).")
-
-
-def _settings(env: str | None) -> Settings:
-    return load_settings(env)
-
-
-def _confirm(question: str, *, yes: bool, what: str) -> None:
-    """Ask ``question`` on a terminal; without one, refuse unless ``--yes`` was given."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise OperationError(f"{what}; stdin is not a terminal, so confirm with --yes (with make: FORCE=1)")
-    click.confirm(question, abort=True)
 
 
 def _size(n: int) -> str:
@@ -55,17 +39,21 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def _load_sample(settings: Settings, *, reports: int, days: int, seed: int, workers: int | None) -> None:
-    from luminar_store import admin
-    from luminar_store.synthetic import load_sample_data
+def _holds_reports(settings: Settings) -> bool:
+    with connect(settings) as conn:
+        return bool(conn.execute("SELECT to_regclass('public.raw_incident_reports') IS NOT NULL").fetchone()[0]
+                    and conn.execute("SELECT EXISTS (SELECT 1 FROM raw_incident_reports)").fetchone()[0])
 
-    if settings.env not in _SAMPLE_ENVS:
-        raise OperationError(f"sample data is only written to the local and testing databases, not to "
+
+def _load_sample(settings: Settings, *, reports: int, days: int, seed: int, workers: int | None) -> None:
+    if not settings.rules.sample_data:
+        allowed = " and ".join(e for e in ENVIRONMENTS if environment(e).sample_data)
+        raise OperationError(f"sample data is only written to the {allowed} databases, not to "
                              f"LUMINAR_ENV={settings.env}; pass --env=testing or --env=local")
     # The bar goes to a terminal only: logs and pipes get the summary line alone.
     bar = click.progressbar(length=reports, label=f"Loading {reports:,} reports", file=sys.stderr, show_pos=True,
                             show_eta=True) if sys.stderr.isatty() else contextlib.nullcontext()
-    with admin.connect(settings) as conn, bar as shown:
+    with connect(settings) as conn, bar as shown:
         summary = load_sample_data(conn, reports=reports, days=days, seed=seed, workers=workers,
                                    progress=shown.update if shown is not None else None)
     click.echo(f"Loaded run {summary.run} of seed {summary.seed} into {settings.name}: {summary.reports:,} reports, "
@@ -75,9 +63,10 @@ def _load_sample(settings: Settings, *, reports: int, days: int, seed: int, work
 
 
 # -- setup, reset, sample data ---------------------------------------------------------------------------------
-@cli.command("setup")
+@click.command("setup")
 @env_option
-@click.option("--sample-data", "sample", is_flag=True, help="Also load sample data (local and testing only).")
+@click.option("--sample-data", "sample", is_flag=True,
+              help="Also load sample data when the database holds no report yet (local and testing only).")
 @click.option("--reports", type=click.IntRange(1), default=1000, show_default=True,
               help="Sample reports to load with --sample-data.")
 @click.option("--admin-url", envvar="LUMINAR_DB_ADMIN_URL", show_envvar=True, default=None, metavar="URL",
@@ -86,19 +75,18 @@ def _load_sample(settings: Settings, *, reports: int, days: int, seed: int, work
 def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | None, directory: Path | None) -> None:
     """Create the database if missing (with PostGIS), apply the migrations, optionally load sample data.
 
-    Idempotent: on a database that is already set up it only reports that nothing was missing.
+    Idempotent: on a database that is already set up it only reports that nothing was missing, and
+    --sample-data loads nothing into a database that already holds reports.
 
     \b
     Example: luminar-db setup --env=local --sample-data
     Example: python scripts/setup_database.py setup --env=local
     """
-    from luminar_store import admin
-
-    settings = _settings(env)
-    if sample and settings.env not in _SAMPLE_ENVS:
+    settings = settings_for(env)
+    if sample and not settings.rules.sample_data:
         raise OperationError(f"--sample-data is only for the local and testing databases, not {settings.env}")
-    click.echo(f"Setting up {settings.safe_dsn()}")
-    result = admin.setup_database(settings, admin_conninfo=admin_url, migrations_dir=directory, out=click.echo)
+    click.echo(f"Setting up {settings.target()}: {settings.safe_dsn()}")
+    result = provision.setup_database(settings, admin_conninfo=admin_url, migrations_dir=directory, out=click.echo)
     made = [what for what, done in (("role " + settings.user, result.created_role),
                                     ("database " + settings.name, result.created_database),
                                     ("PostGIS", result.created_postgis)) if done]
@@ -106,32 +94,41 @@ def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | 
     click.echo(f"Migrations: {len(result.applied)} applied now." if result.applied else
                "Migrations: up to date.")
     if sample:
-        _load_sample(settings, reports=reports, days=7, seed=42, workers=None)
+        if _holds_reports(settings):
+            click.echo(f"{settings.name} already holds reports; no sample data loaded.")
+        else:
+            _load_sample(settings, reports=reports, days=7, seed=42, workers=None)
 
 
-@cli.command("reset")
+def reset_target(env: str | None, directory: Path | None, yes: bool, *, command: str) -> None:
+    """The one reset (``reset`` and ``db reset``): check every precondition, name the target and what it holds,
+    confirm, then drop and rebuild."""
+    settings = settings_for(env)
+    plan = provision.plan_reset(settings, migrations_dir=directory, what=command)
+    click.echo(f"Target: {plan.target} - {plan.describe_loss()}")
+    confirm(f"Drop {plan.target} and rebuild it empty with {plan.migrations} migrations?", yes=yes,
+            what=f"{command} destroys every row of {plan.target}")
+    result = provision.carry_out_reset(plan, out=click.echo)
+    click.echo(f"Reset {plan.target}: recreated with PostGIS, {len(result.applied)} migrations applied.")
+
+
+@click.command("reset")
 @env_option
 @dir_option
 @yes_option
 def reset_command(env: str | None, directory: Path | None, yes: bool) -> None:
     """Drop the database, create it again with PostGIS and apply every migration. DESTROYS ALL ITS DATA.
 
-    Refused for production.
+    Only for LUMINAR_ENV=local, testing or testnet. The target (database, host, port, environment) is named
+    before anything happens, and every precondition (migrations found, server reachable, rights to drop and
+    create, PostGIS available) is checked before anything is dropped.
 
     Example: luminar-db reset --env=local --yes
     """
-    from luminar_store import admin
-
-    settings = _settings(env)
-    if settings.env == "production":
-        raise OperationError("reset destroys every row and is refused for LUMINAR_ENV=production")
-    _confirm(f"Drop database {settings.name} on {settings.host}:{settings.port} and rebuild it empty?", yes=yes,
-             what=f"reset destroys every row of {settings.name}")
-    result = admin.reset_database(settings, migrations_dir=directory, out=click.echo)
-    click.echo(f"Reset {settings.name}: recreated with PostGIS, {len(result.applied)} migrations applied.")
+    reset_target(env, directory, yes, command="reset")
 
 
-@cli.command("sample-data")
+@click.command("sample-data")
 @env_option
 @click.option("--reports", type=click.IntRange(1, 100_000_000), default=1000, show_default=True,
               help="Raw incident reports to generate.")
@@ -146,27 +143,21 @@ def sample_data_command(env: str | None, reports: int, days: int, seed: int, wor
                         if_empty: bool) -> None:
     """Load realistic synthetic data: reports clustered in city hotspots, events, consensus, miners, validators.
 
-    Batches commit one by one (Ctrl-C leaves only whole batches). Refused for staging and production.
+    Batches commit one by one (Ctrl-C leaves only whole batches). Refused outside local and testing.
 
     \b
     Example: luminar-db sample-data --env=testing --reports 5000 --seed 7
     Example: python scripts/setup_database.py sample-data --env=testing
     """
-    settings = _settings(env)
-    if if_empty and settings.env in _SAMPLE_ENVS:
-        from luminar_store import admin
-
-        with admin.connect(settings) as conn:
-            present = conn.execute("SELECT to_regclass('public.raw_incident_reports') IS NOT NULL").fetchone()[0] \
-                and conn.execute("SELECT EXISTS (SELECT 1 FROM raw_incident_reports)").fetchone()[0]
-        if present:
-            click.echo(f"{settings.name} already holds reports; no sample data loaded (--if-empty).")
-            return
+    settings = settings_for(env)
+    if if_empty and settings.rules.sample_data and _holds_reports(settings):
+        click.echo(f"{settings.name} already holds reports; no sample data loaded (--if-empty).")
+        return
     _load_sample(settings, reports=reports, days=days, seed=seed, workers=workers)
 
 
 # -- backup and restore ----------------------------------------------------------------------------------------
-@cli.command("backup")
+@click.command("backup")
 @env_option
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="File (or directory) to write [default: backups/luminar_<env>_<UTC stamp>.dump].")
@@ -177,15 +168,13 @@ def backup_command(env: str | None, output: Path | None) -> None:
     Example: luminar-db backup --env=local
     Example: luminar-db backup --output /var/backups/luminar.dump
     """
-    from luminar_store.backup import backup_database
-
-    settings = _settings(env)
+    settings = settings_for(env)
     result = backup_database(settings, output)
-    click.echo(f"Backup of {settings.name} (PostgreSQL {result.server_version}) written to {result.path} "
+    click.echo(f"Backup of {settings.target()} (PostgreSQL {result.server_version}) written to {result.path} "
                f"({_size(result.size_bytes)}, {result.seconds:.1f} s)")
 
 
-@cli.command("restore")
+@click.command("restore")
 @click.argument("path", type=click.Path(path_type=Path))
 @env_option
 @click.option("--clean", is_flag=True, help="Drop the backup's objects in the database first (replaces its data).")
@@ -194,73 +183,59 @@ def backup_command(env: str | None, output: Path | None) -> None:
 def restore_command(path: Path, env: str | None, clean: bool, force: bool, yes: bool) -> None:
     """Restore a backup made by `backup` (or any pg_dump custom archive), in one transaction.
 
-    The archive is checked first; a failure changes nothing. Into a database that holds tables, pass --clean.
+    The target is named first; the archive is checked before the database is touched; a failure changes
+    nothing. Into a database that holds tables, pass --clean.
 
     \b
     Example: luminar-db restore backups/luminar_local_20250817T120000Z.dump --env=local --clean --yes
     """
-    from luminar_store.backup import find_tool, read_archive, restore_database
-
-    settings = _settings(env)
+    settings = settings_for(env)
     if settings.env == "production" and not force:
-        raise OperationError("restoring into production is refused without --force (LUMINAR_ENV=production)")
+        raise OperationError(f"restoring into production is refused without --force; {settings.target()} is not "
+                             "touched")
     entries = read_archive(path, tool=find_tool("pg_restore"))
+    click.echo(f"Target: {settings.target()} - {len(entries)} archive entries from {path}")
     if settings.env == "production" or clean:
-        _confirm(f"Replace the contents of {settings.name} on {settings.host}:{settings.port} with {path}?",
-                 yes=yes, what=f"restoring {'into production' if settings.env == 'production' else 'with --clean'} "
-                               f"replaces the data of {settings.name}")
+        confirm(f"Replace the contents of {settings.target()} with {path}?", yes=yes,
+                what=f"restoring {'into production' if settings.env == 'production' else 'with --clean'} "
+                     f"replaces the data of {settings.target()}")
     result = restore_database(settings, path, clean=clean, allow_production=force)
     made = " (database created)" if result.created_database else ""
-    click.echo(f"Restored {len(entries)} archive entries from {path} into {settings.name}{made} "
+    click.echo(f"Restored {len(entries)} archive entries from {path} into {settings.target()}{made} "
                f"in {result.seconds:.1f} s")
 
 
 # -- status and statistics ---------------------------------------------------------------------------------------
-def _rows(rows: list[tuple[str, str]]) -> None:
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        click.echo(f"{key.ljust(width)}  {value}")
+def show_status(env: str | None, directory: Path | None, verbose: bool) -> None:
+    """The one status (``status`` and ``db status``): print the report, then fail with exit 2 when the
+    database cannot be reached."""
+    report = collect_status(settings_for(env), migrations_dir=directory, verbose=verbose)
+    print_rows(report.rows)
+    if report.error is not None:
+        raise report.error
+    if verbose:
+        click.echo(f"tables ({len(report.tables)}): {', '.join(report.tables) or '(none)'}")
+        click.echo(f"views ({len(report.views)}): {', '.join(report.views) or '(none)'}")
+        click.echo("applied migrations:")
+        for line in report.applied or ["(none)"]:
+            click.echo(f"  {line}")
 
 
-@cli.command("status")
+@click.command("status")
 @env_option
 @dir_option
-def status_command(env: str | None, directory: Path | None) -> None:
-    """Show whether the server answers, its PostgreSQL and PostGIS versions, migrations applied and pending, and
-    the pool settings in force (password hidden). Exits 2 when the database cannot be reached.
+@click.option("-v", "--verbose", is_flag=True, help="Also list the tables, views and applied migrations.")
+def status_command(env: str | None, directory: Path | None, verbose: bool) -> None:
+    """Show the target, whether the server answers (and, for a database on this machine, where it runs), its
+    PostgreSQL and PostGIS versions, migrations applied and pending, and the pool settings in force (password
+    hidden). Exits 2 when the database cannot be reached. Same as `luminar-db db status`.
 
-    Example: luminar-db status --env=local
+    Example: luminar-db status --env=local --verbose
     """
-    from luminar_store.localdb import server_info
-    from luminar_store.migrator import DEFAULT_DIR, Migrator
-
-    settings = _settings(env)
-    p = settings.public_dict()
-    pool = (f"size {p['pool_size']} + overflow {p['max_overflow']} = max {settings.pool_max_size}, "
-            f"timeout {p['pool_timeout']:g} s, recycle {p['pool_recycle']:g} s, replicas {p['replica_urls']}")
-    rows = [("environment", settings.env), ("database", settings.safe_dsn()), ("pool", pool),
-            ("retention", f"{settings.retention_days} days (LUMINAR_RETENTION_DAYS)")]
-    try:
-        info = server_info(settings.conninfo())
-    except DatabaseUnavailableError:
-        _rows([*rows, ("reachable", "no")])
-        raise
-    rows += [("reachable", "yes"), ("PostgreSQL", info["postgresql"] or "?"),
-             ("PostGIS", info["postgis"] or "not installed in this database (luminar-db setup installs it)")]
-    statuses = Migrator(settings.conninfo(), directory or DEFAULT_DIR, environment=settings.env).status()
-    applied = [s for s in statuses if s.state == "applied"]
-    pending = [s for s in statuses if s.state == "pending"]
-    other = [f"{s.label} {s.state}" for s in statuses if s.state not in ("applied", "pending")]
-    line = f"{len(applied)} applied, {len(pending)} pending"
-    if pending:
-        line += f" ({', '.join(s.label for s in pending)}): luminar-db migrate"
-    if other:
-        line += f"; attention: {', '.join(other)}"
-    rows.append(("migrations", line))
-    _rows(rows)
+    show_status(env, directory, verbose)
 
 
-@cli.command("stats")
+@click.command("stats")
 @env_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--hours", type=click.IntRange(1, 24 * 365), default=24, show_default=True,
@@ -279,11 +254,8 @@ def stats_command(env: str | None, as_json: bool, hours: int, days: int, recent:
     Example: luminar-db stats --env=local --recent 5 --hotspots 5
     Example: luminar-db stats --json | jq .consensus_agreement_pct
     """
-    from luminar_store import admin
-    from luminar_store import stats as metrics
-
-    settings = _settings(env)
-    with admin.connect(settings) as conn:
+    settings = settings_for(env)
+    with connect(settings) as conn:
         if conn.execute("SELECT to_regclass('public.raw_incident_reports') IS NULL").fetchone()[0]:
             raise OperationError(f"database {settings.name} has no Luminar schema; run: luminar-db migrate")
         result = metrics.collect_stats(conn, hours=hours, days=days)
@@ -309,7 +281,7 @@ def stats_command(env: str | None, as_json: bool, hours: int, days: int, recent:
 
 
 # -- sync and clean ------------------------------------------------------------------------------------------------
-@cli.command("sync")
+@click.command("sync")
 @env_option
 @click.option("--hours", type=click.IntRange(1), default=24, show_default=True, help="Hours of recent data to copy.")
 def sync_command(env: str | None, hours: int) -> None:
@@ -326,7 +298,7 @@ def sync_command(env: str | None, hours: int) -> None:
     raise error
 
 
-@cli.command("clean")
+@click.command("clean")
 @env_option
 @click.option("--days", type=click.IntRange(1), default=None,
               help="Keep this many days [default: LUMINAR_RETENTION_DAYS, else 365].")
@@ -343,25 +315,28 @@ def clean_command(env: str | None, days: int | None, batch_size: int, yes: bool)
     Example: luminar-db clean --days 90
     Example: LUMINAR_RETENTION_DAYS=30 luminar-db clean --yes
     """
-    from luminar_store import admin
-    from luminar_store.retention import count_old_rows, cutoff_for, delete_old_rows
-
-    settings = _settings(env)
+    settings = settings_for(env)
     days = days or settings.retention_days
-    with admin.connect(settings) as conn:
-        plan = count_old_rows(conn, days=days)
+    with connect(settings) as conn:
+        plan = retention.count_old_rows(conn, days=days)
         total = sum(plan.values())
-        cutoff = cutoff_for(days)
+        cutoff = retention.cutoff_for(days)
+        when = f"older than {days} days (before {cutoff:%Y-%m-%d %H:%M} UTC)"
         if not total:
-            click.echo(f"Nothing older than {days} days (before {cutoff:%Y-%m-%d %H:%M} UTC) in {settings.name}.")
+            click.echo(f"Nothing {when} in {settings.target()}.")
             return
-        click.echo(f"Older than {days} days (before {cutoff:%Y-%m-%d %H:%M} UTC) in {settings.name}:")
+        click.echo(f"Target: {settings.target()} - rows {when}:")
         for table, count in plan.items():
             if count:
                 click.echo(f"  {table}: {count:,} rows")
-        _confirm(f"Delete these {total:,} rows?", yes=yes, what=f"clean deletes {total:,} rows of {settings.name}")
+        confirm(f"Delete these {total:,} rows from {settings.target()}?", yes=yes,
+                what=f"clean deletes {total:,} rows of {settings.target()}")
         report = (lambda table, n: click.echo(f"  deleted {n:,} from {table}", err=True)) \
             if sys.stderr.isatty() else None
-        deleted = delete_old_rows(conn, days=days, batch_size=batch_size, progress=report)
-    click.echo(f"Deleted {sum(deleted.values()):,} rows: " +
+        deleted = retention.delete_old_rows(conn, days=days, batch_size=batch_size, progress=report)
+    click.echo(f"Deleted {sum(deleted.values()):,} rows from {settings.target()}: " +
                ", ".join(f"{table} {n:,}" for table, n in deleted.items() if n) + ".")
+
+
+COMMANDS = (setup_command, reset_command, sample_data_command, backup_command, restore_command, status_command,
+            stats_command, sync_command, clean_command)

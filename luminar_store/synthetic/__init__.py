@@ -90,7 +90,7 @@ def write_sample_data(settings: Settings | None = None, **kwargs) -> LoadSummary
     production with ``OperationError``."""
     settings = settings or load_settings()
     _refuse_production(settings)
-    from luminar_store.admin import connect
+    from luminar_store.ops.connect import connect
 
     with connect(settings) as conn:
         return load_sample_data(conn, **kwargs)

@@ -16,14 +16,13 @@ The bootstrap superuser of the cluster is the configured role (``luminar_dev``),
 ``postgis/postgis`` image does with ``POSTGRES_USER``; so the Docker database and the embedded one answer the same
 connection string. ``pg_hba.conf`` asks every connection (Unix socket, 127.0.0.1, ::1) for that password.
 
-The module also holds what the command line needs to drive the Docker Compose database instead
-(``docker_answers``, ``compose_command``) and the server-independent database operations (``ensure_database``,
-``reset``, ``server_info``).
+The database and PostGIS inside the cluster are made by ``luminar_store.ops.provision`` (as for a Docker or any
+other server); this module only runs the server.
 
 Example::
 
     >>> cluster = Cluster(handle=Path(".luminar/local"), port=5432)
-    >>> start(cluster)          # initdb on first use, then pg_ctl start; creates luminar_local + PostGIS
+    >>> start(cluster)          # initdb on first use, then pg_ctl start
     'started'
     >>> stop(cluster)
     True
@@ -38,12 +37,11 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from luminar_store.config import DEV_PASSWORD, Settings
-from luminar_store.errors import ConfigError, DatabaseUnavailableError, OperationError
+from luminar_store.errors import ConfigError, OperationError
 
 __all__ = [
     "SERVICE_USER",
@@ -51,6 +49,8 @@ __all__ = [
     "postgis_available",
     "service_user",
     "is_root",
+    "project_root",
+    "cluster_for",
     "Cluster",
     "ClusterStatus",
     "locate",
@@ -58,11 +58,6 @@ __all__ = [
     "start",
     "stop",
     "status",
-    "reset",
-    "ensure_database",
-    "server_info",
-    "docker_answers",
-    "compose_command",
 ]
 
 SERVICE_USER = os.environ.get("LUMINAR_PG_USER", "luminar")
@@ -70,7 +65,6 @@ _PG_LIB = Path("/usr/lib/postgresql")
 _FALLBACK_BASE = Path("/var/tmp")
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, with the closing NUL
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
-_RESETTABLE_ENVS = ("local", "testing")
 
 
 # -- binaries and the service user ------------------------------------------------------------------------------
@@ -146,6 +140,23 @@ def _server_can_reach(path: Path) -> bool:
     done = subprocess.run(["runuser", "-u", service_user(), "--", "test", "-x", str(path)], cwd="/",
                           capture_output=True, check=False, timeout=30)
     return done.returncode == 0
+
+
+def project_root() -> Path:
+    """The project directory: the nearest folder, from the working directory up, holding ``docker-compose.yml``
+    and ``migrations/``; the working directory when there is none."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "docker-compose.yml").is_file() and (folder / "migrations").is_dir():
+            return folder
+    return here
+
+
+def cluster_for(settings: Settings) -> Cluster:
+    """The embedded cluster that serves ``settings``: kept at ``LUMINAR_LOCAL_DIR`` (default ``.luminar/`` of the
+    project directory) under the environment's name."""
+    base = Path(os.environ.get("LUMINAR_LOCAL_DIR") or project_root() / ".luminar")
+    return Cluster.from_settings(settings, base / settings.env)
 
 
 # -- where a cluster lives --------------------------------------------------------------------------------------
@@ -270,7 +281,7 @@ def init(cluster: Cluster, *, timeout: float = 120) -> bool:
         shutil.rmtree(data, ignore_errors=True)
         raise OperationError(f"initdb failed for {data}: {_last_line(done.stderr or done.stdout)}")
     with (data / "postgresql.conf").open("a") as conf:
-        conf.write("\n# Where the cluster listens: rewritten by luminar_store.localdb at every start.\n"
+        conf.write("\n# Where the cluster listens: rewritten by luminar_store.ops.cluster at every start.\n"
                    "include_if_exists = 'luminar.conf'\n")
     return True
 
@@ -289,11 +300,12 @@ def status(cluster: Cluster, *, timeout: float = 30) -> ClusterStatus:
 
 
 def start(cluster: Cluster, *, timeout: float = 60) -> str:
-    """Start the cluster (creating it first if needed) and make sure its database and PostGIS exist.
+    """Start the cluster (creating it first if needed).
 
     Returns ``"started"``, or ``"already running"`` when it was. Raises ``ConfigError`` when ``cluster.host`` is not
-    this machine, ``OperationError`` when the port is taken by another server, the cluster runs on another port, or
-    the server does not come up within ``timeout`` seconds (the message names the log file).
+    this machine, ``OperationError`` when the port is taken by another server, the cluster runs on another port
+    (the message says which, and the setting that reaches it), or the server does not come up within ``timeout``
+    seconds (the message names the log file).
     """
     if cluster.host not in _LOCAL_HOSTS:
         raise ConfigError(f"the embedded cluster listens on this machine only; LUMINAR_DB_HOST={cluster.host} is "
@@ -302,8 +314,8 @@ def start(cluster: Cluster, *, timeout: float = 60) -> str:
     if now.running:
         if now.port is not None and now.port != cluster.port:
             raise OperationError(f"the cluster at {cluster.handle} already runs on port {now.port}, not "
-                                 f"{cluster.port}; restart it: make db-stop && make db-start")
-        ensure_database(cluster.conninfo("postgres"), cluster.dbname)
+                                 f"{cluster.port}; to use it, set LUMINAR_DB_PORT={now.port} (in .env or the "
+                                 "environment)")
         return "already running"
     _check_port_free(cluster.host, cluster.port)
     init(cluster)
@@ -316,7 +328,6 @@ def start(cluster: Cluster, *, timeout: float = 60) -> str:
         raise OperationError(f"the local PostgreSQL did not start within {timeout:g}s: "
                              f"{_last_line(_tail(cluster.log_file) or done.stderr or done.stdout)} "
                              f"(log: {cluster.log_file})")
-    ensure_database(cluster.conninfo("postgres"), cluster.dbname)
     return "started"
 
 
@@ -340,7 +351,7 @@ def _write_listen_conf(cluster: Cluster) -> None:
 
     conf = cluster.data_dir / "luminar.conf"
     conf.write_text(
-        "# Written by luminar_store.localdb at every start from the settings in force (LUMINAR_DB_HOST/PORT).\n"
+        "# Written by luminar_store.ops.cluster at every start from the settings in force (LUMINAR_DB_HOST/PORT).\n"
         f"listen_addresses = {quoted(cluster.host)}\n"
         f"port = {int(cluster.port)}\n"
         f"unix_socket_directories = {quoted(str(cluster.socket_dir))}\n"
@@ -390,92 +401,3 @@ def _tail(path: Path) -> str:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
-
-
-# -- database operations (Docker or embedded alike) ---------------------------------------------------------------
-def _connect(conninfo: str, what: str):
-    import psycopg
-
-    try:
-        return psycopg.connect(conninfo, autocommit=True)
-    except psycopg.OperationalError as exc:
-        # libpq's first line names host, port and the reason (never the password).
-        lines = str(exc).strip().splitlines() or ["no reason given"]
-        reason = " ".join(lines[0].split()).removeprefix("connection failed: ")
-        raise DatabaseUnavailableError(f"cannot reach {what}: {reason} (start it: make db-start; the role and "
-                                       "password are LUMINAR_DB_USER and LUMINAR_DB_PASSWORD)") from None
-
-
-def ensure_database(maintenance_conninfo: str, dbname: str) -> bool:
-    """Create database ``dbname`` (connecting through ``maintenance_conninfo``) and PostGIS in it, when missing.
-
-    Returns True when the database was created now. Raises ``DatabaseUnavailableError`` when the server cannot be
-    reached or refuses the role or password.
-    """
-    from psycopg import sql
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    created = False
-    with _connect(maintenance_conninfo, "the database server") as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-            created = True
-    target = make_conninfo(**{**conninfo_to_dict(maintenance_conninfo), "dbname": dbname})
-    with _connect(target, f"database {dbname}") as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-    return created
-
-
-def reset(settings: Settings) -> None:
-    """Drop the database of ``settings`` (ending its sessions) and create it again, empty but for PostGIS.
-
-    Refused (``OperationError``) outside the local and testing environments. Raises ``DatabaseUnavailableError``
-    when the server cannot be reached. The caller migrates afterwards.
-    """
-    from psycopg import sql
-
-    if settings.env not in _RESETTABLE_ENVS:
-        raise OperationError(f"db reset destroys data and only runs for LUMINAR_ENV=local or testing, "
-                             f"not {settings.env}")
-    if settings.name in ("postgres", "template0", "template1"):
-        raise OperationError(f"db reset refuses to drop the system database {settings.name}; set LUMINAR_DB_NAME")
-    with _connect(settings.conninfo(dbname="postgres"), "the database server") as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(settings.name)))
-    ensure_database(settings.conninfo(dbname="postgres"), settings.name)
-
-
-def server_info(conninfo: str) -> dict[str, str | None]:
-    """Versions of the server behind ``conninfo``: ``postgresql`` and ``postgis`` (None when not installed there).
-
-    Raises ``DatabaseUnavailableError`` when it cannot be reached.
-    """
-    with _connect(conninfo, "the database") as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'postgis'").fetchone()
-    return {"postgresql": version.split()[0], "postgis": row[0] if row else None}
-
-
-# -- Docker Compose -------------------------------------------------------------------------------------------------
-def docker_answers(*, timeout: float = 20) -> bool:
-    """True when a Docker engine answers (``docker info`` succeeds); a client alone is not enough."""
-    if shutil.which("docker") is None:
-        return False
-    try:
-        done = subprocess.run(["docker", "info"], capture_output=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-def compose_command() -> list[str] | None:
-    """The Docker Compose command available: ``docker compose`` (plugin), else ``docker-compose``, else None.
-
-    ``docker-compose`` is also looked for beside the running Python (a virtualenv's ``bin``).
-    """
-    if shutil.which("docker"):
-        done = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False, timeout=30)
-        if done.returncode == 0:
-            return ["docker", "compose"]
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    found = shutil.which("docker-compose", path=path)
-    return [found] if found else None

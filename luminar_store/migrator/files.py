@@ -1,7 +1,15 @@
-"""Migration files: discovery, naming rules, parsing, statement splitting, checksums and new-file creation.
+"""Migration files: where they live, discovery, naming rules, parsing, statement splitting, checksums and
+new-file creation.
 
-Everything here reads or writes files only; the database side (lock, plan, apply, record, verify, rollback,
-status) lives in ``luminar_store.migrator``, which re-exports these public names.
+Everything here reads or writes files only; the database side lives in the other modules of
+``luminar_store.migrator``, which re-exports these public names.
+
+Location
+    The SQL files live in the repository's top-level ``migrations/`` and ship inside the wheel as the package
+    ``luminar_store.migrations`` (a ``package_dir`` mapping in ``setup.py``); ``DEFAULT_DIR`` finds them with
+    ``importlib.resources``, so an editable install, a regular install and a bare checkout all see them.
+    ``migrations_directory()`` is what every command uses: ``--dir``, else ``LUMINAR_MIGRATIONS_DIR``, else
+    ``DEFAULT_DIR``.
 
 Files
     ``YYYYMMDDHHMMSS_name.sql``: a UTC stamp (the version) and a name of ``[a-z0-9_]+``, applied in version order.
@@ -30,14 +38,18 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 
 from luminar_store.errors import MigrationError, ValidationError
 
 __all__ = [
+    "DEFAULT_DIR",
+    "migrations_directory",
     "FILENAME_RE",
     "NAME_RE",
     "TEMPLATE",
@@ -50,6 +62,41 @@ __all__ = [
     "discover_migrations",
     "create_migration",
 ]
+
+#: The package that holds the SQL files once installed (``setup.py`` maps it onto the top-level ``migrations/``).
+MIGRATIONS_PACKAGE = "luminar_store.migrations"
+#: Environment variable naming another migrations directory (the ``--dir`` option reads it too).
+DIR_ENV = "LUMINAR_MIGRATIONS_DIR"
+
+
+def _packaged_directory() -> Path:
+    try:
+        root = resources.files(MIGRATIONS_PACKAGE)
+    except ModuleNotFoundError:
+        # A checkout used without installing (migrations/manager.py puts the repository on sys.path): there is no
+        # mapping, but the files sit beside the package.
+        return Path(__file__).resolve().parents[2] / "migrations"
+    if isinstance(root, Path):
+        return root
+    # A zipped install: the runner lists and reads real files, which such an install does not have. Discovery
+    # then says the directory does not exist and to pass --dir.
+    return Path(str(root))
+
+
+#: The migrations shipped with the package (the repository's ``migrations/`` in a checkout or editable install).
+DEFAULT_DIR = _packaged_directory()
+
+
+def migrations_directory(override: Path | str | None = None) -> Path:
+    """The migrations directory a command uses: ``override`` (``--dir``), else ``$LUMINAR_MIGRATIONS_DIR``, else
+    ``DEFAULT_DIR``. Never raises; a missing directory is reported by ``discover_migrations``.
+
+    Example: ``migrations_directory()`` gives ``.../site-packages/luminar_store/migrations`` once installed.
+    """
+    if override:
+        return Path(override)
+    return Path(os.environ.get(DIR_ENV) or DEFAULT_DIR)
+
 
 FILENAME_RE = re.compile(r"(\d{14})_([a-z0-9_]+)\.sql")
 NAME_RE = re.compile(r"[a-z0-9_]+")

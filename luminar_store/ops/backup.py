@@ -33,9 +33,10 @@ from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
-from luminar_store.admin import connect
 from luminar_store.config import Settings
 from luminar_store.errors import OperationError
+from luminar_store.ops import provision
+from luminar_store.ops.connect import connect, database_exists, maintenance
 
 __all__ = [
     "DEFAULT_BACKUP_DIR",
@@ -233,21 +234,20 @@ def restore_database(settings: Settings, path: Path, *, clean: bool = False,
     target without ``clean``, or a failed restore (nothing changed); ``DatabaseUnavailableError`` when the server
     cannot be reached.
     """
-    from luminar_store import admin
-
     if settings.env == "production" and not allow_production:
         raise OperationError("restoring into production is refused without --force (LUMINAR_ENV=production)")
     started = time.perf_counter()
     path = Path(path)
-    with connect(settings, dbname="postgres") as conn:
+    provision.check_name(settings)
+    with maintenance(settings) as conn:
         major = conn.info.server_version // 10000
-        exists = admin.database_exists(conn, settings.name)
+        exists = database_exists(conn, settings.name)
     tool = find_tool("pg_restore", server_major=major)
     entries = read_archive(path, tool=tool)
     created = False
     if not exists:
-        with connect(settings, dbname="postgres") as conn:
-            created = admin.create_database(conn, settings, None)
+        with maintenance(settings) as conn:
+            created = provision.create_database(conn, settings, None)
     elif not clean and _user_tables(settings):
         raise OperationError(f"database {settings.name} already holds tables; pass --clean to replace them with "
                              "the backup's, or restore into an empty database")
@@ -271,6 +271,6 @@ def restore_database(settings: Settings, path: Path, *, clean: bool = False,
             ok = True
         finally:
             if created and not ok:
-                admin.drop_database(settings)
+                provision.drop_created_database(settings)
     return RestoreResult(path=path, entries=len(entries), seconds=time.perf_counter() - started,
                          created_database=created)

@@ -16,7 +16,7 @@ validators and ``schema_migrations`` are never touched, and nothing is ever drop
 
 Example::
 
-    >>> with admin.connect(settings) as conn:
+    >>> with connect(settings) as conn:
     ...     plan = count_old_rows(conn, days=365)
     ...     deleted = delete_old_rows(conn, days=365)
 """

@@ -1,0 +1,46 @@
+"""The ``luminar-db`` group and its entry point; every command module is imported here, at the top."""
+
+from __future__ import annotations
+
+import click
+
+from luminar_store.cli import db, migrate, ops
+from luminar_store.cli.common import start_cli
+from luminar_store.errors import LuminarError
+
+__all__ = ["cli", "main", "LuminarGroup"]
+
+
+class LuminarGroup(click.Group):
+    """A click group that turns ``LuminarError`` into one line on stderr and a non-zero exit code."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except LuminarError as exc:
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from None
+
+
+@click.group(cls=LuminarGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="luminar_store")
+def cli() -> None:
+    """Luminar database layer: set up, migrate, inspect and maintain the PostgreSQL + PostGIS database.
+
+    Settings come from the environment (LUMINAR_ENV, LUMINAR_DB_*, DATABASE_URL) and a .env file in the working
+    directory, which never overrides a variable already set. --env selects an environment's whole target; a
+    variable written for another environment that would point elsewhere is refused, never followed.
+
+    Example: luminar-db migrate status
+    """
+    start_cli()
+
+
+for _command in (*ops.COMMANDS, db.db_group, migrate.migrate_group):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """Console entry point (``luminar-db``)."""
+    cli(prog_name="luminar-db")

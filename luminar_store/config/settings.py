@@ -1,0 +1,388 @@
+"""Settings per environment (local, testing, testnet, staging, production), read from the environment.
+
+``load_settings()`` reads ``os.environ`` only; entry points call ``load_dotenv_file()`` first so that a ``.env``
+fills in what the environment does not already set (it never overrides). Every refusal is a ``ConfigError`` naming
+the variable and the fix, and no string this module produces for people (repr, ``safe_dsn``) contains the password.
+
+How the target is chosen (one rule, for every command and the nodes alike):
+
+1. The environment is ``--env`` / the ``env`` argument, else ``LUMINAR_ENV``, else ``local``; it gives the defaults
+   (``luminar_store.config.environments``).
+2. The environment's own variables (``LUMINAR_LOCAL_DB_*``, ``LUMINAR_TEST_DB_*``, ``LUMINAR_TESTNET_DB_*``,
+   ``LUMINAR_STAGING_DB_*``: HOST, PORT, NAME, USER, PASSWORD, SSLMODE) apply to it alone.
+3. The general connection variables (``DATABASE_URL``, which overrides ``LUMINAR_DB_*``; ``LUMINAR_DB_*``,
+   ``SSL_MODE``, ``DATABASE_SSL_*``, ``LUMINAR_DB_READ_HOST``, ``LUMINAR_DB_REPLICA_URLS``) apply next; each was
+   written for one environment (``luminar_store.config.variables``). One written for another environment never
+   chooses the server: a host, port or database name (or a replica) that differs from this environment's is
+   refused, naming the variable, where it came from and the fix, so a ``.env`` written for local never redirects
+   ``--env testing``. Credentials and TLS options apply (the environment's own variables win over them).
+4. Two names for one setting (``LUMINAR_DB_NAME`` and ``LUMINAR_LOCAL_DB_NAME``, ``MAX_OVERFLOW`` and
+   ``DB_MAX_OVERFLOW``, ``SSL_MODE`` and ``LUMINAR_DB_SSLMODE`` ...) must agree, or are refused; ``DB_POOL_SIZE``
+   wins over ``POOL_SIZE`` (the specification's out-of-memory knob).
+5. Pool and retention figures tune the client and apply whatever the environment.
+
+Example::
+
+    >>> s = load_settings(environ={"LUMINAR_ENV": "local"})
+    >>> s.safe_dsn()
+    'postgresql://luminar_dev:***@localhost:5432/luminar_local?sslmode=disable'
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from urllib.parse import quote
+
+from luminar_store.config.environments import DEV_PASSWORD, ENVIRONMENTS, Environment, environment
+from luminar_store.config.variables import SCOPED_SUFFIXES, DotenvRecord, Origins, loaded_dotenv, warn_unknown
+from luminar_store.errors import ConfigError
+
+__all__ = ["SSL_MODES", "DEFAULT_RETENTION_DAYS", "Settings", "load_settings"]
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_STRONG_SSL = ("require", "verify-ca", "verify-full")
+
+DEFAULT_RETENTION_DAYS = 365
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Connection, TLS and pool settings in force. ``repr()`` never shows the password."""
+
+    env: str
+    host: str
+    port: int
+    name: str
+    user: str
+    password: str = field(repr=False)
+    sslmode: str
+    sslrootcert: str | None = None
+    sslcert: str | None = None
+    sslkey: str | None = None
+    pool_size: int = 10
+    max_overflow: int = 5
+    pool_timeout: float = 30.0
+    pool_recycle: float = 3600.0
+    replica_urls: tuple[str, ...] = field(default=(), repr=False)
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    connect_timeout: int = 10
+    from_database_url: bool = False
+
+    # -- connection strings -------------------------------------------------------------------------------------
+    def connect_kwargs(self, *, dbname: str | None = None) -> dict[str, object]:
+        """Keyword arguments for ``psycopg.connect`` (password included: never log them)."""
+        kwargs: dict[str, object] = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": dbname or self.name,
+            "user": self.user,
+            "sslmode": self.sslmode,
+            "connect_timeout": self.connect_timeout,
+            "application_name": "luminar_store",
+        }
+        if self.password:
+            kwargs["password"] = self.password
+        for key in ("sslrootcert", "sslcert", "sslkey"):
+            value = getattr(self, key)
+            if value:
+                kwargs[key] = value
+        return kwargs
+
+    def conninfo(self, *, dbname: str | None = None) -> str:
+        """A libpq conninfo string with the password: for connecting, never for printing."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(**{k: str(v) for k, v in self.connect_kwargs(dbname=dbname).items()})
+
+    def safe_dsn(self, *, dbname: str | None = None) -> str:
+        """The connection as a URL with the password replaced by ``***``: safe for logs and messages."""
+        secret = ":***" if self.password else ""
+        return (f"postgresql://{quote(self.user)}{secret}@{self.host}:{self.port}/"
+                f"{quote(dbname or self.name)}?sslmode={self.sslmode}")
+
+    def describe(self) -> str:
+        """One line naming host, port and database (for 'cannot reach' messages)."""
+        return f"host {self.host}, port {self.port}, database {self.name}"
+
+    def target(self, *, dbname: str | None = None) -> str:
+        """What a command acts on, in full: ``database luminar_test on localhost:5433 (environment testing)``.
+        Destructive commands print it before they act and in their confirmation."""
+        return f"database {dbname or self.name} on {self.host}:{self.port} (environment {self.env})"
+
+    @property
+    def rules(self) -> Environment:
+        """The environment's defaults and what it allows (``environments.environment``)."""
+        return environment(self.env)
+
+    @classmethod
+    def from_conninfo(cls, conninfo: str, env: str = "local") -> Settings:
+        """Settings for one connection string (URL or ``key=value``), as tools that are handed one use it: the
+        string's host, port, database, role, password and TLS; nothing else is read. Raises ``ConfigError`` (never
+        echoing the string) when it is not a connection string."""
+        parts = _from_database_url(conninfo, what="the connection string")
+        user = str(parts.get("user") or os.environ.get("PGUSER") or "postgres")
+        return cls(env=env, host=str(parts.get("host") or "localhost"),
+                   port=_port(parts.get("port") or 5432, "the connection string's port"),
+                   name=str(parts.get("name") or user), user=user, password=str(parts.get("password") or ""),
+                   sslmode=str(parts.get("sslmode") or "prefer"), sslrootcert=parts.get("sslrootcert"),  # type: ignore
+                   sslcert=parts.get("sslcert"), sslkey=parts.get("sslkey"))  # type: ignore[arg-type]
+
+    @property
+    def pool_max_size(self) -> int:
+        return self.pool_size + self.max_overflow
+
+    def with_database(self, name: str) -> Settings:
+        """The same settings pointed at another database of the same server."""
+        return replace(self, name=name)
+
+    def public_dict(self) -> dict[str, object]:
+        """Every setting, password hidden: for ``status`` printouts and JSON."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "password":
+                value = "***" if value else ""
+            elif f.name == "replica_urls":
+                value = len(value)
+            out[f.name] = value
+        return out
+
+
+
+# -- parsing ------------------------------------------------------------------------------------------------------
+def _number(environ: Mapping[str, str], name: str, default: float, *, whole: bool = True, minimum: float = 1,
+            maximum: float | None = None) -> float:
+    """The number in variable ``name`` (``default`` when unset or empty): a whole number within the bounds, or with
+    ``whole=False`` a positive, finite number of seconds. Refusals name the variable and an example."""
+    raw = environ.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    kind = "a whole number" if whole else "a number of seconds"
+    try:
+        value = int(str(raw).strip()) if whole else float(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}; set it like {name}={default:g}") from None
+    if not whole and (not math.isfinite(value) or value <= 0):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
+    if whole and (value < minimum or (maximum is not None and value > maximum)):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(f"{name} must be {bounds}, got {value}; set it like {name}={default:g}")
+    return value
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
+    return int(_number(environ, name, default, minimum=minimum, maximum=maximum))
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    return _number(environ, name, default, whole=False)
+
+
+def _port(value: object, name: str) -> int:
+    return _int({name: str(value)}, name, 5432, maximum=65535)
+
+
+def _from_database_url(url: str, *, what: str = "DATABASE_URL") -> dict[str, object]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:  # psycopg.ProgrammingError: its message may echo the URL, so it is not chained
+        raise ConfigError(
+            f"{what} is not a valid connection string; use postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+        ) from None
+    out: dict[str, object] = {}
+    mapping = {"host": "host", "port": "port", "dbname": "name", "user": "user", "password": "password",
+               "sslmode": "sslmode", "sslrootcert": "sslrootcert", "sslcert": "sslcert", "sslkey": "sslkey"}
+    for key, target in mapping.items():
+        if parts.get(key) not in (None, ""):
+            out[target] = parts[key]
+    return out
+
+
+# General connection variables: field -> the names that set it, in order of precedence (first wins). DATABASE_URL
+# is read separately and overrides them all.
+_GENERAL_FIELDS = {
+    "host": ("LUMINAR_DB_HOST",),
+    "port": ("LUMINAR_DB_PORT",),
+    "name": ("LUMINAR_DB_NAME",),
+    "user": ("LUMINAR_DB_USER",),
+    "password": ("LUMINAR_DB_PASSWORD",),
+    "sslmode": ("LUMINAR_DB_SSLMODE", "SSL_MODE"),
+    "sslrootcert": ("LUMINAR_DB_SSLROOTCERT", "DATABASE_SSL_ROOT_CERT"),
+    "sslcert": ("LUMINAR_DB_SSLCERT", "DATABASE_SSL_CERT"),
+    "sslkey": ("LUMINAR_DB_SSLKEY", "DATABASE_SSL_KEY"),
+}
+# What chooses the server and database: a value written for another environment must agree with this one's.
+_TARGET_FIELDS = ("host", "port", "name")
+# Pool figures: (field, names that must agree, parser arguments). DB_POOL_SIZE is handled apart (it wins).
+_POOL_ALIASES = (("max_overflow", ("MAX_OVERFLOW", "DB_MAX_OVERFLOW")),
+                 ("pool_timeout", ("POOL_TIMEOUT", "DB_POOL_TIMEOUT")),
+                 ("pool_recycle", ("POOL_RECYCLE", "DB_POOL_RECYCLE")))
+
+
+def _clean(field_name: str, value: object) -> object:
+    return str(value).strip().lower() if field_name == "sslmode" else value
+
+
+def _given(environ: Mapping[str, str], name: str, field_name: str) -> bool:
+    """A variable counts when set and not empty; a password set empty counts too (an empty password)."""
+    return name in environ and (environ[name] != "" or field_name == "password")
+
+
+def _must_agree(field_name: str, first: tuple[str, object], second: tuple[str, object]) -> None:
+    """Refuse two variables that set one setting to different values (a password's values are never shown)."""
+    if _clean(field_name, first[1]) != _clean(field_name, second[1]):
+        shown = "" if field_name == "password" else f" ({first[1]!r} and {second[1]!r})"
+        raise ConfigError(f"{first[0]} and {second[0]} both set {field_name} differently{shown}; keep one of them")
+
+
+def _agreeing(environ: Mapping[str, str], names: tuple[str, ...], field_name: str) -> tuple[str, str] | None:
+    """The (name, value) that sets a field among names that mean the same; refused when two set values differ."""
+    found = [(n, environ[n]) for n in names if _given(environ, n, field_name)]
+    for other in found[1:]:
+        _must_agree(field_name, found[0], other)
+    return found[0] if found else None
+
+
+class _Resolver:
+    """Applies the module's rule to one environment (see the module text)."""
+
+    def __init__(self, env: Environment, origins: Origins) -> None:
+        self.env, self.origins, self.environ = env, origins, origins.environ
+
+    def connection(self) -> tuple[dict[str, object], bool]:
+        env = self.env
+        values: dict[str, object] = {"host": env.host, "port": env.port, "name": env.database, "user": env.user,
+                                     "password": env.password, "sslmode": env.sslmode, "sslrootcert": None,
+                                     "sslcert": None, "sslkey": None}
+        own: dict[str, str] = {}  # field -> variable name, for this environment's own variables
+        for suffix, field_name in SCOPED_SUFFIXES.items():
+            name = f"{env.prefix}{suffix}" if env.prefix else None
+            if name and _given(self.environ, name, field_name):
+                values[field_name] = self.environ[name]
+                own[field_name] = name
+        foreign: dict[str, tuple[str, object]] = {}  # target fields written for another environment
+        applied: dict[str, str] = {}  # field -> general variable that set it
+        for field_name, (name, value) in self._general().items():
+            elsewhere = self.origins.written_for(name) != env.name
+            if field_name in own:
+                if not elsewhere:
+                    _must_agree(field_name, (own[field_name], values[field_name]), (name, value))
+                continue  # the environment's own variable wins over one written for another environment
+            if elsewhere and field_name in _TARGET_FIELDS:
+                foreign[field_name] = (name, value)
+                continue
+            values[field_name] = value
+            applied[field_name] = name
+        values["port"] = _port(values["port"], own.get("port") or applied.get("port", "LUMINAR_DB_PORT"))
+        values["sslmode"] = str(values["sslmode"]).strip().lower()
+        for field_name, (name, value) in foreign.items():
+            theirs = _port(value, name) if field_name == "port" else value
+            if theirs != values[field_name]:
+                self._refuse_foreign(name, field_name, value)
+        url = self.environ.get("DATABASE_URL")
+        return values, bool(url) and self.origins.written_for("DATABASE_URL") == env.name
+
+    def _general(self) -> dict[str, tuple[str, object]]:
+        """field -> (variable, value) from the general variables; DATABASE_URL overrides LUMINAR_DB_*."""
+        out: dict[str, tuple[str, object]] = {}
+        for field_name, names in _GENERAL_FIELDS.items():
+            found = _agreeing(self.environ, names, field_name)
+            if found is not None:
+                out[field_name] = found
+        if self.environ.get("DATABASE_URL"):
+            for field_name, value in _from_database_url(self.environ["DATABASE_URL"]).items():
+                out[field_name] = ("DATABASE_URL", value)
+        return out
+
+    def _refuse_foreign(self, name: str, field_name: str, value: object) -> None:
+        env = self.env
+        shown = "" if field_name == "password" or name == "DATABASE_URL" else f"={value}"
+        suffix = next((s for s, f in SCOPED_SUFFIXES.items() if f == field_name), None)
+        own = f"set {env.prefix}{suffix} for {env.name}, or " if env.prefix and suffix else ""
+        raise ConfigError(
+            f"{name}{shown} ({self.origins.where(name)}) is written for LUMINAR_ENV={self.origins.written_for(name)} "
+            f"and would point this {env.name} command elsewhere; nothing was done. To use {env.name}: {own}run with "
+            f"LUMINAR_ENV={env.name} and its own settings, or unset {name}")
+
+    def replicas(self) -> tuple[str, ...]:
+        urls = [u.strip() for u in self.environ.get("LUMINAR_DB_REPLICA_URLS", "").split(",") if u.strip()]
+        read_host = (self.environ.get("LUMINAR_DB_READ_HOST") or "").strip()
+        for name, present in (("LUMINAR_DB_REPLICA_URLS", urls), ("LUMINAR_DB_READ_HOST", read_host)):
+            if present and self.origins.written_for(name) != self.env.name:
+                self._refuse_foreign(name, "replicas", "")
+        return tuple(urls), read_host
+
+
+def load_settings(env: str | None = None, environ: Mapping[str, str] | None = None, *,
+                  dotenv: DotenvRecord | None = None) -> Settings:
+    """Build the settings for ``env`` (default: ``LUMINAR_ENV``, else ``local``) from ``environ`` (default
+    ``os.environ``, with the ``.env`` record of ``load_dotenv_file``), by the rule of the module text.
+
+    Raises ``ConfigError`` for an unknown environment, a malformed number, a variable written for another
+    environment that would redirect this one, two names of one setting that disagree, a weak sslmode or a
+    missing or development password in production. Unknown ``LUMINAR_*`` / ``DB_*`` names are logged as warnings.
+    """
+    if environ is None:
+        environ = os.environ
+        dotenv = dotenv or loaded_dotenv()
+    origins = Origins(environ, dotenv)
+    for name, value in (("LUMINAR_ENV", origins.luminar_env), ("--env", (env or "").strip().lower() or None)):
+        if value is not None and value not in ENVIRONMENTS:
+            raise ConfigError(f"{name} must be one of {', '.join(ENVIRONMENTS)}, got {value!r}")
+    rules = environment((env or "").strip().lower() or origins.luminar_env or "local")
+    warn_unknown(environ)
+    resolver = _Resolver(rules, origins)
+    values, from_url = resolver.connection()
+    if values["sslmode"] not in SSL_MODES:
+        raise ConfigError(f"LUMINAR_DB_SSLMODE must be one of {', '.join(SSL_MODES)}, got {values['sslmode']!r}")
+    replica_urls, read_host = resolver.replicas()
+    if read_host:  # the network's LUMINAR_DB_READ_HOST: a replica of the same database on another host
+        from psycopg.conninfo import make_conninfo
+
+        parts = {k: str(v) for k, v in values.items() if v is not None and k != "name"}
+        parts = {("dbname" if k == "name" else k): v for k, v in parts.items()}
+        replica_urls += (make_conninfo(**{**parts, "host": read_host, "dbname": str(values["name"])}),)
+
+    pool_size = _int(environ, "POOL_SIZE", rules.pool_size)
+    # DB_POOL_SIZE is the specification's out-of-memory knob: it wins over POOL_SIZE.
+    pool_size = _int(environ, "DB_POOL_SIZE", pool_size)
+    pool: dict[str, object] = {}
+    for field_name, names in _POOL_ALIASES:
+        found = _agreeing(environ, names, field_name)
+        name = found[0] if found else names[0]
+        default = getattr(rules, field_name)
+        pool[field_name] = (_int(environ, name, default, minimum=0) if field_name == "max_overflow"
+                            else _seconds(environ, name, default))
+
+    settings = Settings(
+        env=rules.name,
+        pool_size=pool_size,
+        replica_urls=replica_urls,
+        retention_days=_int(environ, "LUMINAR_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
+        connect_timeout=_int(environ, "LUMINAR_DB_CONNECT_TIMEOUT", 10),
+        from_database_url=from_url,
+        **pool,  # type: ignore[arg-type]
+        **values,  # type: ignore[arg-type]
+    )
+    _check_production(settings)
+    return settings
+
+
+def _check_production(s: Settings) -> None:
+    if not s.rules.production:
+        return
+    where = "DATABASE_URL" if s.from_database_url else "LUMINAR_DB_SSLMODE"
+    if s.sslmode not in _STRONG_SSL:
+        raise ConfigError(
+            f"production requires TLS: {where} gives sslmode={s.sslmode}; use require, verify-ca or verify-full"
+        )
+    where = "DATABASE_URL" if s.from_database_url else "LUMINAR_DB_PASSWORD"
+    if not s.password:
+        raise ConfigError(f"production requires a password: set {where} (see .env.production)")
+    if s.password == DEV_PASSWORD:
+        raise ConfigError(f"production refuses the development password: set {where} to the real secret")

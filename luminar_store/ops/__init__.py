@@ -1,0 +1,14 @@
+"""The operator's side: what commands run, beside the nodes' facade, with one door to the server.
+
+=================  ==================================================================================
+``connect``        the one way commands open connections; the only "cannot reach" text; missing database typed
+``provision``      create, drop, reset, set up (role, database, PostGIS, migrations): the one module that does it
+``cluster``        the embedded local PostgreSQL (initdb, start, stop, status) when Docker is not there
+``compose``        the Docker Compose database of docker-compose.yml
+``status``         the one status report (``status`` and ``db status``)
+``backup``         pg_dump / pg_restore, in one transaction, password only in the tools' environment
+``retention``      deleting data older than the retention period, in batches
+=================  ==================================================================================
+"""
+
+__all__ = ["backup", "cluster", "compose", "connect", "provision", "retention", "status"]
