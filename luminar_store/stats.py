@@ -15,7 +15,7 @@
 
 Example::
 
-    >>> with admin.connect(settings) as conn:
+    >>> with ops.connect(settings) as conn:
     ...     print(format_stats(collect_stats(conn)))
 """
 
