@@ -15,7 +15,8 @@
 
 Example::
 
-    >>> with ops.connect(settings) as conn:
+    >>> from luminar_store.ops.connect import connect
+    >>> with connect(settings) as conn:
     ...     print(format_stats(collect_stats(conn)))
 """
 
