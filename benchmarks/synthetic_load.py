@@ -24,7 +24,7 @@ from psycopg.conninfo import make_conninfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from luminar_store.migrator import migrate_database  # noqa: E402
-from luminar_store.synthetic import load_sample_data  # noqa: E402
+from luminar_store.ops.synthetic import load_sample_data  # noqa: E402
 
 
 def main() -> None:

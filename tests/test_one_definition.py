@@ -16,12 +16,12 @@ import pytest
 from _async import insert_event, run_with_conn
 
 from luminar_store import geo, limits, stats
+from luminar_store.ops.synthetic import loader
 from luminar_store.repositories import clusters, crime_events
 from luminar_store.repositories.consensus import ConsensusRepository
 from luminar_store.repositories.crime_events import CrimeEventRepository
 from luminar_store.repositories.miners import MinerRepository, overall_score
 from luminar_store.repositories.validators import ValidatorRepository
-from luminar_store.synthetic import loader
 
 PACKAGE = Path(__file__).resolve().parents[1] / "luminar_store"
 

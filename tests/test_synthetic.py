@@ -20,9 +20,9 @@ from psycopg import sql
 
 from luminar_store.config import load_settings
 from luminar_store.errors import OperationError, ValidationError
-from luminar_store.synthetic import load_sample_data, populate_sample_data
-from luminar_store.synthetic.catalog import CITIES
-from luminar_store.synthetic.loader import LOCK_KEY
+from luminar_store.ops.synthetic import load_sample_data, populate_sample_data
+from luminar_store.ops.synthetic.catalog import CITIES
+from luminar_store.ops.synthetic.loader import LOCK_KEY
 
 NOW = 1_760_000_000.0  # a fixed "now" (2025-10-09 08:53 UTC) makes two loads comparable row for row
 

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import click
 
-from luminar_store import stats as metrics
 from luminar_store.cli.common import confirm, dir_option, env_option, print_rows, settings_for, yes_option
 from luminar_store.config import ENVIRONMENTS, Settings, environment
 from luminar_store.errors import OperationError
 from luminar_store.ops import provision, retention
+from luminar_store.ops import stats as metrics
 from luminar_store.ops.backup import backup_database, find_tool, read_archive, restore_database
 from luminar_store.ops.connect import connect
 from luminar_store.ops.status import collect_status
-from luminar_store.synthetic import load_sample_data
+from luminar_store.ops.synthetic import load_sample_data
 
 __all__ = [
     "COMMANDS", "setup_command", "sample_data_command", "backup_command", "restore_command", "reset_command",

@@ -8,7 +8,9 @@
 ``status``         the one status report (``status`` and ``db status``)
 ``backup``         pg_dump / pg_restore, in one transaction, password only in the tools' environment
 ``retention``      deleting data older than the retention period, in batches
+``stats``          the specification's key metrics (figures defined once, in SQL, shared with the node side)
+``synthetic``      realistic sample data (``populate_sample_data``), written in transactional COPY batches
 =================  ==================================================================================
 """
 
-__all__ = ["backup", "cluster", "compose", "connect", "provision", "retention", "status"]
+__all__ = ["backup", "cluster", "compose", "connect", "provision", "retention", "stats", "status", "synthetic"]

@@ -24,10 +24,10 @@ import psycopg
 
 from luminar_store.errors import OperationError
 from luminar_store.limits import SUCCESS_THRESHOLD
+from luminar_store.ops.synthetic.copying import write_run
+from luminar_store.ops.synthetic.stream import BLOCK, TEMPO_SECONDS, RunStream, Tally
+from luminar_store.ops.synthetic.world import World, build_world, offset
 from luminar_store.repositories.miners import overall_score
-from luminar_store.synthetic.copying import write_run
-from luminar_store.synthetic.stream import BLOCK, TEMPO_SECONDS, RunStream, Tally
-from luminar_store.synthetic.world import World, build_world, offset
 
 __all__ = ["LOCK_KEY", "LoadSummary", "load_run"]
 

@@ -24,7 +24,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format, TransactionStatus
 
 from luminar_store.errors import OperationError
-from luminar_store.synthetic.stream import CONSENSUS_COLUMNS, EVENT_COLUMNS, REPORT_COLUMNS, RunStream, Tally
+from luminar_store.ops.synthetic.stream import CONSENSUS_COLUMNS, EVENT_COLUMNS, REPORT_COLUMNS, RunStream, Tally
 
 __all__ = ["RunWritten", "copy_rows", "write_blocks", "write_run"]
 

@@ -16,7 +16,7 @@ from itertools import accumulate
 
 from faker import Faker
 
-from luminar_store.synthetic.catalog import CITIES, CRIME_TYPES, STREET_WORDS, City
+from luminar_store.ops.synthetic.catalog import CITIES, CRIME_TYPES, STREET_WORDS, City
 
 __all__ = ["Hotspot", "CityPlan", "Node", "World", "build_world", "hotkey", "pick", "offset"]
 

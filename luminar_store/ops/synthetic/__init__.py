@@ -16,7 +16,7 @@ seed continues as run 1, 2, ... (external ids ``syn-<seed>-r<run>-<n>``), so not
 
 Example::
 
-    >>> from luminar_store.synthetic import populate_sample_data
+    >>> from luminar_store.ops.synthetic import populate_sample_data
     >>> summary = await populate_sample_data(reports=500, days=7)
     >>> summary.reports, summary.events > 0
     (500, True)
@@ -32,7 +32,7 @@ import psycopg
 from luminar_store import validation
 from luminar_store.config import Settings, load_settings
 from luminar_store.errors import OperationError
-from luminar_store.synthetic.loader import LoadSummary, load_run
+from luminar_store.ops.synthetic.loader import LoadSummary, load_run
 
 __all__ = [
     "DEFAULT_REPORTS",

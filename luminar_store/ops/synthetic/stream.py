@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import accumulate
 
-from luminar_store.synthetic.catalog import (
+from luminar_store.ops.synthetic.catalog import (
     CLOSINGS,
     CRIME_TYPES,
     DIRECTIONS,
@@ -33,7 +33,7 @@ from luminar_store.synthetic.catalog import (
     VEHICLES,
     time_phrase,
 )
-from luminar_store.synthetic.world import Hotspot, World, offset, pick
+from luminar_store.ops.synthetic.world import Hotspot, World, offset, pick
 
 __all__ = ["BLOCK", "REPORT_COLUMNS", "EVENT_COLUMNS", "CONSENSUS_COLUMNS", "RunStream", "Block", "Tally",
            "ClusterStats"]
