@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from _async import insert_event, run_with_conn
 
-from luminar_store import geo, limits, stats
+from luminar_store import geo, limits
+from luminar_store.ops import stats
 from luminar_store.ops.synthetic import loader
 from luminar_store.repositories import clusters, crime_events
 from luminar_store.repositories.consensus import ConsensusRepository
