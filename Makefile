@@ -13,6 +13,8 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 LUMINAR := $(VENV)/bin/luminar-db
 PYTEST_ARGS ?=
+# Test processes, each with its own PostgreSQL; a test file stays in one process (its module fixtures run once).
+TEST_WORKERS ?= 2
 
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup \
@@ -68,7 +70,7 @@ migrate-status: setup ## List applied and pending migrations
 ##@ Quality
 
 test: setup ## Run the test suite (starts its own PostgreSQL; works as root)
-	@rc=0; $(VENV)/bin/pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "Error: pytest collected no tests" >&2; fi; \
 	exit $$rc
 

@@ -13,6 +13,7 @@ import socket
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pytest
 from _async import clock
 
@@ -163,10 +164,24 @@ def fingerprint(conn) -> dict[str, tuple[int, str]]:
     return out
 
 
-@pytest.fixture
-def seeded(db_settings, conn):
+@pytest.fixture(scope="module")
+def seeded_settings(pg_server):
+    """One database for the module's refusals: none of them may change it, and each test checks that it did not."""
+    name = f"r_{uuid.uuid4().hex[:12]}"
+    with pg_server.janitor(name, template=pg_server.template):
+        yield pg_server.settings(name)
+
+
+@pytest.fixture(scope="module")
+def conn(seeded_settings):
+    with psycopg.connect(seeded_settings.conninfo(), autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="module")
+def seeded(seeded_settings, conn):
     """A database holding one report, one event (EVENT_ID) and one miner, and its fingerprint."""
-    db = LuminarDB(db_settings)
+    db = LuminarDB(seeded_settings)
 
     async def seed():
         rid = await db.store_raw_report(report(external_id="seed"))

@@ -108,11 +108,13 @@ def service_user() -> str:
     try:
         pwd.getpwnam(SERVICE_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
-            check=True,
-            capture_output=True,
-        )
+        made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                               SERVICE_USER], capture_output=True, text=True, check=False)
+        try:
+            pwd.getpwnam(SERVICE_USER)  # made now, or by another process a moment ago
+        except KeyError:
+            raise OperationError(f"could not create the service user {SERVICE_USER} (LUMINAR_PG_USER): "
+                                 f"{_last_line(made.stderr)}") from None
     return SERVICE_USER
 
 
