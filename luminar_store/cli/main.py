@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
-from luminar_store.cli import db, migrate, ops
 from luminar_store.cli.common import start_cli
+from luminar_store.cli.db import db_group
+from luminar_store.cli.migrate import migrate_group
+from luminar_store.cli.ops import COMMANDS
 from luminar_store.errors import LuminarError
 
 __all__ = ["cli", "main", "LuminarGroup"]
@@ -37,7 +39,7 @@ def cli() -> None:
     start_cli()
 
 
-for _command in (*ops.COMMANDS, db.db_group, migrate.migrate_group):
+for _command in (*COMMANDS, db_group, migrate_group):
     cli.add_command(_command)
 
 
