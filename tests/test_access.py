@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from _async import clock
+from _async import clock, run
 
 import luminar_store
 from luminar_store.access import LuminarDB
@@ -18,9 +17,6 @@ from luminar_store.models import CrimeEvent, RawIncidentReport
 NOW = datetime.now(timezone.utc)
 _clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
 
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def crime_event(**over) -> dict:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from _async import clock
+from _async import clock, run
 
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.models import CrimeEvent
@@ -29,9 +28,6 @@ NOW = datetime.now(timezone.utc)
 _clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
 NYC = (40.7128, -74.0060)
 
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def event(lat: float = NYC[0], lng: float = NYC[1], *, ago: timedelta = timedelta(minutes=5), **over) -> dict:

@@ -8,15 +8,11 @@ from dataclasses import replace
 
 import psycopg
 import pytest
-from _async import eventually
+from _async import eventually, run
 from psycopg import sql
 
 from luminar_store.database import Database
 from luminar_store.errors import DatabaseUnavailableError, PoolExhaustedError
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from _async import clock
+from _async import clock, run
 
 from luminar_store.database import Database
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
@@ -18,9 +18,6 @@ from luminar_store.repositories.raw_reports import RawReportRepository
 NOW = datetime.now(timezone.utc)
 _clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
 
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def report(n: int, **over) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from _async import run
 from psycopg import sql
 
 from luminar_store.config import load_settings
@@ -265,12 +265,12 @@ def test_ctrl_c_on_the_command_line_leaves_whole_batches(db_settings, tmp_path):
         assert proc.returncode != 0, out
         assert "Traceback" not in err, err
         reports = counts(conn)["raw_incident_reports"]
-        assert 0 < reports < 200_000 and reports % 1000 == 0
+        assert 0 < reports < 200_000 and reports % 1000 == 0, (reports, err[-2000:])
         assert _orphans(conn) == 0
 
 
 def test_populate_sample_data_is_the_specifications_call(db_settings):
-    summary = asyncio.run(populate_sample_data(reports=150, settings=db_settings))
+    summary = run(populate_sample_data(reports=150, settings=db_settings))
     assert (summary.reports, summary.seed) == (150, 42)
     with psycopg.connect(db_settings.conninfo()) as conn:
         assert conn.execute("SELECT count(*) FROM raw_incident_reports").fetchone()[0] == 150
@@ -280,7 +280,7 @@ def test_populate_sample_data_refuses_production():
     production = load_settings("production", environ={"LUMINAR_ENV": "production", "LUMINAR_DB_HOST": "127.0.0.1",
                                                       "LUMINAR_DB_PORT": "1", "LUMINAR_DB_PASSWORD": "a-real-secret"})
     with pytest.raises(OperationError, match="production"):
-        asyncio.run(populate_sample_data(reports=10, settings=production))
+        run(populate_sample_data(reports=10, settings=production))
 
 
 def test_a_database_without_schema_is_refused(empty_db):

@@ -7,7 +7,6 @@ DatabaseUnavailableError) proves the refusal happened before any SQL.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import socket
 import uuid
@@ -15,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from _async import clock
+from _async import clock, run
 
 from luminar_store.access import LuminarDB
 from luminar_store.errors import ValidationError
@@ -28,9 +27,6 @@ TABLES = ("raw_incident_reports", "crime_events", "miner_performance", "validato
           "consensus_records", "audit_log")
 SCORES = {"integrity": 0.95, "clustering": 0.88, "novelty": 0.75, "quality": 0.92}
 
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def report(**over) -> dict:
