@@ -55,15 +55,20 @@ def _show(value: Any) -> str:
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
+def _bounded(field: str, value: Any, minimum: Any, maximum: Any, fmt: str) -> Any:
+    """``value`` when within ``[minimum, maximum]`` (either may be None); the refusal shows numbers with ``fmt``."""
+    if minimum is not None and value < minimum:
+        raise ValidationError(field, f"must be at least {minimum:{fmt}}, got {value:{fmt}}")
+    if maximum is not None and value > maximum:
+        raise ValidationError(field, f"must be at most {maximum:{fmt}}, got {value:{fmt}}")
+    return value
+
+
 def integer(field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """An ``int`` (never a bool, float or string) within ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(field, f"must be an integer, got {type(value).__name__} {_show(value)}")
-    if minimum is not None and value < minimum:
-        raise ValidationError(field, f"must be at least {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValidationError(field, f"must be at most {maximum}, got {value}")
-    return value
+    return _bounded(field, value, minimum, maximum, "")
 
 
 def uid(field: str, value: Any) -> int:
@@ -88,11 +93,7 @@ def number(field: str, value: Any, *, minimum: float | None = None, maximum: flo
         raise ValidationError(field, f"must be a finite number, got {value}")
     if minimum is not None and maximum is not None and not (minimum <= value <= maximum):
         raise ValidationError(field, f"must be between {minimum:g} and {maximum:g}, got {value:g}")
-    if minimum is not None and value < minimum:
-        raise ValidationError(field, f"must be at least {minimum:g}, got {value:g}")
-    if maximum is not None and value > maximum:
-        raise ValidationError(field, f"must be at most {maximum:g}, got {value:g}")
-    return value
+    return _bounded(field, value, minimum, maximum, "g")
 
 
 def unit_interval(field: str, value: Any) -> float:

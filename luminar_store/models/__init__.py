@@ -8,58 +8,8 @@ Example::
     from luminar_store.models import CrimeEvent, CrimeEventRecord
 """
 
-from luminar_store.models.inputs import (
-    REPORT_STATUSES,
-    VERIFICATION_STATUSES,
-    CrimeEvent,
-    NewCrimeCluster,
-    NewRiskZone,
-    RawIncidentReport,
-    boundary_geojson,
-)
-from luminar_store.models.records import (
-    ActiveMiner,
-    AuditEntry,
-    ConsensusAccuracy,
-    ConsensusRecord,
-    ConsensusSummary,
-    CrimeCluster,
-    CrimeEventRecord,
-    DatabaseStats,
-    Hotspot,
-    MinerPerformance,
-    MinerRoundResult,
-    MinerStats,
-    RawReportRecord,
-    Record,
-    RiskZone,
-    ValidatorStats,
-    ValidatorUpdate,
-)
+from luminar_store.models import inputs, records
+from luminar_store.models.inputs import *  # noqa: F403  (the names of inputs.__all__)
+from luminar_store.models.records import *  # noqa: F403  (the names of records.__all__)
 
-__all__ = [
-    "REPORT_STATUSES",
-    "VERIFICATION_STATUSES",
-    "RawIncidentReport",
-    "CrimeEvent",
-    "NewCrimeCluster",
-    "NewRiskZone",
-    "boundary_geojson",
-    "Record",
-    "RawReportRecord",
-    "CrimeEventRecord",
-    "Hotspot",
-    "DatabaseStats",
-    "MinerPerformance",
-    "MinerRoundResult",
-    "MinerStats",
-    "ActiveMiner",
-    "ValidatorStats",
-    "ValidatorUpdate",
-    "ConsensusRecord",
-    "ConsensusSummary",
-    "ConsensusAccuracy",
-    "CrimeCluster",
-    "RiskZone",
-    "AuditEntry",
-]
+__all__ = [*inputs.__all__, *records.__all__]

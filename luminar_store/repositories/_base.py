@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.rows import class_row
 
+from luminar_store.errors import NotFoundError
 from luminar_store.repositories._errors import translated
 
 __all__ = ["ConnectionSource", "Repository", "record_row"]
@@ -82,6 +83,14 @@ class Repository:
             cur = conn.cursor(row_factory=record_row(record))
             await cur.execute(query, params, binary=binary)
             return await cur.fetchone()
+
+    async def _found(self, query: str, params: Any, record: type[T], missing: str) -> T:
+        """The first row of ``query`` as a ``record``; ``NotFoundError(missing)`` without one. Raises like
+        ``_all``."""
+        row = await self._one(query, params, record)
+        if row is None:
+            raise NotFoundError(missing)
+        return row
 
     async def _value(self, query: str, params: Any = None) -> Any:
         """The first column of the first row of ``query`` (``None`` without a row). Raises like ``_all``."""

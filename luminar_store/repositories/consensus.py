@@ -233,10 +233,8 @@ class ConsensusRepository(Repository):
             else v.integer("round_number", round_number, minimum=0, maximum=MAX_ROUND),
             "tolerance": AGREEMENT_TOLERANCE,
         }
-        row = await self._one(EVENT_SUMMARY, params, ConsensusSummary)
-        if row is None:
-            raise NotFoundError(f"event_id: no crime event {params['event_id']}")
-        return row
+        return await self._found(EVENT_SUMMARY, params, ConsensusSummary,
+                                 f"event_id: no crime event {params['event_id']}")
 
     async def for_event(self, event_id: UUID | str) -> list[ConsensusRecord]:
         """All consensus records of one event, by round then validator (empty for an unknown event).

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from luminar_store import validation as v
-from luminar_store.errors import NotFoundError, ValidationError
+from luminar_store.errors import ValidationError
 from luminar_store.limits import MAX_HOTKEY_LENGTH, MAX_LIMIT, SUCCESS_THRESHOLD
 from luminar_store.models import ActiveMiner, MinerPerformance, MinerRoundResult, MinerStats
 from luminar_store.repositories._base import Repository
@@ -258,8 +258,6 @@ class MinerRepository(Repository):
             await miners.deactivate(123)
         """
         params = {"miner_uid": v.uid("miner_uid", miner_uid)}
-        row = await self._one(DEACTIVATE, params, MinerPerformance)
-        if row is None:
-            raise NotFoundError(f"miner_uid: no miner with uid {params['miner_uid']}; it appears with its first "
-                                "scoring round (record_round)")
-        return row
+        return await self._found(DEACTIVATE, params, MinerPerformance,
+                                 f"miner_uid: no miner with uid {params['miner_uid']}; it appears with its first "
+                                 "scoring round (record_round)")

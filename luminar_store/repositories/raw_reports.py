@@ -26,7 +26,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
-from luminar_store.errors import ConflictError, NotFoundError, ValidationError
+from luminar_store.errors import ConflictError, ValidationError
 from luminar_store.limits import MAX_CLAIM, MAX_STALE_MINUTES
 from luminar_store.models import RawIncidentReport, RawReportRecord
 from luminar_store.repositories._base import Repository
@@ -309,7 +309,4 @@ class RawReportRepository(Repository):
 
     async def _settled(self, query: str, params: Any, rid: uuid.UUID) -> RawReportRecord:
         """The report ``query`` updated; ``NotFoundError`` when no report has ``rid``."""
-        row = await self._one(query, params, RawReportRecord)
-        if row is None:
-            raise NotFoundError(f"report_id {rid}: no such raw incident report")
-        return row
+        return await self._found(query, params, RawReportRecord, f"report_id {rid}: no such raw incident report")

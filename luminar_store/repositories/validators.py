@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from luminar_store import validation as v
-from luminar_store.errors import NotFoundError, ValidationError
+from luminar_store.errors import ValidationError
 from luminar_store.limits import MAX_HOTKEY_LENGTH, MAX_LIMIT, MAX_STAKE
 from luminar_store.models import ValidatorStats, ValidatorUpdate
 from luminar_store.repositories._base import Repository
@@ -196,8 +196,6 @@ class ValidatorRepository(Repository):
             await validators.deactivate(7)
         """
         params = {"validator_uid": v.uid("validator_uid", validator_uid)}
-        row = await self._one(DEACTIVATE, params, ValidatorStats)
-        if row is None:
-            raise NotFoundError(f"validator_uid: no validator with uid {params['validator_uid']}; it appears with "
-                                "its first validation (record_validation)")
-        return row
+        return await self._found(DEACTIVATE, params, ValidatorStats,
+                                 f"validator_uid: no validator with uid {params['validator_uid']}; it appears "
+                                 "with its first validation (record_validation)")
