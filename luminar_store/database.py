@@ -37,6 +37,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from luminar_store.config import Settings, load_settings
 from luminar_store.errors import DatabaseUnavailableError, LuminarError, PoolExhaustedError
+from luminar_store.ops.connect import unreachable
 
 __all__ = ["Database"]
 
@@ -44,21 +45,12 @@ log = logging.getLogger(__name__)
 
 #: Seconds a replica that could not be reached is skipped (reads go to the primary meanwhile).
 REPLICA_RETRY_AFTER = 30.0
-_START_HINT = "start the local database with `make db-start`, or check LUMINAR_DB_HOST, LUMINAR_DB_PORT and " \
-              "LUMINAR_DB_NAME (or DATABASE_URL)"
-
 
 # Every pooled connection: autocommit (one round trip a statement) and no JIT compilation. The queries here are
 # short index scans and small aggregations; PostgreSQL's JIT, triggered by cost estimates, spent more time compiling
 # than it saved (hotspots over 1M events: 25 ms with JIT, 11 ms without). psycopg's default prepare_threshold (a
 # statement is prepared on its 5th execution) is kept: the hot statements are few and constant.
 _CONNECTION_KWARGS = {"autocommit": True, "options": "-c jit=off"}
-
-
-def _reason(exc: BaseException) -> str:
-    """The informative part of a libpq error (its text never holds the password)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 async def _give_back(pool: AsyncConnectionPool, conn: psycopg.AsyncConnection) -> None:
@@ -192,11 +184,9 @@ class Database:
         try:
             probe = await psycopg.AsyncConnection.connect(s.conninfo())
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailableError(
-                f"cannot connect to PostgreSQL at {s.describe()}: {_reason(exc)}; {_START_HINT}"
-            ) from None
+            raise unreachable(s, exc) from None
         await probe.close()
-        primary = _Pool("luminar-primary", s.describe(), s.conninfo(), s)
+        primary = _Pool("luminar-primary", f"{s.describe()}, environment {s.env}", s.conninfo(), s)
         try:
             await primary.pool.open(wait=True, timeout=s.pool_timeout)
         except PoolTimeout:
@@ -375,9 +365,7 @@ class Database:
             try:
                 probe = await psycopg.AsyncConnection.connect(entry.conninfo)
             except psycopg.OperationalError as exc:
-                return DatabaseUnavailableError(
-                    f"cannot connect to PostgreSQL at {entry.where}: {_reason(exc)}; {_START_HINT}"
-                )
+                return unreachable(self.settings, exc, where=entry.where)
             await probe.close()
         return PoolExhaustedError(
             f"no database connection became free within {timeout:g} s: all {stats.get('pool_max')} connections of "

@@ -130,7 +130,7 @@ def test_unreachable_server_names_host_port_database_and_hint_but_never_the_pass
 
     message = run(go())
     assert f"port {port}" in message and "database luminar_nowhere" in message and settings.host in message
-    assert "make db-start" in message
+    assert "make db-test-setup" in message  # the hint for the testing database
     assert "s3cret-pw" not in message and "s3cret-pw" not in repr(database)
     assert run(database.health_check()) is False
 
@@ -280,7 +280,7 @@ def test_a_server_that_stops_accepting_connections_is_reported_not_blamed_on_the
                 with pytest.raises(DatabaseUnavailableError) as info:
                     async with database.connection():
                         pass
-                assert f"database {db_settings.name}" in str(info.value) and "make db-start" in str(info.value)
+                assert f"database {db_settings.name}" in str(info.value) and "make db-test-setup" in str(info.value)
             finally:
                 admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
             await eventually(database.health_check, timeout=10.0, every=0.2)  # the pool reconnects in the background

@@ -23,7 +23,8 @@ from psycopg.conninfo import conninfo_to_dict
 from luminar_store.config import Settings
 from luminar_store.errors import ConfigError, DatabaseMissingError, DatabaseUnavailableError
 
-__all__ = ["MAINTENANCE_DATABASES", "connect", "maintenance", "database_exists", "server_info", "start_hint"]
+__all__ = ["MAINTENANCE_DATABASES", "connect", "maintenance", "database_exists", "server_info", "start_hint",
+           "unreachable"]
 
 #: Databases every server has, tried in this order for creating and dropping others.
 MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -67,14 +68,18 @@ def database_exists(conn: psycopg.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_database WHERE datname = %(name)s", {"name": name}).fetchone() is not None
 
 
-def _unavailable(settings: Settings, dbname: str, exc: Exception, *, secret: str | None,
-                 as_admin: bool = False, waited: float = 0) -> DatabaseUnavailableError:
+def unreachable(settings: Settings, exc: Exception, *, dbname: str | None = None, where: str | None = None,
+                waited: float = 0, as_admin: bool = False, secret: str | None = None) -> DatabaseUnavailableError:
+    """The one "cannot reach" error, for the commands and the nodes' pools alike: where (host, port, database and
+    environment, or ``where`` for a replica), how long it waited, the server's reason without the password
+    (``secret``, default the settings' password) and the fix for the environment."""
     who = " as administrator" if as_admin else ""
+    where = where or (f"host {settings.host}, port {settings.port}, database {dbname or settings.name}, "
+                      f"environment {settings.env}")
     after = f" after waiting {waited:g} s" if waited else ""
     hint = "check --admin-url" if as_admin else start_hint(settings)
-    return DatabaseUnavailableError(
-        f"cannot reach the database{who} (host {settings.host}, port {settings.port}, database {dbname}, "
-        f"environment {settings.env}){after}: {_reason(exc, secret)}; {hint}")
+    reason = _reason(exc, secret if secret is not None else settings.password or None)
+    return DatabaseUnavailableError(f"cannot reach the database{who} ({where}){after}: {reason}; {hint}")
 
 
 def connect(settings: Settings, *, dbname: str | None = None, autocommit: bool = True,
@@ -105,7 +110,8 @@ def connect(settings: Settings, *, dbname: str | None = None, autocommit: bool =
                 f"create it with `luminar-db setup --env {settings.env}`")
         left = deadline - time.monotonic()
         if left <= 0:
-            raise _unavailable(settings, name, failure, secret=secret, as_admin=bool(admin_url), waited=retry_for)
+            raise unreachable(settings, failure, dbname=name, secret=secret or "", as_admin=bool(admin_url),
+                              waited=retry_for)
         time.sleep(min(0.5, left))  # the server is starting: ask again
 
 
