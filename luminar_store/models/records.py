@@ -173,15 +173,15 @@ class DatabaseStats(Record):
 
 
 @dataclass(slots=True)
-class MinerPerformance(Record):
-    """One miner's record in ``miner_performance`` (the current registration of its uid).
+class ActiveMiner(Record):
+    """A row of the ``active_miners`` view (``success_rate`` in percent, as in ``WHERE success_rate > 80``): a
+    miner's figures, which ``MinerPerformance`` extends with the record's identity and bookkeeping.
 
     ``overall_score`` is the last round's mean of the four scores, ``avg_overall_score`` the mean over all rounds of
     this registration; a round is successful when its overall score is at least 0.5, and ``success_rate`` is
     ``100 * successful_rounds / total_rounds`` rounded to 2 decimals (0 before the first round).
     """
 
-    miner_id: UUID
     miner_uid: int
     hotkey: str
     integrity_score: float
@@ -193,9 +193,17 @@ class MinerPerformance(Record):
     total_rounds: int
     successful_rounds: int
     success_rate: float
-    is_active: bool
     registered_at: datetime
     last_active_at: datetime | None
+
+
+@dataclass(slots=True)
+class MinerPerformance(ActiveMiner):
+    """One miner's record in ``miner_performance`` (the current registration of its uid): the figures of
+    ``ActiveMiner``, then ``miner_id``, ``is_active`` and the row's timestamps."""
+
+    miner_id: UUID
+    is_active: bool
     created_at: datetime
     updated_at: datetime
 
@@ -219,25 +227,6 @@ class MinerStats(MinerPerformance):
 
     events_submitted: int
     events_verified: int
-
-
-@dataclass(slots=True)
-class ActiveMiner(Record):
-    """A row of the ``active_miners`` view (``success_rate`` in percent, as in ``WHERE success_rate > 80``)."""
-
-    miner_uid: int
-    hotkey: str
-    integrity_score: float
-    clustering_score: float
-    novelty_score: float
-    quality_score: float
-    overall_score: float
-    avg_overall_score: float
-    total_rounds: int
-    successful_rounds: int
-    success_rate: float
-    registered_at: datetime
-    last_active_at: datetime | None
 
 
 @dataclass(slots=True)

@@ -43,10 +43,10 @@ SCORE_KEYS = ("integrity", "clustering", "novelty", "quality")
 # name: miner_columns
 # The columns of a MinerPerformance record, in its field order; success_rate through the schema's percent_of (the
 # active_miners view's definition).
-MINER_COLUMNS = """miner_id, miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score,
+MINER_COLUMNS = """miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score,
     overall_score, avg_overall_score, total_rounds, successful_rounds,
     percent_of(successful_rounds, total_rounds) AS success_rate,
-    is_active, registered_at, last_active_at, created_at, updated_at"""
+    registered_at, last_active_at, miner_id, is_active, created_at, updated_at"""
 
 # Records one scoring round in ONE statement, so concurrent rounds of the same uid serialize on its row.
 # Same hotkey: counters grow and avg_overall_score is the running mean (the schema's running_mean_score, which the
