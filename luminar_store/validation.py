@@ -173,15 +173,21 @@ def uuid_value(field: str, value: Any) -> uuid.UUID:
     raise ValidationError(field, f"must be a UUID, got {_show(value)}")
 
 
-def uuid_list(field: str, value: Any, *, max_items: int = 10_000) -> list[uuid.UUID]:
-    """A list (or tuple) of UUIDs, duplicates removed in order."""
+def _items(field: str, value: Any, max_items: int, what: str) -> list[Any]:
+    """The items of a list-like ``value`` (``None``: none), at most ``max_items``; a text is not a list."""
     if value is None:
         return []
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ValidationError(field, f"must be a list of UUIDs, got {_show(value)}")
+        raise ValidationError(field, f"must be a list of {what}, got {_show(value)}")
     items = list(value)
     if len(items) > max_items:
         raise ValidationError(field, f"must hold at most {max_items} items, got {len(items)}")
+    return items
+
+
+def uuid_list(field: str, value: Any, *, max_items: int = 10_000) -> list[uuid.UUID]:
+    """A list (or tuple) of UUIDs, duplicates removed in order."""
+    items = _items(field, value, max_items, "UUIDs")
     out = [uuid_value(f"{field}[{i}]", item) for i, item in enumerate(items)]
     return list(dict.fromkeys(out))
 
@@ -248,13 +254,7 @@ def _check_json(field: str, value: Any, depth: int = 0) -> None:
 
 def string_list(field: str, value: Any, *, max_items: int = 100, max_length: int = 2048) -> list[str]:
     """A list of non-empty texts (``None`` becomes ``[]``)."""
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ValidationError(field, f"must be a list of text, got {_show(value)}")
-    items = list(value)
-    if len(items) > max_items:
-        raise ValidationError(field, f"must hold at most {max_items} items, got {len(items)}")
+    items = _items(field, value, max_items, "text")
     return [text(f"{field}[{i}]", item, max_length=max_length) for i, item in enumerate(items)]
 
 
