@@ -248,13 +248,15 @@ def test_ctrl_c_on_the_command_line_leaves_whole_batches(db_settings, tmp_path):
            "LUMINAR_DB_USER": db_settings.user, "LUMINAR_DB_PASSWORD": db_settings.password,
            "PYTHONFAULTHANDLER": "1"}
     script = Path(__file__).resolve().parents[1] / "scripts" / "setup_database.py"
-    proc = subprocess.Popen([sys.executable, str(script), "sample-data", "--reports", "200000", "--workers", "2"],
+    # A run far longer than the test: however slow the machine, the interrupt lands in the middle of it.
+    proc = subprocess.Popen([sys.executable, str(script), "sample-data", "--reports", "2000000", "--workers", "2"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
-        deadline = time.monotonic() + 60.0  # poll (up to a minute) for the first committed batch
+        deadline = time.monotonic() + 180.0  # poll (up to three minutes) for the first committed batch
         while not counts(conn)["raw_incident_reports"] and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
+        assert proc.poll() is None, f"sample-data ended before it was interrupted: {proc.communicate()}"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
         try:
             out, err = proc.communicate(timeout=120)
@@ -265,7 +267,7 @@ def test_ctrl_c_on_the_command_line_leaves_whole_batches(db_settings, tmp_path):
         assert proc.returncode != 0, out
         assert "Traceback" not in err, err
         reports = counts(conn)["raw_incident_reports"]
-        assert 0 < reports < 200_000 and reports % 1000 == 0, (reports, err[-2000:])
+        assert 0 < reports < 2_000_000 and reports % 1000 == 0, (reports, err[-2000:])
         assert _orphans(conn) == 0
 
 
