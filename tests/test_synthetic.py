@@ -242,13 +242,6 @@ def test_an_interruption_leaves_whole_batches_and_releases_the_lock(conn, worker
     assert load_sample_data(conn, reports=100, seed=13, now=NOW).run == 1
 
 
-def _interruptible() -> None:
-    """In the child, before it runs: Ctrl-C reaches it as in a terminal. A test process may be running with SIGINT
-    ignored or blocked (seen under the parallel test runner), and both are inherited across exec."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_on_the_command_line_leaves_whole_batches(db_settings, tmp_path):
     env = {**os.environ, "LUMINAR_ENV": "testing", "LUMINAR_DB_HOST": db_settings.host,
            "LUMINAR_DB_PORT": str(db_settings.port), "LUMINAR_DB_NAME": db_settings.name,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -138,7 +139,12 @@ def write_run(conn: psycopg.Connection, stream: RunStream, *, per_batch: int, wo
 
 # -- worker processes ------------------------------------------------------------------------------------------------
 def _worker(stream: RunStream, dsn: str, password: str | None, tasks, results, stop) -> None:
-    """A forked writer: take batches (ranges of block numbers) until told to stop; report each commit."""
+    """A forked writer: take batches (ranges of block numbers) until told to stop; report each commit.
+
+    Ctrl-C reaches the whole process group, but only the parent acts on it: it tells the writers through ``stop``.
+    A writer interrupted itself could die while its queue's feeder thread is half-way through a message, and the
+    parent would then wait for the rest of that message for ever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         extra = {"password": password} if password else {}
         with psycopg.connect(dsn, autocommit=True, **extra) as conn:
