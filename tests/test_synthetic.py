@@ -251,7 +251,7 @@ def test_ctrl_c_on_the_command_line_leaves_whole_batches(db_settings, tmp_path):
     # A run far longer than the test: however slow the machine, the interrupt lands in the middle of it.
     proc = subprocess.Popen([sys.executable, str(script), "sample-data", "--reports", "2000000", "--workers", "2"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=_interruptible)
+                            start_new_session=True)
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
         deadline = time.monotonic() + 180.0  # poll (up to three minutes) for the first committed batch
         while not counts(conn)["raw_incident_reports"] and proc.poll() is None and time.monotonic() < deadline:
