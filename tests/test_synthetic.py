@@ -242,6 +242,14 @@ def test_an_interruption_leaves_whole_batches_and_releases_the_lock(conn, worker
     assert load_sample_data(conn, reports=100, seed=13, now=NOW).run == 1
 
 
+def _interruptible() -> None:
+    """In the child, before it runs: Ctrl-C reaches it as in a terminal. The test process may be running with SIGINT
+    ignored or blocked (seen under the parallel test runner, where the command then ran to its end), and both are
+    inherited across exec."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_on_the_command_line_leaves_whole_batches(db_settings, tmp_path):
     env = {**os.environ, "LUMINAR_ENV": "testing", "LUMINAR_DB_HOST": db_settings.host,
            "LUMINAR_DB_PORT": str(db_settings.port), "LUMINAR_DB_NAME": db_settings.name,
@@ -251,7 +259,7 @@ def test_ctrl_c_on_the_command_line_leaves_whole_batches(db_settings, tmp_path):
     # A run far longer than the test: however slow the machine, the interrupt lands in the middle of it.
     proc = subprocess.Popen([sys.executable, str(script), "sample-data", "--reports", "2000000", "--workers", "2"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_interruptible)
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
         deadline = time.monotonic() + 180.0  # poll (up to three minutes) for the first committed batch
         while not counts(conn)["raw_incident_reports"] and proc.poll() is None and time.monotonic() < deadline:
