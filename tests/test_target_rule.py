@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from dotenv import dotenv_values
 
 from luminar_store.config import ENVIRONMENTS, environment, load_settings
 from luminar_store.config.variables import KNOWN, DotenvRecord
@@ -170,3 +171,25 @@ def test_every_variable_of_the_networks_env_files_is_known_or_not_ours() -> None
     for name in (".env.local", ".env.production", ".env.testnet"):
         ours = [k for k in reference(name) if k.startswith(("LUMINAR_", "DB_"))]
         assert ours and set(ours) <= KNOWN, (name, set(ours) - KNOWN)
+
+
+def test_the_shipped_env_local_leaves_the_testing_target_alone() -> None:
+    """`cp .env.local .env` then `make db-test-setup` (LUMINAR_ENV=testing in the shell): testing keeps its own."""
+    from pathlib import Path
+
+    shipped = {k: v or "" for k, v in dotenv_values(Path(__file__).resolve().parents[1] / ".env.local").items()}
+    environ, record = from_dotenv(shipped, shell={"LUMINAR_ENV": "testing"})
+    s = load_settings(environ=environ, dotenv=record)
+    assert (s.env, s.port, s.name) == ("testing", 5433, "luminar_test")
+    local = load_settings("local", environ=environ, dotenv=record)
+    assert (local.port, local.name) == (5432, "luminar_local")
+
+
+def test_a_shell_value_wins_over_the_dotenvs_other_name_for_it() -> None:
+    """`make db-start LUMINAR_DB_PORT=5434` with `.env` copied from `.env.local` (LUMINAR_LOCAL_DB_PORT=5432)."""
+    environ, record = from_dotenv({"LUMINAR_ENV": "local", "LUMINAR_LOCAL_DB_PORT": "5432"},
+                                  shell={"LUMINAR_DB_PORT": "5434"})
+    assert load_settings(environ=environ, dotenv=record).port == 5434
+    both_in_file, record = from_dotenv({"LUMINAR_ENV": "local", "LUMINAR_LOCAL_DB_PORT": "5432",
+                                        "LUMINAR_DB_PORT": "5434"})
+    assert "LUMINAR_LOCAL_DB_PORT and LUMINAR_DB_PORT" in refused(None, both_in_file, record)

@@ -17,8 +17,9 @@ How the target is chosen (one rule, for every command and the nodes alike):
    refused, naming the variable, where it came from and the fix, so a ``.env`` written for local never redirects
    ``--env testing``. Credentials and TLS options apply (the environment's own variables win over them).
 4. Two names for one setting (``LUMINAR_DB_NAME`` and ``LUMINAR_LOCAL_DB_NAME``, ``MAX_OVERFLOW`` and
-   ``DB_MAX_OVERFLOW``, ``SSL_MODE`` and ``LUMINAR_DB_SSLMODE`` ...) must agree, or are refused; ``DB_POOL_SIZE``
-   wins over ``POOL_SIZE`` (the specification's out-of-memory knob).
+   ``DB_MAX_OVERFLOW``, ``SSL_MODE`` and ``LUMINAR_DB_SSLMODE`` ...) must agree, or are refused; except that a value
+   set in the shell wins over one from ``.env`` (``make db-start LUMINAR_DB_PORT=5434`` with ``.env.local``), and
+   ``DB_POOL_SIZE`` wins over ``POOL_SIZE`` (the specification's out-of-memory knob).
 5. Pool and retention figures tune the client and apply whatever the environment.
 
 Example::
@@ -271,7 +272,11 @@ class _Resolver:
             elsewhere = self.origins.written_for(name) != env.name
             if field_name in own:
                 if not elsewhere:
-                    _must_agree(field_name, (own[field_name], values[field_name]), (name, value))
+                    mine, from_file = own[field_name], self.origins.from_dotenv
+                    if from_file(mine) and not from_file(name):  # the shell wins over .env, as for any name
+                        values[field_name], own[field_name] = value, name
+                    elif from_file(mine) == from_file(name):
+                        _must_agree(field_name, (mine, values[field_name]), (name, value))
                 continue  # the environment's own variable wins over one written for another environment
             if elsewhere and field_name in _TARGET_FIELDS:
                 foreign[field_name] = (name, value)

@@ -316,8 +316,8 @@ def start(cluster: Cluster, *, timeout: float = 60) -> str:
     if now.running:
         if now.port is not None and now.port != cluster.port:
             raise OperationError(f"the cluster at {cluster.handle} already runs on port {now.port}, not "
-                                 f"{cluster.port}; to use it, set LUMINAR_DB_PORT={now.port} (in .env or the "
-                                 "environment)")
+                                 f"{cluster.port}; to use it, set LUMINAR_DB_PORT={now.port} in the shell, or the "
+                                 "environment's own port in .env (LUMINAR_LOCAL_DB_PORT, LUMINAR_TEST_DB_PORT)")
         return "already running"
     _check_port_free(cluster.host, cluster.port)
     init(cluster)

@@ -51,7 +51,8 @@ def server_line(settings: Settings) -> str:
     if found.running:
         line = f"running (embedded cluster, pid {found.pid}, port {found.port}, data {found.home})"
         if found.port is not None and found.port != settings.port:
-            line += f"; the settings say port {settings.port}: set LUMINAR_DB_PORT={found.port} to use it"
+            name = f"{settings.rules.prefix}PORT" if settings.rules.prefix else "LUMINAR_DB_PORT"
+            line += f"; the settings say port {settings.port}: set {name}={found.port} (in .env) to use it"
         return line
     if compose.running(settings):
         return f"running (docker compose service {compose.SERVICES[settings.env]})"
