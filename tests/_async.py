@@ -90,9 +90,9 @@ async def eventually(check: Callable[[], object], *, timeout: float = 5.0, every
 def clock(namespace: dict[str, Any], name: str = "NOW") -> Callable[[], None]:
     """An autouse fixture that sets ``namespace[name]`` to the current UTC time at the start of every test.
 
-    A module keeps its ``NOW = datetime.now(timezone.utc)`` line (so names resolve) and adds
-    ``_clock = clock(globals())``: each test then takes the time when it starts, not when the module was imported,
-    and a slow run cannot turn "ten minutes ahead" into the past. Helpers read ``NOW`` when they are called.
+    A module declares ``NOW = None`` and adds ``_clock = clock(globals())``: each test then takes the time when it
+    starts, never when the module was imported, and a slow run cannot turn "ten minutes ahead" into the past.
+    Helpers read ``NOW`` when they are called.
     """
 
     @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 from _async import clock, run
@@ -14,8 +14,8 @@ from luminar_store.access import LuminarDB
 from luminar_store.errors import NotFoundError
 from luminar_store.models import CrimeEvent, RawIncidentReport
 
-NOW = datetime.now(timezone.utc)
-_clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
+NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
+_clock = clock(globals())
 
 
 

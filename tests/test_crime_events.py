@@ -24,8 +24,8 @@ from luminar_store.repositories.crime_events import (
 )
 from luminar_store.repositories.raw_reports import RawReportRepository
 
-NOW = datetime.now(timezone.utc)
-_clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
+NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
+_clock = clock(globals())
 NYC = (40.7128, -74.0060)
 
 

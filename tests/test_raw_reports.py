@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
@@ -15,8 +15,8 @@ from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.models import RawIncidentReport
 from luminar_store.repositories.raw_reports import RawReportRepository
 
-NOW = datetime.now(timezone.utc)
-_clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
+NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
+_clock = clock(globals())
 
 
 

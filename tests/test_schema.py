@@ -4,15 +4,15 @@ audit trail true, and the specification's view queries answer as written."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
 from _async import clock
 from psycopg import errors as pg
 
-NOW = datetime.now(UTC)
-_clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
+NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
+_clock = clock(globals())
 
 
 def insert_row(conn: psycopg.Connection, table: str, row: dict[str, object], returning: str | None = None) -> object:

@@ -19,8 +19,8 @@ from _async import clock, run
 from luminar_store.access import LuminarDB
 from luminar_store.errors import ValidationError
 
-NOW = datetime.now(timezone.utc)
-_clock = clock(globals())  # each test takes NOW when it starts (see _async.clock)
+NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
+_clock = clock(globals())
 EVENT_ID = uuid.UUID("11111111-2222-3333-4444-555555555555")
 REPORT_ID = uuid.UUID("66666666-7777-8888-9999-000000000000")
 TABLES = ("raw_incident_reports", "crime_events", "miner_performance", "validator_performance",
@@ -177,6 +177,8 @@ def conn(seeded_settings):
 @pytest.fixture(scope="module")
 def seeded(seeded_settings, conn):
     """A database holding one report, one event (EVENT_ID) and one miner, and its fingerprint."""
+    global NOW
+    NOW = datetime.now(timezone.utc)  # set up before the first test's clock: take the time now
     db = LuminarDB(seeded_settings)
 
     async def seed():
