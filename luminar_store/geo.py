@@ -1,4 +1,5 @@
-"""Geometry shared by the spatial queries: the bounding boxes that pre-filter a radius search on an indexed geometry.
+"""Geometry shared by the spatial queries: the bounding boxes that pre-filter a radius search on an indexed geometry,
+and the centroid that places an event from its source reports.
 
 A radius search in metres (events near a point, clusters near a point) first keeps the rows whose point lies in a
 longitude/latitude box through the GiST index, then refines with the exact geodesic ``ST_DWithin(geography, ...)``.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["POLAR_RADIUS_M", "search_boxes"]
+__all__ = ["POLAR_RADIUS_M", "search_boxes", "centroid"]
 
 #: The Earth's polar radius, its smallest: an angle computed with it is never too small.
 POLAR_RADIUS_M = 6_356_752.0
@@ -45,3 +46,27 @@ def search_boxes(latitude: float, longitude: float, radius_m: float) -> dict[str
     elif xmax > 180.0:
         xmax, xmin2, xmax2 = 180.0, -180.0, xmax - 360.0
     return {"xmin": xmin, "xmax": xmax, "xmin2": xmin2, "xmax2": xmax2, "ymin": ymin, "ymax": ymax}
+
+
+def centroid(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """The centre of ``(latitude, longitude)`` points on the sphere: the direction of the mean of their unit
+    vectors, so points on both sides of the antimeridian average to a point near it, not to the far side of the
+    Earth. One point is returned as it is. Points whose vectors cancel (antipodes) have no centre: the first point
+    is returned. Takes validated numbers; raises ``ValueError`` for no point.
+
+    Example: ``centroid([(0.0, 179.0), (0.0, -179.0)])`` is ``(0.0, 180.0)`` (or -180.0).
+    """
+    if not points:
+        raise ValueError("centroid of no point")
+    if len(points) == 1 or all(p == points[0] for p in points):
+        return points[0]
+    x = y = z = 0.0
+    for lat, lng in points:
+        phi, lam = math.radians(lat), math.radians(lng)
+        x += math.cos(phi) * math.cos(lam)
+        y += math.cos(phi) * math.sin(lam)
+        z += math.sin(phi)
+    norm = math.sqrt(x * x + y * y + z * z)
+    if norm < 1e-12:
+        return points[0]
+    return math.degrees(math.asin(max(-1.0, min(1.0, z / norm)))), math.degrees(math.atan2(y, x))

@@ -38,6 +38,7 @@ __all__ = [
     "MAX_VERTICES",
     "MAX_RINGS",
     "MAX_CRIME_TYPES",
+    "MAX_SOURCE_REPORTS",
 ]
 
 #: Most rows one listing query returns.
@@ -82,3 +83,5 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_VERTICES = 10_000
 MAX_RINGS = 100
 MAX_CRIME_TYPES = 64
+#: Most reports one crime event may name (``related_reports`` and ``source_reports`` together).
+MAX_SOURCE_REPORTS = 10_000

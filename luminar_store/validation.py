@@ -40,9 +40,13 @@ __all__ = [
     "uuid_value",
     "uuid_list",
     "aware_datetime",
+    "NAIVE_TIMESTAMP_RULES",
+    "set_naive_timestamps",
+    "naive_timestamps",
     "choice",
     "mapping",
     "string_list",
+    "json_list",
     "sha256_hex",
 ]
 
@@ -192,9 +196,29 @@ def uuid_list(field: str, value: Any, *, max_items: int = 10_000) -> list[uuid.U
     return list(dict.fromkeys(out))
 
 
+#: How a naive ``datetime`` (no ``tzinfo``) is read: ``local``, the node's local time (what ``datetime.now()``
+#: means, and Python's own rule for naive values: ``value.astimezone()``); ``utc``; or ``refuse`` (a
+#: ``ValidationError``). Set per process from ``LUMINAR_NAIVE_TIMESTAMPS`` when a ``Database`` is built.
+NAIVE_TIMESTAMP_RULES = ("local", "utc", "refuse")
+_naive_rule = "local"
+
+
+def set_naive_timestamps(rule: str) -> None:
+    """Choose how naive datetimes are read from now on in this process (one of ``NAIVE_TIMESTAMP_RULES``).
+    Raises ``ValidationError`` for another word."""
+    global _naive_rule
+    _naive_rule = choice("LUMINAR_NAIVE_TIMESTAMPS", rule, NAIVE_TIMESTAMP_RULES)
+
+
+def naive_timestamps() -> str:
+    """The rule naive datetimes are read by in this process (``local`` unless set)."""
+    return _naive_rule
+
+
 def aware_datetime(field: str, value: Any, *, now: datetime | None = None, allow_future: bool = False) -> datetime:
-    """A timezone-aware ``datetime`` (ISO 8601 text with an offset also accepted), not more than
-    ``MAX_FUTURE_SKEW`` in the future unless ``allow_future``."""
+    """A timezone-aware ``datetime`` (ISO 8601 text also accepted), not more than ``MAX_FUTURE_SKEW`` in the future
+    unless ``allow_future``. A naive value (the nodes build theirs with ``datetime.now()``) is read by the
+    process's rule (``naive_timestamps()``): as local time (the default), as UTC, or refused."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -203,7 +227,13 @@ def aware_datetime(field: str, value: Any, *, now: datetime | None = None, allow
     if not isinstance(value, datetime):
         raise ValidationError(field, f"must be a datetime, got {type(value).__name__} {_show(value)}")
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValidationError(field, "must be timezone-aware (e.g. datetime.now(timezone.utc)), got a naive datetime")
+        if _naive_rule == "local":
+            value = value.replace(tzinfo=None).astimezone()
+        elif _naive_rule == "utc":
+            value = value.replace(tzinfo=timezone.utc)
+        else:
+            raise ValidationError(field, "must be timezone-aware (e.g. datetime.now(timezone.utc)), got a naive "
+                                         "datetime (LUMINAR_NAIVE_TIMESTAMPS=refuse)")
     if not allow_future:
         now = now or datetime.now(timezone.utc)
         if value - now > MAX_FUTURE_SKEW:
@@ -256,6 +286,14 @@ def string_list(field: str, value: Any, *, max_items: int = 100, max_length: int
     """A list of non-empty texts (``None`` becomes ``[]``)."""
     items = _items(field, value, max_items, "text")
     return [text(f"{field}[{i}]", item, max_length=max_length) for i, item in enumerate(items)]
+
+
+def json_list(field: str, value: Any, *, max_items: int = 100) -> list[Any]:
+    """A list of JSON values (text, numbers, booleans, mappings, lists; ``None`` becomes ``[]``), such as the
+    entities a miner extracted from a report."""
+    items = _items(field, value, max_items, "JSON values")
+    _check_json(field, items)
+    return items
 
 
 def sha256_hex(field: str, value: Any) -> str:

@@ -10,11 +10,20 @@ values.
 ==========================  =========================================================================
 input                       accepted aliases
 ==========================  =========================================================================
-RawIncidentReport           ``report_id`` → ``external_id`` (only when it is not a UUID),
+RawIncidentReport           ``report_id`` → ``external_id`` (the source's id, whatever its form),
                             ``text_description`` → ``description``, ``user_id`` → ``reporter_id``,
                             ``latitude`` + ``longitude`` → ``geotag``
-CrimeEvent                  ``crime_type`` → ``event_type``, ``description`` → ``summary``,
-                            ``confidence`` → ``confidence_score``, ``latitude`` + ``longitude`` → ``geotag``
+CrimeEvent                  ``crime_type`` → ``event_type``, ``description`` / ``clustered_summary`` →
+                            ``summary``, ``summary_tag`` → ``title``, ``confidence`` → ``confidence_score``,
+                            ``severity_level`` → ``severity`` (a word low/medium/high or 1..5),
+                            ``latitude`` + ``longitude`` → ``geotag``,
+                            ``location``: text → ``location_text``; ``{"coordinates": {"lat", "lng"}, ...}`` →
+                            ``geotag`` (its ``address`` → ``location_text``; its other keys kept in
+                            ``metadata["location"]``),
+                            ``timestamp_range`` ``{"start", "end"}`` → ``timestamp``, ``time_end``,
+                            ``related_reports`` / ``source_reports`` items: a UUID in ``related_reports`` is our
+                            ``report_id``; any other id is the report's own (``LMR_...``) → ``source_reports``,
+                            a miner's own non-UUID ``event_id`` → ``metadata["source_event_id"]``
 NewCrimeCluster             ``center`` → ``centre``
 NewRiskZone                 (none)
 ==========================  =========================================================================
@@ -39,7 +48,15 @@ from typing import ClassVar
 
 from luminar_store import validation as v
 from luminar_store.errors import ValidationError
-from luminar_store.limits import MAX_CRIME_TYPES, MAX_RADIUS_M, MAX_RINGS, MAX_UID, MAX_VERTICES
+from luminar_store.limits import (
+    MAX_CRIME_TYPES,
+    MAX_RADIUS_M,
+    MAX_RINGS,
+    MAX_SOURCE_REPORTS,
+    MAX_UID,
+    MAX_VERTICES,
+)
+from luminar_store.severity import level_of
 
 __all__ = [
     "REPORT_STATUSES",
@@ -165,22 +182,27 @@ class _Located:
     POINT: ClassVar[str] = "geotag"
 
     @property
-    def latitude(self) -> float:
-        return getattr(self, self.POINT)["lat"]
+    def latitude(self) -> float | None:
+        point = getattr(self, self.POINT)
+        return None if point is None else point["lat"]
 
     @property
-    def longitude(self) -> float:
-        return getattr(self, self.POINT)["lng"]
+    def longitude(self) -> float | None:
+        point = getattr(self, self.POINT)
+        return None if point is None else point["lng"]
 
 
 @dataclass(frozen=True, slots=True)
 class RawIncidentReport(_Located):
     """An unprocessed report from a citizen's app (input of ``store_raw_report``).
 
-    ``external_id``: the report's id at its source (1..200 characters), the idempotency key: storing the same
-    ``external_id`` again returns the first ``report_id``. ``description``: 1..10,000 characters. ``geotag``:
-    ``{"lat": .., "lng": ..}``. ``timestamp``: timezone-aware, at most 5 minutes in the future. ``crime_type``:
-    a lower-case word (``"Armed Robbery"`` becomes ``armed_robbery``). ``media_hashes`` pairs with ``media_urls``.
+    ``external_id``: the report's id at its source (1..200 characters, e.g. ``LMR_20250907_1A2B3C4D`` or a UUID),
+    the idempotency key: storing the same ``external_id`` again returns the first ``report_id``. ``description``:
+    1..10,000 characters. ``geotag``: ``{"lat": .., "lng": ..}``. ``timestamp``: at most 5 minutes in the future; a
+    naive one is read by ``LUMINAR_NAIVE_TIMESTAMPS`` (the node's local time unless set). ``crime_type``: a
+    lower-case word (``"Armed Robbery"`` becomes ``armed_robbery``). ``media_hashes``: one per media URL, or none
+    at all (URLs stored without hashes). ``source``: the data source (1..100 characters; ``mobile_app`` when not
+    given).
 
     Raises ``ValidationError`` naming the field, e.g. ``geotag.lat: must be between -90 and 90, got 95``.
     """
@@ -194,6 +216,7 @@ class RawIncidentReport(_Located):
     media_urls: tuple[str, ...] = ()
     media_hashes: tuple[str, ...] = ()
     metadata: Mapping[str, object] = field(default_factory=dict)
+    source: str | None = None
 
     ALIASES: ClassVar[Mapping[str, str]] = {"text_description": "description", "user_id": "reporter_id"}
 
@@ -206,41 +229,37 @@ class RawIncidentReport(_Located):
         _set(self, "crime_type", None if self.crime_type is None else _slug("crime_type", self.crime_type))
         urls = tuple(v.string_list("media_urls", self.media_urls))
         hashes = tuple(v.string_list("media_hashes", self.media_hashes, max_length=256))
-        if len(hashes) != len(urls):
-            raise ValidationError("media_hashes", f"must hold one hash per media URL: {len(urls)} URLs, "
+        if hashes and len(hashes) != len(urls):
+            raise ValidationError("media_hashes", f"must hold one hash per media URL, or none: {len(urls)} URLs, "
                                                   f"{len(hashes)} hashes")
         _set(self, "media_urls", urls)
         _set(self, "media_hashes", hashes)
         _set(self, "metadata", _metadata(self.metadata))
+        if self.source is not None:
+            _set(self, "source", v.text("source", self.source, max_length=100))
 
     @classmethod
     def coerce(cls, value: object, *, what: str = "report") -> RawIncidentReport:
-        """``value`` itself when it is a ``RawIncidentReport``, else one built from a mapping or dataclass.
+        """``value`` itself when it is a ``RawIncidentReport``, else one built from a mapping or dataclass (the
+        protocol's ``RawIncidentReport`` as the validators build it, or its dict form).
 
-        The protocol's ``report_id`` is read as ``external_id`` when it is not a UUID (a UUID is this store's
-        own key and cannot be chosen by a writer). Raises ``ValidationError``.
+        The protocol's ``report_id`` is the report's id at its source and is read as ``external_id``, whatever its
+        form (``LMR_...``, a UUID). Given beside ``external_id`` it must be the same id, or a UUID: then it is this
+        store's own key of a record being stored again, and is ignored. Raises ``ValidationError``.
 
-        Example: ``RawIncidentReport.coerce({"report_id": "app-123", "text_description": "...", ...})``
+        Example: ``RawIncidentReport.coerce({"report_id": "LMR_20250907_1A2B3C4D", "text_description": "...", ...})``
         """
         if isinstance(value, cls):
             return value
         data = _as_mapping(cls, value, what)
         if "report_id" in data:
             report_id = data.pop("report_id")
-            is_uuid = isinstance(report_id, uuid.UUID)
-            if isinstance(report_id, str):
-                try:
-                    uuid.UUID(report_id)
-                    is_uuid = True
-                except ValueError:
-                    pass
-            if not is_uuid and report_id is not None:
-                if data.get("external_id") not in (None, report_id):
-                    raise ValidationError("report_id", "differs from external_id; give only one source id")
-                data["external_id"] = report_id
-            elif "external_id" not in data:
-                raise ValidationError("external_id", "is required (report_id is a UUID, the store's own key; "
-                                                     "give the source's id as external_id)")
+            external_id = data.get("external_id")
+            if external_id is None:
+                if report_id is not None:
+                    data["external_id"] = str(report_id) if isinstance(report_id, uuid.UUID) else report_id
+            elif report_id is not None and report_id != external_id and not _is_uuid(report_id):
+                raise ValidationError("report_id", "differs from external_id; give only one source id")
         _location(data)
         for key in ("media_urls", "media_hashes"):
             if isinstance(data.get(key), list):
@@ -248,24 +267,44 @@ class RawIncidentReport(_Located):
         return _build(cls, data, cls.ALIASES)
 
 
+def _is_uuid(value: object) -> bool:
+    if isinstance(value, uuid.UUID):
+        return True
+    if isinstance(value, str):
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class CrimeEvent(_Located):
     """A crime event produced by a miner from one or more raw reports (input of ``store_crime_event``).
 
-    ``event_type``: a lower-case word. ``geotag``: ``{"lat": .., "lng": ..}``. ``timestamp``: timezone-aware, at
-    most 5 minutes in the future. ``severity``: integer 1..5. ``confidence_score`` and ``risk_score``: 0..1.
-    ``related_reports``: ``report_id`` UUIDs of stored raw reports (duplicates dropped). ``verification_status``:
-    ``pending`` (default), ``verified``, ``disputed`` or ``rejected``. ``event_id``: optional, chosen by the
-    writer (a UUID; storing the same id twice is a ``ConflictError``).
+    ``event_type``: a lower-case word. ``severity``: a level 1..5 or one of the miners' words ``low``, ``medium``,
+    ``high`` (``luminar_store.severity`` maps them onto 2, 3, 4). ``confidence_score`` and ``risk_score``: 0..1.
+    ``geotag``: ``{"lat": .., "lng": ..}``, or ``None``: the point then comes from the source reports (one: its
+    point; several: their centroid), and an event with neither is stored *unlocated* (left out of every spatial
+    query until ``locate_event`` sets its point). ``timestamp``: at most 5 minutes in the future (a naive one is
+    read by ``LUMINAR_NAIVE_TIMESTAMPS``), or ``None``: the earliest source report's time, else the time it was
+    stored; ``time_end`` ends its time range. ``related_reports``: ``report_id`` UUIDs of stored raw reports;
+    ``source_reports``: the reports' own ids (``LMR_...``), resolved when stored (an unknown one is a
+    ``NotFoundError``). ``location_text``, ``time_info``: the miner's free text; ``entities``: a list;
+    ``request_id``: the text flow's request. ``verification_status``: ``pending`` (default), ``verified``,
+    ``disputed`` or ``rejected``. ``event_id``: optional, chosen by the writer (a UUID; storing the same id twice
+    is a ``ConflictError``).
 
-    Raises ``ValidationError`` naming the field, e.g. ``severity: must be at most 5, got 7``.
+    ``coerce`` reads the network's shapes (see the module's table). Raises ``ValidationError`` naming the field,
+    e.g. ``severity: must be at most 5, got 7``.
     """
 
     event_type: str
-    geotag: Mapping[str, float]
-    timestamp: dt.datetime
     severity: int
     confidence_score: float
+    geotag: Mapping[str, float] | None = None
+    timestamp: dt.datetime | None = None
     title: str | None = None
     summary: str | None = None
     related_reports: tuple[uuid.UUID, ...] = ()
@@ -274,18 +313,28 @@ class CrimeEvent(_Located):
     verification_status: str = "pending"
     metadata: Mapping[str, object] = field(default_factory=dict)
     event_id: uuid.UUID | None = None
+    source_reports: tuple[str, ...] = ()
+    location_text: str | None = None
+    time_info: str | None = None
+    entities: tuple[object, ...] = ()
+    time_end: dt.datetime | None = None
+    request_id: str | None = None
 
     ALIASES: ClassVar[Mapping[str, str]] = {"crime_type": "event_type", "description": "summary",
-                                            "confidence": "confidence_score"}
+                                            "confidence": "confidence_score", "severity_level": "severity",
+                                            "summary_tag": "title", "clustered_summary": "summary"}
 
     def __post_init__(self) -> None:
         # The bulk path validates every row: values already in their clean form skip the general validators
         # (each fast test accepts only what the validator would accept unchanged).
         _set(self, "event_type", _slug("event_type", self.event_type))
-        _set(self, "geotag", _geotag(self.geotag))
-        _set(self, "timestamp", v.aware_datetime("timestamp", self.timestamp))
+        if self.geotag is not None:
+            _set(self, "geotag", _geotag(self.geotag))
+        if self.timestamp is not None:
+            _set(self, "timestamp", v.aware_datetime("timestamp", self.timestamp))
         if type(self.severity) is not int or not 1 <= self.severity <= 5:  # noqa: E721 - bool is refused
-            _set(self, "severity", v.severity("severity", self.severity))
+            _set(self, "severity", level_of(self.severity) if isinstance(self.severity, str)
+                 else v.severity("severity", self.severity))
         if type(self.confidence_score) is not float or not 0.0 <= self.confidence_score <= 1.0:  # noqa: E721
             _set(self, "confidence_score", v.unit_interval("confidence_score", self.confidence_score))
         if self.title is not None:
@@ -303,21 +352,109 @@ class CrimeEvent(_Located):
         _set(self, "metadata", _metadata(self.metadata))
         if self.event_id is not None:
             _set(self, "event_id", v.uuid_value("event_id", self.event_id))
+        if self.source_reports:
+            ids = v.string_list("source_reports", self.source_reports, max_items=MAX_SOURCE_REPORTS,
+                                max_length=200)
+            _set(self, "source_reports", tuple(dict.fromkeys(ids)))
+        for name in ("location_text", "time_info"):
+            if getattr(self, name) is not None:
+                _set(self, name, v.text(name, getattr(self, name), max_length=1000))
+        if self.entities:
+            _set(self, "entities", tuple(v.json_list("entities", self.entities)))
+        if self.time_end is not None:
+            _set(self, "time_end", v.aware_datetime("time_end", self.time_end))
+            if self.timestamp is not None and self.time_end < self.timestamp:
+                raise ValidationError("time_end", f"must not be before the start ({self.timestamp.isoformat()})")
+        if self.request_id is not None:
+            _set(self, "request_id", v.text("request_id", self.request_id, max_length=200))
+
+    @property
+    def needs_sources(self) -> bool:
+        """True when storing this event must read its source reports first: to resolve their own ids, or to take
+        the point or the time from them."""
+        return bool(self.source_reports) or (bool(self.related_reports)
+                                             and (self.geotag is None or self.timestamp is None))
 
     @classmethod
     def coerce(cls, value: object, *, what: str = "crime_event") -> CrimeEvent:
-        """``value`` itself when it is a ``CrimeEvent``, else one built from a mapping or dataclass (aliases in the
-        module's table). Raises ``ValidationError``.
+        """``value`` itself when it is a ``CrimeEvent``, else one built from a mapping, dataclass or pydantic model
+        in any of the network's shapes (see the module's table). Raises ``ValidationError`` naming the field.
 
-        Example: ``CrimeEvent.coerce({"crime_type": "theft", "geotag": {...}, "timestamp": ..., ...})``
+        Example: ``CrimeEvent.coerce({"event_type": "theft", "severity": "medium", "location": "Main Street",
+        "time_info": "7 PM", "entities": ["red sedan"], "summary": "...", "confidence": 0.85})``
         """
         if isinstance(value, cls):
             return value
         data = _as_mapping(cls, value, what)
         _location(data)
-        if isinstance(data.get("related_reports"), list):
-            data["related_reports"] = tuple(data["related_reports"])
+        _network_event_shapes(data)
         return _build(cls, data, cls.ALIASES)
+
+
+def _agree(data: dict[str, object], name: str, value: object, given_as: str) -> None:
+    """Set ``data[name]`` from another shape's field, refusing two different values for one field."""
+    if data.get(name) is not None and data[name] != value:
+        raise ValidationError(given_as, f"gives {name} a second, different value")
+    data[name] = value
+
+
+def _network_event_shapes(data: dict[str, object]) -> None:
+    """Read the miners' event shapes into ``CrimeEvent``'s fields (in place): ``location`` as text or as
+    ``{"coordinates": {"lat", "lng"}, ...}``, ``timestamp_range``, report references given as our UUIDs or as the
+    reports' own ids, a miner's own non-UUID ``event_id``, and lists for the tuple fields."""
+    if "location" in data:
+        location = data.pop("location")
+        if isinstance(location, str):
+            _agree(data, "location_text", location, "location")
+        elif isinstance(location, Mapping):
+            rest = {k: item for k, item in location.items() if k != "coordinates"}
+            if location.get("coordinates") is not None:
+                lat, lng = v.geotag("location.coordinates", location["coordinates"])
+                _agree(data, "geotag", {"lat": lat, "lng": lng}, "location.coordinates")
+            if isinstance(rest.get("address"), str):
+                _agree(data, "location_text", rest["address"], "location.address")
+            if rest:
+                metadata = dict(v.mapping("metadata", data.get("metadata")))
+                metadata["location"] = v.mapping("location", rest)
+                data["metadata"] = metadata
+        elif location is not None:
+            raise ValidationError("location", "must be text or a mapping like {\"coordinates\": {\"lat\": .., "
+                                              f"\"lng\": ..}}}}, got {type(location).__name__}")
+    if "timestamp_range" in data:
+        span = data.pop("timestamp_range")
+        if span is not None:
+            if not isinstance(span, Mapping) or span.get("start") is None:
+                raise ValidationError("timestamp_range", 'must be a mapping like {"start": .., "end": ..}')
+            _agree(data, "timestamp", v.aware_datetime("timestamp_range.start", span["start"]), "timestamp_range")
+            if span.get("end") is not None:
+                _agree(data, "time_end", v.aware_datetime("timestamp_range.end", span["end"]), "timestamp_range")
+    # Report references: our report_id UUIDs stay related_reports, anything else is a report's own id.
+    related: list[object] = []
+    sources: list[object] = []
+    for name in ("related_reports", "source_reports"):
+        items = data.pop(name, None)
+        if items is None:
+            continue
+        for i, item in enumerate(v._items(name, items, MAX_SOURCE_REPORTS, "report ids")):
+            if name == "related_reports" and _is_uuid(item):
+                related.append(item)
+            elif isinstance(item, (str, uuid.UUID)):
+                sources.append(str(item))
+            else:
+                raise ValidationError(f"{name}[{i}]", f"must be a report id, got {type(item).__name__}")
+    if related:
+        data["related_reports"] = tuple(related)
+    if sources:
+        data["source_reports"] = tuple(sources)
+    event_id = data.get("event_id")
+    if event_id is not None and not _is_uuid(event_id):
+        # A miner's own event id (not a UUID): kept with the event; the store gives it a UUID event_id.
+        metadata = dict(v.mapping("metadata", data.get("metadata")))
+        metadata["source_event_id"] = v.text("event_id", event_id, max_length=200)
+        data["metadata"] = metadata
+        data["event_id"] = None
+    if isinstance(data.get("entities"), list):
+        data["entities"] = tuple(data["entities"])
 
 
 def _required(owner: object, name: str, rule: str) -> object:
