@@ -86,7 +86,7 @@ REPORT_REFUSALS = [
     ("raw_reports_external_id_length", {"external_id": ""}),
     ("raw_reports_crime_type_format", {"crime_type": "Armed Robbery"}),
     ("raw_reports_status_known", {"status": "done"}),
-    ("raw_reports_media_hashes_match", {"media_urls": ["https://m/1.jpg"], "media_hashes": []}),
+    ("raw_reports_media_hashes_match", {"media_urls": ["https://m/1.jpg"], "media_hashes": ["ab", "cd"]}),
     ("raw_reports_metadata_object", {"metadata": psycopg.types.json.Jsonb([1, 2])}),
     ("raw_reports_attempts_nonnegative", {"processing_attempts": -1}),
 ]

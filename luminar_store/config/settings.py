@@ -40,6 +40,7 @@ from urllib.parse import quote
 from luminar_store.config.environments import DEV_PASSWORD, ENVIRONMENTS, Environment, environment
 from luminar_store.config.variables import SCOPED_SUFFIXES, DotenvRecord, Origins, loaded_dotenv, warn_unknown
 from luminar_store.errors import ConfigError
+from luminar_store.validation import NAIVE_TIMESTAMP_RULES
 
 __all__ = ["SSL_MODES", "DEFAULT_RETENTION_DAYS", "Settings", "load_settings"]
 
@@ -71,6 +72,9 @@ class Settings:
     retention_days: int = DEFAULT_RETENTION_DAYS
     connect_timeout: int = 10
     from_database_url: bool = False
+    #: How naive datetimes from the nodes are read: local (the node's local time), utc, or refuse
+    #: (``LUMINAR_NAIVE_TIMESTAMPS``; ``luminar_store.validation.NAIVE_TIMESTAMP_RULES``).
+    naive_timestamps: str = "local"
 
     # -- connection strings -------------------------------------------------------------------------------------
     def connect_kwargs(self, *, dbname: str | None = None) -> dict[str, object]:
@@ -371,11 +375,20 @@ def load_settings(env: str | None = None, environ: Mapping[str, str] | None = No
         retention_days=_int(environ, "LUMINAR_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
         connect_timeout=_int(environ, "LUMINAR_DB_CONNECT_TIMEOUT", 10),
         from_database_url=from_url,
+        naive_timestamps=_naive_rule(environ),
         **pool,  # type: ignore[arg-type]
         **values,  # type: ignore[arg-type]
     )
     _check_production(settings)
     return settings
+
+
+def _naive_rule(environ: Mapping[str, str]) -> str:
+    rule = (environ.get("LUMINAR_NAIVE_TIMESTAMPS") or "local").strip().lower()
+    if rule not in NAIVE_TIMESTAMP_RULES:
+        raise ConfigError(f"LUMINAR_NAIVE_TIMESTAMPS must be one of {', '.join(NAIVE_TIMESTAMP_RULES)}, "
+                          f"got {rule!r}")
+    return rule
 
 
 def _check_production(s: Settings) -> None:
