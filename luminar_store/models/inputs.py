@@ -284,7 +284,8 @@ class CrimeEvent(_Located):
     """A crime event produced by a miner from one or more raw reports (input of ``store_crime_event``).
 
     ``event_type``: a lower-case word. ``severity``: a level 1..5 or one of the miners' words ``low``, ``medium``,
-    ``high`` (``luminar_store.severity`` maps them onto 2, 3, 4). ``confidence_score`` and ``risk_score``: 0..1.
+    ``high`` (``luminar_store.severity`` maps them onto 2, 3, 4), or ``None`` when the miner gave none (the report
+    flow's events carry no severity; stored as NULL, left out of severity averages). ``confidence_score`` and ``risk_score``: 0..1.
     ``geotag``: ``{"lat": .., "lng": ..}``, or ``None``: the point then comes from the source reports (one: its
     point; several: their centroid), and an event with neither is stored *unlocated* (left out of every spatial
     query until ``locate_event`` sets its point). ``timestamp``: at most 5 minutes in the future (a naive one is
@@ -301,8 +302,8 @@ class CrimeEvent(_Located):
     """
 
     event_type: str
-    severity: int
     confidence_score: float
+    severity: int | None = None
     geotag: Mapping[str, float] | None = None
     timestamp: dt.datetime | None = None
     title: str | None = None
@@ -332,7 +333,8 @@ class CrimeEvent(_Located):
             _set(self, "geotag", _geotag(self.geotag))
         if self.timestamp is not None:
             _set(self, "timestamp", v.aware_datetime("timestamp", self.timestamp))
-        if type(self.severity) is not int or not 1 <= self.severity <= 5:  # noqa: E721 - bool is refused
+        if self.severity is not None and (type(self.severity) is not int  # noqa: E721 - bool is refused
+                                          or not 1 <= self.severity <= 5):
             _set(self, "severity", level_of(self.severity) if isinstance(self.severity, str)
                  else v.severity("severity", self.severity))
         if type(self.confidence_score) is not float or not 0.0 <= self.confidence_score <= 1.0:  # noqa: E721
