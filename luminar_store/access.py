@@ -25,6 +25,7 @@ Example::
                                       scores={"integrity": 0.95, "clustering": 0.88, "novelty": 0.75, "quality": 0.92})
     report_id = await db.store_raw_report(report)
     await db.store_consensus_record(event.event_id, validator_uid, scores, round_number)
+    await db.update_event_verification(event_id, validator_uid, "verified", 0.93)
 """
 
 from __future__ import annotations
@@ -169,15 +170,16 @@ class LuminarDB:
         """
         return await CrimeEventRepository(self.database.connection).store_many(crime_events, miner_uid=miner_uid)
 
-    async def update_event_verification(self, event_id: uuid.UUID | str, status: str, validator_uid: int,
-                                        score: float | None = None) -> CrimeEventRecord:
-        """Record the verdict on an event: ``status`` (pending, verified, disputed, rejected), the validator and its
-        ``score`` (0..1); returns the updated event. Raises ``NotFoundError`` for an unknown event.
+    async def update_event_verification(self, event_id: uuid.UUID | str, validator_uid: int,
+                                        verification_status: str, score: float | None = None) -> CrimeEventRecord:
+        """Record ``validator_uid``'s verdict on an event: ``verification_status`` (pending, verified, disputed,
+        rejected) and its ``score`` (0..1); returns the updated event (truthy). The reference's argument order.
+        Raises ``NotFoundError`` for an unknown event.
 
-        Example: ``await db.update_event_verification(event_id, "verified", validator_uid=9, score=0.93)``
+        Example: ``await db.update_event_verification(event_id, 9, "verified", 0.93)``
         """
         return await CrimeEventRepository(self.database.connection).update_verification(
-            event_id, status=status, validator_uid=validator_uid, score=score)
+            event_id, status=verification_status, validator_uid=validator_uid, score=score)
 
     # -- raw reports ----------------------------------------------------------------------------------------------
     async def store_raw_report(self, report: RawIncidentReport | Mapping[str, Any]) -> uuid.UUID:
