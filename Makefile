@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .PHONY: help setup dev-setup \
-        db-start db-stop db-status db-reset db-test-setup \
+        db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
         test lint demo bench sample-data db-backup db-restore db-stats clean
 
@@ -50,6 +50,19 @@ db-status: setup ## Is the server up and reachable? PostgreSQL + PostGIS version
 
 db-reset: setup ## Drop and recreate the database, then migrate (asks first; FORCE=1 to skip the question)
 	@$(LUMINAR) db reset $(if $(filter 1,$(FORCE)),--yes)
+
+db-setup: setup ## Create the database of LUMINAR_ENV if missing (role, PostGIS) and migrate it; idempotent
+	@$(PY) scripts/setup_database.py setup
+
+quick-start: setup ## Start the local database and set it up in one step, then show how to connect (password hidden)
+	@$(MAKE) --no-print-directory db-start
+	@$(MAKE) --no-print-directory db-setup
+	@$(LUMINAR) db status
+	@echo "Connect: psql with the 'database' URL above; the password is LUMINAR_DB_PASSWORD (or LUMINAR_LOCAL_DB_PASSWORD) of .env, not printed"
+	@echo "Python:  from luminar_store import db   (node code: luminar-db node-shim DIR, then from database.access import db)"
+
+logs: setup ## Show the local database server's log, following it (FOLLOW=0: the last lines only; LINES=N)
+	@$(LUMINAR) db logs $(if $(filter 0,$(FOLLOW)),,--follow) $(if $(LINES),--lines $(LINES))
 
 db-test-setup: setup ## Start and migrate the testing database (LUMINAR_ENV=testing, port 5433); make test needs none
 	@LUMINAR_ENV=testing $(LUMINAR) db start

@@ -25,13 +25,17 @@ Example::
                                       scores={"integrity": 0.95, "clustering": 0.88, "novelty": 0.75, "quality": 0.92})
     report_id = await db.store_raw_report(report)
     await db.store_consensus_record(event.event_id, validator_uid, scores, round_number)
+    await db.update_event_verification(event_id, validator_uid, "verified", 0.93)
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from types import TracebackType
 from typing import Any
+
+import psycopg
 
 from luminar_store.config import Settings, load_dotenv_file, load_settings
 from luminar_store.database import Database
@@ -51,7 +55,15 @@ from luminar_store.repositories.miners import MinerRepository
 from luminar_store.repositories.raw_reports import RawReportRepository
 from luminar_store.repositories.validators import ValidatorRepository
 
-__all__ = ["LuminarDB", "db"]
+__all__ = [
+    "LuminarDB",
+    "db",
+    "DatabaseStats",
+    "DatabaseTransaction",
+    "initialize_database",
+    "close_database",
+    "health_check",
+]
 
 
 class LuminarDB:
@@ -169,15 +181,16 @@ class LuminarDB:
         """
         return await CrimeEventRepository(self.database.connection).store_many(crime_events, miner_uid=miner_uid)
 
-    async def update_event_verification(self, event_id: uuid.UUID | str, status: str, validator_uid: int,
-                                        score: float | None = None) -> CrimeEventRecord:
-        """Record the verdict on an event: ``status`` (pending, verified, disputed, rejected), the validator and its
-        ``score`` (0..1); returns the updated event. Raises ``NotFoundError`` for an unknown event.
+    async def update_event_verification(self, event_id: uuid.UUID | str, validator_uid: int,
+                                        verification_status: str, score: float | None = None) -> CrimeEventRecord:
+        """Record ``validator_uid``'s verdict on an event: ``verification_status`` (pending, verified, disputed,
+        rejected) and its ``score`` (0..1); returns the updated event (truthy). The reference's argument order.
+        Raises ``NotFoundError`` for an unknown event.
 
-        Example: ``await db.update_event_verification(event_id, "verified", validator_uid=9, score=0.93)``
+        Example: ``await db.update_event_verification(event_id, 9, "verified", 0.93)``
         """
         return await CrimeEventRepository(self.database.connection).update_verification(
-            event_id, status=status, validator_uid=validator_uid, score=score)
+            event_id, status=verification_status, validator_uid=validator_uid, score=score)
 
     # -- raw reports ----------------------------------------------------------------------------------------------
     async def store_raw_report(self, report: RawIncidentReport | Mapping[str, Any]) -> uuid.UUID:
@@ -225,6 +238,30 @@ class LuminarDB:
         """
         return await RawReportRepository(self.database.connection).mark_failed(report_id, error_message, retry=retry)
 
+    async def get_pending_reports(self, limit: int = 50) -> list[RawReportRecord]:
+        """Up to ``limit`` (1..10,000) pending reports, oldest first. A read, not a claim: to take reports for
+        processing use ``claim_reports`` (or ``update_report_status(report_id, "processing")`` per report).
+
+        Example: ``for report in await db.get_pending_reports(limit=50): print(report["external_id"])``
+        """
+        return await RawReportRepository(self.database.connection).pending(limit)
+
+    async def update_report_status(self, report_id: uuid.UUID | str, status: str, *, miner_uid: int | None = None,
+                                   error_message: str | None = None) -> RawReportRecord:
+        """Move a report to ``status`` (pending, processing, processed, failed, rejected); returns the updated
+        report (truthy). ``report_id`` is our ``report_id`` or the report's source id (``external_id``, e.g.
+        ``"LMR_20250101_ABCD1234"``, what the reference matched).
+
+        ``processing`` claims the report exactly as ``claim_reports`` does (``claimed_by`` = ``miner_uid``, NULL
+        when not given), and only a pending one: otherwise ``ConflictError``. ``processed`` / ``failed`` are
+        ``mark_report_processed`` / ``mark_report_failed`` (``error_message``, default "marked failed
+        (update_report_status)"); ``pending`` releases the claim. Raises ``NotFoundError`` for an unknown report.
+
+        Example: ``await db.update_report_status("LMR_20250101_ABCD1234", "processing", miner_uid=123)``
+        """
+        return await RawReportRepository(self.database.connection).set_status(
+            report_id, status, miner_uid=miner_uid, error_message=error_message)
+
     # -- miners, validators, consensus ----------------------------------------------------------------------------
     async def get_miner_stats(self, miner_uid: int) -> MinerStats | None:
         """A miner's record (scores, ``total_rounds``, ``success_rate`` in percent, ``events_submitted`` ...), or
@@ -236,9 +273,10 @@ class LuminarDB:
 
     async def update_miner_performance(self, miner_uid: int, hotkey: str,
                                        scores: Mapping[str, float]) -> MinerRoundResult:
-        """Record a scoring round: ``scores`` holds exactly ``integrity``, ``clustering``, ``novelty``, ``quality``
-        in [0, 1]. A known uid with a new hotkey is a re-registered miner and starts a fresh record. Returns the
-        record after the round.
+        """Record a scoring round: ``scores`` holds ``integrity``, ``clustering``, ``novelty``, ``quality`` (all four
+        required) in [0, 1], and optionally ``total`` or ``final`` (the same meaning; both given must agree): the
+        round's overall score as the validator weighted it, in [0, 1], used instead of the mean of the four. A known
+        uid with a new hotkey is a re-registered miner and starts a fresh record. Returns the record after the round.
 
         Example: ``await db.update_miner_performance(miner_uid=123, hotkey="hotkey_string", scores={"integrity":
         0.95, "clustering": 0.88, "novelty": 0.75, "quality": 0.92})``
@@ -259,7 +297,9 @@ class LuminarDB:
 
     async def get_database_stats(self) -> DatabaseStats:
         """Counts of the whole database: reports (all, pending), events (all, verified), ``verification_rate``
-        (percent of events verified), active miners and validators.
+        (percent of events verified), active miners and validators, ``avg_processing_time`` (mean seconds from a
+        report's arrival to its first event). The reference's names answer too: ``total_reports`` (=
+        ``raw_reports``), ``processed_events`` (= ``crime_events``).
 
         Example: ``stats = await db.get_database_stats(); print(stats.verification_rate)``
         """
@@ -268,11 +308,77 @@ class LuminarDB:
             events, verified = await CrimeEventRepository(conn).counts()
             miners = await MinerRepository(conn).count_active()
             validators = await ValidatorRepository(conn).count_active()
+            processing_time = await RawReportRepository(conn).avg_processing_time()
         rate = round(100.0 * verified / events, 2) if events else 0.0
         return DatabaseStats(raw_reports=reports, pending_reports=pending, crime_events=events,
                              verified_events=verified, verification_rate=rate, active_miners=miners,
-                             active_validators=validators)
+                             active_validators=validators, avg_processing_time=processing_time)
 
 
 #: The facade of ``from luminar_store import db``: settings from ``.env`` and the environment on its first call.
 db = LuminarDB(read_dotenv=True)
+
+
+# -- the reference's module-level helpers, acting on the module's ``db`` ----------------------------------------------
+async def initialize_database() -> None:
+    """Open the pools of the module's ``db`` (``await db.initialize()``). Raises ``DatabaseUnavailableError``."""
+    await db.initialize()
+
+
+async def close_database() -> None:
+    """Close the pools of the module's ``db`` (``await db.close()``); a later call reopens them."""
+    await db.close()
+
+
+async def health_check() -> bool:
+    """True when the module's ``db`` reaches its primary (``await db.health_check()``); never raises for a down
+    server."""
+    return await db.health_check()
+
+
+class DatabaseTransaction:
+    """``async with DatabaseTransaction() as tx:`` one transaction on a pooled primary connection of the module's
+    ``db`` (or of the ``LuminarDB`` given): committed when the block ends, rolled back when it raises, the
+    connection returned to the pool either way. ``tx`` is what ``Database.transaction()`` yields: a
+    ``psycopg.AsyncConnection`` inside the transaction; the repositories run on it
+    (``await RawReportRepository(tx).store(report)``), so their writes commit together.
+
+    Coming from the reference: its ``DatabaseTransaction`` yielded an **asyncpg** connection. Code that ran SQL on
+    it changes as follows (and the column names are ours, see the README):
+
+    - placeholders: ``$1, $2`` become ``%s, %s`` with the values in ONE tuple, or ``%(name)s`` with a mapping;
+      a literal ``%`` in such a query is written ``%%``.
+    - ``await conn.execute(q, a, b)`` becomes ``await tx.execute(q, (a, b))``; it returns a cursor, and the rows
+      changed are ``cursor.rowcount`` (asyncpg returned a status string such as ``"UPDATE 1"``).
+    - ``await conn.fetch(q, a)`` becomes ``await (await tx.execute(q, (a,))).fetchall()``: tuples; for dicts use
+      ``cur = tx.cursor(row_factory=psycopg.rows.dict_row); await cur.execute(q, (a,)); await cur.fetchall()``.
+    - ``fetchrow`` becomes ``fetchone()`` (``None`` without a row); ``fetchval`` becomes ``fetchone()`` and ``[0]``.
+    - ``executemany(q, rows)`` becomes ``await tx.cursor().executemany(q, rows)``.
+    - a nested ``conn.transaction()`` becomes ``async with tx.transaction():`` (a savepoint).
+    - never call ``tx.commit()`` / ``tx.rollback()`` inside the block: leaving it commits, raising rolls back.
+    - ``asyncpg`` errors become ``psycopg`` errors (``psycopg.errors.UniqueViolation`` ...); the repositories raise
+      ``luminar_store.errors`` (``ConflictError`` ...).
+
+    Example::
+
+        async with DatabaseTransaction() as tx:
+            cur = await tx.execute("UPDATE raw_incident_reports SET status = %s WHERE external_id = %s",
+                                   ("processed", "LMR_20250101_ABCD1234"))
+            assert cur.rowcount == 1
+    """
+
+    def __init__(self, database: LuminarDB | None = None) -> None:
+        self._facade = database
+        self._block: Any = None
+
+    async def __aenter__(self) -> psycopg.AsyncConnection:
+        facade = self._facade if self._facade is not None else db
+        block = facade.database.transaction()
+        tx = await block.__aenter__()
+        self._block = block
+        return tx
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        block, self._block = self._block, None
+        return await block.__aexit__(exc_type, exc, tb)

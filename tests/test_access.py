@@ -63,7 +63,7 @@ def test_the_specifications_calls_as_written(db_settings):
         assert await db.store_consensus_record(event.event_id, validator_uid, scores, round_number) == record_id
 
         assert await db.get_crime_hotspots(days=7) == []  # nothing verified yet
-        verified = await db.update_event_verification(event.event_id, "verified", validator_uid, 0.85)
+        verified = await db.update_event_verification(event.event_id, validator_uid, "verified", 0.85)
         assert verified.verification_status == "verified" and verified.verified_by == 7
         hotspots = await db.get_crime_hotspots(days=7)
         assert [(h.incident_count, h.avg_severity, h.max_severity) for h in hotspots] == [(1, 4.0, 4)]

@@ -74,7 +74,7 @@ CASES = [
      "scores.novelty"),
     ("consensus-score-2", lambda db: db.store_consensus_record(EVENT_ID, 1, {"accuracy": 2.0}, 1),
      "scores.accuracy"),
-    ("verification-score", lambda db: db.update_event_verification(EVENT_ID, "verified", 1, 1.2), "score"),
+    ("verification-score", lambda db: db.update_event_verification(EVENT_ID, 1, "verified", 1.2), "score"),
     # text: empty, oversized, NUL bytes
     ("description-empty", lambda db: db.store_raw_report(report(description="")), "description"),
     ("description-blank", lambda db: db.store_raw_report(report(description="   ")), "description"),
@@ -102,7 +102,7 @@ CASES = [
     ("related-reports-text", lambda db: db.store_crime_event(event(related_reports="abc"), 1), "related_reports"),
     ("cluster-id", lambda db: db.store_crime_event(event(cluster_id="cluster-1"), 1), "cluster_id"),
     ("consensus-event-id", lambda db: db.store_consensus_record("evt-1", 1, {"a": 0.5}, 1), "event_id"),
-    ("verification-event-id", lambda db: db.update_event_verification("42", "verified", 1), "event_id"),
+    ("verification-event-id", lambda db: db.update_event_verification("42", 1, "verified"), "event_id"),
     ("get-report-id", lambda db: db.get_raw_report("zzz"), "report_id"),
     # datetimes: far future (naive ones are read as local time: tests/test_node_shapes.py), not a time
     ("event-future", lambda db: db.store_crime_event(event(timestamp=NOW + timedelta(minutes=10)), 1),
@@ -111,7 +111,7 @@ CASES = [
     ("report-naive-future", lambda db: db.store_raw_report(report(timestamp=datetime.now() + timedelta(hours=1))),
      "timestamp"),
     # unknown status words
-    ("verification-status", lambda db: db.update_event_verification(EVENT_ID, "approved", 1), "status"),
+    ("verification-status", lambda db: db.update_event_verification(EVENT_ID, 1, "approved"), "status"),
     ("event-verification-status", lambda db: db.store_crime_event(event(verification_status="ok"), 1),
      "verification_status"),
     # missing required fields, unknown fields

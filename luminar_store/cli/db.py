@@ -1,4 +1,4 @@
-"""``luminar-db db start|stop|status|reset``: the local development database in one command.
+"""``luminar-db db start|stop|status|reset|logs``: the local development database in one command.
 
 The database runs in Docker Compose (service ``luminar-db``; ``luminar-test-db`` for ``LUMINAR_ENV=testing``) when
 a Docker engine answers, otherwise as the embedded cluster of ``luminar_store.ops.cluster`` kept under
@@ -9,7 +9,9 @@ a Docker engine answers, otherwise as the embedded cluster of ``luminar_store.op
 
 from __future__ import annotations
 
+import subprocess
 import time
+from collections import deque
 from pathlib import Path
 
 import click
@@ -150,3 +152,36 @@ def reset_command(env: str | None, directory: Path | None, yes: bool) -> None:
     Example: luminar-db db reset --yes
     """
     reset_target(env, directory, yes, command="db reset")
+
+
+@db_group.command("logs")
+@env_option
+@_backend_option
+@click.option("-n", "--lines", type=click.IntRange(1), default=100, show_default=True,
+              help="How many of the last lines to show.")
+@click.option("-f", "--follow", is_flag=True, help="Keep showing new lines until Ctrl-C.")
+def logs_command(env: str | None, backend: str, lines: int, follow: bool) -> None:
+    """Show the local database server's log: the embedded cluster's postgresql.log (under .luminar/<env>), or
+    `docker compose logs` of its service when Compose runs it.
+
+    Example: luminar-db db logs --follow
+    """
+    settings = _local_settings("logs", env)
+    if _backend(backend, settings) == "docker":
+        args = ["logs", "--tail", str(lines), *(["--follow"] if follow else []), compose.service(settings)]
+        if compose.compose(settings, *args).returncode != 0:
+            raise OperationError(f"docker compose could not show the logs of {compose.service(settings)}")
+        return
+    log = cluster.cluster_for(settings).log_file
+    if not log.is_file():
+        raise OperationError(f"no server log at {log}: the embedded cluster of LUMINAR_ENV={settings.env} has not "
+                             "been started here (make db-start)")
+    if follow:
+        try:
+            subprocess.run(["tail", "-n", str(lines), "-F", str(log)], check=False)
+        except KeyboardInterrupt:
+            pass
+        return
+    with log.open(encoding="utf-8", errors="replace") as f:
+        for line in deque(f, maxlen=lines):
+            click.echo(line, nl=False)

@@ -161,7 +161,16 @@ class Hotspot(Record):
 @dataclass(slots=True)
 class DatabaseStats(Record):
     """Counts of the whole database. ``verification_rate`` is the percentage (0..100, 2 decimals) of crime events
-    whose status is ``verified`` (0 without events); ``active_*`` count rows with ``is_active``."""
+    whose status is ``verified`` (0 without events); ``active_*`` count rows with ``is_active``.
+
+    ``avg_processing_time``: the mean time in seconds from a report's arrival (its ``created_at``) to its first
+    crime event (the earliest ``created_at`` of the events whose ``related_reports`` contain it), over the reports
+    that have an event; 0.0 when none has.
+
+    The reference node code's field names answer too, as attributes and keys: ``total_reports`` (=
+    ``raw_reports``) and ``processed_events`` (= ``crime_events``); ``active_miners``, ``active_validators``,
+    ``verification_rate`` and ``avg_processing_time`` are shared.
+    """
 
     raw_reports: int
     pending_reports: int
@@ -170,6 +179,21 @@ class DatabaseStats(Record):
     verification_rate: float
     active_miners: int
     active_validators: int
+    avg_processing_time: float = 0.0
+
+    @property
+    def total_reports(self) -> int:
+        """The reference's name of ``raw_reports``."""
+        return self.raw_reports
+
+    @property
+    def processed_events(self) -> int:
+        """The reference's name of ``crime_events``."""
+        return self.crime_events
+
+    def keys(self) -> tuple[str, ...]:
+        """The field names, in order, then the reference's names (``total_reports``, ``processed_events``)."""
+        return (*(f.name for f in dataclasses.fields(self)), "total_reports", "processed_events")
 
 
 @dataclass(slots=True)

@@ -1,8 +1,10 @@
 """Miner performance: one record per miner uid, updated once per scoring round.
 
 A round brings the four scores of the specification (integrity, clustering, novelty, quality); the round's overall
-score is their plain mean (equal weights: the specification names no weighting), and the round is *successful* when
-that overall score is at least ``SUCCESS_THRESHOLD`` (0.5). A uid that comes back with a new hotkey belongs to a
+score is their plain mean (equal weights: the specification names no weighting), unless the round also brings
+``total`` (or ``final``, the same meaning; the reference node code sends them): the overall score as the validator
+weighted it, in [0, 1], used instead of the mean. The round is *successful* when its overall score is at least
+``SUCCESS_THRESHOLD`` (0.5). A uid that comes back with a new hotkey belongs to a
 re-registered miner: its record starts afresh with this round (the schema's trigger keeps the previous record in
 ``audit_log`` as operation ``REREGISTER``).
 
@@ -17,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -31,14 +34,18 @@ __all__ = [
     "MinerRepository",
     "MINER_COLUMNS",
     "SCORE_KEYS",
+    "OVERALL_KEYS",
     "SUCCESS_THRESHOLD",
     "MAX_HOTKEY_LENGTH",
     "overall_score",
     "validate_scores",
+    "given_overall",
 ]
 
 #: The four scores of a round, in the order of the table's columns.
 SCORE_KEYS = ("integrity", "clustering", "novelty", "quality")
+#: Optional keys beside them, the same meaning: the round's overall score as the validator weighted it.
+OVERALL_KEYS = ("total", "final")
 
 # name: miner_columns
 # The columns of a MinerPerformance record, in its field order; success_rate through the schema's percent_of (the
@@ -125,7 +132,8 @@ RETURNING {miner_columns}
 
 
 def validate_scores(scores: Any, field: str = "scores") -> dict[str, float]:
-    """The four round scores, each a finite number in [0, 1].
+    """The four round scores, each a finite number in [0, 1] (``total``/``final`` may stand beside them: see
+    ``given_overall``; they are not returned).
 
     Raises ``ValidationError`` naming ``scores`` (not a mapping, unknown keys, listed) or ``scores.<key>`` (missing,
     out of range, not a number).
@@ -138,15 +146,36 @@ def validate_scores(scores: Any, field: str = "scores") -> dict[str, float]:
     if not isinstance(scores, Mapping):
         raise ValidationError(field, f"must be a mapping with the keys {', '.join(SCORE_KEYS)}, "
                                      f"got {type(scores).__name__}")
-    unknown = sorted(str(key) for key in scores if key not in SCORE_KEYS)
+    unknown = sorted(str(key) for key in scores if key not in SCORE_KEYS and key not in OVERALL_KEYS)
     if unknown:
-        raise ValidationError(field, f"unknown keys {', '.join(unknown)}; expected exactly {', '.join(SCORE_KEYS)}")
+        raise ValidationError(field, f"unknown keys {', '.join(unknown)}; expected exactly {', '.join(SCORE_KEYS)} "
+                                     f"(and optionally {' or '.join(OVERALL_KEYS)})")
     clean = {}
     for key in SCORE_KEYS:
         if key not in scores:
             raise ValidationError(f"{field}.{key}", "is required (a score in [0, 1])")
         clean[key] = v.unit_interval(f"{field}.{key}", scores[key])
     return clean
+
+
+def given_overall(scores: Mapping[str, Any], field: str = "scores") -> float | None:
+    """The overall score a round's ``scores`` give themselves: ``total`` or ``final`` (the same meaning: the round's
+    score as the validator weighted it, in [0, 1]), ``None`` when neither is given. Both given must agree (within
+    1e-9).
+
+    Raises ``ValidationError`` naming ``scores.total`` / ``scores.final`` (out of range, not a number) or
+    ``scores.final`` (differs from ``total``).
+
+    Example::
+
+        >>> given_overall({"integrity": 1, "clustering": 1, "novelty": 0, "quality": 0, "total": 0.8})
+        0.8
+    """
+    given = {key: v.unit_interval(f"{field}.{key}", scores[key]) for key in OVERALL_KEYS if key in scores}
+    if len(given) == 2 and not math.isclose(given["total"], given["final"], rel_tol=0.0, abs_tol=1e-9):
+        raise ValidationError(f"{field}.final", f"must equal {field}.total when both are given (the same overall "
+                                                f"score), got {given['final']!r} and {given['total']!r}")
+    return next(iter(given.values()), None)
 
 
 def overall_score(scores: Mapping[str, float]) -> float:
@@ -169,12 +198,15 @@ class MinerRepository(Repository):
             hotkey: the miner's hotkey, 1..128 characters. A known uid with a different hotkey is a re-registered
                 miner: its record restarts with this round (counters, averages, ``registered_at``, a new
                 ``miner_id``) and the previous record goes to ``audit_log`` as ``REREGISTER``.
-            scores: exactly the keys ``integrity``, ``clustering``, ``novelty``, ``quality``, each in [0, 1].
+            scores: the keys ``integrity``, ``clustering``, ``novelty``, ``quality`` (all four required), each in
+                [0, 1]; optionally ``total`` or ``final`` (the same meaning; both given must agree): the round's overall
+                score as the validator weighted it, in [0, 1], stored as ``overall_score`` instead of the mean.
             at: when the round happened (timezone-aware, not in the future); defaults to now.
 
         Returns:
             ``MinerRoundResult``: the record after the round, with ``created`` / ``reregistered`` flags. The round's
-            ``overall_score`` is the mean of the four scores; it is successful when >= 0.5.
+            ``overall_score`` is ``total``/``final`` when given, else the mean of the four scores; it is successful
+            when >= 0.5.
 
         Raises:
             ValidationError: naming the field (``miner_uid``, ``hotkey``, ``scores``, ``scores.novelty``, ``at``),
@@ -192,7 +224,8 @@ class MinerRepository(Repository):
             **validate_scores(scores),
             "at": None if at is None else v.aware_datetime("at", at),
         }
-        params["overall"] = overall_score(params)
+        given = given_overall(scores)
+        params["overall"] = overall_score(params) if given is None else given
         params["successful"] = 1 if params["overall"] >= SUCCESS_THRESHOLD else 0
         row = await self._one(RECORD_ROUND, params, MinerRoundResult)
         assert row is not None  # an upsert always returns its row

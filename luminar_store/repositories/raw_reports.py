@@ -26,9 +26,10 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
-from luminar_store.errors import ConflictError, ValidationError
-from luminar_store.limits import MAX_CLAIM, MAX_STALE_MINUTES
+from luminar_store.errors import ConflictError, NotFoundError, ValidationError
+from luminar_store.limits import MAX_CLAIM, MAX_LIMIT, MAX_STALE_MINUTES
 from luminar_store.models import RawIncidentReport, RawReportRecord
+from luminar_store.models.inputs import REPORT_STATUSES
 from luminar_store.repositories._base import Repository
 
 __all__ = ["RawReportRepository", "REPORT_COLUMNS", "WRITE_COLUMNS", "MAX_CLAIM", "MAX_STALE_MINUTES"]
@@ -103,6 +104,12 @@ ON CONFLICT (external_id) DO NOTHING
 # Step 4: drop the staging table now, so a second bulk store in the same transaction can create it again.
 DROP_INCOMING_REPORTS = "DROP TABLE luminar_incoming_reports"
 
+# name: claim_set
+# What claiming does to a report, the one definition for claim_reports and claim_report: it becomes 'processing',
+# claimed by the miner (NULL when the caller names none), now, one more attempt.
+CLAIM_SET = """status = 'processing', claimed_by = %(miner_uid)s, claimed_at = now(),
+       processing_attempts = processing_attempts + 1"""
+
 # name: claim_reports
 # Hands the oldest pending reports to one miner. SKIP LOCKED: a concurrent claimer passes over rows being claimed;
 # a row claimed and committed meanwhile fails the re-checked status = 'pending' and is skipped too.
@@ -116,11 +123,10 @@ WITH picked AS (
        FOR UPDATE SKIP LOCKED
 )
 UPDATE raw_incident_reports
-   SET status = 'processing', claimed_by = %(miner_uid)s, claimed_at = now(),
-       processing_attempts = processing_attempts + 1
+   SET {claim_set}
  WHERE report_id IN (SELECT report_id FROM picked)
 RETURNING {report_columns}
-""".replace("{report_columns}", REPORT_COLUMNS)
+""".replace("{claim_set}", CLAIM_SET).replace("{report_columns}", REPORT_COLUMNS)
 
 # name: mark_processed
 # Settles a report as processed (clears an earlier error).
@@ -163,6 +169,64 @@ SELECT {report_columns}
 COUNT_REPORTS = """
 SELECT count(*) AS total, count(*) FILTER (WHERE status = 'pending') AS pending FROM raw_incident_reports
 """
+
+# name: pending_reports
+# The oldest pending reports, without claiming them (idx_reports_pending); the order claim_reports takes them in.
+PENDING_REPORTS = """
+SELECT {report_columns}
+  FROM raw_incident_reports
+ WHERE status = 'pending'
+ ORDER BY "timestamp", created_at
+ LIMIT %(limit)s
+""".replace("{report_columns}", REPORT_COLUMNS)
+
+# name: resolve_report_id
+# The report_id of a report named by its report_id (when the text is a UUID) or by its source id (external_id);
+# a report_id match wins over an external_id that happens to look like a UUID.
+RESOLVE_REPORT_ID = """
+SELECT report_id
+  FROM raw_incident_reports
+ WHERE report_id = %(report_uuid)s OR external_id = %(external_id)s
+ ORDER BY (report_id = %(report_uuid)s) IS TRUE DESC
+ LIMIT 1
+"""
+
+# name: claim_report
+# Claims one given report as claim_reports claims the oldest (CLAIM_SET), only while it is pending: a report
+# claimed by someone else meanwhile fails the re-checked status (the row lock serializes the two) and is not taken.
+CLAIM_REPORT = """
+UPDATE raw_incident_reports
+   SET {claim_set}
+ WHERE report_id = %(report_id)s AND status = 'pending'
+RETURNING {report_columns}
+""".replace("{claim_set}", CLAIM_SET).replace("{report_columns}", REPORT_COLUMNS)
+
+# name: set_report_status
+# Sets 'pending' (claim released, as mark_failed's retry and release_stale do; error kept) or 'rejected' (claim
+# kept as a record of who had it).
+SET_REPORT_STATUS = """
+UPDATE raw_incident_reports
+   SET status = %(status)s,
+       claimed_by = CASE WHEN %(status)s = 'pending' THEN NULL ELSE claimed_by END,
+       claimed_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE claimed_at END
+ WHERE report_id = %(report_id)s
+RETURNING {report_columns}
+""".replace("{report_columns}", REPORT_COLUMNS)
+
+# name: avg_processing_time
+# Mean seconds from a report's arrival (its created_at) to its first crime event (the earliest created_at of the
+# events whose related_reports contain it), over the reports that have an event; 0 when none has.
+AVG_PROCESSING_TIME = """
+SELECT coalesce(avg(extract(epoch FROM first_event.created_at - r.created_at)), 0)::float8
+  FROM (SELECT related.report_id, min(e.created_at) AS created_at
+          FROM crime_events e
+         CROSS JOIN LATERAL unnest(e.related_reports) AS related(report_id)
+         GROUP BY related.report_id) AS first_event
+  JOIN raw_incident_reports r ON r.report_id = first_event.report_id
+"""
+
+#: What update_report_status does with a report when no error message is given for 'failed'.
+DEFAULT_FAILURE_MESSAGE = "marked failed (update_report_status)"
 
 
 def _row(r: RawIncidentReport) -> tuple[Any, ...]:
@@ -306,6 +370,75 @@ class RawReportRepository(Repository):
             cur = await conn.execute(COUNT_REPORTS)
             total, pending = await cur.fetchone()  # type: ignore[misc]
         return total, pending
+
+    async def pending(self, limit: int = 50) -> list[RawReportRecord]:
+        """Up to ``limit`` (1..10,000) pending reports, oldest first (by ``timestamp``, the order ``claim`` takes
+        them in). A read: nothing is claimed, so two callers may get the same reports (``claim`` hands each report to
+        one miner).
+
+        Example: ``reports = await RawReportRepository(conn).pending(limit=50)``
+        """
+        params = {"limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)}
+        return await self._all(PENDING_REPORTS, params, RawReportRecord)
+
+    async def set_status(self, report_id: uuid.UUID | str, status: str, *, miner_uid: int | None = None,
+                         error_message: str | None = None) -> RawReportRecord:
+        """Move a report to ``status`` (one of ``REPORT_STATUSES``) and return it.
+
+        ``report_id`` is our ``report_id`` (a ``UUID`` or its text) or the report's source id (``external_id``,
+        e.g. ``"LMR_20250101_ABCD1234"``). By status:
+
+        - ``processing``: a claim, exactly as ``claim`` makes (``claimed_by`` = ``miner_uid`` or NULL,
+          ``claimed_at`` = now, one more attempt), of a *pending* report only: any other status raises
+          ``ConflictError`` (someone claimed or settled it first).
+        - ``processed``: ``mark_processed``. ``failed``: ``mark_failed`` with ``error_message`` (default
+          ``DEFAULT_FAILURE_MESSAGE``).
+        - ``pending``: back in the queue, claim released (error message kept). ``rejected``: status only.
+
+        Raises ``ValidationError`` (status, miner_uid, error_message, a report_id that is neither) before any SQL,
+        ``NotFoundError`` for an unknown report, ``ConflictError`` as above.
+
+        Example: ``await RawReportRepository(conn).set_status("LMR_20250101_ABCD1234", "processing")``
+        """
+        status = v.choice("status", status, REPORT_STATUSES)
+        uid = None if miner_uid is None else v.uid("miner_uid", miner_uid)
+        error = DEFAULT_FAILURE_MESSAGE if error_message is None else v.text("error_message", error_message)
+        rid = await self._resolve(report_id)
+        if status == "processed":
+            return await self.mark_processed(rid)
+        if status == "failed":
+            return await self.mark_failed(rid, error)
+        if status == "processing":
+            claimed = await self._one(CLAIM_REPORT, {"report_id": rid, "miner_uid": uid}, RawReportRecord)
+            if claimed is not None:
+                return claimed
+            current = await self.get(rid)
+            if current is None:
+                raise NotFoundError(f"report_id {rid}: no such raw incident report")
+            raise ConflictError(f"report {current.external_id} ({rid}) is {current.status}, not pending: only a "
+                                "pending report can be claimed (another claimer took it or it was settled)")
+        return await self._settled(SET_REPORT_STATUS, {"report_id": rid, "status": status}, rid)
+
+    async def avg_processing_time(self) -> float:
+        """Mean seconds from a report's arrival to its first crime event, over the reports that have one (0.0 when
+        none has); see ``AVG_PROCESSING_TIME``."""
+        return float(await self._value(AVG_PROCESSING_TIME) or 0.0)
+
+    async def _resolve(self, report_id: uuid.UUID | str) -> uuid.UUID:
+        """The ``report_id`` of a report given by ``report_id`` or ``external_id``; ``NotFoundError`` without one."""
+        if isinstance(report_id, uuid.UUID):
+            return report_id
+        if not isinstance(report_id, str) or not report_id.strip() or len(report_id) > 200:
+            raise ValidationError("report_id", f"must be a report_id (UUID) or a report's source id (external_id, "
+                                               f"1..200 characters), got {report_id!r:.60}")
+        try:
+            as_uuid: uuid.UUID | None = uuid.UUID(report_id)
+        except ValueError:
+            as_uuid = None
+        rid = await self._value(RESOLVE_REPORT_ID, {"report_uuid": as_uuid, "external_id": report_id})
+        if rid is None:
+            raise NotFoundError(f"report_id {report_id!r}: no raw incident report has this report_id or external_id")
+        return rid
 
     async def _settled(self, query: str, params: Any, rid: uuid.UUID) -> RawReportRecord:
         """The report ``query`` updated; ``NotFoundError`` when no report has ``rid``."""
