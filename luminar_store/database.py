@@ -38,6 +38,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from luminar_store.config import Settings, load_settings
 from luminar_store.errors import DatabaseUnavailableError, LuminarError, PoolExhaustedError
 from luminar_store.ops.connect import unreachable
+from luminar_store.validation import set_naive_timestamps
 
 __all__ = ["Database"]
 
@@ -138,8 +139,10 @@ class Database:
 
     def __init__(self, settings: Settings | None = None) -> None:
         """Pools for ``settings`` (default: ``load_settings()``, which raises ``ConfigError``); nothing connects
-        before the first call or ``initialize()``."""
+        before the first call or ``initialize()``. The settings' rule for naive datetimes
+        (``LUMINAR_NAIVE_TIMESTAMPS``) becomes the process's (``validation.set_naive_timestamps``)."""
         self.settings = settings if settings is not None else load_settings()
+        set_naive_timestamps(self.settings.naive_timestamps)
         self._primary: _Pool | None = None
         self._replicas: list[_Pool] = []
         self._next_replica = itertools.count()

@@ -285,7 +285,8 @@ class CrimeEvent(_Located):
 
     ``event_type``: a lower-case word. ``severity``: a level 1..5 or one of the miners' words ``low``, ``medium``,
     ``high`` (``luminar_store.severity`` maps them onto 2, 3, 4), or ``None`` when the miner gave none (the report
-    flow's events carry no severity; stored as NULL, left out of severity averages). ``confidence_score`` and ``risk_score``: 0..1.
+    flow's events carry no severity; stored as NULL, left out of severity averages). ``confidence_score`` and
+    ``risk_score``: 0..1.
     ``geotag``: ``{"lat": .., "lng": ..}``, or ``None``: the point then comes from the source reports (one: its
     point; several: their centroid), and an event with neither is stored *unlocated* (left out of every spatial
     query until ``locate_event`` sets its point). ``timestamp``: at most 5 minutes in the future (a naive one is
