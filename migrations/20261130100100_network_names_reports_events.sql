@@ -122,6 +122,32 @@ $$;
 
 DROP VIEW recent_crime_events;
 
+DROP INDEX IF EXISTS idx_events_unlocated;
+ALTER TABLE crime_events
+    DROP CONSTRAINT IF EXISTS events_request_id_length,
+    DROP CONSTRAINT IF EXISTS events_location_source_located,
+    DROP CONSTRAINT IF EXISTS events_location_source_known,
+    DROP CONSTRAINT IF EXISTS events_timestamp_source_known,
+    DROP CONSTRAINT IF EXISTS events_time_end_order,
+    DROP CONSTRAINT IF EXISTS events_entities_array,
+    DROP CONSTRAINT IF EXISTS events_time_info_length,
+    DROP CONSTRAINT IF EXISTS events_location_text_length,
+    DROP CONSTRAINT IF EXISTS events_location_pair,
+    DROP COLUMN IF EXISTS request_id,
+    DROP COLUMN IF EXISTS location_source,
+    DROP COLUMN IF EXISTS timestamp_source,
+    DROP COLUMN IF EXISTS time_end,
+    DROP COLUMN IF EXISTS entities,
+    DROP COLUMN IF EXISTS time_info,
+    DROP COLUMN IF EXISTS location_text,
+    ALTER COLUMN latitude SET NOT NULL,
+    ALTER COLUMN longitude SET NOT NULL;
+ALTER TABLE crime_events RENAME CONSTRAINT events_validator_uid_nonnegative TO events_verified_by_uid;
+ALTER TABLE crime_events RENAME CONSTRAINT events_severity_level_range TO events_severity_range;
+ALTER TABLE crime_events RENAME COLUMN validator_uid TO verified_by;
+ALTER TABLE crime_events RENAME COLUMN severity_level TO severity;
+
+-- After the renames: a LANGUAGE sql body is checked when created.
 CREATE OR REPLACE FUNCTION crime_hotspots_since(p_days integer, p_cell_degrees double precision DEFAULT 0.01)
 RETURNS TABLE (
     latitude        double precision,
@@ -147,31 +173,6 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
        AND e."timestamp" >= now() - make_interval(days => p_days)
      GROUP BY floor(e.latitude / p_cell_degrees), floor(e.longitude / p_cell_degrees)
 $$;
-
-DROP INDEX IF EXISTS idx_events_unlocated;
-ALTER TABLE crime_events
-    DROP CONSTRAINT IF EXISTS events_request_id_length,
-    DROP CONSTRAINT IF EXISTS events_location_source_located,
-    DROP CONSTRAINT IF EXISTS events_location_source_known,
-    DROP CONSTRAINT IF EXISTS events_timestamp_source_known,
-    DROP CONSTRAINT IF EXISTS events_time_end_order,
-    DROP CONSTRAINT IF EXISTS events_entities_array,
-    DROP CONSTRAINT IF EXISTS events_time_info_length,
-    DROP CONSTRAINT IF EXISTS events_location_text_length,
-    DROP CONSTRAINT IF EXISTS events_location_pair,
-    DROP COLUMN IF EXISTS request_id,
-    DROP COLUMN IF EXISTS location_source,
-    DROP COLUMN IF EXISTS timestamp_source,
-    DROP COLUMN IF EXISTS time_end,
-    DROP COLUMN IF EXISTS entities,
-    DROP COLUMN IF EXISTS time_info,
-    DROP COLUMN IF EXISTS location_text,
-    ALTER COLUMN latitude SET NOT NULL,
-    ALTER COLUMN longitude SET NOT NULL;
-ALTER TABLE crime_events RENAME CONSTRAINT events_validator_uid_nonnegative TO events_verified_by_uid;
-ALTER TABLE crime_events RENAME CONSTRAINT events_severity_level_range TO events_severity_range;
-ALTER TABLE crime_events RENAME COLUMN validator_uid TO verified_by;
-ALTER TABLE crime_events RENAME COLUMN severity_level TO severity;
 
 CREATE VIEW recent_crime_events AS
     SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, geotag, "timestamp", severity,
