@@ -176,7 +176,7 @@ def _take(stream: Iterator[dict], size: int) -> Iterator[dict]:
 
 def as_row(event: dict, miner_uid: int, event_id: uuid.UUID | None = None, *, jsonb: type | None = None) -> tuple:
     """The row a hand-written writer makes from a protocol mapping (no checks), in the repository's column order:
-    event_id, miner_uid, event_type, title, summary, latitude, longitude, timestamp, severity, confidence_score,
+    event_id, miner_uid, event_type, title, summary, latitude, longitude, timestamp, severity_level, confidence_score,
     related_reports, cluster_id, verification_status, risk_score, metadata.
 
     ``jsonb`` wraps the metadata (psycopg's ``Jsonb``); without it the metadata is a JSON string (asyncpg).

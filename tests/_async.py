@@ -55,7 +55,7 @@ async def count_rows(conn: psycopg.AsyncConnection, table: str) -> int:
 
 # Direct INSERT of a crime event for tests of the scoring tables (the events repository is tested on its own).
 INSERT_EVENT = """
-INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, "timestamp", severity, confidence_score,
+INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, "timestamp", severity_level, confidence_score,
                           verification_status)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 RETURNING event_id

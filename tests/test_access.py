@@ -64,7 +64,7 @@ def test_the_specifications_calls_as_written(db_settings):
 
         assert await db.get_crime_hotspots(days=7) == []  # nothing verified yet
         verified = await db.update_event_verification(event.event_id, validator_uid, "verified", 0.85)
-        assert verified.verification_status == "verified" and verified.verified_by == 7
+        assert verified.verification_status == "verified" and verified.validator_uid == 7
         hotspots = await db.get_crime_hotspots(days=7)
         assert [(h.incident_count, h.avg_severity, h.max_severity) for h in hotspots] == [(1, 4.0, 4)]
         assert abs(hotspots[0].latitude - 40.7128) < 0.01 and abs(hotspots[0].longitude + 74.006) < 0.01
@@ -109,7 +109,7 @@ def test_dataclass_inputs_and_mapping_aliases_store_the_same(db_settings):
         return a, b, raw
 
     a, b, (r1, r2) = run(go())
-    same = ("event_type", "latitude", "longitude", "timestamp", "severity", "confidence_score", "summary")
+    same = ("event_type", "latitude", "longitude", "timestamp", "severity_level", "confidence_score", "summary")
     assert [getattr(a, f) for f in same] == [getattr(b, f) for f in same]
     assert a.event_type == "assault" and a.summary == "Fight outside a pub"
     assert (r1.latitude, r1.longitude) == (r2.latitude, r2.longitude) == (1.0, 2.0)
@@ -203,5 +203,5 @@ def test_protocol_objects_other_dataclasses_and_pydantic_style_models(db_setting
         return got
 
     report, event = run(go())
-    assert (report.external_id, report.reporter_id, report.description) == ("p-1", "u-3", "Graffiti on the bridge")
+    assert (report.external_id, report.user_id, report.text_description) == ("p-1", "u-3", "Graffiti on the bridge")
     assert (event.event_type, event.latitude) == ("vandalism", 48.85)

@@ -79,9 +79,9 @@ def test_for_row_gives_one_rows_history_oldest_first(db_conninfo):
 def test_for_row_accepts_a_uuid(db_conninfo):
     async def body(conn):
         event_id = await insert_event(conn, timestamp=datetime.now(timezone.utc) - timedelta(hours=1))
-        await conn.execute("UPDATE crime_events SET severity = 5 WHERE event_id = %s", (event_id,))
+        await conn.execute("UPDATE crime_events SET severity_level = 5 WHERE event_id = %s", (event_id,))
         [entry] = await AuditRepository(conn).for_row("crime_events", event_id)
-        assert entry.operation == "UPDATE" and entry.new_data["severity"] == 5
+        assert entry.operation == "UPDATE" and entry.new_data["severity_level"] == 5
         assert await AuditRepository(conn).for_row("crime_events", uuid.uuid4()) == []
 
     run_with_conn(db_conninfo, body)

@@ -67,7 +67,11 @@ def test_store_returns_event_id_and_get_reads_every_field(db_settings):
     assert (got.event_id, got.miner_uid, got.event_type, got.title, got.summary) == \
         (eid, 123, "theft", "Bag snatched", "Near the station")
     assert (got.latitude, got.longitude, got.geotag) == (NYC[0], NYC[1], {"lat": NYC[0], "lng": NYC[1]})
-    assert got.timestamp == NOW - timedelta(minutes=5) and got.severity == 3 and got.confidence_score == 0.8
+    assert got.timestamp == NOW - timedelta(minutes=5) and got.severity_level == 3 and got.confidence_score == 0.8
+    assert got.severity == "medium" and got.validator_uid is None
+    # the text-flow columns keep their defaults: a located event given by the miner
+    assert (got.location_text, got.time_info, got.entities, got.time_end, got.timestamp_source, got.location_source,
+            got.request_id) == (None, None, [], None, "event", "event", None)
     assert got.risk_score == 0.46 and got.metadata == {"source": "miner", "weights": [1, 2]}
     assert got.verification_status == "pending" and got.related_reports == [] and got.distance_m is None
 
@@ -265,7 +269,8 @@ def test_store_many_by_copy_and_a_bad_item_stores_nothing(db_settings, conn):
     assert stored == 500 and count(conn) == 500
     assert error.field == "events[2].confidence_score"
     assert [e.timestamp for e in mine] == [NOW - timedelta(minutes=n) for n in range(3)]
-    assert conn.execute("SELECT count(DISTINCT event_id), sum(severity) FROM crime_events").fetchone() == (500, 1500)
+    totals = conn.execute("SELECT count(DISTINCT event_id), sum(severity_level) FROM crime_events").fetchone()
+    assert totals == (500, 1500)
 
 
 def test_by_miner_only_that_miners_events(db_settings):
@@ -289,7 +294,7 @@ def test_update_verification(db_settings, conn):
         return updated
 
     updated = run(with_repo(db_settings, go))
-    assert (updated.verification_status, updated.verified_by, updated.verification_score) == ("verified", 9, 0.93)
+    assert (updated.verification_status, updated.validator_uid, updated.verification_score) == ("verified", 9, 0.93)
     assert updated.verified_at is not None and updated.updated_at >= updated.created_at
     assert conn.execute("SELECT count(*) FROM audit_log WHERE table_name = 'crime_events'").fetchone()[0] == 1
 

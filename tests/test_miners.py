@@ -126,7 +126,7 @@ def test_stats_event_counts_use_the_miner_time_index(db_conninfo):
     async def body(conn):
         await MinerRepository(conn).record_round(3, "hk3", GOOD)
         await conn.execute(
-            """INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, "timestamp", severity,
+            """INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, "timestamp", severity_level,
                                          confidence_score)
                SELECT g % 200, 'theft', 40.7, -74.0, now() - g * interval '1 minute', 3, 0.9
                  FROM generate_series(1, 20000) AS g""")

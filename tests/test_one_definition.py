@@ -84,7 +84,7 @@ def test_hotspots_are_listed_in_one_order_by_the_statistics_and_the_facade(conn,
     for cell, (count, minutes) in enumerate([(3, 50), (3, 10), (5, 30), (3, 30), (1, 5)]):
         for n in range(count):
             conn.execute(
-                """INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, "timestamp", severity,
+                """INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, "timestamp", severity_level,
                                              confidence_score, verification_status)
                    VALUES (1, 'theft', %(lat)s, -74.005, %(at)s, %(severity)s, 0.9, 'verified')""",
                 {"lat": 40.005 + 0.1 * cell, "at": now - timedelta(minutes=minutes + n), "severity": 5 - cell})

@@ -50,7 +50,8 @@ def test_store_returns_report_id_and_get_reads_it_back(db_settings):
 
     rid, got, missing = run(with_repo(db_settings, go))
     assert isinstance(rid, uuid.UUID) and missing is None
-    assert got.report_id == rid and got.external_id == "app-1" and got.reporter_id == "user-1"
+    assert got.report_id == rid and got.external_id == "app-1" and got.user_id == "user-1"
+    assert got.source == "mobile_app"  # the column's default: the input has no source
     assert got.crime_type == "bicycle_theft"  # normalized to a lower-case word
     assert got.geotag == {"lat": pytest.approx(40.7101), "lng": -74.0}
     assert got.timestamp == NOW - timedelta(minutes=999)
@@ -68,7 +69,7 @@ def test_storing_the_same_external_id_again_returns_the_first_report_id(db_setti
     first, again, other = run(with_repo(db_settings, go))
     assert first == again != other
     assert count(conn) == 2
-    assert conn.execute("SELECT description FROM raw_incident_reports WHERE report_id = %s",
+    assert conn.execute("SELECT text_description FROM raw_incident_reports WHERE report_id = %s",
                         (first,)).fetchone()[0].startswith("Report 1")
 
 
@@ -97,7 +98,7 @@ def test_protocol_mapping_report_id_alias_and_dataclass_input(db_settings, conn)
 
     a, b, got = run(with_repo(db_settings, go))
     assert a == b
-    assert (got.external_id, got.description, got.reporter_id) == ("mobile-77", "Car window smashed", "u-9")
+    assert (got.external_id, got.text_description, got.user_id) == ("mobile-77", "Car window smashed", "u-9")
 
 
 def test_store_many_skips_known_and_repeated_external_ids(db_settings, conn):

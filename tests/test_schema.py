@@ -31,14 +31,14 @@ def insert_row(conn: psycopg.Connection, table: str, row: dict[str, object], ret
 
 
 def insert_report(conn: psycopg.Connection, **overrides: object) -> uuid.UUID:
-    row = {"external_id": f"ext-{uuid.uuid4()}", "description": "Phone snatched near the station",
+    row = {"external_id": f"ext-{uuid.uuid4()}", "text_description": "Phone snatched near the station",
            "latitude": 40.7128, "longitude": -74.006, "timestamp": NOW}
     return insert_row(conn, "raw_incident_reports", row | overrides, returning="report_id")
 
 
 def insert_event(conn: psycopg.Connection, **overrides: object) -> uuid.UUID:
     row = {"miner_uid": 7, "event_type": "theft", "latitude": 40.7128, "longitude": -74.006,
-           "timestamp": NOW, "severity": 3, "confidence_score": 0.8}
+           "timestamp": NOW, "severity_level": 3, "confidence_score": 0.8}
     return insert_row(conn, "crime_events", row | overrides, returning="event_id")
 
 
@@ -81,8 +81,11 @@ REPORT_REFUSALS = [
     ("raw_reports_latitude_range", {"latitude": float("nan")}),
     ("raw_reports_longitude_range", {"longitude": -180.5}),
     ("raw_reports_longitude_range", {"longitude": float("inf")}),
-    ("raw_reports_description_length", {"description": ""}),
-    ("raw_reports_description_length", {"description": "x" * 10001}),
+    ("raw_reports_text_description_length", {"text_description": ""}),
+    ("raw_reports_text_description_length", {"text_description": "x" * 10001}),
+    ("raw_reports_user_id_length", {"user_id": ""}),
+    ("raw_reports_source_length", {"source": ""}),
+    ("raw_reports_source_length", {"source": "x" * 101}),
     ("raw_reports_external_id_length", {"external_id": ""}),
     ("raw_reports_crime_type_format", {"crime_type": "Armed Robbery"}),
     ("raw_reports_status_known", {"status": "done"}),
@@ -104,8 +107,21 @@ def test_raw_report_checks_refuse(conn, constraint, bad):
 EVENT_REFUSALS = [
     ("events_latitude_range", {"latitude": -90.01}),
     ("events_longitude_range", {"longitude": 200.0}),
-    ("events_severity_range", {"severity": 0}),
-    ("events_severity_range", {"severity": 6}),
+    ("events_severity_level_range", {"severity_level": 0}),
+    ("events_severity_level_range", {"severity_level": 6}),
+    ("events_validator_uid_nonnegative", {"validator_uid": -1}),
+    ("events_location_pair", {"latitude": None, "location_source": None}),
+    ("events_location_pair", {"longitude": None, "location_source": None}),
+    ("events_location_source_located", {"latitude": None, "longitude": None}),
+    ("events_location_source_located", {"location_source": None}),
+    ("events_location_source_known", {"location_source": "gps"}),
+    ("events_timestamp_source_known", {"timestamp_source": "guessed"}),
+    ("events_time_end_order", {"time_end": datetime.fromisoformat("2000-01-01T00:00:00+00:00")}),
+    ("events_entities_array", {"entities": psycopg.types.json.Jsonb({"who": "x"})}),
+    ("events_location_text_length", {"location_text": ""}),
+    ("events_location_text_length", {"location_text": "x" * 1001}),
+    ("events_time_info_length", {"time_info": ""}),
+    ("events_request_id_length", {"request_id": "x" * 201}),
     ("events_confidence_range", {"confidence_score": 1.01}),
     ("events_confidence_range", {"confidence_score": -0.1}),
     ("events_verification_status_known", {"verification_status": "approved"}),
@@ -222,7 +238,7 @@ def test_risk_zone_checks(conn):
 def test_updated_at_triggers_move_forward(conn):
     tables = {
         "raw_incident_reports": ("report_id", insert_report(conn), "status = 'processed'"),
-        "crime_events": ("event_id", insert_event(conn), "severity = 4"),
+        "crime_events": ("event_id", insert_event(conn), "severity_level = 4"),
     }
     conn.execute("INSERT INTO miner_performance (miner_uid, hotkey) VALUES (1, 'hk')")
     conn.execute("INSERT INTO validator_performance (validator_uid, hotkey) VALUES (1, 'hk')")
@@ -272,7 +288,7 @@ def test_view_crime_hotspots_groups_by_cell(conn):
     # Ten verified events within ~30 m of each other, spread over a few distinct points.
     for i in range(10):
         insert_event(conn, latitude=40.71281 + i * 0.00003, longitude=-74.00601 - i * 0.00002,
-                     verification_status="verified", severity=2 + i % 3, timestamp=NOW - timedelta(hours=i))
+                     verification_status="verified", severity_level=2 + i % 3, timestamp=NOW - timedelta(hours=i))
     # Not hotspots: pending events in one place, verified but old events in another.
     for _ in range(6):
         insert_event(conn, latitude=48.8566, longitude=2.3522, verification_status="pending")

@@ -158,11 +158,11 @@ def test_timestamps_lie_in_the_window_with_a_day_and_night_rhythm(conn):
 def test_reports_read_like_reports_with_metadata(conn):
     load_sample_data(conn, reports=200, seed=6, now=NOW)
     for text, metadata in conn.execute(
-            "SELECT description, metadata FROM raw_incident_reports"):
+            "SELECT text_description, metadata FROM raw_incident_reports"):
         assert 30 < len(text) < 400 and text[0].isupper() and "{" not in text
         assert {"location_name", "weapon_involved", "victims", "reporter_kind", "city"} <= metadata.keys()
         assert metadata["location_name"].split(", ")[-1] in text or metadata["location_name"] in text
-    events = conn.execute("SELECT title, summary, severity, risk_score FROM crime_events").fetchall()
+    events = conn.execute("SELECT title, summary, severity_level, risk_score FROM crime_events").fetchall()
     assert all(title and summary and 1 <= sev <= 5 and 0 <= risk <= 1 for title, summary, sev, risk in events)
 
 

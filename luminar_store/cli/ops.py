@@ -264,7 +264,7 @@ def stats_command(env: str | None, as_json: bool, hours: int, days: int, recent:
     if as_json:
         data = result.as_dict()
         if recent:
-            data["recent_events"] = [dict(zip(("timestamp", "event_type", "severity", "verification_status",
+            data["recent_events"] = [dict(zip(("timestamp", "event_type", "severity_level", "verification_status",
                                                 "city", "title"), (e[0].isoformat(), *e[1:]), strict=True))
                                      for e in events]
         if hotspots:

@@ -19,8 +19,10 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
+
+from luminar_store.severity import word_of
 
 __all__ = [
     "Record",
@@ -47,13 +49,18 @@ class Record:
     """Mapping access for a record dataclass: ``record["name"]``, ``record.get(name)``, ``keys()``, ``dict(record)``.
 
     ``record["nope"]`` raises ``KeyError``, as a mapping does; ``record.nope`` raises ``AttributeError``.
+    ``DERIVED`` names properties computed from the fields (``CrimeEventRecord.severity``, the word of
+    ``severity_level``); the mapping access lists them after the fields.
     """
 
     __slots__ = ()
 
+    #: Properties that keys(), [], get(), items() and dict(record) include after the fields, in this order.
+    DERIVED: ClassVar[tuple[str, ...]] = ()
+
     def keys(self) -> tuple[str, ...]:
-        """The field names, in order."""
-        return tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
+        """The field names, in order, then the ``DERIVED`` property names."""
+        return tuple(f.name for f in dataclasses.fields(self)) + self.DERIVED  # type: ignore[arg-type]
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.keys():
@@ -64,15 +71,15 @@ class Record:
         return key in self.keys()
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The field's value, or ``default`` for a name that is not a field."""
+        """The field's (or derived property's) value, or ``default`` for any other name."""
         return getattr(self, key) if key in self.keys() else default
 
     def items(self) -> Iterator[tuple[str, Any]]:
-        """``(name, value)`` pairs, in field order."""
+        """``(name, value)`` pairs, in ``keys()`` order."""
         return ((name, getattr(self, name)) for name in self.keys())
 
     def as_dict(self) -> dict[str, Any]:
-        """A plain dict of the fields (values not copied)."""
+        """A plain dict of the fields and derived properties (values not copied)."""
         return dict(self.items())
 
 
@@ -82,21 +89,25 @@ class _Located(Record):
     __slots__ = ()
 
     @property
-    def geotag(self) -> dict[str, float]:
-        """The location as the nodes' protocol writes it: ``{"lat": .., "lng": ..}``."""
+    def geotag(self) -> dict[str, float] | None:
+        """The location as the nodes' protocol writes it: ``{"lat": .., "lng": ..}``; ``None`` for an unlocated
+        crime event (latitude and longitude NULL)."""
+        if self.latitude is None:  # type: ignore[attr-defined]
+            return None
         return {"lat": self.latitude, "lng": self.longitude}  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)
 class RawReportRecord(_Located):
     """A stored raw report. ``status`` is one of ``REPORT_STATUSES``; ``claimed_by`` is the miner uid that claimed it
-    and ``processing_attempts`` counts the claims."""
+    and ``processing_attempts`` counts the claims. ``user_id`` is the (anonymous) reporter, ``source`` the data
+    source identifier (``mobile_app`` unless the writer said otherwise)."""
 
     report_id: UUID
     external_id: str
-    reporter_id: str | None
+    user_id: str | None
     crime_type: str | None
-    description: str
+    text_description: str
     latitude: float
     longitude: float
     timestamp: datetime
@@ -111,33 +122,57 @@ class RawReportRecord(_Located):
     error_message: str | None
     created_at: datetime
     updated_at: datetime
+    source: str
 
 
 @dataclass(slots=True)
 class CrimeEventRecord(_Located):
-    """A stored crime event. ``distance_m`` (metres from the query's point) is set by radius queries only."""
+    """A stored crime event. ``distance_m`` (metres from the query's point) is set by radius queries only.
+
+    ``severity_level`` is the stored level 1..5; ``severity`` (a derived key too) its word, ``low``, ``medium`` or
+    ``high`` (``luminar_store.severity.word_of``). ``validator_uid`` is the validator of the last verdict.
+    An *unlocated* event (a text-flow event awaiting geocoding) has ``latitude``, ``longitude``, ``location_source``
+    and ``geotag`` ``None``. ``timestamp_source`` says where ``timestamp`` came from (``event``, ``source_reports``,
+    ``stored``), ``location_source`` where the point came from (``event``, ``source_reports``, ``geocoded``);
+    ``location_text``/``time_info`` are the free-text place and time, ``time_end`` the end of the event's time
+    range, ``entities`` a list, ``request_id`` the text flow's request id.
+    """
+
+    DERIVED: ClassVar[tuple[str, ...]] = ("severity",)
 
     event_id: UUID
     miner_uid: int
     event_type: str
     title: str | None
     summary: str | None
-    latitude: float
-    longitude: float
+    latitude: float | None
+    longitude: float | None
     timestamp: datetime
-    severity: int
+    severity_level: int
     confidence_score: float
     related_reports: list[UUID]
     cluster_id: UUID | None
     verification_status: str
-    verified_by: int | None
+    validator_uid: int | None
     verification_score: float | None
     verified_at: datetime | None
     risk_score: float | None
     metadata: dict[str, object]
     created_at: datetime
     updated_at: datetime
+    location_text: str | None
+    time_info: str | None
+    entities: list[Any]
+    time_end: datetime | None
+    timestamp_source: str
+    location_source: str | None
+    request_id: str | None
     distance_m: float | None = None
+
+    @property
+    def severity(self) -> str | None:
+        """The severity word of ``severity_level`` (``low``, ``medium``, ``high``)."""
+        return word_of(self.severity_level)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@
 - geographic coverage: events per region, the region read from the event's position with the boxes of
   ``COVERAGE`` (continents, roughly: the Americas split at Panama, Europe north of 35°N and west of 45°E,
   Africa below 37.5°N without Arabia, Oceania east of 110°E and south of the equator, the rest of the land east of
-  25°E is Asia; anything else is ``Other``);
+  25°E is Asia; anything else is ``Other``; events without a position yet are ``Unlocated``);
 - miner performance: the ``active_miners`` view's success rates (share of rounds scoring at least 0.5);
 - active nodes: the specification's count of active miners, with active validators beside it.
 
@@ -58,6 +58,7 @@ SELECT count(*) FILTER (WHERE is_active),
 # Regions are rough continent boxes, tried in this order (see the module text).
 COVERAGE = """
 SELECT CASE
+           WHEN latitude IS NULL THEN 'Unlocated'
            WHEN latitude BETWEEN -60 AND 13 AND longitude BETWEEN -92 AND -30 THEN 'South America'
            WHEN latitude BETWEEN 7 AND 84 AND longitude BETWEEN -170 AND -50 THEN 'North America'
            WHEN latitude BETWEEN 35 AND 72 AND longitude BETWEEN -25 AND 45 THEN 'Europe'
@@ -89,7 +90,7 @@ SELECT miner_uid, success_rate, round(avg_overall_score::numeric, 4), total_roun
  LIMIT %(limit)s
 """
 RECENT_EVENTS = """
-SELECT "timestamp", event_type, severity, verification_status, coalesce(metadata->>'city', ''), title
+SELECT "timestamp", event_type, severity_level, verification_status, coalesce(metadata->>'city', ''), title
   FROM crime_events
  ORDER BY "timestamp" DESC
  LIMIT %(limit)s
@@ -200,7 +201,7 @@ def format_stats(s: NetworkStats) -> str:
 
 
 def recent_events(conn: psycopg.Connection, limit: int = 5) -> list[tuple]:
-    """The newest events: (timestamp, type, severity, verification status, city, title)."""
+    """The newest events: (timestamp, type, severity level, verification status, city, title)."""
     return conn.execute(RECENT_EVENTS, {"limit": limit}).fetchall()
 
 

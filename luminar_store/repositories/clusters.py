@@ -70,11 +70,15 @@ SELECT {cluster_columns},
  LIMIT %(limit)s
 """.replace("{cluster_columns}", CLUSTER_COLUMNS)
 
-# Which of the given events do not exist, and whether the cluster does (locked against deletion meanwhile).
+# Which of the given events do not exist, which have no location yet (unlocated: a cluster is a place), and whether
+# the cluster exists (locked against deletion meanwhile).
 CHECK_ASSIGNMENT = """
 SELECT EXISTS (SELECT 1 FROM crime_clusters WHERE cluster_id = %(cluster_id)s FOR KEY SHARE) AS cluster_found,
        ARRAY(SELECT id FROM unnest(%(event_ids)s::uuid[]) AS id
-              WHERE NOT EXISTS (SELECT 1 FROM crime_events e WHERE e.event_id = id)) AS missing
+              WHERE NOT EXISTS (SELECT 1 FROM crime_events e WHERE e.event_id = id)) AS missing,
+       ARRAY(SELECT e.event_id FROM crime_events e
+              WHERE e.event_id = ANY(%(event_ids)s::uuid[]) AND e.latitude IS NULL
+              ORDER BY e.event_id) AS unlocated
 """
 
 # Moves the events into the cluster; rows already in it are left alone (no needless audit rows).
@@ -170,7 +174,8 @@ class ClusterRepository(Repository):
             How many events changed cluster (events already in it are left alone).
 
         Raises:
-            ValidationError: malformed ids or an empty list (before any SQL).
+            ValidationError: malformed ids or an empty list (before any SQL); an event without a location yet
+                (unlocated, named; ``CrimeEventRepository.locate`` first); nothing is changed.
             NotFoundError: the cluster or any of the events does not exist (named); nothing is changed.
 
         Example::
@@ -185,11 +190,15 @@ class ClusterRepository(Repository):
             # A transaction (a savepoint inside the caller's), so that a failed check changes nothing.
             async with conn.transaction():
                 cur = await conn.execute(CHECK_ASSIGNMENT, params)
-                cluster_found, missing = await cur.fetchone()
+                cluster_found, missing, unlocated = await cur.fetchone()
                 if not cluster_found:
                     raise NotFoundError(f"cluster_id: no crime cluster {params['cluster_id']}")
                 if missing:
                     shown = ", ".join(str(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
                     raise NotFoundError(f"event_ids: {len(missing)} crime event(s) do not exist: {shown}")
+                if unlocated:
+                    shown = ", ".join(str(u) for u in unlocated[:5]) + (" ..." if len(unlocated) > 5 else "")
+                    raise ValidationError("event_ids", f"{len(unlocated)} crime event(s) have no location yet "
+                                                       f"(locate them first): {shown}")
                 cur = await conn.execute(ASSIGN_EVENTS, params)
                 return cur.rowcount

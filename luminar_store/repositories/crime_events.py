@@ -1,4 +1,4 @@
-"""Crime events: store one or many (COPY), recent, within a radius, by miner, verification, hotspots.
+"""Crime events: store one or many (COPY), recent, within a radius, by miner, verification, hotspots, geocoding.
 
 Locations are written as ``latitude``/``longitude``; the table generates ``geotag`` and the 0.01° grid cell
 ``cell_row``/``cell_col`` (``floor(latitude / 0.01)``, ``floor(longitude / 0.01)``) from them. A radius query computes
@@ -7,6 +7,11 @@ a bounding box conservatively from the metres, then either reads the newest even
 event inside the box through the GiST index on ``geotag``; both refine with the exact geodesic
 ``ST_DWithin(geography, geography, metres)``. A geography cast of the column alone would not use an index.
 Hotspots of 0.01° cells group the stored cells and look up the crime types only of the cells returned.
+
+An *unlocated* event (a miner's text-flow event: ``latitude``/``longitude``, ``location_source`` and so ``geotag``,
+``cell_row``/``cell_col`` NULL) is counted by the totals and listed by recent, by miner and by report, but never by a
+spatial query: the radius queries match cells or the GiST index (NULL matches neither) and the hotspots keep
+located events only. ``unlocated()`` is the geocoding queue, ``locate()`` gives an event its point.
 
 Example::
 
@@ -51,18 +56,21 @@ _ALL_TIME_HOURS = 24 * 365 * 1000
 # name: event_columns
 # The columns of a CrimeEventRecord, in its field order (record_row builds records from them by position). Every
 # query returning events selects exactly these, then optionally distance_m.
-EVENT_COLUMNS = """event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
-       confidence_score, related_reports, cluster_id, verification_status, verified_by, verification_score,
-       verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at"""
+EVENT_COLUMNS = """event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity_level,
+       confidence_score, related_reports, cluster_id, verification_status, validator_uid, verification_score,
+       verified_at, risk_score::float8 AS risk_score, metadata, created_at, updated_at, location_text, time_info,
+       entities, time_end, timestamp_source, location_source, request_id"""
 
 # name: insert_event
-# Stores one event; the writer may choose event_id (else the database draws one). Returns event_id.
+# Stores one event; the writer may choose event_id (else the database draws one). Returns event_id. The text-flow
+# columns (location_text, time_info, entities, time_end, timestamp_source, location_source, request_id) keep their
+# defaults: a located event given by the miner.
 INSERT_EVENT = """
 INSERT INTO crime_events
-    (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
+    (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity_level,
      confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata)
 VALUES (coalesce(%(event_id)s, gen_random_uuid()), %(miner_uid)s, %(event_type)s, %(title)s, %(summary)s,
-        %(latitude)s, %(longitude)s, %(timestamp)s, %(severity)s, %(confidence_score)s, %(related_reports)s,
+        %(latitude)s, %(longitude)s, %(timestamp)s, %(severity_level)s, %(confidence_score)s, %(related_reports)s,
         %(cluster_id)s, %(verification_status)s, %(risk_score)s, %(metadata)s)
 RETURNING event_id
 """
@@ -71,7 +79,7 @@ RETURNING event_id
 # The bulk path: binary COPY straight into the table (event ids drawn in Python, so every row has one).
 COPY_EVENTS = """
 COPY crime_events
-    (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity,
+    (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity_level,
      confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata)
 FROM STDIN (FORMAT BINARY)
 """
@@ -92,10 +100,11 @@ SELECT {event_columns}
 # Events within %(radius_m)s metres of a point and the last %(hours)s hours, newest first, with their distance, read
 # cell by cell: for every 0.01° grid cell covering the envelope(s) (the second one only when the box crosses the
 # antimeridian), the newest %(limit)s matches of that cell (idx_events_cell_time, exact geodesic test inside), then
-# the newest %(limit)s of them all. The cells come from the envelopes with the very expression of the generated
-# columns (floor(degrees / 0.01), never decreasing as the degrees grow), so every point of the box lies in a listed
-# cell. Boxes of more than MAX_GRID_CELLS cells (wide radii, near the poles) go to EVENTS_WITHIN_BOX instead (same
-# parameters, same result). The distance is computed for the rows returned only, outside the per-cell reads.
+# the newest %(limit)s of them all (an unlocated event has no cell, so it never matches). The cells come from the
+# envelopes with the very expression of the generated columns (floor(degrees / 0.01), never decreasing as the degrees
+# grow), so every point of the box lies in a listed cell. Boxes of more than MAX_GRID_CELLS cells (wide radii, near
+# the poles) go to EVENTS_WITHIN_BOX instead (same parameters, same result). The distance is computed for the rows
+# returned only, outside the per-cell reads.
 EVENTS_WITHIN_RADIUS = """
 SELECT {event_columns}, ST_Distance(geotag::geography, q.point) AS distance_m
   FROM (SELECT ST_SetSRID(ST_MakePoint(%(longitude)s, %(latitude)s), 4326)::geography AS point,
@@ -123,7 +132,8 @@ SELECT {event_columns}, ST_Distance(geotag::geography, q.point) AS distance_m
 """.replace("{event_columns}", EVENT_COLUMNS)
 
 # name: events_within_box
-# The same result through the GiST index on geotag: every event inside the envelope(s), of all days, tested exactly.
+# The same result through the GiST index on geotag: every event inside the envelope(s), of all days, tested exactly
+# (an unlocated event's geotag is NULL: never inside).
 # For large boxes (wide radii, near the poles) where listing the grid cells would cost more.
 EVENTS_WITHIN_BOX = """
 SELECT {event_columns}, ST_Distance(geotag::geography, q.point) AS distance_m
@@ -169,10 +179,29 @@ SELECT {event_columns}
 # Records the validators' verdict on an event; verified_at is the time of this update.
 UPDATE_VERIFICATION = """
 UPDATE crime_events
-   SET verification_status = %(status)s, verified_by = %(validator_uid)s, verification_score = %(score)s,
+   SET verification_status = %(status)s, validator_uid = %(validator_uid)s, verification_score = %(score)s,
        verified_at = now()
  WHERE event_id = %(event_id)s
 RETURNING {event_columns}
+""".replace("{event_columns}", EVENT_COLUMNS)
+
+# name: locate_event
+# Gives an event its point (an unlocated one, or a correction): geotag and the grid cell follow (generated).
+LOCATE_EVENT = """
+UPDATE crime_events
+   SET latitude = %(latitude)s, longitude = %(longitude)s, location_source = 'geocoded'
+ WHERE event_id = %(event_id)s
+RETURNING {event_columns}
+""".replace("{event_columns}", EVENT_COLUMNS)
+
+# name: unlocated_events
+# The geocoding queue: unlocated events, oldest stored first (idx_events_unlocated).
+UNLOCATED_EVENTS = """
+SELECT {event_columns}
+  FROM crime_events
+ WHERE latitude IS NULL
+ ORDER BY created_at, event_id
+ LIMIT %(limit)s
 """.replace("{event_columns}", EVENT_COLUMNS)
 
 # name: hotspot_order
@@ -182,15 +211,17 @@ HOTSPOT_ORDER = "incident_count DESC, last_seen DESC, latitude, longitude"
 
 # name: hotspots
 # Hotspots of 0.01° cells (GRID_DEGREES): the result of crime_hotspots_since(%(days)s, 0.01) with at least
-# %(min_incidents)s incidents, biggest first, at most %(limit)s, without sorting every cell's crime types. The counts
+# %(min_incidents)s incidents, biggest first, at most %(limit)s, without sorting every cell's crime types; located
+# events only (an unlocated event has no cell: without the condition it would form a NULL cell). The counts
 # group the stored cells read from idx_events_verified_time alone; only the returned cells then list their crime
 # types, skipping from type to type through idx_events_verified_cell_type (one index probe per type).
 HOTSPOTS = """
 WITH cells AS (
-    SELECT e.cell_row, e.cell_col, count(*) AS incident_count, sum(e.severity) AS severity_sum,
-           max(e.severity) AS max_severity, min(e."timestamp") AS first_seen, max(e."timestamp") AS last_seen
+    SELECT e.cell_row, e.cell_col, count(*) AS incident_count, sum(e.severity_level) AS severity_sum,
+           max(e.severity_level) AS max_severity, min(e."timestamp") AS first_seen, max(e."timestamp") AS last_seen
       FROM crime_events AS e
      WHERE e.verification_status = 'verified' AND e."timestamp" >= now() - make_interval(days => %(days)s)
+       AND e.latitude IS NOT NULL
      GROUP BY e.cell_row, e.cell_col
     HAVING count(*) >= %(min_incidents)s
 ), top AS (
@@ -275,9 +306,10 @@ def hotspot_query(days: int = 7, *, cell_degrees: float = GRID_DEGREES, min_inci
     return (HOTSPOTS if params["cell"] == GRID_DEGREES else HOTSPOTS_ANY_CELL), params
 
 
-#: The columns INSERT_EVENT and COPY_EVENTS write, in order (the bound names of INSERT_EVENT).
+#: The columns INSERT_EVENT and COPY_EVENTS write, in order (the bound names of INSERT_EVENT). The input's
+#: ``severity`` is written into ``severity_level``.
 WRITE_COLUMNS = ("event_id", "miner_uid", "event_type", "title", "summary", "latitude", "longitude", "timestamp",
-                 "severity", "confidence_score", "related_reports", "cluster_id", "verification_status",
+                 "severity_level", "confidence_score", "related_reports", "cluster_id", "verification_status",
                  "risk_score", "metadata")
 
 
@@ -402,7 +434,7 @@ class CrimeEventRepository(Repository):
 
     async def update_verification(self, event_id: uuid.UUID | str, *, status: str, validator_uid: int,
                                   score: float | None = None) -> CrimeEventRecord:
-        """Set an event's ``verification_status`` (pending, verified, disputed, rejected), ``verified_by``,
+        """Set an event's ``verification_status`` (pending, verified, disputed, rejected), ``validator_uid``,
         ``verification_score`` (0..1 or ``None``) and ``verified_at`` (now); returns the updated event.
 
         Raises ``ValidationError`` (unknown status word, score outside [0, 1], bad uid), ``NotFoundError``
@@ -419,6 +451,30 @@ class CrimeEventRepository(Repository):
         if not rows:
             raise NotFoundError(f"event_id {params['event_id']}: no such crime event")
         return rows[0]
+
+    async def locate(self, event_id: uuid.UUID | str, latitude: float, longitude: float) -> CrimeEventRecord:
+        """Give an event its point (``location_source`` becomes ``geocoded``; ``geotag`` and the grid cell follow)
+        and return the updated event: an unlocated event then appears in radius searches and hotspots.
+
+        Raises ``ValidationError`` (malformed UUID, coordinates out of range or NaN) before any SQL,
+        ``NotFoundError`` (unknown event).
+
+        Example: ``event = await CrimeEventRepository(conn).locate(event_id, 40.7128, -74.0060)``
+        """
+        params = {"event_id": v.uuid_value("event_id", event_id),
+                  "latitude": v.latitude("latitude", latitude),
+                  "longitude": v.longitude("longitude", longitude)}
+        rows = await self._many(LOCATE_EVENT, params)
+        if not rows:
+            raise NotFoundError(f"event_id {params['event_id']}: no such crime event")
+        return rows[0]
+
+    async def unlocated(self, limit: int = 100) -> list[CrimeEventRecord]:
+        """The geocoding queue: events without a location, oldest stored first, at most ``limit`` (1..10,000).
+
+        Example: ``queue = await CrimeEventRepository(conn).unlocated(limit=50)``
+        """
+        return await self._many(UNLOCATED_EVENTS, {"limit": _limit(limit)})
 
     async def hotspots(self, days: int = 7, *, cell_degrees: float = GRID_DEGREES, min_incidents: int = 1,
                        limit: int = 100) -> list[Hotspot]:

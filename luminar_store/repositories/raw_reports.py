@@ -36,21 +36,23 @@ __all__ = ["RawReportRepository", "REPORT_COLUMNS", "WRITE_COLUMNS", "MAX_CLAIM"
 
 # name: report_columns
 # The columns of a RawReportRecord, in its field order (record_row builds records from them by position).
-REPORT_COLUMNS = """report_id, external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+REPORT_COLUMNS = """report_id, external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
        media_urls, media_hashes, metadata, status, processing_attempts, claimed_by, claimed_at, processed_at,
-       error_message, created_at, updated_at"""
+       error_message, created_at, updated_at, source"""
 
-#: The columns INSERT_REPORT and the COPY statements write, in order (the bound names of INSERT_REPORT).
-WRITE_COLUMNS = ("external_id", "reporter_id", "crime_type", "description", "latitude", "longitude", "timestamp",
+#: The columns INSERT_REPORT and the COPY statements write, in order (the bound names of INSERT_REPORT). The input's
+#: ``description`` is written into ``text_description``, its ``reporter_id`` into ``user_id``; ``source`` keeps its
+#: default (``mobile_app``).
+WRITE_COLUMNS = ("external_id", "user_id", "crime_type", "text_description", "latitude", "longitude", "timestamp",
                  "media_urls", "media_hashes", "metadata")
 
 # name: insert_report
 # Stores one report unless its external_id is known: returns the new report_id, or no row when it was known.
 INSERT_REPORT = """
 INSERT INTO raw_incident_reports
-    (external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+    (external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
      media_urls, media_hashes, metadata)
-VALUES (%(external_id)s, %(reporter_id)s, %(crime_type)s, %(description)s, %(latitude)s, %(longitude)s,
+VALUES (%(external_id)s, %(user_id)s, %(crime_type)s, %(text_description)s, %(latitude)s, %(longitude)s,
         %(timestamp)s, %(media_urls)s, %(media_hashes)s, %(metadata)s)
 ON CONFLICT (external_id) DO NOTHING
 RETURNING report_id
@@ -64,7 +66,7 @@ REPORT_ID_BY_EXTERNAL_ID = "SELECT report_id FROM raw_incident_reports WHERE ext
 # The plain bulk path: binary COPY straight into the table (a known external_id fails the whole COPY).
 COPY_REPORTS = """
 COPY raw_incident_reports
-    (external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+    (external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
      media_urls, media_hashes, metadata)
 FROM STDIN (FORMAT BINARY)
 """
@@ -74,7 +76,7 @@ COPY_TYPES = ["text", "text", "text", "text", "float8", "float8", "timestamptz",
 # The idempotent bulk path, step 1: a session-private staging table, dropped at the end of the transaction.
 CREATE_INCOMING_REPORTS = """
 CREATE TEMP TABLE luminar_incoming_reports (
-    external_id text, reporter_id text, crime_type text, description text, latitude float8, longitude float8,
+    external_id text, user_id text, crime_type text, text_description text, latitude float8, longitude float8,
     "timestamp" timestamptz, media_urls text[], media_hashes text[], metadata jsonb
 ) ON COMMIT DROP
 """
@@ -83,7 +85,7 @@ CREATE TEMP TABLE luminar_incoming_reports (
 # Step 2: binary COPY into the staging table.
 COPY_INCOMING_REPORTS = """
 COPY luminar_incoming_reports
-    (external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+    (external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
      media_urls, media_hashes, metadata)
 FROM STDIN (FORMAT BINARY)
 """
@@ -92,9 +94,9 @@ FROM STDIN (FORMAT BINARY)
 # Step 3: move the staged rows whose external_id is new (duplicates inside the batch: the first one wins).
 INSERT_INCOMING_REPORTS = """
 INSERT INTO raw_incident_reports
-    (external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+    (external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
      media_urls, media_hashes, metadata)
-SELECT external_id, reporter_id, crime_type, description, latitude, longitude, "timestamp",
+SELECT external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
        media_urls, media_hashes, metadata
   FROM luminar_incoming_reports
 ON CONFLICT (external_id) DO NOTHING

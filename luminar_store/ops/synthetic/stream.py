@@ -40,8 +40,8 @@ __all__ = ["BLOCK", "REPORT_COLUMNS", "EVENT_COLUMNS", "CONSENSUS_COLUMNS", "Run
 
 # (column, PostgreSQL type) in COPY order; types drive the binary COPY.
 REPORT_COLUMNS = (
-    ("report_id", "uuid"), ("external_id", "text"), ("reporter_id", "text"), ("crime_type", "text"),
-    ("description", "text"), ("latitude", "float8"), ("longitude", "float8"), ("timestamp", "timestamptz"),
+    ("report_id", "uuid"), ("external_id", "text"), ("user_id", "text"), ("crime_type", "text"),
+    ("text_description", "text"), ("latitude", "float8"), ("longitude", "float8"), ("timestamp", "timestamptz"),
     ("media_urls", "text[]"), ("media_hashes", "text[]"), ("metadata", "jsonb"), ("status", "text"),
     ("processing_attempts", "int4"), ("claimed_by", "int4"), ("claimed_at", "timestamptz"),
     ("processed_at", "timestamptz"), ("error_message", "text"), ("created_at", "timestamptz"),
@@ -49,9 +49,9 @@ REPORT_COLUMNS = (
 )
 EVENT_COLUMNS = (
     ("event_id", "uuid"), ("miner_uid", "int4"), ("event_type", "text"), ("title", "text"), ("summary", "text"),
-    ("latitude", "float8"), ("longitude", "float8"), ("timestamp", "timestamptz"), ("severity", "int2"),
+    ("latitude", "float8"), ("longitude", "float8"), ("timestamp", "timestamptz"), ("severity_level", "int2"),
     ("confidence_score", "float8"), ("related_reports", "uuid[]"), ("cluster_id", "uuid"),
-    ("verification_status", "text"), ("verified_by", "int4"), ("verification_score", "float8"),
+    ("verification_status", "text"), ("validator_uid", "int4"), ("verification_score", "float8"),
     ("verified_at", "timestamptz"), ("metadata", "jsonb"), ("created_at", "timestamptz"),
     ("updated_at", "timestamptz"), ("risk_score", "numeric"),
 )
@@ -326,9 +326,9 @@ class RunStream:
                                   0.05, 0.99), 4)
         truth = _clamp(miner.skill + rng.gauss(0, 0.1) + 0.03 * min(n, 4) - 0.05)
         event_id = uuid.UUID(int=rng.getrandbits(128), version=4)
-        status, verified_by, score, verified_at = "pending", None, None, None
+        status, validator_uid, score, verified_at = "pending", None, None, None
         if self.now - created > 600 and self._active_validators:
-            status, verified_by, score, verified_at = self._score(event_id, miner.uid, truth, created)
+            status, validator_uid, score, verified_at = self._score(event_id, miner.uid, truth, created)
         local = ts + city.utc_offset * 3600
         first = f"{int(local // 3600 % 24):02d}:{int(local // 60 % 60):02d}"
         summary = (f"{n} report{'s' if n > 1 else ''} of {crime.label.lower()} at {place}, {city.name}, from "
@@ -344,7 +344,7 @@ class RunStream:
         cluster_id = hotspot.cluster_id if hotspot is not None else None
         self.events.append((
             event_id, miner.uid, crime.slug, f"{crime.label} near {place}", summary,
-            sum(lats) / n, sum(lngs) / n, _dt(ts), severity, confidence, ids, cluster_id, status, verified_by,
+            sum(lats) / n, sum(lngs) / n, _dt(ts), severity, confidence, ids, cluster_id, status, validator_uid,
             score, _dt(verified_at) if verified_at else None, metadata, _dt(created),
             _dt(verified_at or created), risk))
         if hotspot is not None and cluster_id is not None:
