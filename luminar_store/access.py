@@ -181,6 +181,21 @@ class LuminarDB:
         """
         return await CrimeEventRepository(self.database.connection).store_many(crime_events, miner_uid=miner_uid)
 
+    async def locate_event(self, event_id: uuid.UUID | str, latitude: float, longitude: float) -> CrimeEventRecord:
+        """Give an event its point, e.g. once its ``location_text`` is geocoded (``location_source`` becomes
+        ``geocoded``); an unlocated event then counts in radius searches, hotspots and clusters. Returns the updated
+        event. Raises ``ValidationError`` (coordinates out of range), ``NotFoundError`` (unknown event).
+
+        Example: ``await db.locate_event(event_id, 40.7128, -74.0060)``
+        """
+        return await CrimeEventRepository(self.database.connection).locate(event_id, latitude, longitude)
+
+    async def get_unlocated_events(self, limit: int = 100) -> list[CrimeEventRecord]:
+        """Events stored without a point (the text flow's: only a ``location_text``), oldest first: the geocoding
+        queue. Example: ``for e in await db.get_unlocated_events(50): ...``
+        """
+        return await CrimeEventRepository(self.database.read_connection).unlocated(limit)
+
     async def update_event_verification(self, event_id: uuid.UUID | str, validator_uid: int,
                                         verification_status: str, score: float | None = None) -> CrimeEventRecord:
         """Record ``validator_uid``'s verdict on an event: ``verification_status`` (pending, verified, disputed,

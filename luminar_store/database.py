@@ -15,7 +15,7 @@ Example::
 
     async with Database(load_settings()) as database:
         async with database.transaction() as conn:
-            await conn.execute("UPDATE crime_events SET severity = 2 WHERE event_id = %(event_id)s",
+            await conn.execute("UPDATE crime_events SET severity_level = 2 WHERE event_id = %(event_id)s",
                                {"event_id": event_id})
 """
 

@@ -86,11 +86,11 @@ def test_update_event_verification_takes_the_references_order_and_keywords(db_se
         return positional, keywords, old_order.value
 
     positional, keywords, old_order = facade_run(db_settings, body)
-    assert (positional.verification_status, positional.verified_by, positional.verification_score) == \
+    assert (positional.verification_status, positional.validator_uid, positional.verification_score) == \
         ("verified", 9, 0.93)
-    assert (keywords["verification_status"], keywords["verified_by"], keywords["verification_score"]) == \
+    assert (keywords["verification_status"], keywords["validator_uid"], keywords["verification_score"]) == \
         ("disputed", 11, 0.4)
-    assert old_order.field in ("status", "validator_uid")  # nothing stored either way
+    assert old_order.field in ("verification_status", "validator_uid")  # nothing stored either way
 
 
 # -- get_pending_reports / update_report_status ------------------------------------------------------------------

@@ -68,6 +68,13 @@ CASES = [
     ("severity-6", lambda db: db.store_crime_event(event(severity=6), 1), "severity"),
     ("severity-float", lambda db: db.store_crime_event(event(severity=3.0), 1), "severity"),
     ("severity-text", lambda db: db.store_crime_event(event(severity="3"), 1), "severity"),
+    ("severity-word", lambda db: db.store_crime_event(event(severity="critical"), 1), "severity"),
+    ("severity-level-word", lambda db: db.store_crime_event(without(event(severity_level="extreme"), "severity"), 1),
+     "severity"),
+    ("location-coordinates-lat", lambda db: db.store_crime_event(
+        without(event(location={"coordinates": {"lat": 90.5, "lng": 0}}), "geotag"), 1), "location.coordinates.lat"),
+    ("timestamp-range-start", lambda db: db.store_crime_event(
+        without(event(timestamp_range={"start": NOW + timedelta(hours=1)}), "timestamp"), 1), "timestamp_range.start"),
     ("miner-score-1.5", lambda db: db.update_miner_performance(1, "hk", {**SCORES, "integrity": 1.5}),
      "scores.integrity"),
     ("miner-score-nan", lambda db: db.update_miner_performance(1, "hk", {**SCORES, "novelty": math.nan}),
@@ -111,7 +118,7 @@ CASES = [
     ("report-naive-future", lambda db: db.store_raw_report(report(timestamp=datetime.now() + timedelta(hours=1))),
      "timestamp"),
     # unknown status words
-    ("verification-status", lambda db: db.update_event_verification(EVENT_ID, 1, "approved"), "status"),
+    ("verification-status", lambda db: db.update_event_verification(EVENT_ID, 1, "approved"), "verification_status"),
     ("event-verification-status", lambda db: db.store_crime_event(event(verification_status="ok"), 1),
      "verification_status"),
     # missing required fields, unknown fields
@@ -121,7 +128,8 @@ CASES = [
     ("report-no-geotag", lambda db: db.store_raw_report(without(report(), "geotag")), "geotag"),
     ("report-no-description", lambda db: db.store_raw_report(without(report(), "description")), "description"),
     ("geotag-no-lng", lambda db: db.store_raw_report(report(geotag={"lat": 1})), "geotag.lng"),
-    ("event-no-severity", lambda db: db.store_crime_event(without(event(), "severity"), 1), "severity"),
+    ("event-no-confidence", lambda db: db.store_crime_event(without(event(), "confidence_score"), 1),
+     "confidence_score"),
     ("event-no-type", lambda db: db.store_crime_event(without(event(), "event_type"), 1), "event_type"),
     ("event-unknown-field", lambda db: db.store_crime_event(event(colour="red"), 1), "colour"),
     ("event-not-a-mapping", lambda db: db.store_crime_event(["theft", 40, -74], 1), "crime_event"),

@@ -179,15 +179,16 @@ class CrimeEventRecord(_Located):
 class Hotspot(Record):
     """A square cell of ``cell_degrees`` (0.01° ≈ 1.1 km) holding verified events of the period.
 
-    ``latitude``/``longitude`` are the cell's centre; ``avg_severity`` is rounded to 2 decimals; ``crime_types``
-    sorted; ``first_seen``/``last_seen`` the oldest and newest event's time.
+    ``latitude``/``longitude`` are the cell's centre; ``avg_severity`` is rounded to 2 decimals (events without a
+    severity left out; ``None`` when none has one, as ``max_severity``); ``crime_types`` sorted;
+    ``first_seen``/``last_seen`` the oldest and newest event's time.
     """
 
     latitude: float
     longitude: float
     incident_count: int
-    avg_severity: float
-    max_severity: int
+    avg_severity: float | None
+    max_severity: int | None
     crime_types: list[str]
     first_seen: datetime
     last_seen: datetime

@@ -220,7 +220,8 @@ def format_recent_events(rows: list[tuple]) -> str:
     """Recent events, one a line."""
     lines = ["recent events:"] if rows else ["recent events: none"]
     for ts, kind, severity, status, city, title in rows:
-        lines.append(f"  {ts:%Y-%m-%d %H:%M} UTC  {kind:<19} sev {severity}  {status:<8}  {city}: {title}")
+        sev = "-" if severity is None else severity
+        lines.append(f"  {ts:%Y-%m-%d %H:%M} UTC  {kind:<19} sev {sev}  {status:<8}  {city}: {title}")
     return "\n".join(lines)
 
 
@@ -228,6 +229,7 @@ def format_hotspots(rows: list[tuple], days: int = 7) -> str:
     """Hotspot cells, one a line."""
     lines = [f"hotspots (verified events, last {days} days):"] if rows else [f"hotspots (last {days} days): none"]
     for lat, lng, incidents, severity, types, last in rows:
-        lines.append(f"  {lat:8.3f}, {lng:8.3f}  {incidents:>4} incidents  avg severity {severity:.2f}  "
+        avg = "-" if severity is None else f"{severity:.2f}"
+        lines.append(f"  {lat:8.3f}, {lng:8.3f}  {incidents:>4} incidents  avg severity {avg}  "
                      f"last {last:%Y-%m-%d %H:%M}  {', '.join(types)}")
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +46,7 @@ from luminar_store.limits import (
 )
 from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot
 from luminar_store.repositories._base import Repository, record_row
+from luminar_store.repositories._sources import Placement, place, plain
 
 __all__ = ["CrimeEventRepository", "EVENT_COLUMNS", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M",
            "GRID_DEGREES", "MAX_GRID_CELLS", "search_boxes", "grid_cell_count", "window_hours", "record_row",
@@ -62,29 +64,36 @@ EVENT_COLUMNS = """event_id, miner_uid, event_type, title, summary, latitude, lo
        entities, time_end, timestamp_source, location_source, request_id"""
 
 # name: insert_event
-# Stores one event; the writer may choose event_id (else the database draws one). Returns event_id. The text-flow
-# columns (location_text, time_info, entities, time_end, timestamp_source, location_source, request_id) keep their
-# defaults: a located event given by the miner.
+# Stores one event; the writer may choose event_id (else the database draws one). Returns event_id. An event
+# without a time of its own or of its reports is stamped with the time it is stored (the transaction's now(),
+# timestamp_source 'stored'); an unlocated one has NULL latitude, longitude and location_source.
 INSERT_EVENT = """
 INSERT INTO crime_events
     (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity_level,
-     confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata)
+     confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata, location_text,
+     time_info, entities, time_end, timestamp_source, location_source, request_id)
 VALUES (coalesce(%(event_id)s, gen_random_uuid()), %(miner_uid)s, %(event_type)s, %(title)s, %(summary)s,
-        %(latitude)s, %(longitude)s, %(timestamp)s, %(severity_level)s, %(confidence_score)s, %(related_reports)s,
-        %(cluster_id)s, %(verification_status)s, %(risk_score)s, %(metadata)s)
+        %(latitude)s, %(longitude)s, coalesce(%(timestamp)s, now()), %(severity_level)s, %(confidence_score)s,
+        %(related_reports)s, %(cluster_id)s, %(verification_status)s, %(risk_score)s, %(metadata)s,
+        %(location_text)s, %(time_info)s, %(entities)s, %(time_end)s, %(timestamp_source)s, %(location_source)s,
+        %(request_id)s)
 RETURNING event_id
 """
 
 # name: copy_events
-# The bulk path: binary COPY straight into the table (event ids drawn in Python, so every row has one).
+# The bulk path: binary COPY straight into the table (event ids drawn in Python, so every row has one; a row
+# stamped 'stored' carries the transaction's now(), read once: TRANSACTION_NOW).
 COPY_EVENTS = """
 COPY crime_events
     (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity_level,
-     confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata)
+     confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata, location_text,
+     time_info, entities, time_end, timestamp_source, location_source, request_id)
 FROM STDIN (FORMAT BINARY)
 """
 COPY_TYPES = ["uuid", "int4", "text", "text", "text", "float8", "float8", "timestamptz", "int2", "float8",
-              "uuid[]", "uuid", "text", "numeric", "jsonb"]
+              "uuid[]", "uuid", "text", "numeric", "jsonb", "text", "text", "jsonb", "timestamptz", "text", "text",
+              "text"]
+TRANSACTION_NOW = "SELECT now()"
 
 # name: recent_events
 # Events of the last %(hours)s hours, newest first (a backward scan of idx_events_timestamp).
@@ -214,11 +223,13 @@ HOTSPOT_ORDER = "incident_count DESC, last_seen DESC, latitude, longitude"
 # %(min_incidents)s incidents, biggest first, at most %(limit)s, without sorting every cell's crime types; located
 # events only (an unlocated event has no cell: without the condition it would form a NULL cell). The counts
 # group the stored cells read from idx_events_verified_time alone; only the returned cells then list their crime
-# types, skipping from type to type through idx_events_verified_cell_type (one index probe per type).
+# types, skipping from type to type through idx_events_verified_cell_type (one index probe per type). Events
+# without a severity are counted but left out of avg_severity (NULL when none has one), as avg() does.
 HOTSPOTS = """
 WITH cells AS (
     SELECT e.cell_row, e.cell_col, count(*) AS incident_count, sum(e.severity_level) AS severity_sum,
-           max(e.severity_level) AS max_severity, min(e."timestamp") AS first_seen, max(e."timestamp") AS last_seen
+           count(e.severity_level) AS severity_count, max(e.severity_level) AS max_severity,
+           min(e."timestamp") AS first_seen, max(e."timestamp") AS last_seen
       FROM crime_events AS e
      WHERE e.verification_status = 'verified' AND e."timestamp" >= now() - make_interval(days => %(days)s)
        AND e.latitude IS NOT NULL
@@ -226,7 +237,8 @@ WITH cells AS (
     HAVING count(*) >= %(min_incidents)s
 ), top AS (
     SELECT (cell_row::float8 + 0.5) * 0.01::float8 AS latitude, (cell_col::float8 + 0.5) * 0.01::float8 AS longitude,
-           incident_count, round(severity_sum::numeric / incident_count, 2)::float8 AS avg_severity, max_severity,
+           incident_count, round(severity_sum::numeric / nullif(severity_count, 0), 2)::float8 AS avg_severity,
+           max_severity,
            first_seen, last_seen, cell_row, cell_col
       FROM cells
      ORDER BY {hotspot_order}
@@ -310,14 +322,20 @@ def hotspot_query(days: int = 7, *, cell_degrees: float = GRID_DEGREES, min_inci
 #: ``severity`` is written into ``severity_level``.
 WRITE_COLUMNS = ("event_id", "miner_uid", "event_type", "title", "summary", "latitude", "longitude", "timestamp",
                  "severity_level", "confidence_score", "related_reports", "cluster_id", "verification_status",
-                 "risk_score", "metadata")
+                 "risk_score", "metadata", "location_text", "time_info", "entities", "time_end", "timestamp_source",
+                 "location_source", "request_id")
+_NO_ENTITIES = Jsonb([])
 
 
-def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None) -> tuple[Any, ...]:
-    g = e.geotag
-    return (event_id, miner_uid, e.event_type, e.title, e.summary, g["lat"], g["lng"], e.timestamp, e.severity,
-            e.confidence_score, list(e.related_reports), e.cluster_id, e.verification_status,
-            None if e.risk_score is None else Decimal(f"{e.risk_score:.2f}"), Jsonb(e.metadata))
+def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None, p: Placement | None = None) -> tuple[Any, ...]:
+    """The WRITE_COLUMNS of ``e`` as placed by ``p`` (``_sources``; ``None``: its own point and time)."""
+    if p is None:
+        p = plain(e)
+    return (event_id, miner_uid, e.event_type, e.title, e.summary, p.latitude, p.longitude, p.timestamp, e.severity,
+            e.confidence_score, list(p.related_reports), e.cluster_id, e.verification_status,
+            None if e.risk_score is None else Decimal(f"{e.risk_score:.2f}"), Jsonb(e.metadata), e.location_text,
+            e.time_info, Jsonb(list(e.entities)) if e.entities else _NO_ENTITIES, e.time_end, p.timestamp_source,
+            p.location_source, e.request_id)
 
 
 def window_hours(hours: int | None, days: int | None) -> int:
@@ -349,22 +367,31 @@ class CrimeEventRepository(Repository):
         Example: ``event_id = await CrimeEventRepository(conn).store(event, miner_uid=123)``
         """
         e = CrimeEvent.coerce(event)
-        params = dict(zip(WRITE_COLUMNS, _row(e, v.uid("miner_uid", miner_uid), e.event_id), strict=True))
+        uid = v.uid("miner_uid", miner_uid)
         async with self._connection() as conn:
-            cur = await conn.execute(INSERT_EVENT, params)
+            if not e.needs_sources:
+                cur = await conn.execute(INSERT_EVENT, dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id), strict=True)))
+            else:
+                async with conn.transaction():  # the reports read and the event written see the same reports
+                    placed = (await place(conn, [e]))[0]
+                    cur = await conn.execute(INSERT_EVENT, dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, placed),
+                                                                    strict=True)))
             row = await cur.fetchone()
         return row[0]  # type: ignore[index]
 
     async def store_many(self, events: Iterable[CrimeEvent | Any], *, miner_uid: int) -> int:
         """Store many events of ``miner_uid`` by binary COPY, in one transaction; returns how many.
 
-        ``events`` is streamed (a generator is fine: memory stays flat). A bad item raises ``ValidationError``
-        naming its index (``events[3].severity: ...``); an unknown related report raises ``NotFoundError``; either
-        way nothing is stored.
+        ``events`` is streamed (a generator is fine: memory stays flat). Events that must read their source
+        reports (named by the reports' own ids, or without a point or time of their own) are set aside and written
+        after the stream, their reports read in one query. A bad item raises ``ValidationError`` naming its index
+        (``events[3].severity: ...``); an unknown report raises ``NotFoundError`` (``events[3].source_reports[0]:
+        ...``); either way nothing is stored.
 
         Example: ``stored = await CrimeEventRepository(conn).store_many(events, miner_uid=123)``
         """
         uid = v.uid("miner_uid", miner_uid)
+        deferred: list[tuple[int, CrimeEvent]] = []
         async with self._connection() as conn:
             async with conn.transaction():
                 cur = conn.cursor()
@@ -376,8 +403,23 @@ class CrimeEventRepository(Repository):
                         except ValidationError as exc:
                             field = f"events[{i}].{exc.field}" if exc.field else f"events[{i}]"
                             raise ValidationError(field, exc.rule) from None
-                        await copy.write_row(_row(e, uid, e.event_id or uuid.uuid4()))
-                return cur.rowcount
+                        if e.needs_sources or e.timestamp is None:
+                            deferred.append((i, e))
+                        else:
+                            await copy.write_row(_row(e, uid, e.event_id or uuid.uuid4()))
+                stored = cur.rowcount
+                if deferred:
+                    placements = await place(conn, [e for _, e in deferred], [f"events[{i}]." for i, _ in deferred])
+                    stamped = any(p.timestamp is None for p in placements)
+                    now = (await (await conn.execute(TRANSACTION_NOW)).fetchone())[0] if stamped else None
+                    async with cur.copy(COPY_EVENTS) as copy:
+                        copy.set_types(COPY_TYPES)
+                        for (_, e), p in zip(deferred, placements, strict=True):
+                            if p.timestamp is None:
+                                p = replace(p, timestamp=now)
+                            await copy.write_row(_row(e, uid, e.event_id or uuid.uuid4(), p))
+                    stored += cur.rowcount
+                return stored
 
     async def recent(self, hours: int = 24, limit: int = 100) -> list[CrimeEventRecord]:
         """Events whose ``timestamp`` lies in the last ``hours`` (1..87,600), newest first, at most ``limit``
@@ -444,7 +486,7 @@ class CrimeEventRepository(Repository):
         score=0.93)``
         """
         params = {"event_id": v.uuid_value("event_id", event_id),
-                  "status": v.choice("status", status, VERIFICATION_STATUSES),
+                  "status": v.choice("verification_status", status, VERIFICATION_STATUSES),
                   "validator_uid": v.uid("validator_uid", validator_uid),
                   "score": None if score is None else v.unit_interval("score", score)}
         rows = await self._many(UPDATE_VERIFICATION, params)
