@@ -351,6 +351,9 @@ def test_the_reference_event_shape_and_the_validators_calls(db):
     assert event.severity_level == 4 and event.severity == "high" and event.related_reports == [report_id]
     assert event.verification_status == "verified" and event.validator_uid == VALIDATOR
     assert event.verification_score == 0.93 and dict(event)["event_type"] == "assault"
+    # read like the dicts the reference returned: keys, values, iteration, get
+    assert list(event) == list(event.keys()) and len(list(event.values())) == len(event)
+    assert event.get("severity_level") == 4 and event.get("no_such_column", "-") == "-" and "summary" in event
     assert isinstance(record_id, uuid.UUID)
     assert [(h.incident_count, h.max_severity) for h in hotspots] == [(1, 4)]
 

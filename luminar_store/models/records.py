@@ -78,6 +78,17 @@ class Record:
         """``(name, value)`` pairs, in ``keys()`` order."""
         return ((name, getattr(self, name)) for name in self.keys())
 
+    def values(self) -> Iterator[Any]:
+        """The values, in ``keys()`` order."""
+        return (getattr(self, name) for name in self.keys())
+
+    def __iter__(self) -> Iterator[str]:
+        """The names, as iterating a mapping gives (``for key in record``, ``list(record)``)."""
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
     def as_dict(self) -> dict[str, Any]:
         """A plain dict of the fields and derived properties (values not copied)."""
         return dict(self.items())
@@ -227,9 +238,7 @@ class DatabaseStats(Record):
         """The reference's name of ``crime_events``."""
         return self.crime_events
 
-    def keys(self) -> tuple[str, ...]:
-        """The field names, in order, then the reference's names (``total_reports``, ``processed_events``)."""
-        return (*(f.name for f in dataclasses.fields(self)), "total_reports", "processed_events")
+    DERIVED: ClassVar[tuple[str, ...]] = ("total_reports", "processed_events")
 
 
 @dataclass(slots=True)
