@@ -177,12 +177,15 @@ def _take(stream: Iterator[dict], size: int) -> Iterator[dict]:
 def as_row(event: dict, miner_uid: int, event_id: uuid.UUID | None = None, *, jsonb: type | None = None) -> tuple:
     """The row a hand-written writer makes from a protocol mapping (no checks), in the repository's column order:
     event_id, miner_uid, event_type, title, summary, latitude, longitude, timestamp, severity_level, confidence_score,
-    related_reports, cluster_id, verification_status, risk_score, metadata.
+    related_reports, cluster_id, verification_status, risk_score, metadata, then the text-flow columns of a located
+    event with its own time: location_text, time_info, entities, time_end, timestamp_source, location_source,
+    request_id.
 
-    ``jsonb`` wraps the metadata (psycopg's ``Jsonb``); without it the metadata is a JSON string (asyncpg).
+    ``jsonb`` wraps the metadata and entities (psycopg's ``Jsonb``); without it they are JSON strings (asyncpg).
     """
     g = event["geotag"]
     meta = event.get("metadata") or {}
     return (event_id, miner_uid, event["event_type"], event.get("title"), event.get("summary"), g["lat"], g["lng"],
             event["timestamp"], event["severity"], event["confidence_score"], [], None,
-            event.get("verification_status", "pending"), None, jsonb(meta) if jsonb else json.dumps(meta))
+            event.get("verification_status", "pending"), None, jsonb(meta) if jsonb else json.dumps(meta),
+            None, None, jsonb([]) if jsonb else "[]", None, "event", "event", None)
