@@ -150,8 +150,17 @@ def test_the_upgrade_keeps_every_row_and_fills_the_counters(empty_db):
                             ).fetchall() == [(None, None, None)] * 2
         assert conn.execute("SELECT crime_density, recent_incidents, trend_direction FROM risk_zones"
                             ).fetchall() == [(None, 0, None)]
-        # The renamed column's function body follows it.
+        # The renamed column's function body follows it; no function body or view names an old column.
         assert conn.execute("SELECT records FROM consensus_agreement('-infinity', 0.1)").fetchone() == (3,)
+        old_names = r"\m(round_number|last_active_at|total_validations|stake)\M"
+        assert conn.execute("SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
+                            "   AND prosrc ~ %s", [old_names]).fetchall() == []
+        assert conn.execute("SELECT viewname FROM pg_views WHERE schemaname = 'public' AND definition ~ %s",
+                            [old_names]).fetchall() == []
+        # Inserting pending events (the COPY bulk path) fires no counting trigger: its WHEN clause is false.
+        insert_trigger = conn.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger"
+                                      " WHERE tgname = 'crime_events_count_verified_insert'").fetchone()[0]
+        assert "AFTER INSERT" in insert_trigger and "WHEN" in insert_trigger and "'verified'" in insert_trigger
 
         migrator.rollback()
         assert fingerprint(conn, renamed=False) == before
