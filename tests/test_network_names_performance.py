@@ -193,6 +193,11 @@ REFERENCE_ACTIVE_COUNTS = """
                 """  # noqa: W291
 
 
+# A validator's verdict, written on the two columns no migration renames (the facade's update_event_verification
+# fires the same trigger; its argument order is the reference's on main).
+SET_VERDICT = "UPDATE crime_events SET verification_status = %s WHERE event_id = %s"
+
+
 def crime_event(**over) -> dict:
     data = {"event_type": "burglary", "geotag": {"lat": 40.7128, "lng": -74.0060}, "timestamp": NOW,
             "severity": 4, "confidence_score": 0.9}
@@ -205,6 +210,20 @@ def raw_report(n: int) -> dict:
 
 
 SCORES = {"integrity": 1.0, "clustering": 0.5, "novelty": 0.75, "quality": 0.75}  # overall 0.75, exactly
+
+
+def stored_event(settings, miner_uid: int) -> uuid.UUID:
+    """A pending crime event of ``miner_uid``, stored through the facade (whatever the event columns are named)."""
+    db = LuminarDB(settings)
+
+    async def go():
+        await db.initialize()
+        try:
+            return await db.store_crime_event(crime_event(), miner_uid=miner_uid)
+        finally:
+            await db.close()
+
+    return run(go())
 
 
 async def claim_and_process(db: LuminarDB, miner_uid: int, reports: list[int], processed: int) -> list:
@@ -228,7 +247,7 @@ def test_the_reference_read_queries_run_unchanged(db_settings, conn):
             await claim_and_process(db, 21, [1, 2, 3, 4], processed=4)
             events = [await db.store_crime_event(crime_event(), miner_uid=21) for _ in range(3)]
             for event_id in events:
-                await db.update_event_verification(event_id, "verified", validator_uid=9, score=0.9)
+                conn.execute(SET_VERDICT, ["verified", event_id])
             await db.update_miner_performance(miner_uid=22, hotkey="hk22", scores=SCORES)
         finally:
             await db.close()
@@ -276,16 +295,16 @@ def test_the_counters_follow_claims_verifications_and_rounds(db_settings, conn):
             one = await db.store_crime_event(crime_event(), miner_uid=5)
             two = await db.store_crime_event(crime_event(), miner_uid=5)
             assert counters(5) == (1, 0)
-            await db.update_event_verification(one, "verified", validator_uid=9, score=0.9)
-            await db.update_event_verification(two, "verified", validator_uid=9, score=0.8)
+            conn.execute(SET_VERDICT, ["verified", one])
+            conn.execute(SET_VERDICT, ["verified", two])
             assert counters(5) == (1, 2)
-            await db.update_event_verification(two, "disputed", validator_uid=10, score=0.4)
+            conn.execute(SET_VERDICT, ["disputed", two])
             assert counters(5) == (1, 1)
-            await db.update_event_verification(one, "verified", validator_uid=10, score=0.95)  # still verified
+            conn.execute(SET_VERDICT, ["verified", one])  # still verified
             assert counters(5) == (1, 1)
             conn.execute("DELETE FROM crime_events WHERE event_id = %s", [one])
             assert counters(5) == (1, 0)
-            await db.update_event_verification(two, "verified", validator_uid=9, score=0.7)
+            conn.execute(SET_VERDICT, ["verified", two])
             stats = await db.get_miner_stats(5)
             assert (stats.processed_reports, stats.verified_events, stats.events_verified) == (1, 1, 1)
 
@@ -304,7 +323,7 @@ def test_the_counters_follow_claims_verifications_and_rounds(db_settings, conn):
 
             # A uid's first round starts from the work already stored under it.
             early = await db.store_crime_event(crime_event(), miner_uid=6)
-            await db.update_event_verification(early, "verified", validator_uid=9, score=0.9)
+            conn.execute(SET_VERDICT, ["verified", early])
             await claim_and_process(db, 6, [20, 21], processed=1)
             new = await db.update_miner_performance(miner_uid=6, hotkey="hk6", scores=SCORES)
             assert new.created and (new.processed_reports, new.verified_events) == (1, 1)
@@ -322,6 +341,8 @@ def test_active_miners_and_records_expose_the_new_columns(db_settings):
     from luminar_store.repositories.risk_zones import RiskZoneRepository
     from luminar_store.repositories.validators import ValidatorRepository
 
+    event_id = stored_event(db_settings, 3)
+
     async def go():
         async with Database(db_settings) as database:
             async with database.connection() as conn:
@@ -337,10 +358,6 @@ def test_active_miners_and_records_expose_the_new_columns(db_settings):
                 assert (validator.validated_events, validator.stake_amount, validator.coldkey) == (1, 2.5, None)
                 assert validator.last_activity is not None
 
-                cur = await conn.execute("INSERT INTO crime_events (miner_uid, event_type, latitude, longitude,"
-                                         " \"timestamp\", confidence_score, severity) VALUES (3, 'theft', 1, 1,"
-                                         " now(), 0.5, 2) RETURNING event_id")
-                event_id = (await cur.fetchone())[0]
                 consensus = ConsensusRepository(conn)
                 await consensus.store(event_id, 9, {"integrity": 0.5, "quality": 1, "other": 0.25}, 4)
                 (record,) = await consensus.for_event(event_id)
@@ -385,10 +402,8 @@ def test_the_new_columns_refuse_what_the_network_does_not_mean(conn, table, assi
     assert info.value.diag.constraint_name == constraint
 
 
-def test_consensus_scores_that_are_no_double_give_null(conn):
-    cur = conn.execute("INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, \"timestamp\","
-                       " confidence_score, severity) VALUES (1, 'theft', 1, 1, now(), 0.5, 2) RETURNING event_id")
-    event_id = cur.fetchone()[0]
+def test_consensus_scores_that_are_no_double_give_null(db_settings, conn):
+    event_id = stored_event(db_settings, 1)
     conn.execute("INSERT INTO consensus_records (event_id, validator_uid, consensus_round, scores, final_score)"
                  " VALUES (%s, 1, 1, '{\"integrity\": 1e400, \"clustering\": 1e-400, \"novelty\": [0.5],"
                  " \"quality\": 0}', 0.5)", [event_id])

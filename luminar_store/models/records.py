@@ -16,10 +16,10 @@ ordered like their SELECT lists, so rows map to them by position. Percentages ar
 from __future__ import annotations
 
 import dataclasses
+import decimal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -204,7 +204,7 @@ class ActiveMiner(Record):
     total_score: float
     processed_reports: int
     verified_events: int
-    stake_amount: Decimal | None
+    stake_amount: decimal.Decimal | None
 
 
 @dataclass(slots=True)

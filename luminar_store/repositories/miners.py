@@ -186,8 +186,7 @@ class MinerRepository(Repository):
 
         Returns:
             ``MinerRoundResult``: the record after the round, with ``created`` / ``reregistered`` flags. The round's
-            ``overall_score`` is the mean of the four scores; it is successful when >= 0.5; ``total_score`` adds it
-            to the previous rounds' (the sum of this registration's overall scores).
+            ``overall_score`` is the mean of the four scores; it is successful when >= 0.5.
 
         Raises:
             ValidationError: naming the field (``miner_uid``, ``hotkey``, ``scores``, ``scores.novelty``, ``at``),
