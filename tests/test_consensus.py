@@ -25,7 +25,7 @@ def test_store_returns_a_record_id_and_keeps_the_scores(db_conninfo):
         assert isinstance(record_id, uuid.UUID)
         [record] = await consensus.for_event(event_id)
         assert record.record_id == record_id and record.event_id == event_id
-        assert (record.validator_uid, record.round_number) == (7, 3)
+        assert (record.validator_uid, record.consensus_round) == (7, 3)
         assert record.scores == SCORES
         assert record.final_score == pytest.approx(0.8)  # mean of the scores
 
@@ -71,7 +71,7 @@ def test_the_database_enforces_the_unique_triple(db_conninfo):
         event_id = await insert_event(conn)
         await ConsensusRepository(conn).store(event_id, 1, SCORES, 0)
         with pytest.raises(psycopg.errors.UniqueViolation):
-            await conn.execute("INSERT INTO consensus_records (event_id, validator_uid, round_number, scores,"
+            await conn.execute("INSERT INTO consensus_records (event_id, validator_uid, consensus_round, scores,"
                                " final_score) VALUES (%s, 1, 0, '{}', 0.5)", (event_id,))
 
     run_with_conn(db_conninfo, body)

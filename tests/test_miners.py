@@ -27,7 +27,7 @@ def test_first_round_creates_the_record(db_conninfo):
         assert result.avg_overall_score == pytest.approx(0.875)
         assert (result.total_rounds, result.successful_rounds, result.success_rate) == (1, 1, 100.0)
         assert result.integrity_score == 0.95 and result.quality_score == 0.92
-        assert result.is_active and result.last_active_at is not None
+        assert result.is_active and result.last_activity is not None
 
     run_with_conn(db_conninfo, body)
 
@@ -101,7 +101,7 @@ def test_round_time_is_recorded(db_conninfo):
     async def body(conn):
         at = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
         result = await MinerRepository(conn).record_round(9, "hk9", GOOD, at=at)
-        assert result.last_active_at == at and result.registered_at == at
+        assert result.last_activity == at and result.registered_at == at
 
     run_with_conn(db_conninfo, body)
 

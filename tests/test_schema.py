@@ -170,8 +170,8 @@ VALIDATOR_REFUSALS = [
     ("validator_uid_nonnegative", {"validator_uid": -1}),
     ("validator_accuracy_range", {"consensus_accuracy": 1.1}),
     ("validator_avg_score_range", {"avg_score_given": -0.1}),
-    ("validator_counts_consistent", {"total_validations": 2, "agreements": 3}),
-    ("validator_stake_nonnegative", {"stake": -5}),
+    ("validator_counts_consistent", {"validated_events": 2, "agreements": 3}),
+    ("validator_stake_nonnegative", {"stake_amount": -5}),
 ]
 
 
@@ -196,7 +196,7 @@ def test_unique_natural_keys(conn):
         conn.execute("INSERT INTO validator_performance (validator_uid, hotkey) VALUES (5, 'b')")
 
     event_id = insert_event(conn)
-    record = "INSERT INTO consensus_records (event_id, validator_uid, round_number, scores, final_score) " \
+    record = "INSERT INTO consensus_records (event_id, validator_uid, consensus_round, scores, final_score) " \
              "VALUES (%s, 9, 1, '{}', 0.5)"
     conn.execute(record, [event_id])
     with pytest.raises(pg.UniqueViolation) as info:
@@ -206,7 +206,7 @@ def test_unique_natural_keys(conn):
 
 def test_foreign_keys(conn):
     with pytest.raises(pg.ForeignKeyViolation):
-        conn.execute("INSERT INTO consensus_records (event_id, validator_uid, round_number, scores, final_score) "
+        conn.execute("INSERT INTO consensus_records (event_id, validator_uid, consensus_round, scores, final_score) "
                      "VALUES (%s, 1, 1, '{}', 0.5)", [uuid.uuid4()])
     with pytest.raises(pg.ForeignKeyViolation):
         insert_event(conn, cluster_id=uuid.uuid4())
@@ -243,7 +243,7 @@ def test_updated_at_triggers_move_forward(conn):
     conn.execute("INSERT INTO miner_performance (miner_uid, hotkey) VALUES (1, 'hk')")
     conn.execute("INSERT INTO validator_performance (validator_uid, hotkey) VALUES (1, 'hk')")
     tables["miner_performance"] = ("miner_uid", 1, "total_rounds = 1")
-    tables["validator_performance"] = ("validator_uid", 1, "total_validations = 1")
+    tables["validator_performance"] = ("validator_uid", 1, "validated_events = 1")
     cluster = conn.execute("INSERT INTO crime_clusters (latitude, longitude, radius_m, time_start, time_end) "
                            "VALUES (1, 1, 100, now(), now()) RETURNING cluster_id").fetchone()[0]
     tables["crime_clusters"] = ("cluster_id", cluster, "event_count = 2")

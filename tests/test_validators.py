@@ -16,21 +16,21 @@ def test_validations_accumulate(db_conninfo):
         validators = ValidatorRepository(conn)
         first = await validators.record_validation(7, "vk7", agreed=True, score_given=0.8, stake=1500.0)
         assert first.created is True and first.reregistered is False
-        assert (first.total_validations, first.agreements, first.consensus_accuracy) == (1, 1, 1.0)
-        assert first.stake == 1500.0 and first.avg_score_given == pytest.approx(0.8)
+        assert (first.validated_events, first.agreements, first.consensus_accuracy) == (1, 1, 1.0)
+        assert first.stake_amount == 1500.0 and first.avg_score_given == pytest.approx(0.8)
 
         await validators.record_validation(7, "vk7", agreed=False, score_given=0.4)
         await validators.record_validation(7, "vk7", agreed=True, score_given=0.6)
         last = await validators.record_validation(7, "vk7", agreed=False, score_given=0.2, stake=1600.0)
         assert last.created is False and last.reregistered is False
-        assert (last.total_validations, last.agreements) == (4, 2)
+        assert (last.validated_events, last.agreements) == (4, 2)
         assert last.consensus_accuracy == pytest.approx(0.5) and last.agreement_rate == 50.0
         assert last.avg_score_given == pytest.approx(0.5)
-        assert last.stake == 1600.0
+        assert last.stake_amount == 1600.0
         assert last.validator_id == first.validator_id
 
         stats = await validators.stats(7)
-        assert stats.total_validations == 4 and stats.agreement_rate == 50.0 and stats.stake == 1600.0
+        assert stats.validated_events == 4 and stats.agreement_rate == 50.0 and stats.stake_amount == 1600.0
         assert await validators.stats(8) is None
 
     run_with_conn(db_conninfo, body)
@@ -41,9 +41,9 @@ def test_stake_is_kept_when_not_given(db_conninfo):
         validators = ValidatorRepository(conn)
         await validators.record_validation(1, "vk", agreed=True, score_given=0.5, stake=10)
         kept = await validators.record_validation(1, "vk", agreed=True, score_given=0.5)
-        assert kept.stake == 10.0
+        assert kept.stake_amount == 10.0
         fresh = await validators.record_validation(2, "vk2", agreed=True, score_given=0.5)
-        assert fresh.stake == 0.0
+        assert fresh.stake_amount == 0.0
 
     run_with_conn(db_conninfo, body)
 
@@ -55,19 +55,19 @@ def test_reregistration_starts_a_fresh_record_and_is_audited(db_conninfo):
         await validators.record_validation(3, "old", agreed=False, score_given=0.1)
         fresh = await validators.record_validation(3, "new", agreed=False, score_given=0.3)
         assert fresh.reregistered is True and fresh.created is False
-        assert (fresh.hotkey, fresh.total_validations, fresh.agreements, fresh.consensus_accuracy) == ("new", 1, 0, 0)
-        assert fresh.stake == 0.0 and fresh.avg_score_given == pytest.approx(0.3)
+        assert (fresh.hotkey, fresh.validated_events, fresh.agreements, fresh.consensus_accuracy) == ("new", 1, 0, 0)
+        assert fresh.stake_amount == 0.0 and fresh.avg_score_given == pytest.approx(0.3)
         assert fresh.validator_id != old.validator_id
 
         cur = await conn.execute("SELECT row_id, old_data, new_data FROM audit_log"
                                  " WHERE table_name = 'validator_performance' AND operation = 'REREGISTER'")
         [(row_id, before, after)] = await cur.fetchall()
         assert row_id == "3"
-        assert before["hotkey"] == "old" and before["total_validations"] == 2 and before["stake"] == 500
-        assert after["hotkey"] == "new" and after["total_validations"] == 1 and "created" not in after
+        assert before["hotkey"] == "old" and before["validated_events"] == 2 and before["stake_amount"] == 500
+        assert after["hotkey"] == "new" and after["validated_events"] == 1 and "created" not in after
 
         again = await validators.record_validation(3, "new", agreed=True, score_given=0.5)
-        assert again.reregistered is False and again.total_validations == 2
+        assert again.reregistered is False and again.validated_events == 2
         assert await count_rows(conn, "audit_log") == 1
 
     run_with_conn(db_conninfo, body)
@@ -84,7 +84,7 @@ def test_active_count_and_deactivate(db_conninfo):
         assert [s.validator_uid for s in await validators.active(limit=2)] == [1, 3]
         assert await validators.count_active() == 3
         gone = await validators.deactivate(3)
-        assert gone.is_active is False and gone.total_validations == 2
+        assert gone.is_active is False and gone.validated_events == 2
         assert [s.validator_uid for s in await validators.active()] == [1, 2]
         assert await validators.count_active() == 2
         with pytest.raises(NotFoundError, match="validator_uid"):

@@ -52,7 +52,7 @@ VALIDATORS = """
 SELECT count(*) FILTER (WHERE is_active),
        count(*),
        sum(agreements) FILTER (WHERE is_active)::double precision
-         / nullif(sum(total_validations) FILTER (WHERE is_active), 0)
+         / nullif(sum(validated_events) FILTER (WHERE is_active), 0)
   FROM validator_performance
 """
 # Regions are rough continent boxes, tried in this order (see the module text).

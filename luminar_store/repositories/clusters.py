@@ -34,9 +34,12 @@ from luminar_store.repositories._base import Repository
 __all__ = ["ClusterRepository", "CLUSTER_COLUMNS", "search_boxes", "validate_cluster"]
 
 # name: cluster_columns
-# The columns of a CrimeCluster record, in its field order (every query below returns them).
+# The columns of a CrimeCluster record, in its field order (every query below returns them). cluster_type,
+# confidence_score and pattern_description (the network's names) are read; NewCrimeCluster does not take them yet,
+# so a stored cluster has them NULL until something writes them.
 CLUSTER_COLUMNS = """cluster_id, miner_uid, latitude, longitude, radius_m, event_count, dominant_crime_type,
-       avg_severity, time_start, time_end, metadata, created_at, updated_at"""
+       avg_severity, time_start, time_end, metadata, created_at, updated_at,
+       cluster_type, confidence_score, pattern_description"""
 
 # Stores one cluster; the centroid geometry is generated from latitude/longitude by the table.
 INSERT_CLUSTER = """

@@ -46,7 +46,7 @@ FINAL_KEYS = ("final", "final_score")
 # violation means the event does not exist.
 STORE_RECORD = """
 WITH inserted AS (
-    INSERT INTO consensus_records (event_id, validator_uid, round_number, scores, final_score)
+    INSERT INTO consensus_records (event_id, validator_uid, consensus_round, scores, final_score)
     VALUES (%(event_id)s, %(validator_uid)s, %(round_number)s, %(scores)s, %(final_score)s)
     ON CONFLICT ON CONSTRAINT consensus_records_event_validator_round_key DO NOTHING
     RETURNING record_id
@@ -55,7 +55,7 @@ SELECT record_id, true AS inserted, true AS same FROM inserted
 UNION ALL
 SELECT record_id, false, scores = %(scores)s AND final_score = %(final_score)s
   FROM consensus_records
- WHERE event_id = %(event_id)s AND validator_uid = %(validator_uid)s AND round_number = %(round_number)s
+ WHERE event_id = %(event_id)s AND validator_uid = %(validator_uid)s AND consensus_round = %(round_number)s
    AND NOT EXISTS (SELECT 1 FROM inserted)
 """
 
@@ -64,7 +64,7 @@ SELECT record_id, false, scores = %(scores)s AND final_score = %(final_score)s
 EXISTING_RECORD = """
 SELECT record_id, false AS inserted, scores = %(scores)s AND final_score = %(final_score)s AS same
   FROM consensus_records
- WHERE event_id = %(event_id)s AND validator_uid = %(validator_uid)s AND round_number = %(round_number)s
+ WHERE event_id = %(event_id)s AND validator_uid = %(validator_uid)s AND consensus_round = %(round_number)s
 """
 
 # Per-event summary. `latest` keeps one record per validator: the round asked for, or each validator's latest
@@ -75,8 +75,8 @@ WITH latest AS (
     SELECT DISTINCT ON (validator_uid) validator_uid, final_score
       FROM consensus_records
      WHERE event_id = %(event_id)s
-       AND (%(round_number)s::integer IS NULL OR round_number = %(round_number)s::integer)
-     ORDER BY validator_uid, round_number DESC
+       AND (%(round_number)s::integer IS NULL OR consensus_round = %(round_number)s::integer)
+     ORDER BY validator_uid, consensus_round DESC
 ), stats AS (
     SELECT count(*) AS validators, avg(final_score) AS mean_score, stddev_pop(final_score) AS stddev_score,
            min(final_score) AS min_score, max(final_score) AS max_score
@@ -93,22 +93,27 @@ SELECT ev.event_id, %(round_number)s::integer AS round_number, s.validators::int
  WHERE ev.event_id = %(event_id)s
 """
 
+# name: consensus_record_columns
+# The columns of a ConsensusRecord, in its field order (the four score columns are generated from `scores`).
+RECORD_COLUMNS = """record_id, event_id, validator_uid, consensus_round, scores, final_score, created_at,
+       integrity_score, clustering_score, novelty_score, quality_score"""
+
 # All records of one event, by round then validator.
 RECORDS_FOR_EVENT = """
-SELECT record_id, event_id, validator_uid, round_number, scores, final_score, created_at
+SELECT {record_columns}
   FROM consensus_records
  WHERE event_id = %(event_id)s
- ORDER BY round_number, validator_uid
-"""
+ ORDER BY consensus_round, validator_uid
+""".replace("{record_columns}", RECORD_COLUMNS)
 
 # One validator's records, newest first (idx_consensus_validator_time).
 RECORDS_FOR_VALIDATOR = """
-SELECT record_id, event_id, validator_uid, round_number, scores, final_score, created_at
+SELECT {record_columns}
   FROM consensus_records
  WHERE validator_uid = %(validator_uid)s
  ORDER BY created_at DESC, record_id
  LIMIT %(limit)s
-"""
+""".replace("{record_columns}", RECORD_COLUMNS)
 
 # Network-wide agreement over a window (idx_consensus_created_at): the schema's consensus_agreement(since,
 # tolerance), the one definition of the figure (the statistics command reads it too).
@@ -162,7 +167,7 @@ class ConsensusRepository(Repository):
             event_id: the crime event (UUID or its text form).
             validator_uid: an integer in 0..2**31-1.
             scores: score names to numbers in [0, 1] (at least one, at most 64).
-            round_number: an integer in 0..2**31-1.
+            round_number: an integer in 0..2**31-1 (stored as the record's ``consensus_round``).
             final_score: the record's final score in [0, 1]; by default ``scores["final"]``, else
                 ``scores["final_score"]``, else the mean of the scores.
 

@@ -53,21 +53,25 @@ OVERALL_KEYS = ("total", "final")
 MINER_COLUMNS = """miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score,
     overall_score, avg_overall_score, total_rounds, successful_rounds,
     percent_of(successful_rounds, total_rounds) AS success_rate,
-    registered_at, last_active_at, miner_id, is_active, created_at, updated_at"""
+    registered_at, last_activity, total_score, processed_reports, verified_events, stake_amount,
+    coldkey, miner_id, is_active, created_at, updated_at"""
 
 # Records one scoring round in ONE statement, so concurrent rounds of the same uid serialize on its row.
-# Same hotkey: counters grow and avg_overall_score is the running mean (the schema's running_mean_score, which the
-# synthetic loader's bulk update uses too). New hotkey (re-registration): the record
-# restarts from this round only, with a new miner_id and registered_at = the round's time; the AFTER UPDATE OF
-# hotkey trigger writes the previous row to audit_log. `created`: the row was inserted (an inserted tuple has
-# xmax = 0; an updated one carries the updater's lock). `reregistered`: updated, yet back to one round, which only
-# the new-hotkey branch produces.
+# Same hotkey: counters grow, total_score adds the round's overall score and avg_overall_score is the running mean
+# (the schema's running_mean_score, which the synthetic loader's bulk update uses too). New hotkey
+# (re-registration): the record restarts from this round only, with a new miner_id, registered_at = the round's
+# time and no coldkey or stake_amount; processed_reports / verified_events are the uid's current counts, which the
+# schema's BEFORE INSERT trigger put in EXCLUDED (with the same hotkey the row keeps its own, which the triggers
+# keep true); the AFTER UPDATE OF hotkey trigger writes the previous row to audit_log. `created`: the row was
+# inserted (an inserted tuple has xmax = 0; an updated one carries the updater's lock). `reregistered`: updated,
+# yet back to one round, which only the new-hotkey branch produces.
 RECORD_ROUND = """
 INSERT INTO miner_performance AS m (
     miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score,
-    overall_score, avg_overall_score, total_rounds, successful_rounds, is_active, registered_at, last_active_at)
+    overall_score, avg_overall_score, total_score, total_rounds, successful_rounds, is_active, registered_at,
+    last_activity)
 VALUES (%(miner_uid)s, %(hotkey)s, %(integrity)s, %(clustering)s, %(novelty)s, %(quality)s,
-        %(overall)s, %(overall)s, 1, %(successful)s, true,
+        %(overall)s, %(overall)s, %(overall)s, 1, %(successful)s, true,
         coalesce(%(at)s::timestamptz, now()), coalesce(%(at)s::timestamptz, now()))
 ON CONFLICT (miner_uid) DO UPDATE SET
     miner_id          = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.miner_id ELSE gen_random_uuid() END,
@@ -80,13 +84,21 @@ ON CONFLICT (miner_uid) DO UPDATE SET
     avg_overall_score = CASE WHEN m.hotkey = EXCLUDED.hotkey
                              THEN running_mean_score(m.avg_overall_score, m.total_rounds, EXCLUDED.overall_score, 1)
                              ELSE EXCLUDED.overall_score END,
+    total_score       = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.total_score + EXCLUDED.total_score
+                             ELSE EXCLUDED.total_score END,
+    processed_reports = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.processed_reports
+                             ELSE EXCLUDED.processed_reports END,
+    verified_events   = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.verified_events
+                             ELSE EXCLUDED.verified_events END,
+    coldkey           = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.coldkey END,
+    stake_amount      = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.stake_amount END,
     total_rounds      = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.total_rounds + 1 ELSE 1 END,
     successful_rounds = CASE WHEN m.hotkey = EXCLUDED.hotkey
                              THEN m.successful_rounds + EXCLUDED.successful_rounds
                              ELSE EXCLUDED.successful_rounds END,
     registered_at     = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.registered_at ELSE EXCLUDED.registered_at END,
     is_active         = true,
-    last_active_at    = EXCLUDED.last_active_at
+    last_activity     = EXCLUDED.last_activity
 RETURNING
     {miner_columns},
     (m.xmax = 0) AS created,
@@ -113,7 +125,7 @@ SELECT
 ACTIVE_MINERS = """
 SELECT miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score, overall_score,
        avg_overall_score, total_rounds, successful_rounds, success_rate::float8 AS success_rate,
-       registered_at, last_active_at
+       registered_at, last_activity, total_score, processed_reports, verified_events, stake_amount
   FROM active_miners
  WHERE %(min_success_rate)s::float8 IS NULL OR success_rate >= %(min_success_rate)s::float8
  ORDER BY avg_overall_score DESC, miner_uid

@@ -36,8 +36,10 @@ __all__ = ["RiskZoneRepository", "ZONE_COLUMNS", "boundary_geojson", "validate_z
 
 # name: zone_columns
 # The columns of a RiskZone record, in its field order; boundary read back as GeoJSON with full precision.
+# crime_density, recent_incidents and trend_direction (the network's names) are read; NewRiskZone does not take them
+# yet, so a stored zone has them NULL (recent_incidents 0) until something writes them.
 ZONE_COLUMNS = """zone_id, name, ST_AsGeoJSON(boundary, 15)::jsonb AS boundary, risk_level, risk_score, crime_types,
-       valid_from, valid_until, metadata, created_at, updated_at"""
+       valid_from, valid_until, metadata, created_at, updated_at, crime_density, recent_incidents, trend_direction"""
 
 # Stores a zone when its polygon is valid; no row comes back when it is not (the caller then asks for the reason),
 # so a refused shape never aborts the caller's transaction. boundary is read back as GeoJSON with full precision.

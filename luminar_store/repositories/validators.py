@@ -1,7 +1,8 @@
 """Validator performance: one record per validator uid, updated once per validation it makes.
 
 Each validation says whether the validator agreed with the network's consensus and which score it gave; the record
-keeps the counts, ``consensus_accuracy = agreements / total_validations`` (0..1), the mean score given and the stake.
+keeps the counts, ``consensus_accuracy = agreements / validated_events`` (0..1), the mean score given and the stake
+(``stake_amount``; the argument keeps the name ``stake``).
 As for miners, a uid that comes back with a new hotkey is a re-registered validator: its record starts afresh, and
 the same statement keeps the previous record in ``audit_log`` as operation ``REREGISTER``.
 
@@ -28,9 +29,9 @@ __all__ = ["ValidatorRepository", "VALIDATOR_COLUMNS", "MAX_HOTKEY_LENGTH"]
 # name: validator_columns
 # The columns of a ValidatorStats record, in its field order; agreement_rate is consensus_accuracy in percent,
 # through the schema's percent_of.
-VALIDATOR_COLUMNS = """validator_id, validator_uid, hotkey, total_validations, agreements, consensus_accuracy,
-       percent_of(agreements, total_validations) AS agreement_rate,
-       avg_score_given, stake, is_active, last_active_at, created_at, updated_at"""
+VALIDATOR_COLUMNS = """validator_id, validator_uid, hotkey, validated_events, agreements, consensus_accuracy,
+       percent_of(agreements, validated_events) AS agreement_rate,
+       avg_score_given, stake_amount, is_active, last_activity, coldkey, created_at, updated_at"""
 
 # Records one validation in ONE statement. `prior` locks and reads the uid's current row (if any); the INSERT
 # reads `prior` (FROM ... AS locked) before it upserts, so `prior` holds exactly the record the upsert replaces (a
@@ -38,37 +39,38 @@ VALIDATOR_COLUMNS = """validator_id, validator_uid, hotkey, total_validations, a
 # Same hotkey: counts grow, accuracy and the mean score given (running_mean_score) are recomputed, stake changes
 # only when given.
 # New hotkey (re-registration): the record restarts from this validation with a new validator_id and stake (given
-# or 0), and `audited` writes the previous row to audit_log (miner_performance has a trigger for this;
-# validator_performance only audits deletions). `created`: the row was inserted (xmax = 0); `reregistered`:
+# or 0) and no coldkey, and `audited` writes the previous row to audit_log (miner_performance has a trigger for
+# this; validator_performance only audits deletions). `created`: the row was inserted (xmax = 0); `reregistered`:
 # updated, yet back to one validation, which only the new-hotkey branch produces.
 RECORD_VALIDATION = """
 WITH prior AS (
     SELECT * FROM validator_performance WHERE validator_uid = %(validator_uid)s FOR UPDATE
 ), saved AS (
     INSERT INTO validator_performance AS vp (
-        validator_uid, hotkey, total_validations, agreements, consensus_accuracy, avg_score_given, stake,
-        is_active, last_active_at)
+        validator_uid, hotkey, validated_events, agreements, consensus_accuracy, avg_score_given, stake_amount,
+        is_active, last_activity)
     SELECT %(validator_uid)s::integer, %(hotkey)s::text, 1, %(agreements)s::integer, %(agreements)s::float8,
            %(score_given)s::float8, coalesce(%(stake)s::float8, 0), true, coalesce(%(at)s::timestamptz, now())
       FROM (SELECT count(*) FROM prior) AS locked
     ON CONFLICT (validator_uid) DO UPDATE SET
         validator_id       = CASE WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.validator_id ELSE gen_random_uuid() END,
         hotkey             = EXCLUDED.hotkey,
-        total_validations  = CASE WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.total_validations + 1 ELSE 1 END,
+        validated_events   = CASE WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.validated_events + 1 ELSE 1 END,
         agreements         = CASE WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.agreements + EXCLUDED.agreements
                                   ELSE EXCLUDED.agreements END,
         consensus_accuracy = CASE WHEN vp.hotkey = EXCLUDED.hotkey
-                                  THEN (vp.agreements + EXCLUDED.agreements)::float8 / (vp.total_validations + 1)
+                                  THEN (vp.agreements + EXCLUDED.agreements)::float8 / (vp.validated_events + 1)
                                   ELSE EXCLUDED.consensus_accuracy END,
         avg_score_given    = CASE WHEN vp.hotkey = EXCLUDED.hotkey
-                                  THEN running_mean_score(vp.avg_score_given, vp.total_validations,
+                                  THEN running_mean_score(vp.avg_score_given, vp.validated_events,
                                                           EXCLUDED.avg_score_given, 1)
                                   ELSE EXCLUDED.avg_score_given END,
-        stake              = CASE WHEN %(stake)s::float8 IS NOT NULL THEN EXCLUDED.stake
-                                  WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.stake
+        stake_amount       = CASE WHEN %(stake)s::float8 IS NOT NULL THEN EXCLUDED.stake_amount
+                                  WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.stake_amount
                                   ELSE 0 END,
+        coldkey            = CASE WHEN vp.hotkey = EXCLUDED.hotkey THEN vp.coldkey END,
         is_active          = true,
-        last_active_at     = EXCLUDED.last_active_at
+        last_activity      = EXCLUDED.last_activity
     RETURNING vp.*, (vp.xmax = 0) AS created
 ), audited AS (
     INSERT INTO audit_log (table_name, operation, row_id, old_data, new_data)
@@ -77,7 +79,7 @@ WITH prior AS (
       JOIN saved s ON p.hotkey <> s.hotkey
 )
 SELECT {validator_columns},
-       s.created, (NOT s.created AND s.total_validations = 1) AS reregistered
+       s.created, (NOT s.created AND s.validated_events = 1) AS reregistered
   FROM saved s
 """.replace("{validator_columns}", VALIDATOR_COLUMNS)
 
@@ -134,7 +136,7 @@ class ValidatorRepository(Repository):
         Example::
 
             u = await validators.record_validation(7, "hk", agreed=True, score_given=0.8, stake=100.0)
-            u.total_validations, u.consensus_accuracy      # (1, 1.0)
+            u.validated_events, u.consensus_accuracy      # (1, 1.0)
         """
         if not isinstance(agreed, bool):
             raise ValidationError("agreed", f"must be true or false, got {type(agreed).__name__}")

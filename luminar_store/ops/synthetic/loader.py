@@ -26,7 +26,7 @@ from luminar_store.errors import OperationError
 from luminar_store.limits import SUCCESS_THRESHOLD
 from luminar_store.ops.synthetic.copying import write_run
 from luminar_store.ops.synthetic.stream import BLOCK, TEMPO_SECONDS, RunStream, Tally
-from luminar_store.ops.synthetic.world import World, build_world, offset
+from luminar_store.ops.synthetic.world import World, build_world, hotkey, offset
 from luminar_store.repositories.miners import overall_score
 
 __all__ = ["LOCK_KEY", "LoadSummary", "load_run"]
@@ -41,17 +41,18 @@ SELECT coalesce(max(substring(external_id FROM %(pattern)s)::integer), -1) + 1
  WHERE external_id LIKE %(like)s
 """
 INSERT_MINER = """
-INSERT INTO miner_performance (miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score,
-                               overall_score, avg_overall_score, total_rounds, successful_rounds, is_active,
-                               registered_at, last_active_at)
-VALUES (%(uid)s, %(hotkey)s, %(integrity)s, %(clustering)s, %(novelty)s, %(quality)s, %(overall)s, %(avg)s,
-        %(rounds)s, %(successful)s, %(active)s, %(registered)s, %(last_active)s)
+INSERT INTO miner_performance (miner_uid, hotkey, coldkey, integrity_score, clustering_score, novelty_score,
+                               quality_score, overall_score, avg_overall_score, total_score, total_rounds,
+                               successful_rounds, is_active, registered_at, last_activity, stake_amount)
+VALUES (%(uid)s, %(hotkey)s, %(coldkey)s, %(integrity)s, %(clustering)s, %(novelty)s, %(quality)s, %(overall)s,
+        %(avg)s, %(avg)s * %(rounds)s, %(rounds)s, %(successful)s, %(active)s, %(registered)s, %(last_active)s,
+        %(stake)s)
 ON CONFLICT (miner_uid) DO NOTHING
 """
 INSERT_VALIDATOR = """
-INSERT INTO validator_performance (validator_uid, hotkey, total_validations, agreements, consensus_accuracy,
-                                   avg_score_given, stake, is_active, last_active_at)
-VALUES (%(uid)s, %(hotkey)s, %(total)s, %(agreements)s, %(accuracy)s, %(avg)s, %(stake)s, %(active)s,
+INSERT INTO validator_performance (validator_uid, hotkey, coldkey, validated_events, agreements,
+                                   consensus_accuracy, avg_score_given, stake_amount, is_active, last_activity)
+VALUES (%(uid)s, %(hotkey)s, %(coldkey)s, %(total)s, %(agreements)s, %(accuracy)s, %(avg)s, %(stake)s, %(active)s,
         %(last_active)s)
 ON CONFLICT (validator_uid) DO NOTHING
 """
@@ -66,24 +67,25 @@ SELECT %(name)s, ST_GeomFromText(%(wkt)s, 4326), %(level)s, %(score)s, %(types)s
  WHERE NOT EXISTS (SELECT 1 FROM risk_zones WHERE metadata ->> 'synthetic_key' = %(key)s)
 """
 # The run's rounds and validations added to the records: the means are the schema's running_mean_score, the one
-# definition the repositories' per-round upserts use as well.
+# definition the repositories' per-round upserts use as well; total_score adds the rounds' overall scores.
 ADD_MINER_ROUNDS = """
 UPDATE miner_performance
    SET total_rounds = total_rounds + %(rounds)s,
        successful_rounds = successful_rounds + %(successful)s,
        avg_overall_score = running_mean_score(avg_overall_score, total_rounds, %(score_sum)s, %(rounds)s),
+       total_score = total_score + %(score_sum)s,
        overall_score = %(last_score)s,
-       last_active_at = greatest(last_active_at, %(last_active)s)
+       last_activity = greatest(last_activity, %(last_active)s)
  WHERE miner_uid = %(uid)s
 """
 ADD_VALIDATIONS = """
 UPDATE validator_performance
-   SET total_validations = total_validations + %(total)s,
+   SET validated_events = validated_events + %(total)s,
        agreements = agreements + %(agreements)s,
        consensus_accuracy = (agreements + %(agreements)s)::double precision
-                            / nullif(total_validations + %(total)s, 0),
-       avg_score_given = running_mean_score(avg_score_given, total_validations, %(score_sum)s, %(total)s),
-       last_active_at = greatest(last_active_at, %(last_active)s)
+                            / nullif(validated_events + %(total)s, 0),
+       avg_score_given = running_mean_score(avg_score_given, validated_events, %(score_sum)s, %(total)s),
+       last_activity = greatest(last_activity, %(last_active)s)
  WHERE validator_uid = %(uid)s
 """
 FINISH_CLUSTER = """
@@ -146,7 +148,8 @@ def _prepare(conn: psycopg.Connection, world: World, stream: RunStream, summary:
                   for k, d in (("integrity", 0.05), ("clustering", 0.0), ("novelty", -0.08), ("quality", 0.02))}
         overall = round(overall_score(scores), 4)  # the repository's definition of a round's overall score
         last_active = now - (rng.uniform(0, 3600) if m.active else rng.uniform(3, 30) * 86400)
-        miners.append({"uid": m.uid, "hotkey": m.hotkey, **scores, "overall": overall,
+        miners.append({"uid": m.uid, "hotkey": m.hotkey, "coldkey": hotkey("miner-coldkey", m.uid),
+                       "stake": m.stake, **scores, "overall": overall,
                        "avg": round(min(1.0, max(0.0, overall + rng.gauss(0, 0.02))), 4), "rounds": rounds,
                        "successful": int(rounds * success), "active": m.active,
                        "registered": datetime.fromtimestamp(now - days_registered * 86400, UTC),
@@ -156,7 +159,8 @@ def _prepare(conn: psycopg.Connection, world: World, stream: RunStream, summary:
         total = int((v.registered_days_ago + stream.days) * rounds_per_day * rng.uniform(20, 60))
         accuracy = min(0.995, max(0.5, 0.93 - abs(v.skill) * 2 - v.noise + rng.gauss(0, 0.01)))
         last_active = now - (rng.uniform(0, 1800) if v.active else rng.uniform(2, 20) * 86400)
-        validators.append({"uid": v.uid, "hotkey": v.hotkey, "total": total, "agreements": int(total * accuracy),
+        validators.append({"uid": v.uid, "hotkey": v.hotkey, "coldkey": hotkey("validator-coldkey", v.uid),
+                           "total": total, "agreements": int(total * accuracy),
                            "accuracy": int(total * accuracy) / total if total else 0.0,
                            "avg": round(min(1.0, max(0.0, 0.68 + v.skill + rng.gauss(0, 0.01))), 4),
                            "stake": v.stake, "active": v.active,

@@ -56,7 +56,7 @@ EVENT_COLUMNS = (
     ("updated_at", "timestamptz"), ("risk_score", "numeric"),
 )
 CONSENSUS_COLUMNS = (
-    ("record_id", "uuid"), ("event_id", "uuid"), ("validator_uid", "int4"), ("round_number", "int4"),
+    ("record_id", "uuid"), ("event_id", "uuid"), ("validator_uid", "int4"), ("consensus_round", "int4"),
     ("scores", "jsonb"), ("final_score", "float8"), ("created_at", "timestamptz"),
 )
 
