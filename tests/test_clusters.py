@@ -66,6 +66,18 @@ def test_store_accepts_the_dataclass_and_minimal_fields(db_conninfo):
     run_with_conn(db_conninfo, body)
 
 
+def test_the_reference_schemas_cluster_columns_are_written(db_conninfo):
+    async def body(conn):
+        stored = await ClusterRepository(conn).store(cluster(cluster_type="temporal", confidence_score=0.75,
+                                                             pattern_description="Evening thefts near the station"))
+        assert (stored.cluster_type, stored.confidence_score, stored.pattern_description) == \
+            ("temporal", 0.75, "Evening thefts near the station")
+        plain = await ClusterRepository(conn).store(cluster())
+        assert (plain.cluster_type, plain.confidence_score, plain.pattern_description) == (None, None, None)
+
+    run_with_conn(db_conninfo, body)
+
+
 def test_within_radius_finds_clusters_within_the_distance_nearest_first(db_conninfo):
     async def body(conn):
         clusters = ClusterRepository(conn)
@@ -206,6 +218,9 @@ def test_assign_events_inside_a_callers_transaction(db_conninfo):
         ({"metadata": ["not", "an", "object"]}, "metadata"),
         ({"metadata": {"note": "nul\x00byte"}}, "metadata.note"),
         ({"colour": "red"}, "cluster"),
+        ({"cluster_type": "spatial"}, "cluster_type"),
+        ({"confidence_score": 1.2}, "confidence_score"),
+        ({"pattern_description": ""}, "pattern_description"),
     ],
 )
 def test_bad_cluster_is_refused_and_nothing_is_stored(db_conninfo, changes, field):

@@ -93,6 +93,17 @@ def test_geojson_polygon_with_a_hole(db_conninfo):
     run_with_conn(db_conninfo, body)
 
 
+def test_the_reference_schemas_zone_columns_are_written(db_conninfo):
+    async def body(conn):
+        stored = await RiskZoneRepository(conn).store(zone(crime_density=12.5, recent_incidents=4,
+                                                           trend_direction="increasing"))
+        assert (stored.crime_density, stored.recent_incidents, stored.trend_direction) == (12.5, 4, "increasing")
+        plain = await RiskZoneRepository(conn).store(zone(name="plain"))
+        assert (plain.crime_density, plain.recent_incidents, plain.trend_direction) == (None, 0, None)
+
+    run_with_conn(db_conninfo, body)
+
+
 def test_store_accepts_the_dataclass(db_conninfo):
     async def body(conn):
         stored = await RiskZoneRepository(conn).store(
@@ -192,6 +203,9 @@ LINE = [{"lat": 0, "lng": 0}, {"lat": 1, "lng": 1}, {"lat": 2, "lng": 2}]
         ({"valid_from": NOW, "valid_until": NOW}, "valid_until"),
         ({"metadata": {"k": math.inf}}, "metadata.k"),
         ({"shape": "square"}, "zone"),
+        ({"crime_density": -1}, "crime_density"),
+        ({"recent_incidents": -2}, "recent_incidents"),
+        ({"trend_direction": "up"}, "trend_direction"),
     ],
 )
 def test_bad_zone_is_refused_and_nothing_is_stored(db_conninfo, changes, field):

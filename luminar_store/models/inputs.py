@@ -61,6 +61,8 @@ from luminar_store.severity import level_of
 __all__ = [
     "REPORT_STATUSES",
     "VERIFICATION_STATUSES",
+    "CLUSTER_TYPES",
+    "TREND_DIRECTIONS",
     "RawIncidentReport",
     "CrimeEvent",
     "NewCrimeCluster",
@@ -72,6 +74,9 @@ __all__ = [
 REPORT_STATUSES = ("pending", "processing", "processed", "failed", "rejected")
 #: Verdict of the validators on a crime event.
 VERIFICATION_STATUSES = ("pending", "verified", "disputed", "rejected")
+#: What a cluster groups by (the reference schema's ``cluster_type``), and where a zone's crime is heading.
+CLUSTER_TYPES = ("geographic", "temporal", "behavioral")
+TREND_DIRECTIONS = ("increasing", "decreasing", "stable")
 
 
 # Frozen dataclasses normalize their own fields once, in __post_init__.
@@ -483,8 +488,10 @@ class NewCrimeCluster(_Located):
     through ``coerce`` (``center`` is read as ``centre``).
 
     ``centre``: ``{"lat": .., "lng": ..}``. ``radius_m``: metres, 0 < r <= 1,000,000. ``time_start``/``time_end``:
-    timezone-aware, not in the future, end not before start. ``event_count`` >= 0; ``dominant_crime_type`` a
-    lower-case word; ``avg_severity`` in 1..5; ``miner_uid`` a uid; ``metadata`` a JSON object.
+    not in the future, end not before start. ``event_count`` >= 0; ``dominant_crime_type`` a lower-case word;
+    ``avg_severity`` in 1..5; ``miner_uid`` a uid; ``metadata`` a JSON object. The reference schema's
+    ``cluster_type`` (``geographic``, ``temporal``, ``behavioral``), ``confidence_score`` (0..1) and
+    ``pattern_description`` (1..10,000 characters) are optional.
 
     Raises ``ValidationError`` naming the field (``centre.lat``, ``radius_m``, ``time_end`` ...).
     """
@@ -498,6 +505,9 @@ class NewCrimeCluster(_Located):
     avg_severity: float | None = None
     miner_uid: int | None = None
     metadata: Mapping[str, object] | None = None
+    cluster_type: str | None = None
+    confidence_score: float | None = None
+    pattern_description: str | None = None
 
     POINT: ClassVar[str] = "centre"
 
@@ -522,6 +532,12 @@ class NewCrimeCluster(_Located):
         if self.miner_uid is not None:
             _set(self, "miner_uid", v.uid("miner_uid", self.miner_uid))
         _set(self, "metadata", v.mapping("metadata", self.metadata))
+        if self.cluster_type is not None:
+            _set(self, "cluster_type", v.choice("cluster_type", self.cluster_type, CLUSTER_TYPES))
+        if self.confidence_score is not None:
+            _set(self, "confidence_score", v.unit_interval("confidence_score", self.confidence_score))
+        if self.pattern_description is not None:
+            _set(self, "pattern_description", v.text("pattern_description", self.pattern_description))
 
     @classmethod
     def coerce(cls, value: object, *, what: str = "cluster") -> NewCrimeCluster:
@@ -609,7 +625,9 @@ class NewRiskZone:
     ring is closed automatically) or a GeoJSON Polygon mapping (``{"type": "Polygon", "coordinates": [[[lng, lat],
     ...], ...]}``), kept as the checked GeoJSON Polygon. ``risk_level`` in 1..5, ``risk_score`` in [0, 1];
     ``crime_types`` lower-case words (duplicates dropped); ``valid_from`` defaults to now (``None``),
-    ``valid_until`` to never and must come after ``valid_from``; ``metadata`` a JSON object.
+    ``valid_until`` to never and must come after ``valid_from``; ``metadata`` a JSON object. The reference
+    schema's ``crime_density`` (crimes per km², >= 0), ``recent_incidents`` (>= 0, default 0) and
+    ``trend_direction`` (``increasing``, ``decreasing``, ``stable``) are optional.
 
     Raises ``ValidationError`` naming the field.
     """
@@ -622,6 +640,9 @@ class NewRiskZone:
     valid_from: dt.datetime | None = None
     valid_until: dt.datetime | None = None
     metadata: Mapping[str, object] | None = None
+    crime_density: float | None = None
+    recent_incidents: int = 0
+    trend_direction: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("name", "boundary", "risk_level", "risk_score"):
@@ -640,6 +661,12 @@ class NewRiskZone:
         _set(self, "risk_level", v.severity("risk_level", self.risk_level))
         _set(self, "risk_score", v.unit_interval("risk_score", self.risk_score))
         _set(self, "metadata", v.mapping("metadata", self.metadata))
+        if self.crime_density is not None:
+            _set(self, "crime_density", v.number("crime_density", self.crime_density, minimum=0.0))
+        _set(self, "recent_incidents", v.integer("recent_incidents", self.recent_incidents, minimum=0,
+                                                 maximum=MAX_UID))
+        if self.trend_direction is not None:
+            _set(self, "trend_direction", v.choice("trend_direction", self.trend_direction, TREND_DIRECTIONS))
 
     @classmethod
     def coerce(cls, value: object, *, what: str = "zone") -> NewRiskZone:

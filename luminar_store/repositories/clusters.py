@@ -44,9 +44,11 @@ CLUSTER_COLUMNS = """cluster_id, miner_uid, latitude, longitude, radius_m, event
 # Stores one cluster; the centroid geometry is generated from latitude/longitude by the table.
 INSERT_CLUSTER = """
 INSERT INTO crime_clusters (miner_uid, latitude, longitude, radius_m, event_count, dominant_crime_type,
-                            avg_severity, time_start, time_end, metadata)
+                            avg_severity, time_start, time_end, metadata, cluster_type, confidence_score,
+                            pattern_description)
 VALUES (%(miner_uid)s, %(latitude)s, %(longitude)s, %(radius_m)s, %(event_count)s, %(dominant_crime_type)s,
-        %(avg_severity)s, %(time_start)s, %(time_end)s, %(metadata)s)
+        %(avg_severity)s, %(time_start)s, %(time_end)s, %(metadata)s, %(cluster_type)s, %(confidence_score)s,
+        %(pattern_description)s)
 RETURNING {cluster_columns}
 """.replace("{cluster_columns}", CLUSTER_COLUMNS)
 
@@ -99,7 +101,9 @@ def validate_cluster(cluster: NewCrimeCluster | Mapping[str, Any]) -> dict[str, 
     c = NewCrimeCluster.coerce(cluster)
     return {"latitude": c.latitude, "longitude": c.longitude, "radius_m": c.radius_m, "time_start": c.time_start,
             "time_end": c.time_end, "event_count": c.event_count, "dominant_crime_type": c.dominant_crime_type,
-            "avg_severity": c.avg_severity, "miner_uid": c.miner_uid, "metadata": Jsonb(c.metadata)}
+            "avg_severity": c.avg_severity, "miner_uid": c.miner_uid, "metadata": Jsonb(c.metadata),
+            "cluster_type": c.cluster_type, "confidence_score": c.confidence_score,
+            "pattern_description": c.pattern_description}
 
 
 class ClusterRepository(Repository):

@@ -45,9 +45,11 @@ ZONE_COLUMNS = """zone_id, name, ST_AsGeoJSON(boundary, 15)::jsonb AS boundary, 
 # so a refused shape never aborts the caller's transaction. boundary is read back as GeoJSON with full precision.
 INSERT_ZONE = """
 WITH shape AS (SELECT ST_SetSRID(ST_GeomFromGeoJSON(%(boundary)s::text), 4326) AS geom)
-INSERT INTO risk_zones (name, boundary, risk_level, risk_score, crime_types, valid_from, valid_until, metadata)
+INSERT INTO risk_zones (name, boundary, risk_level, risk_score, crime_types, valid_from, valid_until, metadata,
+                        crime_density, recent_incidents, trend_direction)
 SELECT %(name)s, shape.geom, %(risk_level)s, %(risk_score)s, %(crime_types)s::text[],
-       coalesce(%(valid_from)s::timestamptz, now()), %(valid_until)s::timestamptz, %(metadata)s
+       coalesce(%(valid_from)s::timestamptz, now()), %(valid_until)s::timestamptz, %(metadata)s,
+       %(crime_density)s::float8, %(recent_incidents)s::integer, %(trend_direction)s::text
   FROM shape
  WHERE ST_IsValid(shape.geom) AND NOT ST_IsEmpty(shape.geom) AND ST_Area(shape.geom) > 0
 RETURNING {zone_columns}
@@ -98,7 +100,8 @@ def validate_zone(zone: NewRiskZone | Mapping[str, Any]) -> dict[str, Any]:
     z = NewRiskZone.coerce(zone)
     return {"name": z.name, "boundary": json.dumps(z.boundary), "risk_level": z.risk_level,
             "risk_score": z.risk_score, "crime_types": list(z.crime_types or ()), "valid_from": z.valid_from,
-            "valid_until": z.valid_until, "metadata": Jsonb(z.metadata)}
+            "valid_until": z.valid_until, "metadata": Jsonb(z.metadata), "crime_density": z.crime_density,
+            "recent_incidents": z.recent_incidents, "trend_direction": z.trend_direction}
 
 
 class RiskZoneRepository(Repository):
