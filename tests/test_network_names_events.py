@@ -1,4 +1,4 @@
-"""The network's column names for raw_incident_reports and crime_events (migration 20261130100100).
+"""The network's column names for raw_incident_reports and crime_events (migration 20261129220100).
 
 - the upgrade keeps every row and moves each value to its new name; down and up again keep them too;
 - the reference access layer's read queries run unchanged on our schema;
@@ -31,7 +31,7 @@ from luminar_store.severity import word_of
 NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
 _clock = clock(globals())
 
-VERSION = "20261130100100"
+VERSION = "20261129220100"
 NYC = (40.7128, -74.0060)
 
 

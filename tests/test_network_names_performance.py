@@ -1,4 +1,4 @@
-"""Migration 20261130100000: the network's column names for the performance, consensus, cluster and zone tables.
+"""Migration 20261129220000: the network's column names for the performance, consensus, cluster and zone tables.
 
 1. Upgrading an existing database keeps every row (counts and checksums under the old, then the new names), fills
    the new counters, and the down section restores the previous schema with the same rows.
@@ -25,7 +25,7 @@ from luminar_store.ops.synthetic import load_sample_data
 NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
 _clock = clock(globals())
 
-VERSION = "20261130100000"
+VERSION = "20261129220000"
 
 # Per table: its key, and its columns before the migration (the checksum reads them in this order).
 OLD_COLUMNS = {

@@ -1,5 +1,5 @@
 -- Migration: network_shapes
--- Created:   2026-11-30 10:02:00 (UTC)
+-- Created:   2026-11-29 22:02:00 (UTC)
 --
 -- What the network's nodes send, stored as sent:
 -- - reports whose media URLs come without hashes (an empty media_hashes list beside one or more URLs); a non-empty

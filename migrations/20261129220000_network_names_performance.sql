@@ -1,5 +1,5 @@
 -- Migration: network_names_performance
--- Created:   2026-11-30 10:00:00 (UTC)
+-- Created:   2026-11-29 22:00:00 (UTC)
 --
 -- The network's node operators know the reference schema's column names; the performance, consensus, cluster and
 -- zone tables take them (no row is lost; the down section restores the previous names and drops what is added).

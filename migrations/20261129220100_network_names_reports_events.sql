@@ -1,5 +1,5 @@
 -- Migration: network_names_reports_events
--- Created:   2026-11-30 10:01:00 (UTC)
+-- Created:   2026-11-29 22:01:00 (UTC)
 --
 -- The network's column names for raw_incident_reports and crime_events: the nodes' operators know the reference
 -- schema's names, and its read queries now run unchanged here. No row is lost: columns are renamed in place, new
