@@ -19,8 +19,10 @@ from psycopg import errors as pg
 from psycopg import sql
 
 from luminar_store.access import LuminarDB
+from luminar_store.errors import ValidationError
 from luminar_store.migrator import DEFAULT_DIR, Migrator
 from luminar_store.ops.synthetic import load_sample_data
+from luminar_store.repositories.crime_events import CrimeEventRepository
 
 NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
 _clock = clock(globals())
@@ -331,6 +333,38 @@ def test_the_counters_follow_claims_verifications_and_rounds(db_settings, conn):
             await db.close()
 
     run(go())
+
+
+def test_bulk_stores_count_verified_events_once_a_batch(db_settings, conn):
+    db = LuminarDB(db_settings)
+
+    def verified(uid: int) -> int:
+        return conn.execute("SELECT verified_events FROM miner_performance WHERE miner_uid = %s", [uid]).fetchone()[0]
+
+    async def go():
+        await db.initialize()
+        try:
+            await db.update_miner_performance(miner_uid=8, hotkey="hk8", scores=SCORES)
+            batch = [crime_event(verification_status="verified" if i % 3 == 0 else "pending") for i in range(30)]
+            assert await db.store_crime_events(batch, miner_uid=8) == 30
+            assert verified(8) == 10
+            # in a caller's transaction, the per-row trigger counts again once the bulk store is done
+            async with db.database.transaction() as tx:
+                events = CrimeEventRepository(tx)
+                await events.store_many([crime_event(verification_status="verified")] * 2, miner_uid=8)
+                await events.store(crime_event(verification_status="verified"), miner_uid=8)
+            assert verified(8) == 13
+            # a refused batch changes nothing
+            with pytest.raises(ValidationError):
+                await db.store_crime_events([crime_event(verification_status="verified"), {"severity": 9}],
+                                            miner_uid=8)
+            assert verified(8) == 13
+        finally:
+            await db.close()
+
+    run(go())
+    assert verified(8) == conn.execute(
+        "SELECT count(*) FROM crime_events WHERE miner_uid = 8 AND verification_status = 'verified'").fetchone()[0]
 
 
 def test_active_miners_and_records_expose_the_new_columns(db_settings):

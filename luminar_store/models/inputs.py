@@ -360,13 +360,21 @@ class CrimeEvent(_Located):
         _set(self, "metadata", _metadata(self.metadata))
         if self.event_id is not None:
             _set(self, "event_id", v.uuid_value("event_id", self.event_id))
+        if (self.source_reports or self.entities or self.location_text is not None or self.time_info is not None
+                or self.time_end is not None or self.request_id is not None):
+            self._check_network_fields()
+
+    def _check_network_fields(self) -> None:
+        """The fields only the network's shapes fill (kept out of the common path: the bulk path checks every
+        event)."""
         if self.source_reports:
             ids = v.string_list("source_reports", self.source_reports, max_items=MAX_SOURCE_REPORTS,
                                 max_length=200)
             _set(self, "source_reports", tuple(dict.fromkeys(ids)))
-        for name in ("location_text", "time_info"):
-            if getattr(self, name) is not None:
-                _set(self, name, v.text(name, getattr(self, name), max_length=1000))
+        if self.location_text is not None:
+            _set(self, "location_text", v.text("location_text", self.location_text, max_length=1000))
+        if self.time_info is not None:
+            _set(self, "time_info", v.text("time_info", self.time_info, max_length=1000))
         if self.entities:
             _set(self, "entities", tuple(v.json_list("entities", self.entities)))
         if self.time_end is not None:
@@ -395,8 +403,14 @@ class CrimeEvent(_Located):
             return value
         data = _as_mapping(cls, value, what)
         _location(data)
-        _network_event_shapes(data)
+        if not _NETWORK_KEYS.isdisjoint(data):
+            _network_event_shapes(data)
         return _build(cls, data, cls.ALIASES)
+
+
+#: Keys of the network's event shapes that ``_network_event_shapes`` reads (an event with none skips it).
+_NETWORK_KEYS = frozenset({"location", "timestamp_range", "related_reports", "source_reports", "event_id",
+                           "entities"})
 
 
 def _agree(data: dict[str, object], name: str, value: object, given_as: str) -> None:

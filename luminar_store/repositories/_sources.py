@@ -12,7 +12,8 @@ written, ``place`` reads the reports it names (one query for a whole batch) and 
 - the time: the event's own (``timestamp_source`` ``event``); else the earliest report's (``source_reports``); else
   ``None``, which the writer turns into the time the event is stored (the transaction's ``now()``, ``stored``).
 
-Events that need none of this (their own point and time, UUID references) are placed without SQL: ``plain``.
+Events that need none of this (their own point and time, UUID references) are written without a placement: the
+writer's row then takes their own point and time (``crime_events._row``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from luminar_store.errors import NotFoundError
 from luminar_store.geo import centroid
 from luminar_store.models import CrimeEvent
 
-__all__ = ["Placement", "plain", "place"]
+__all__ = ["Placement", "place"]
 
 # The reports named by a batch of events, by either id.
 SOURCE_REPORTS = """
@@ -48,13 +49,6 @@ class Placement:
     location_source: str | None
     timestamp: datetime | None
     timestamp_source: str
-
-
-def plain(event: CrimeEvent) -> Placement:
-    """The placement of an event that names no report's own id and needs nothing from its reports."""
-    located = event.geotag is not None
-    return Placement(event.related_reports, event.latitude, event.longitude, "event" if located else None,
-                     event.timestamp, "event" if event.timestamp is not None else "stored")
 
 
 async def place(conn: psycopg.AsyncConnection, events: Sequence[CrimeEvent],

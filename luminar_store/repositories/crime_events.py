@@ -46,7 +46,7 @@ from luminar_store.limits import (
 )
 from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot
 from luminar_store.repositories._base import Repository, record_row
-from luminar_store.repositories._sources import Placement, place, plain
+from luminar_store.repositories._sources import Placement, place
 
 __all__ = ["CrimeEventRepository", "EVENT_COLUMNS", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M",
            "GRID_DEGREES", "MAX_GRID_CELLS", "search_boxes", "grid_cell_count", "window_hours", "record_row",
@@ -94,6 +94,16 @@ COPY_TYPES = ["uuid", "int4", "text", "text", "text", "float8", "float8", "times
               "uuid[]", "uuid", "text", "numeric", "jsonb", "text", "text", "jsonb", "timestamptz", "text", "text",
               "text"]
 TRANSACTION_NOW = "SELECT now()"
+
+# name: defer_miner_counts / add_verified_events
+# The bulk path keeps miner_performance.verified_events with one call a batch rather than the per-row trigger's
+# update for every verified event copied (the schema's luminar_add_miner_counts; the migration says why). Both run
+# in the batch's transaction (or savepoint): the setting ends with it, and is switched off again with the count.
+DEFER_MINER_COUNTS = "SELECT set_config('luminar.defer_miner_counts', 'on', true)"
+ADD_VERIFIED_EVENTS = """
+SELECT luminar_add_miner_counts(ARRAY[%(miner_uid)s::integer], ARRAY[0], ARRAY[%(verified)s::integer]),
+       set_config('luminar.defer_miner_counts', 'off', true)
+"""
 
 # name: recent_events
 # Events of the last %(hours)s hours, newest first (a backward scan of idx_events_timestamp).
@@ -328,14 +338,21 @@ _NO_ENTITIES = Jsonb([])
 
 
 def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None, p: Placement | None = None) -> tuple[Any, ...]:
-    """The WRITE_COLUMNS of ``e`` as placed by ``p`` (``_sources``; ``None``: its own point and time)."""
+    """The WRITE_COLUMNS of ``e``, placed by ``p`` (``_sources.place``) or, without one, at its own point (none:
+    unlocated) and time (none: stamped when stored)."""
     if p is None:
-        p = plain(e)
-    return (event_id, miner_uid, e.event_type, e.title, e.summary, p.latitude, p.longitude, p.timestamp, e.severity,
-            e.confidence_score, list(p.related_reports), e.cluster_id, e.verification_status,
+        g = e.geotag
+        lat, lng, location_source = (g["lat"], g["lng"], "event") if g is not None else (None, None, None)
+        related, ts = e.related_reports, e.timestamp
+        timestamp_source = "event" if ts is not None else "stored"
+    else:
+        lat, lng, location_source = p.latitude, p.longitude, p.location_source
+        related, ts, timestamp_source = p.related_reports, p.timestamp, p.timestamp_source
+    return (event_id, miner_uid, e.event_type, e.title, e.summary, lat, lng, ts, e.severity, e.confidence_score,
+            list(related), e.cluster_id, e.verification_status,
             None if e.risk_score is None else Decimal(f"{e.risk_score:.2f}"), Jsonb(e.metadata), e.location_text,
-            e.time_info, Jsonb(list(e.entities)) if e.entities else _NO_ENTITIES, e.time_end, p.timestamp_source,
-            p.location_source, e.request_id)
+            e.time_info, Jsonb(list(e.entities)) if e.entities else _NO_ENTITIES, e.time_end, timestamp_source,
+            location_source, e.request_id)
 
 
 def window_hours(hours: int | None, days: int | None) -> int:
@@ -392,8 +409,10 @@ class CrimeEventRepository(Repository):
         """
         uid = v.uid("miner_uid", miner_uid)
         deferred: list[tuple[int, CrimeEvent]] = []
+        verified = 0
         async with self._connection() as conn:
             async with conn.transaction():
+                await conn.execute(DEFER_MINER_COUNTS)
                 cur = conn.cursor()
                 async with cur.copy(COPY_EVENTS) as copy:
                     copy.set_types(COPY_TYPES)
@@ -405,8 +424,10 @@ class CrimeEventRepository(Repository):
                             raise ValidationError(field, exc.rule) from None
                         if e.needs_sources or e.timestamp is None:
                             deferred.append((i, e))
-                        else:
-                            await copy.write_row(_row(e, uid, e.event_id or uuid.uuid4()))
+                            continue
+                        if e.verification_status == "verified":
+                            verified += 1
+                        await copy.write_row(_row(e, uid, e.event_id or uuid.uuid4()))
                 stored = cur.rowcount
                 if deferred:
                     placements = await place(conn, [e for _, e in deferred], [f"events[{i}]." for i, _ in deferred])
@@ -417,8 +438,11 @@ class CrimeEventRepository(Repository):
                         for (_, e), p in zip(deferred, placements, strict=True):
                             if p.timestamp is None:
                                 p = replace(p, timestamp=now)
+                            if e.verification_status == "verified":
+                                verified += 1
                             await copy.write_row(_row(e, uid, e.event_id or uuid.uuid4(), p))
                     stored += cur.rowcount
+                await conn.execute(ADD_VERIFIED_EVENTS, {"miner_uid": uid, "verified": verified})
                 return stored
 
     async def recent(self, hours: int = 24, limit: int = 100) -> list[CrimeEventRecord]:

@@ -33,20 +33,12 @@ __all__ = ["RunWritten", "copy_rows", "write_blocks", "write_run"]
 _CHECK_EVERY = 1_000  # rows between looks at the stop flag
 
 # The miners' counters (miner_performance.processed_reports, .verified_events) for a batch's rows: the schema's
-# trigger would update a miner's row for every verified event copied, so that parallel writers would queue on (and
-# deadlock over) the same rows. A batch instead sets luminar.defer_miner_counts (the trigger then stays quiet) and
-# adds its counts in one statement, locking the rows in uid order just before it commits. Reports arrive already
-# processed (no trigger counts an insert): they are added here too, as the claims that settled them would have.
+# per-row trigger would update a miner's row for every verified event copied. A batch quiets it for its transaction
+# (luminar.defer_miner_counts) and adds its counts with the schema's luminar_add_miner_counts, the bulk writers' one
+# way (it locks the miners' rows in uid order: parallel writers queue instead of deadlocking). Reports arrive
+# already processed (no trigger counts an insert): they are added too, as the claims that settled them would have.
 _DEFER_COUNTS = "SET LOCAL luminar.defer_miner_counts = 'on'"
-_LOCK_MINERS = """
-SELECT 1 FROM miner_performance WHERE miner_uid = ANY(%(uids)s::integer[]) ORDER BY miner_uid FOR NO KEY UPDATE
-"""
-_ADD_COUNTS = """
-UPDATE miner_performance AS m
-   SET processed_reports = m.processed_reports + c.processed, verified_events = m.verified_events + c.verified
-  FROM unnest(%(uids)s::integer[], %(processed)s::integer[], %(verified)s::integer[]) AS c(uid, processed, verified)
- WHERE m.miner_uid = c.uid
-"""
+_ADD_COUNTS = "SELECT luminar_add_miner_counts(%(uids)s::integer[], %(processed)s::integer[], %(verified)s::integer[])"
 _REPORT_STATUS = [name for name, _ in REPORT_COLUMNS].index("status")
 _REPORT_CLAIMED_BY = [name for name, _ in REPORT_COLUMNS].index("claimed_by")
 _EVENT_MINER = [name for name, _ in EVENT_COLUMNS].index("miner_uid")
@@ -136,7 +128,6 @@ def write_blocks(conn: psycopg.Connection, cur: psycopg.Cursor, blocks: list, st
                               (c for b in blocks for c in b.consensus), stop)
         counts = _miner_counts(blocks)
         if counts["uids"]:
-            conn.execute(_LOCK_MINERS, counts)
             conn.execute(_ADD_COUNTS, counts)
     return reports, events, consensus
 
