@@ -238,6 +238,12 @@ def _asyncpg_to_psycopg(query: str) -> str:
     return query.replace("$1", "%s")
 
 
+def _with_window(query: str, window: str) -> str:
+    """The reference formats its window into the text (``INTERVAL '%s hours'`` % hours); here the window is this
+    test's own constant, written in the same place, and nothing else reaches the SQL text."""
+    return query.replace("'%s hours'", f"'{window}'").replace("'%s days'", f"'{window}'")
+
+
 def _dicts(cur: psycopg.Cursor) -> list[dict]:
     names = [c.name for c in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
@@ -283,7 +289,7 @@ def test_the_reference_read_queries_run_unchanged(db_settings, conn):
                                            pytest.approx(48.85 + n), {"n": n}) for n in range(3)]
     assert pending_reports[0]["media_urls"] == ["https://m/0.jpg"] and pending_reports[0]["media_hashes"] == ["h0"]
 
-    recent = _dicts(conn.execute(_asyncpg_to_psycopg(REF_GET_RECENT_EVENTS % 24), (100,)))
+    recent = _dicts(conn.execute(_asyncpg_to_psycopg(_with_window(REF_GET_RECENT_EVENTS, "24 hours")), (100,)))
     # the last 24 hours (not the 3- and 8-day-old events), newest first
     assert {r["event_id"] for r in recent} == {pending, *thefts, *assaults, lone} and len(recent) == 7
     assert recent[0]["event_id"] == pending and recent[-1]["event_id"] == lone
@@ -294,7 +300,7 @@ def test_the_reference_read_queries_run_unchanged(db_settings, conn):
     assert (by_id[lone]["severity_level"], by_id[lone]["verification_status"], by_id[lone]["longitude"],
             by_id[lone]["latitude"]) == (1, "verified", PARIS_GEOTAG["lng"], PARIS_GEOTAG["lat"])
 
-    hotspots = _dicts(conn.execute(REF_GET_CRIME_HOTSPOTS % 7))
+    hotspots = _dicts(conn.execute(_with_window(REF_GET_CRIME_HOTSPOTS, "7 days")))
     assert [(h["event_type"], h["longitude"], h["latitude"], h["incident_count"]) for h in hotspots] == [
         ("theft", NYC[1], NYC[0], 4), ("assault", PARIS_GEOTAG["lng"], PARIS_GEOTAG["lat"], 2)]
     assert float(hotspots[0]["avg_severity"]) == pytest.approx((2 + 3 + 4 + 3) / 4)  # the three and the 3-day-old
