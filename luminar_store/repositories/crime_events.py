@@ -334,7 +334,9 @@ WRITE_COLUMNS = ("event_id", "miner_uid", "event_type", "title", "summary", "lat
                  "severity_level", "confidence_score", "related_reports", "cluster_id", "verification_status",
                  "risk_score", "metadata", "location_text", "time_info", "entities", "time_end", "timestamp_source",
                  "location_source", "request_id")
-_NO_ENTITIES = Jsonb([])
+# Most events carry no entities: their '[]' is dumped once here, not JSON-encoded again for every row of a COPY
+# (Jsonb's own dumps argument).
+_NO_ENTITIES = Jsonb([], dumps=lambda _: b"[]")
 
 
 def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None, p: Placement | None = None) -> tuple[Any, ...]:
