@@ -105,20 +105,23 @@ def _geotag(value: object) -> dict[str, float]:
 
 
 def _metadata(value: object) -> dict[str, object]:
-    """validation.mapping, with a flat dict of text, whole numbers, finite floats, booleans and nulls accepted
-    without the general (recursive) path."""
+    """validation.mapping, with a flat dict of ASCII text, 64-bit whole numbers, finite floats, booleans and nulls
+    accepted without the general (recursive) path."""
     if type(value) is dict:  # noqa: E721
         for key, item in value.items():
             kind = type(item)
-            if type(key) is not str or "\x00" in key:  # noqa: E721
+            if type(key) is not str or "\x00" in key or not key.isascii():  # noqa: E721
                 break
             if kind is str:
-                if "\x00" in item:
+                if "\x00" in item or not item.isascii():
                     break
             elif kind is float:
                 if not math.isfinite(item):
                     break
-            elif kind is not int and kind is not bool and item is not None:
+            elif kind is int:
+                if item.bit_length() > 63:
+                    break
+            elif kind is not bool and item is not None:
                 break
         else:
             return dict(value)

@@ -410,6 +410,7 @@ class CrimeEventRepository(Repository):
         Example: ``stored = await CrimeEventRepository(conn).store_many(events, miner_uid=123)``
         """
         uid = v.uid("miner_uid", miner_uid)
+        events = v.items_of("events", events, "crime events")
         deferred: list[tuple[int, CrimeEvent]] = []
         verified = 0
         async with self._connection() as conn:

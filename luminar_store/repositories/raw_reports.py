@@ -288,6 +288,7 @@ class RawReportRepository(Repository):
         """
         if not isinstance(skip_existing, bool):
             raise ValidationError("skip_existing", f"must be true or false, got {type(skip_existing).__name__}")
+        reports = v.items_of("reports", reports, "reports")
         async with self._connection() as conn:
             async with conn.transaction():
                 cur = conn.cursor()
