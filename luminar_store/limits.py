@@ -12,7 +12,7 @@ Example::
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 __all__ = [
     "MAX_LIMIT",
@@ -35,6 +35,7 @@ __all__ = [
     "AGREEMENT_TOLERANCE",
     "SUCCESS_THRESHOLD",
     "MAX_FUTURE_SKEW",
+    "MIN_TIMESTAMP",
     "MAX_VERTICES",
     "MAX_RINGS",
     "MAX_CRIME_TYPES",
@@ -78,6 +79,9 @@ AGREEMENT_TOLERANCE = 0.1
 SUCCESS_THRESHOLD = 0.5
 #: How far in the future a timestamp may lie (clock skew between nodes) before it is refused.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+#: The earliest time accepted anywhere: nothing the network records happened before 1970 (a year-1 datetime with a
+#: +14:00 offset is stored as a BC time that every later read of it fails on).
+MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: Most vertices of a risk zone's boundary (all rings together), most rings (the shell and its holes), and most
 #: crime types one zone may list.
 MAX_VERTICES = 10_000

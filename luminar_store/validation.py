@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from luminar_store.errors import ValidationError
-from luminar_store.limits import MAX_FUTURE_SKEW, MAX_UID
+from luminar_store.limits import MAX_FUTURE_SKEW, MAX_UID, MIN_TIMESTAMP
 
 __all__ = [
     "MAX_FUTURE_SKEW",
@@ -234,9 +234,10 @@ def naive_timestamps() -> str:
 
 
 def aware_datetime(field: str, value: Any, *, now: datetime | None = None, allow_future: bool = False) -> datetime:
-    """A timezone-aware ``datetime`` (ISO 8601 text also accepted), not more than ``MAX_FUTURE_SKEW`` in the future
-    unless ``allow_future``. A naive value (the nodes build theirs with ``datetime.now()``) is read by the
-    process's rule (``naive_timestamps()``): as local time (the default), as UTC, or refused."""
+    """A timezone-aware ``datetime`` (ISO 8601 text also accepted), not before ``MIN_TIMESTAMP`` (1970) and not more
+    than ``MAX_FUTURE_SKEW`` in the future unless ``allow_future``. A naive value (the nodes build theirs with
+    ``datetime.now()``) is read by the process's rule (``naive_timestamps()``): as local time (the default), as
+    UTC, or refused."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -244,18 +245,24 @@ def aware_datetime(field: str, value: Any, *, now: datetime | None = None, allow
             raise ValidationError(field, f"must be an ISO 8601 timestamp, got {_show(value)}") from None
     if not isinstance(value, datetime):
         raise ValidationError(field, f"must be a datetime, got {type(value).__name__} {_show(value)}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        if _naive_rule == "local":
-            value = value.replace(tzinfo=None).astimezone()
-        elif _naive_rule == "utc":
-            value = value.replace(tzinfo=timezone.utc)
-        else:
-            raise ValidationError(field, "must be timezone-aware (e.g. datetime.now(timezone.utc)), got a naive "
-                                         "datetime (LUMINAR_NAIVE_TIMESTAMPS=refuse)")
-    if not allow_future:
-        now = now or datetime.now(timezone.utc)
-        if value - now > MAX_FUTURE_SKEW:
-            raise ValidationError(field, f"lies more than {MAX_FUTURE_SKEW} in the future: {value.isoformat()}")
+    try:  # at the ends of datetime's range, moving to UTC or comparing overflows
+        if value.tzinfo is None or value.utcoffset() is None:
+            if _naive_rule == "local":
+                value = value.replace(tzinfo=None).astimezone()
+            elif _naive_rule == "utc":
+                value = value.replace(tzinfo=timezone.utc)
+            else:
+                raise ValidationError(field, "must be timezone-aware (e.g. datetime.now(timezone.utc)), got a naive "
+                                             "datetime (LUMINAR_NAIVE_TIMESTAMPS=refuse)")
+        early = value < MIN_TIMESTAMP
+        ahead = None if allow_future else value - (now or datetime.now(timezone.utc))
+    except (OverflowError, ValueError):
+        raise ValidationError(field, f"is out of range: times from {MIN_TIMESTAMP:%Y-%m-%d} (UTC) are accepted, got "
+                                     f"{_show(value)}") from None
+    if early:
+        raise ValidationError(field, f"must not lie before {MIN_TIMESTAMP:%Y-%m-%d} (UTC), got {_show(value)}")
+    if ahead is not None and ahead > MAX_FUTURE_SKEW:
+        raise ValidationError(field, f"lies more than {MAX_FUTURE_SKEW} in the future: {value.isoformat()}")
     return value
 
 

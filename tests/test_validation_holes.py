@@ -38,6 +38,7 @@ def report(**over) -> dict:
     return data | over
 
 
+PLUS_14 = timezone(timedelta(hours=14))
 SCORES = {"integrity": 0.9, "clustering": 0.9, "novelty": 0.9, "quality": 0.9}
 
 CASES = [
@@ -60,6 +61,17 @@ CASES = [
     ("deep-metadata", lambda db: db.store_crime_event(event(metadata=_deep(5000)), 1), None),
     ("deep-scores", lambda db: db.store_consensus_record("00000000-0000-0000-0000-000000000001", 1,
                                                          {"accuracy": _deep(5000)}, 1), "scores.accuracy"),
+    # a year-1 time at +14:00 was stored as a BC time that every later read failed on
+    ("year-one-event", lambda db: db.store_crime_event(event(timestamp=datetime(1, 1, 1, tzinfo=PLUS_14)), 1),
+     "timestamp"),
+    ("year-one-report-text", lambda db: db.store_raw_report(report(timestamp="0001-01-01T00:00:00+14:00")),
+     "timestamp"),
+    ("year-one-naive", lambda db: db.store_raw_report(report(timestamp=datetime(1, 1, 1))), "timestamp"),
+    ("before-1970", lambda db: db.store_crime_event(event(timestamp=datetime(1969, 12, 31, tzinfo=timezone.utc)),
+                                                    1), "timestamp"),
+    ("year-one-range", lambda db: db.store_crime_event(
+        event(timestamp_range={"start": datetime(1, 1, 1, tzinfo=PLUS_14)}, timestamp=None), 1),
+     "timestamp_range.start"),
     ("bulk-not-iterable", lambda db: db.store_crime_events(5, 1), "events"),
     ("bulk-a-mapping", lambda db: db.store_crime_events(event(), 1), "events"),
     ("bulk-reports-not-iterable", lambda db: db.store_raw_reports(None), "reports"),
@@ -70,6 +82,8 @@ CASES = [
 # refused naming the item, and nothing of it is stored.
 BULK_CASES = [
     ("bulk-surrogate", lambda db: db.store_crime_events([event(), event(title="t\ud800")], 1), "events[1].title"),
+    ("bulk-year-one", lambda db: db.store_crime_events([event(), event(timestamp=datetime(1, 1, 1, tzinfo=PLUS_14))],
+                                                       1), "events[1].timestamp"),
     ("bulk-huge", lambda db: db.store_raw_reports([report(), report(external_id="b", geotag={"lat": 0,
                                                                                             "lng": 10**400})]),
      "reports[1].geotag.lng"),
