@@ -256,6 +256,8 @@ def aware_datetime(field: str, value: Any, *, now: datetime | None = None, allow
                                              "datetime (LUMINAR_NAIVE_TIMESTAMPS=refuse)")
         early = value < MIN_TIMESTAMP
         ahead = None if allow_future else value - (now or datetime.now(timezone.utc))
+    except ValidationError:
+        raise
     except (OverflowError, ValueError):
         raise ValidationError(field, f"is out of range: times from {MIN_TIMESTAMP:%Y-%m-%d} (UTC) are accepted, got "
                                      f"{_show(value)}") from None
