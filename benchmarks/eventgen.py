@@ -179,7 +179,7 @@ def as_row(event: dict, miner_uid: int, event_id: uuid.UUID | None = None, *, js
     event_id, miner_uid, event_type, title, summary, latitude, longitude, timestamp, severity_level, confidence_score,
     related_reports, cluster_id, verification_status, risk_score, metadata, then the text-flow columns of a located
     event with its own time: location_text, time_info, entities, time_end, timestamp_source, location_source,
-    request_id.
+    request_id, and idempotency_key NULL (a hand-written writer keys nothing: the key is the facade's work).
 
     ``jsonb`` wraps the metadata and entities (psycopg's ``Jsonb``); without it they are JSON strings (asyncpg).
     """
@@ -188,4 +188,4 @@ def as_row(event: dict, miner_uid: int, event_id: uuid.UUID | None = None, *, js
     return (event_id, miner_uid, event["event_type"], event.get("title"), event.get("summary"), g["lat"], g["lng"],
             event["timestamp"], event["severity"], event["confidence_score"], [], None,
             event.get("verification_status", "pending"), None, jsonb(meta) if jsonb else json.dumps(meta),
-            None, None, jsonb([]) if jsonb else "[]", None, "event", "event", None)
+            None, None, jsonb([]) if jsonb else "[]", None, "event", "event", None, None)

@@ -30,15 +30,19 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
 from luminar_store.config import Settings, load_dotenv_file, load_settings
 from luminar_store.database import Database
+from luminar_store.errors import DatabaseUnavailableError, WriteInDoubtError
 from luminar_store.models import (
     CrimeEvent,
     CrimeEventRecord,
@@ -64,6 +68,23 @@ __all__ = [
     "close_database",
     "health_check",
 ]
+
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# The pauses between attempts of an in-doubt write: doubling from the first to the last, within the call's deadline.
+_FIRST_RETRY_DELAY = 0.05
+_LAST_RETRY_DELAY = 1.0
+
+
+def _one_shot(items: Iterable[Any]) -> str | None:
+    """Why ``items`` cannot be sent twice (a one-shot iterator: a second pass would be empty), or ``None`` (a list,
+    a tuple ... iterates again)."""
+    if isinstance(items, Iterator):
+        return ("A one-shot iterator (a generator) is not sent again here: call again with the same items in a list; "
+                "the events or reports stored before are not stored twice")
+    return None
 
 
 class LuminarDB:
@@ -119,6 +140,39 @@ class LuminarDB:
         """
         return await self.database.health_check()
 
+    async def _write(self, what: str, write: Callable[[], Awaitable[T]], *, not_again: str | None = None) -> T:
+        """Run one write; when the connection is lost after it was sent (it may have committed), run it again as
+        soon as the server answers, until ``LUMINAR_DB_CONNECT_TIMEOUT`` seconds after the call began. Harmless:
+        every write retried here is idempotent (events by their key, reports by their source id, rounds by their
+        round key, consensus records by event, validator and round; verdicts and status changes set a value). Claims
+        are not retried: a lost claim's reports come back when its lease ends.
+
+        Raises ``WriteInDoubtError`` (``may_have_committed``) when the write could not be confirmed in time, or at
+        once when ``not_again`` says why this input is not sent twice (a one-shot iterator); the error of a failure
+        before anything was sent (``DatabaseUnavailableError``, nothing written) at once.
+        """
+        settings = self.database.settings
+        deadline = time.monotonic() + settings.connect_timeout
+        delay = _FIRST_RETRY_DELAY
+        lost: DatabaseUnavailableError | None = None
+        while True:
+            try:
+                return await write()
+            except DatabaseUnavailableError as exc:
+                if lost is None and not exc.may_have_committed:
+                    raise  # nothing reached the server
+                lost = lost or exc
+                if not_again is not None or time.monotonic() + delay > deadline:
+                    raise WriteInDoubtError(
+                        f"{what}: the connection to PostgreSQL at {settings.describe()} was lost after the write was "
+                        "sent; the write may or may not have committed. " + (not_again or (
+                            f"The server did not answer again within {settings.connect_timeout} s "
+                            "(LUMINAR_DB_CONNECT_TIMEOUT); calling again with the same arguments stores nothing "
+                            "twice"))) from exc
+                log.debug("%s: connection lost after the write was sent; trying again in %.2f s", what, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _LAST_RETRY_DELAY)
+
     # -- crime events ---------------------------------------------------------------------------------------------
     async def get_recent_events(self, hours: int = 24, limit: int = 100) -> list[CrimeEventRecord]:
         """Events of the last ``hours`` (integer 1..87,600), newest first, at most ``limit`` (1..10,000).
@@ -170,7 +224,8 @@ class LuminarDB:
         Example: ``event_id = await db.store_crime_event({"event_type": "theft", "geotag": {"lat": 40.7,
         "lng": -74.0}, "timestamp": now, "severity": 2, "confidence_score": 0.8}, miner_uid=123)``
         """
-        return await CrimeEventRepository(self.database.connection).store(crime_event, miner_uid=miner_uid)
+        events = CrimeEventRepository(self.database.connection)
+        return await self._write("store_crime_event", lambda: events.store(crime_event, miner_uid=miner_uid))
 
     async def store_crime_events(self, crime_events: Iterable[CrimeEvent | Mapping[str, Any]],
                                  miner_uid: int) -> int:
@@ -179,7 +234,9 @@ class LuminarDB:
 
         Example: ``stored = await db.store_crime_events(events, miner_uid=123)``
         """
-        return await CrimeEventRepository(self.database.connection).store_many(crime_events, miner_uid=miner_uid)
+        events = CrimeEventRepository(self.database.connection)
+        return await self._write("store_crime_events", lambda: events.store_many(crime_events, miner_uid=miner_uid),
+                                 not_again=_one_shot(crime_events))
 
     async def locate_event(self, event_id: uuid.UUID | str, latitude: float, longitude: float) -> CrimeEventRecord:
         """Give an event its point, e.g. once its ``location_text`` is geocoded (``location_source`` becomes
@@ -188,7 +245,8 @@ class LuminarDB:
 
         Example: ``await db.locate_event(event_id, 40.7128, -74.0060)``
         """
-        return await CrimeEventRepository(self.database.connection).locate(event_id, latitude, longitude)
+        events = CrimeEventRepository(self.database.connection)
+        return await self._write("locate_event", lambda: events.locate(event_id, latitude, longitude))
 
     async def get_unlocated_events(self, limit: int = 100) -> list[CrimeEventRecord]:
         """Events stored without a point (the text flow's: only a ``location_text``), oldest first: the geocoding
@@ -204,8 +262,9 @@ class LuminarDB:
 
         Example: ``await db.update_event_verification(event_id, 9, "verified", 0.93)``
         """
-        return await CrimeEventRepository(self.database.connection).update_verification(
-            event_id, status=verification_status, validator_uid=validator_uid, score=score)
+        events = CrimeEventRepository(self.database.connection)
+        return await self._write("update_event_verification", lambda: events.update_verification(
+            event_id, status=verification_status, validator_uid=validator_uid, score=score))
 
     # -- raw reports ----------------------------------------------------------------------------------------------
     async def store_raw_report(self, report: RawIncidentReport | Mapping[str, Any]) -> uuid.UUID:
@@ -215,7 +274,8 @@ class LuminarDB:
         Example: ``report_id = await db.store_raw_report({"report_id": "app-42", "text_description": "...",
         "geotag": {"lat": 40.7, "lng": -74.0}, "timestamp": now})``
         """
-        return await RawReportRepository(self.database.connection).store(report)
+        reports = RawReportRepository(self.database.connection)
+        return await self._write("store_raw_report", lambda: reports.store(report))
 
     async def store_raw_reports(self, reports: Iterable[RawIncidentReport | Mapping[str, Any]], *,
                                 skip_existing: bool = True) -> int:
@@ -224,7 +284,11 @@ class LuminarDB:
 
         Example: ``stored = await db.store_raw_reports(reports)``
         """
-        return await RawReportRepository(self.database.connection).store_many(reports, skip_existing=skip_existing)
+        repo = RawReportRepository(self.database.connection)
+        return await self._write("store_raw_reports", lambda: repo.store_many(reports, skip_existing=skip_existing),
+                                 not_again=_one_shot(reports) or (None if skip_existing else (
+                                     "skip_existing=False is not sent again here (a second COPY would be refused); "
+                                     "call again with skip_existing=True")))
 
     async def get_raw_report(self, report_id: uuid.UUID | str) -> RawReportRecord | None:
         """One raw report by ``report_id``, or ``None``. Example: ``await db.get_raw_report(report_id)``"""
@@ -243,7 +307,8 @@ class LuminarDB:
 
         Example: ``await db.mark_report_processed(report.report_id)``
         """
-        return await RawReportRepository(self.database.connection).mark_processed(report_id)
+        reports = RawReportRepository(self.database.connection)
+        return await self._write("mark_report_processed", lambda: reports.mark_processed(report_id))
 
     async def mark_report_failed(self, report_id: uuid.UUID | str, error_message: str, *,
                                  retry: bool = False) -> RawReportRecord:
@@ -251,7 +316,9 @@ class LuminarDB:
 
         Example: ``await db.mark_report_failed(report.report_id, "unreadable media", retry=True)``
         """
-        return await RawReportRepository(self.database.connection).mark_failed(report_id, error_message, retry=retry)
+        reports = RawReportRepository(self.database.connection)
+        return await self._write("mark_report_failed", lambda: reports.mark_failed(report_id, error_message,
+                                                                                     retry=retry))
 
     async def get_pending_reports(self, limit: int = 50) -> list[RawReportRecord]:
         """Up to ``limit`` (1..10,000) pending reports, oldest first. A read, not a claim: to take reports for
@@ -286,17 +353,26 @@ class LuminarDB:
         """
         return await MinerRepository(self.database.read_connection).stats(miner_uid)
 
-    async def update_miner_performance(self, miner_uid: int, hotkey: str,
-                                       scores: Mapping[str, float]) -> MinerRoundResult:
+    async def update_miner_performance(self, miner_uid: int, hotkey: str, scores: Mapping[str, float], *,
+                                       round_number: int | None = None,
+                                       round_key: str | None = None) -> MinerRoundResult:
         """Record a scoring round: ``scores`` holds ``integrity``, ``clustering``, ``novelty``, ``quality`` (all four
         required) in [0, 1], and optionally ``total`` or ``final`` (the same meaning; both given must agree): the
         round's overall score as the validator weighted it, in [0, 1], used instead of the mean of the four. A known
         uid with a new hotkey is a re-registered miner and starts a fresh record. Returns the record after the round.
 
+        A round is counted once per ``round_number`` (or ``round_key``): sent again, the record comes back unchanged
+        with ``counted`` False. Without either, each call is a new round; the call's own retry (after a lost
+        acknowledgement) is still counted once.
+
         Example: ``await db.update_miner_performance(miner_uid=123, hotkey="hotkey_string", scores={"integrity":
-        0.95, "clustering": 0.88, "novelty": 0.75, "quality": 0.92})``
+        0.95, "clustering": 0.88, "novelty": 0.75, "quality": 0.92}, round_number=4051)``
         """
-        return await MinerRepository(self.database.connection).record_round(miner_uid, hotkey, scores)
+        miners = MinerRepository(self.database.connection)
+        if round_number is None and round_key is None:
+            round_key = f"call-{uuid.uuid4()}"  # this call's own retry counts once
+        return await self._write("update_miner_performance", lambda: miners.record_round(
+            miner_uid, hotkey, scores, round_number=round_number, round_key=round_key))
 
     async def store_consensus_record(self, event_id: uuid.UUID | str, validator_uid: int,
                                      scores: Mapping[str, float], round_number: int, *,
@@ -307,8 +383,9 @@ class LuminarDB:
 
         Example: ``await db.store_consensus_record(event.event_id, 7, {"accuracy": 0.9}, 12)``
         """
-        return await ConsensusRepository(self.database.connection).store(event_id, validator_uid, scores, round_number,
-                                                                         final_score=final_score)
+        consensus = ConsensusRepository(self.database.connection)
+        return await self._write("store_consensus_record", lambda: consensus.store(
+            event_id, validator_uid, scores, round_number, final_score=final_score))
 
     async def get_database_stats(self) -> DatabaseStats:
         """Counts of the whole database: reports (all, pending), events (all, verified), ``verification_rate``

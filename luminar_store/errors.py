@@ -15,6 +15,7 @@ __all__ = [
     "MigrationError",
     "DatabaseUnavailableError",
     "DatabaseMissingError",
+    "WriteInDoubtError",
     "PoolExhaustedError",
     "OperationError",
 ]
@@ -56,9 +57,22 @@ class MigrationError(LuminarError):
 
 
 class DatabaseUnavailableError(LuminarError):
-    """The server cannot be reached; the message names host, port and database and the hint."""
+    """The server cannot be reached; the message names host, port and database and the hint.
+
+    ``may_have_committed`` is True when the connection was lost after a statement was sent (its answer never came:
+    a write may have committed), False when nothing reached the server.
+    """
 
     exit_code = 2
+    may_have_committed: bool = False
+
+
+class WriteInDoubtError(DatabaseUnavailableError):
+    """A write was sent, the connection was lost before its answer, and the server did not answer again within the
+    call's deadline (``LUMINAR_DB_CONNECT_TIMEOUT``): the write may or may not have committed. The facade's writes
+    are idempotent: calling again with the same arguments stores nothing twice."""
+
+    may_have_committed = True
 
 
 class DatabaseMissingError(DatabaseUnavailableError):

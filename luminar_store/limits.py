@@ -40,6 +40,9 @@ __all__ = [
     "MAX_RINGS",
     "MAX_CRIME_TYPES",
     "MAX_SOURCE_REPORTS",
+    "MAX_IDEMPOTENCY_KEY",
+    "MAX_ROUND_KEY",
+    "RECENT_ROUND_KEYS",
 ]
 
 #: Most rows one listing query returns.
@@ -89,3 +92,9 @@ MAX_RINGS = 100
 MAX_CRIME_TYPES = 64
 #: Most reports one crime event may name (``related_reports`` and ``source_reports`` together).
 MAX_SOURCE_REPORTS = 10_000
+#: Longest idempotency key a writer may give an event (``CrimeEvent.idempotency_key``).
+MAX_IDEMPOTENCY_KEY = 200
+#: Longest round key of a miner's scoring round, and how many recent round keys a miner's record remembers (the
+#: ``miner_recent_round_keys_bounded`` CHECK of ``miner_performance`` allows the same).
+MAX_ROUND_KEY = 200
+RECENT_ROUND_KEYS = 32

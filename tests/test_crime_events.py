@@ -97,16 +97,17 @@ def test_related_reports_link_the_event_and_unknown_ids_store_nothing(db_setting
     assert count(conn) == 1
 
 
-def test_writer_chosen_event_id_and_its_duplicate(db_settings, conn):
+def test_writer_chosen_event_id_is_its_key_and_another_miner_cannot_reuse_it(db_settings, conn):
     chosen = uuid.uuid4()
 
     async def go(repo):
         eid = await repo.store(event(event_id=str(chosen)), miner_uid=1)
-        with pytest.raises(ConflictError):
-            await repo.store(event(event_id=chosen), miner_uid=1)
-        return eid
+        again = await repo.store(event(event_id=chosen, confidence_score=0.1), miner_uid=1)  # a retry
+        with pytest.raises(ConflictError, match=f"event_id: {chosen} is already stored"):
+            await repo.store(event(event_id=chosen), miner_uid=2)
+        return eid, again
 
-    assert run(with_repo(db_settings, go)) == chosen
+    assert run(with_repo(db_settings, go)) == (chosen, chosen)
     assert count(conn) == 1
 
 

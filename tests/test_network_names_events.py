@@ -270,8 +270,9 @@ def test_the_reference_read_queries_run_unchanged(db_settings, conn):
 
         thefts = [await events.store(event(timedelta(hours=1 + i), NYC_GEOTAG, severity=2 + i, confidence=0.7),
                                      miner_uid=5) for i in range(3)]
-        assaults = [await events.store(event(timedelta(hours=2), PARIS_GEOTAG, "assault", 5, 0.9), miner_uid=6)
-                    for _ in range(2)]
+        assaults = [await events.store(event(timedelta(hours=2), PARIS_GEOTAG, "assault", 5, 0.9)
+                                       | {"summary": f"assault {i}"}, miner_uid=6)  # two events: two summaries
+                    for i in range(2)]
         lone = await events.store(event(timedelta(hours=4), PARIS_GEOTAG, "fraud", 1), miner_uid=7)
         pending = await events.store(event(timedelta(minutes=10), NYC_GEOTAG, severity=4), miner_uid=8)
         old = await events.store(event(timedelta(days=3), NYC_GEOTAG), miner_uid=9)  # verified, not in 24 hours

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -200,9 +201,13 @@ REFERENCE_ACTIVE_COUNTS = """
 SET_VERDICT = "UPDATE crime_events SET verification_status = %s WHERE event_id = %s"
 
 
+_EVENT_SEQ = itertools.count()
+
+
 def crime_event(**over) -> dict:
+    """A distinct event each call (its summary numbers it: equal events are one event, stored once)."""
     data = {"event_type": "burglary", "geotag": {"lat": 40.7128, "lng": -74.0060}, "timestamp": NOW,
-            "severity": 4, "confidence_score": 0.9}
+            "severity": 4, "confidence_score": 0.9, "summary": f"break-in {next(_EVENT_SEQ)}"}
     return data | over
 
 
@@ -351,7 +356,7 @@ def test_bulk_stores_count_verified_events_once_a_batch(db_settings, conn):
             # in a caller's transaction, the per-row trigger counts again once the bulk store is done
             async with db.database.transaction() as tx:
                 events = CrimeEventRepository(tx)
-                await events.store_many([crime_event(verification_status="verified")] * 2, miner_uid=8)
+                await events.store_many([crime_event(verification_status="verified") for _ in range(2)], miner_uid=8)
                 await events.store(crime_event(verification_status="verified"), miner_uid=8)
             assert verified(8) == 13
             # a refused batch changes nothing

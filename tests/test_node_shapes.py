@@ -207,7 +207,10 @@ def test_naive_times_follow_the_rule(db, tz, naive_rule, monkeypatch):
 def test_text_flow_events_are_stored_unlocated_and_kept_out_of_spatial_queries(db):
     async def go():
         ids = [await db.store_crime_event(e, MINER) for e in text_flow_events()]
-        ids.append(await db.store_crime_event(ProtocolCrimeEvent(**text_flow_events()[0]), MINER))
+        # The protocol's object of the first event is that event: sent again, it is not stored twice.
+        assert await db.store_crime_event(ProtocolCrimeEvent(**text_flow_events()[0]), MINER) == ids[0]
+        ids.append(await db.store_crime_event(ProtocolCrimeEvent(**text_flow_events()[0] | {"summary": "Second"}),
+                                              MINER))
         for event_id in ids:
             await db.update_event_verification(event_id, VALIDATOR, "verified", 0.9)
         first = await db.get_event(ids[0])

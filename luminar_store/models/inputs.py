@@ -50,6 +50,7 @@ from luminar_store import validation as v
 from luminar_store.errors import ValidationError
 from luminar_store.limits import (
     MAX_CRIME_TYPES,
+    MAX_IDEMPOTENCY_KEY,
     MAX_RADIUS_M,
     MAX_RINGS,
     MAX_SOURCE_REPORTS,
@@ -303,8 +304,12 @@ class CrimeEvent(_Located):
     ``source_reports``: the reports' own ids (``LMR_...``), resolved when stored (an unknown one is a
     ``NotFoundError``). ``location_text``, ``time_info``: the miner's free text; ``entities``: a list;
     ``request_id``: the text flow's request. ``verification_status``: ``pending`` (default), ``verified``,
-    ``disputed`` or ``rejected``. ``event_id``: optional, chosen by the writer (a UUID; storing the same id twice
-    is a ``ConflictError``).
+    ``disputed`` or ``rejected``. ``event_id``: optional, chosen by the writer (a UUID).
+
+    Storing is idempotent: an event is known by its ``idempotency_key`` (the writer's own key, 1..200 characters,
+    unique per miner), else its ``event_id``, else its natural key (miner, type, time and time range, point or
+    location text, related and source reports, title, summary, time text, request); storing it again returns the
+    first ``event_id`` and stores nothing (``crime_events.idempotency_key``).
 
     ``coerce`` reads the network's shapes (see the module's table). Raises ``ValidationError`` naming the field,
     e.g. ``severity: must be at most 5, got 7``.
@@ -329,6 +334,7 @@ class CrimeEvent(_Located):
     entities: tuple[object, ...] = ()
     time_end: dt.datetime | None = None
     request_id: str | None = None
+    idempotency_key: str | None = None
 
     ALIASES: ClassVar[Mapping[str, str]] = {"crime_type": "event_type", "description": "summary",
                                             "confidence": "confidence_score", "severity_level": "severity",
@@ -363,6 +369,9 @@ class CrimeEvent(_Located):
         _set(self, "metadata", _metadata(self.metadata))
         if self.event_id is not None:
             _set(self, "event_id", v.uuid_value("event_id", self.event_id))
+        if self.idempotency_key is not None:
+            _set(self, "idempotency_key", v.text("idempotency_key", self.idempotency_key,
+                                                 max_length=MAX_IDEMPOTENCY_KEY))
         if (self.source_reports or self.entities or self.location_text is not None or self.time_info is not None
                 or self.time_end is not None or self.request_id is not None):
             self._check_network_fields()

@@ -293,11 +293,14 @@ class MinerRoundResult(MinerPerformance):
     """A miner's record right after ``MinerRepository.record_round``.
 
     ``created``: the uid was seen for the first time. ``reregistered``: the uid came with a new hotkey, so the
-    record started afresh (the previous record is kept in ``audit_log`` as operation ``REREGISTER``).
+    record started afresh (the previous record is kept in ``audit_log`` as operation ``REREGISTER``). ``counted``:
+    the round was counted now; False when its round key had been counted before (a retry: the record is returned
+    unchanged).
     """
 
     created: bool
     reregistered: bool
+    counted: bool = True
 
 
 @dataclass(slots=True)

@@ -38,7 +38,10 @@ def translate(exc: psycopg.Error) -> LuminarError | None:
     if isinstance(exc, pg.DataError):
         return ValidationError(None, primary)
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg.QueryCanceled):
-        return DatabaseUnavailableError(f"database connection failed: {primary.splitlines()[0] if primary else exc}")
+        # Raised on a connection already lent, so a statement may have been sent and its answer lost.
+        lost = DatabaseUnavailableError(f"database connection failed: {primary.splitlines()[0] if primary else exc}")
+        lost.may_have_committed = True
+        return lost
     return None
 
 

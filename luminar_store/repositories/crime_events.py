@@ -22,17 +22,20 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from datetime import datetime, timezone
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
-from luminar_store.errors import NotFoundError, ValidationError
+from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.geo import search_boxes
 from luminar_store.limits import (
     GRID_DEGREES,
@@ -64,35 +67,47 @@ EVENT_COLUMNS = """event_id, miner_uid, event_type, title, summary, latitude, lo
        entities, time_end, timestamp_source, location_source, request_id"""
 
 # name: insert_event
-# Stores one event; the writer may choose event_id (else the database draws one). Returns event_id. An event
-# without a time of its own or of its reports is stamped with the time it is stored (the transaction's now(),
-# timestamp_source 'stored'); an unlocated one has NULL latitude, longitude and location_source.
+# Stores one event; the writer may choose event_id (else the database draws one). Returns event_id, or no row when
+# the event is already stored: its idempotency_key is known (a retry: FIND_EVENT_BY_KEY then returns the first
+# event_id) or its event_id is another writer's (a conflict). An event without a time of its own or of its reports
+# is stamped with the time it is stored (the transaction's now(), timestamp_source 'stored'); an unlocated one has
+# NULL latitude, longitude and location_source.
 INSERT_EVENT = """
 INSERT INTO crime_events
     (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity_level,
      confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata, location_text,
-     time_info, entities, time_end, timestamp_source, location_source, request_id)
+     time_info, entities, time_end, timestamp_source, location_source, request_id, idempotency_key)
 VALUES (coalesce(%(event_id)s, gen_random_uuid()), %(miner_uid)s, %(event_type)s, %(title)s, %(summary)s,
         %(latitude)s, %(longitude)s, coalesce(%(timestamp)s, now()), %(severity_level)s, %(confidence_score)s,
         %(related_reports)s, %(cluster_id)s, %(verification_status)s, %(risk_score)s, %(metadata)s,
         %(location_text)s, %(time_info)s, %(entities)s, %(time_end)s, %(timestamp_source)s, %(location_source)s,
-        %(request_id)s)
+        %(request_id)s, %(idempotency_key)s)
+ON CONFLICT DO NOTHING
 RETURNING event_id
 """
 
+# name: find_event_by_key
+# The event already stored under an idempotency key (idx_events_idempotency_key).
+FIND_EVENT_BY_KEY = "SELECT event_id FROM crime_events WHERE idempotency_key = %(key)s"
+
+# name: known_keys
+# Which of a chunk's idempotency keys are stored already (committed, or written earlier in this transaction).
+KNOWN_KEYS = "SELECT idempotency_key FROM crime_events WHERE idempotency_key = ANY(%(keys)s::uuid[])"
+
 # name: copy_events
-# The bulk path: binary COPY straight into the table (event ids drawn in Python, so every row has one; a row
-# stamped 'stored' carries the transaction's now(), read once: TRANSACTION_NOW).
+# The bulk path: binary COPY straight into the table, a chunk at a time, of the rows whose idempotency keys are not
+# stored yet (KNOWN_KEYS before each chunk; event ids drawn in Python, so every row has one; a row stamped 'stored'
+# carries the transaction's now(), read once: TRANSACTION_NOW).
 COPY_EVENTS = """
 COPY crime_events
     (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity_level,
      confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata, location_text,
-     time_info, entities, time_end, timestamp_source, location_source, request_id)
+     time_info, entities, time_end, timestamp_source, location_source, request_id, idempotency_key)
 FROM STDIN (FORMAT BINARY)
 """
 COPY_TYPES = ["uuid", "int4", "text", "text", "text", "float8", "float8", "timestamptz", "int2", "float8",
               "uuid[]", "uuid", "text", "numeric", "jsonb", "text", "text", "jsonb", "timestamptz", "text", "text",
-              "text"]
+              "text", "uuid"]
 TRANSACTION_NOW = "SELECT now()"
 
 # name: defer_miner_counts / add_verified_events
@@ -333,15 +348,16 @@ def hotspot_query(days: int = 7, *, cell_degrees: float = GRID_DEGREES, min_inci
 WRITE_COLUMNS = ("event_id", "miner_uid", "event_type", "title", "summary", "latitude", "longitude", "timestamp",
                  "severity_level", "confidence_score", "related_reports", "cluster_id", "verification_status",
                  "risk_score", "metadata", "location_text", "time_info", "entities", "time_end", "timestamp_source",
-                 "location_source", "request_id")
+                 "location_source", "request_id", "idempotency_key")
 # Most events carry no entities: their '[]' is dumped once here, not JSON-encoded again for every row of a COPY
 # (Jsonb's own dumps argument).
 _NO_ENTITIES = Jsonb([], dumps=lambda _: b"[]")
 
 
-def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None, p: Placement | None = None) -> tuple[Any, ...]:
-    """The WRITE_COLUMNS of ``e``, placed by ``p`` (``_sources.place``) or, without one, at its own point (none:
-    unlocated) and time (none: stamped when stored)."""
+def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None, key: uuid.UUID,
+         p: Placement | None = None) -> tuple[Any, ...]:
+    """The WRITE_COLUMNS of ``e``, with idempotency key ``key``, placed by ``p`` (``_sources.place``) or, without
+    one, at its own point (none: unlocated) and time (none: stamped when stored)."""
     if p is None:
         g = e.geotag
         lat, lng, location_source = (g["lat"], g["lng"], "event") if g is not None else (None, None, None)
@@ -354,7 +370,56 @@ def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None, p: Placement
             list(related), e.cluster_id, e.verification_status,
             None if e.risk_score is None else Decimal(f"{e.risk_score:.2f}"), Jsonb(e.metadata), e.location_text,
             e.time_info, Jsonb(list(e.entities)) if e.entities else _NO_ENTITIES, e.time_end, timestamp_source,
-            location_source, e.request_id)
+            location_source, e.request_id, key)
+
+
+#: The namespace of the events' idempotency keys (name-based UUIDs, RFC 4122 version 5). Fixed forever: changing it
+#: would give every stored event a new key, and a retry of an old write a second row.
+_KEY_NAMESPACE = uuid.UUID("3b0c5e8e-2f4a-5d7c-9e61-8d2f0a4b7c15")
+_UTC = timezone.utc
+
+
+def _instant(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(_UTC).isoformat()
+
+
+def idempotency_key(e: CrimeEvent, miner_uid: int) -> uuid.UUID:
+    """The key ``e`` of miner ``miner_uid`` is stored under (``crime_events.idempotency_key``, unique): storing an
+    event with a known key returns the first event's ``event_id`` and stores nothing.
+
+    The writer's own ``idempotency_key`` when given, else its ``event_id``, else the event's *natural key*: all that
+    the miner said about it — the crime type, the time and the end of its range, the point or the location text, the
+    related and source reports (in any order), the title and summary (two events of one report differ there), the
+    severity, confidence and risk, the cluster, the verdict, the time text, the entities, the request and the
+    metadata. Two events that differ in any of these are two events; an event sent again unchanged (a retry) is the
+    same event. Each key is scoped to the miner.
+
+    Example::
+
+        >>> e = CrimeEvent(event_type="theft", confidence_score=0.8, summary="bike taken")
+        >>> idempotency_key(e, 7) == idempotency_key(CrimeEvent(event_type="theft", confidence_score=0.8,
+        ...                                                      summary="bike taken"), 7)
+        True
+    """
+    if e.idempotency_key is not None:
+        basis: tuple[object, ...] = ("key", miner_uid, e.idempotency_key)
+    elif e.event_id is not None:
+        basis = ("event_id", miner_uid, str(e.event_id))
+    else:
+        g = e.geotag
+        basis = ("event", miner_uid, e.event_type, _instant(e.timestamp), _instant(e.time_end),
+                 None if g is None else (float(g["lat"]), float(g["lng"])), e.location_text,
+                 sorted(str(r) for r in e.related_reports), sorted(e.source_reports), e.title, e.summary,
+                 e.severity, e.confidence_score, e.risk_score, None if e.cluster_id is None else str(e.cluster_id),
+                 e.verification_status, e.time_info, e.request_id,
+                 _canonical(list(e.entities)) if e.entities else None,
+                 _canonical(e.metadata) if e.metadata else None)
+    return uuid.uuid5(_KEY_NAMESPACE, repr(basis))
+
+
+def _canonical(value: object) -> str:
+    """One text for equal JSON values, whatever the order of their keys."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def window_hours(hours: int | None, days: int | None) -> int:
@@ -369,6 +434,46 @@ def window_hours(hours: int | None, days: int | None) -> int:
     return _ALL_TIME_HOURS
 
 
+#: Events a bulk store checks and copies at a time (one KNOWN_KEYS query and one COPY per chunk).
+BULK_CHUNK = 5_000
+
+
+def _keyed(events: Iterable[Any], miner_uid: int) -> Iterator[tuple[int, CrimeEvent, uuid.UUID]]:
+    """``(index, event, idempotency key)`` of each item, validated; a bad one raises ``ValidationError`` naming its
+    index (``events[3].severity``)."""
+    for i, item in enumerate(events):
+        try:
+            e = CrimeEvent.coerce(item)
+        except ValidationError as exc:
+            raise ValidationError(f"events[{i}].{exc.field}" if exc.field else f"events[{i}]", exc.rule) from None
+        yield i, e, idempotency_key(e, miner_uid)
+
+
+async def _fresh(conn: Any, items: list[tuple[int, CrimeEvent, uuid.UUID]]) -> list[tuple[int, CrimeEvent, uuid.UUID]]:
+    """The ``items`` whose keys are not stored yet (nor in this transaction), the first of each key only."""
+    if not items:
+        return []
+    cur = await conn.execute(KNOWN_KEYS, {"keys": [key for _, _, key in items]})
+    seen = {row[0] for row in await cur.fetchall()}
+    fresh = []
+    for item in items:
+        if item[2] not in seen:
+            seen.add(item[2])
+            fresh.append(item)
+    return fresh
+
+
+async def _copy(cur: Any, rows: Iterable[tuple[Any, ...]]) -> int:
+    """COPY ``rows`` (WRITE_COLUMNS tuples) into crime_events; returns how many."""
+    written = 0
+    async with cur.copy(COPY_EVENTS) as copy:
+        copy.set_types(COPY_TYPES)
+        for row in rows:
+            await copy.write_row(row)
+            written += 1
+    return written
+
+
 class CrimeEventRepository(Repository):
     """Crime events on one connection (autocommit or inside a caller's transaction).
 
@@ -379,72 +484,81 @@ class CrimeEventRepository(Repository):
     async def store(self, event: CrimeEvent | Any, *, miner_uid: int) -> uuid.UUID:
         """Store one event (a ``CrimeEvent`` or a mapping) produced by ``miner_uid`` and return its ``event_id``.
 
+        Safe to retry: an event whose key (``idempotency_key()``: the writer's key, its ``event_id`` or its natural
+        key) is stored already is not stored again; its first ``event_id`` is returned.
+
         Raises ``ValidationError`` (e.g. ``severity: must be at most 5, got 7``), ``NotFoundError`` when a
-        ``related_reports`` id or ``cluster_id`` is unknown (nothing stored), ``ConflictError`` for a known
-        ``event_id``.
+        ``related_reports`` id or ``cluster_id`` is unknown (nothing stored), ``ConflictError`` for an ``event_id``
+        another miner (or another key) stored.
 
         Example: ``event_id = await CrimeEventRepository(conn).store(event, miner_uid=123)``
         """
         e = CrimeEvent.coerce(event)
         uid = v.uid("miner_uid", miner_uid)
+        key = idempotency_key(e, uid)
         async with self._connection() as conn:
             if not e.needs_sources:
-                cur = await conn.execute(INSERT_EVENT, dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id), strict=True)))
+                cur = await conn.execute(INSERT_EVENT, dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, key),
+                                                                strict=True)))
+                row = await cur.fetchone()
             else:
                 async with conn.transaction():  # the reports read and the event written see the same reports
                     placed = (await place(conn, [e]))[0]
-                    cur = await conn.execute(INSERT_EVENT, dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, placed),
-                                                                    strict=True)))
-            row = await cur.fetchone()
-        return row[0]  # type: ignore[index]
+                    params = dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, key, placed), strict=True))
+                    cur = await conn.execute(INSERT_EVENT, params)
+                    row = await cur.fetchone()
+            if row is None:  # stored before: a retry (its first event_id), or another writer's event_id
+                row = await (await conn.execute(FIND_EVENT_BY_KEY, {"key": key})).fetchone()
+        if row is None:
+            raise ConflictError(f"event_id: {e.event_id} is already stored, by another miner or under another "
+                                "idempotency_key; choose another event_id or leave it out (the store draws one)")
+        return row[0]
 
     async def store_many(self, events: Iterable[CrimeEvent | Any], *, miner_uid: int) -> int:
-        """Store many events of ``miner_uid`` by binary COPY, in one transaction; returns how many.
+        """Store many events of ``miner_uid`` by binary COPY, in one transaction; returns how many were new.
 
-        ``events`` is streamed (a generator is fine: memory stays flat). Events that must read their source
-        reports (named by the reports' own ids, or without a point or time of their own) are set aside and written
-        after the stream, their reports read in one query. A bad item raises ``ValidationError`` naming its index
-        (``events[3].severity: ...``); an unknown report raises ``NotFoundError`` (``events[3].source_reports[0]:
+        Safe to retry: an event whose key (``idempotency_key()``) is stored already, or appears earlier in the same
+        batch, is left out, so a retried batch adds nothing (and returns 0).
+
+        ``events`` is streamed (a generator is fine: memory stays flat), ``BULK_CHUNK`` events at a time: one
+        query finds which keys of the chunk are stored, one COPY writes the others. Events that must read their
+        source reports (named by the reports' own ids, or without a point or time of their own) are set aside and
+        written after the stream, their reports read in one query. A bad item raises ``ValidationError`` naming its
+        index (``events[3].severity: ...``); an unknown report raises ``NotFoundError`` (``events[3].source_reports[0]:
         ...``); either way nothing is stored.
 
         Example: ``stored = await CrimeEventRepository(conn).store_many(events, miner_uid=123)``
         """
         uid = v.uid("miner_uid", miner_uid)
-        events = v.items_of("events", events, "crime events")
-        deferred: list[tuple[int, CrimeEvent]] = []
-        verified = 0
+        items = _keyed(v.items_of("events", events, "crime events"), uid)
+        deferred: list[tuple[int, CrimeEvent, uuid.UUID]] = []
+        stored = verified = 0
         async with self._connection() as conn:
             async with conn.transaction():
                 await conn.execute(DEFER_MINER_COUNTS)
                 cur = conn.cursor()
-                async with cur.copy(COPY_EVENTS) as copy:
-                    copy.set_types(COPY_TYPES)
-                    for i, item in enumerate(events):
-                        try:
-                            e = CrimeEvent.coerce(item)
-                        except ValidationError as exc:
-                            field = f"events[{i}].{exc.field}" if exc.field else f"events[{i}]"
-                            raise ValidationError(field, exc.rule) from None
-                        if e.needs_sources or e.timestamp is None:
-                            deferred.append((i, e))
-                            continue
-                        if e.verification_status == "verified":
-                            verified += 1
-                        await copy.write_row(_row(e, uid, e.event_id or uuid.uuid4()))
-                stored = cur.rowcount
-                if deferred:
-                    placements = await place(conn, [e for _, e in deferred], [f"events[{i}]." for i, _ in deferred])
+                while chunk := list(islice(items, BULK_CHUNK)):
+                    direct = []
+                    for item in chunk:
+                        if item[1].needs_sources or item[1].timestamp is None:
+                            deferred.append(item)
+                        else:
+                            direct.append(item)
+                    fresh = await _fresh(conn, direct)
+                    verified += sum(e.verification_status == "verified" for _, e, _ in fresh)
+                    if fresh:
+                        stored += await _copy(cur, (_row(e, uid, e.event_id or uuid.uuid4(), key)
+                                                    for _, e, key in fresh))
+                fresh = await _fresh(conn, deferred)
+                if fresh:
+                    placements = await place(conn, [e for _, e, _ in fresh], [f"events[{i}]." for i, _, _ in fresh])
                     stamped = any(p.timestamp is None for p in placements)
                     now = (await (await conn.execute(TRANSACTION_NOW)).fetchone())[0] if stamped else None
-                    async with cur.copy(COPY_EVENTS) as copy:
-                        copy.set_types(COPY_TYPES)
-                        for (_, e), p in zip(deferred, placements, strict=True):
-                            if p.timestamp is None:
-                                p = replace(p, timestamp=now)
-                            if e.verification_status == "verified":
-                                verified += 1
-                            await copy.write_row(_row(e, uid, e.event_id or uuid.uuid4(), p))
-                    stored += cur.rowcount
+                    verified += sum(e.verification_status == "verified" for _, e, _ in fresh)
+                    stored += await _copy(cur, (
+                        _row(e, uid, e.event_id or uuid.uuid4(), key, p if p.timestamp is not None
+                             else replace(p, timestamp=now))
+                        for (_, e, key), p in zip(fresh, placements, strict=True)))
                 await conn.execute(ADD_VERIFIED_EVENTS, {"miner_uid": uid, "verified": verified})
                 return stored
 

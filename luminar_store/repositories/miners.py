@@ -26,9 +26,16 @@ from typing import Any
 
 from luminar_store import validation as v
 from luminar_store.errors import ValidationError
-from luminar_store.limits import MAX_HOTKEY_LENGTH, MAX_LIMIT, SUCCESS_THRESHOLD
+from luminar_store.limits import (
+    MAX_HOTKEY_LENGTH,
+    MAX_LIMIT,
+    MAX_ROUND,
+    MAX_ROUND_KEY,
+    RECENT_ROUND_KEYS,
+    SUCCESS_THRESHOLD,
+)
 from luminar_store.models import ActiveMiner, MinerPerformance, MinerRoundResult, MinerStats
-from luminar_store.repositories._base import Repository
+from luminar_store.repositories._base import Repository, record_row
 
 __all__ = [
     "MinerRepository",
@@ -40,6 +47,7 @@ __all__ = [
     "overall_score",
     "validate_scores",
     "given_overall",
+    "round_name",
 ]
 
 #: The four scores of a round, in the order of the table's columns.
@@ -65,14 +73,18 @@ MINER_COLUMNS = """miner_uid, hotkey, integrity_score, clustering_score, novelty
 # keep true); the AFTER UPDATE OF hotkey trigger writes the previous row to audit_log. `created`: the row was
 # inserted (an inserted tuple has xmax = 0; an updated one carries the updater's lock). `reregistered`: updated,
 # yet back to one round, which only the new-hotkey branch produces.
+# A round with a key (round_key) counts once: with the same hotkey and the key among recent_round_keys, the
+# conflict branch's WHERE leaves the row alone and nothing is returned (ROUND_ALREADY_COUNTED then reads it); else
+# the key is appended and the list keeps its last keep_keys entries (a re-registered uid starts it afresh).
 RECORD_ROUND = """
 INSERT INTO miner_performance AS m (
     miner_uid, hotkey, integrity_score, clustering_score, novelty_score, quality_score,
     overall_score, avg_overall_score, total_score, total_rounds, successful_rounds, is_active, registered_at,
-    last_activity)
+    last_activity, recent_round_keys)
 VALUES (%(miner_uid)s, %(hotkey)s, %(integrity)s, %(clustering)s, %(novelty)s, %(quality)s,
         %(overall)s, %(overall)s, %(overall)s, 1, %(successful)s, true,
-        coalesce(%(at)s::timestamptz, now()), coalesce(%(at)s::timestamptz, now()))
+        coalesce(%(at)s::timestamptz, now()), coalesce(%(at)s::timestamptz, now()),
+        CASE WHEN %(round_key)s::text IS NULL THEN '{}'::text[] ELSE ARRAY[%(round_key)s::text] END)
 ON CONFLICT (miner_uid) DO UPDATE SET
     miner_id          = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.miner_id ELSE gen_random_uuid() END,
     hotkey            = EXCLUDED.hotkey,
@@ -98,11 +110,26 @@ ON CONFLICT (miner_uid) DO UPDATE SET
                              ELSE EXCLUDED.successful_rounds END,
     registered_at     = CASE WHEN m.hotkey = EXCLUDED.hotkey THEN m.registered_at ELSE EXCLUDED.registered_at END,
     is_active         = true,
-    last_activity     = EXCLUDED.last_activity
+    last_activity     = EXCLUDED.last_activity,
+    recent_round_keys = CASE WHEN m.hotkey <> EXCLUDED.hotkey THEN EXCLUDED.recent_round_keys
+                             ELSE (m.recent_round_keys || EXCLUDED.recent_round_keys)[
+                                      greatest(cardinality(m.recent_round_keys)
+                                               + cardinality(EXCLUDED.recent_round_keys) - %(keep_keys)s + 1, 1):]
+                        END
+  WHERE m.hotkey <> EXCLUDED.hotkey OR %(round_key)s::text IS NULL
+     OR NOT (%(round_key)s::text = ANY (m.recent_round_keys))
 RETURNING
     {miner_columns},
     (m.xmax = 0) AS created,
-    (m.xmax <> 0 AND m.total_rounds = 1) AS reregistered
+    (m.xmax <> 0 AND m.total_rounds = 1) AS reregistered,
+    true AS counted
+""".replace("{miner_columns}", MINER_COLUMNS)
+
+# A round whose key the miner's record lists already (RECORD_ROUND's WHERE left the row alone): the record as it is.
+ROUND_ALREADY_COUNTED = """
+SELECT {miner_columns}, false AS created, false AS reregistered, false AS counted
+  FROM miner_performance m
+ WHERE m.miner_uid = %(miner_uid)s
 """.replace("{miner_columns}", MINER_COLUMNS)
 
 # One miner's record with its crime events. The counts are an aggregate over `crime_events WHERE miner_uid = $1`,
@@ -190,6 +217,24 @@ def given_overall(scores: Mapping[str, Any], field: str = "scores") -> float | N
     return next(iter(given.values()), None)
 
 
+def round_name(round_number: int | None, round_key: str | None) -> str | None:
+    """The name a round is counted once under: ``round:<n>`` for a round number (0..2**31-1), ``key:<text>`` for a
+    key (1..200 characters), ``None`` for neither. Raises ``ValidationError`` (out of range, both given).
+
+    Example::
+
+        >>> round_name(42, None), round_name(None, "epoch-7"), round_name(None, None)
+        ('round:42', 'key:epoch-7', None)
+    """
+    if round_number is not None and round_key is not None:
+        raise ValidationError("round_key", "give round_number or round_key, not both")
+    if round_number is not None:
+        return f"round:{v.integer('round_number', round_number, minimum=0, maximum=MAX_ROUND)}"
+    if round_key is not None:
+        return f"key:{v.text('round_key', round_key, max_length=MAX_ROUND_KEY)}"
+    return None
+
+
 def overall_score(scores: Mapping[str, float]) -> float:
     """The overall score of a round: the mean of the four validated scores (equal weights)."""
     return sum(scores[key] for key in SCORE_KEYS) / len(SCORE_KEYS)
@@ -202,7 +247,8 @@ class MinerRepository(Repository):
     """
 
     async def record_round(self, miner_uid: int, hotkey: str, scores: Mapping[str, float], *,
-                           at: datetime | None = None) -> MinerRoundResult:
+                           at: datetime | None = None, round_number: int | None = None,
+                           round_key: str | None = None) -> MinerRoundResult:
         """Record one scoring round of a miner (an upsert by uid, one statement).
 
         Args:
@@ -214,9 +260,14 @@ class MinerRepository(Repository):
                 [0, 1]; optionally ``total`` or ``final`` (the same meaning; both given must agree): the round's overall
                 score as the validator weighted it, in [0, 1], stored as ``overall_score`` instead of the mean.
             at: when the round happened (timezone-aware, not in the future); defaults to now.
+            round_number / round_key: what names this round (the validator's round number 0..2**31-1, or a key of
+                1..200 characters; not both). A round is counted once per name: sent again (a retry), the record is
+                returned unchanged with ``counted`` False. The record remembers its last 32 round names. Without
+                either, every call counts as a new round (a retried call counts twice).
 
         Returns:
-            ``MinerRoundResult``: the record after the round, with ``created`` / ``reregistered`` flags. The round's
+            ``MinerRoundResult``: the record after the round, with ``created`` / ``reregistered`` / ``counted``
+            flags. The round's
             ``overall_score`` is ``total``/``final`` when given, else the mean of the four scores; it is successful
             when >= 0.5.
 
@@ -235,12 +286,18 @@ class MinerRepository(Repository):
             "hotkey": v.text("hotkey", hotkey, max_length=MAX_HOTKEY_LENGTH),
             **validate_scores(scores),
             "at": None if at is None else v.aware_datetime("at", at),
+            "round_key": round_name(round_number, round_key),
+            "keep_keys": RECENT_ROUND_KEYS,
         }
         given = given_overall(scores)
         params["overall"] = overall_score(params) if given is None else given
         params["successful"] = 1 if params["overall"] >= SUCCESS_THRESHOLD else 0
-        row = await self._one(RECORD_ROUND, params, MinerRoundResult)
-        assert row is not None  # an upsert always returns its row
+        async with self._connection() as conn:
+            cur = conn.cursor(row_factory=record_row(MinerRoundResult))
+            row = await (await cur.execute(RECORD_ROUND, params)).fetchone()
+            if row is None:  # the round's key was counted before
+                row = await (await cur.execute(ROUND_ALREADY_COUNTED, params)).fetchone()
+        assert row is not None  # the upsert returns its row, or the row exists
         return row
 
     async def stats(self, miner_uid: int) -> MinerStats | None:
