@@ -216,10 +216,13 @@ class LuminarDB:
         return await CrimeEventRepository(self.database.read_connection).by_miner(miner_uid, limit)
 
     async def store_crime_event(self, crime_event: CrimeEvent | Mapping[str, Any], miner_uid: int) -> uuid.UUID:
-        """Store one processed event of ``miner_uid`` and return its new ``event_id`` (a ``UUID``, truthy).
+        """Store one processed event of ``miner_uid`` and return its ``event_id`` (a ``UUID``, truthy). Safe to retry:
+        an event already stored (the same key: its ``idempotency_key``, ``event_id`` or natural key) returns its
+        first ``event_id``.
 
         Raises ``ValidationError`` (nothing stored), ``NotFoundError`` when a ``related_reports`` id or
-        ``cluster_id`` is unknown (nothing stored), ``ConflictError`` for a known ``event_id``.
+        ``cluster_id`` is unknown (nothing stored), ``ConflictError`` for an ``event_id`` another miner stored,
+        ``WriteInDoubtError`` when the answer was lost and the server did not come back in time.
 
         Example: ``event_id = await db.store_crime_event({"event_type": "theft", "geotag": {"lat": 40.7,
         "lng": -74.0}, "timestamp": now, "severity": 2, "confidence_score": 0.8}, miner_uid=123)``
@@ -229,8 +232,10 @@ class LuminarDB:
 
     async def store_crime_events(self, crime_events: Iterable[CrimeEvent | Mapping[str, Any]],
                                  miner_uid: int) -> int:
-        """Store many events of ``miner_uid`` by COPY in one transaction (streamed); returns how many. A bad item
-        raises ``ValidationError`` naming its index and nothing is stored.
+        """Store many events of ``miner_uid`` by COPY in one transaction (streamed); returns how many were new (events
+        already stored, or repeated in the batch, are left out: a retried batch adds nothing and returns 0). A bad
+        item raises ``ValidationError`` naming its index and nothing is stored. Give a list, not a generator, to let
+        the call send it again when its answer is lost.
 
         Example: ``stored = await db.store_crime_events(events, miner_uid=123)``
         """
