@@ -185,7 +185,7 @@ def _store_unreadable(conn: psycopg.Connection) -> None:
                     VALUES ('unreadable', 'stored before the checks', 40.7, -74.0, '0001-01-01 00:00:00+00 BC')""")
 
 
-@pytest.mark.parametrize("mode", ["pool", "own connection", "caller's transaction"])
+@pytest.mark.parametrize("mode", ["pool", "own connection", "caller's transaction", "not autocommit"])
 def test_a_claim_whose_rows_cannot_be_read_leaves_nothing_claimed(db_settings, conn, mode):
     run(with_repo(db_settings, lambda repo: repo.store_many([report(n) for n in range(3)])))
     _store_unreadable(conn)
@@ -201,6 +201,14 @@ def test_a_claim_whose_rows_cannot_be_read_leaves_nothing_claimed(db_settings, c
                 return failed.value
             finally:
                 await facade.close()
+        if mode == "not autocommit":  # the caller's implicit transaction: its work commits, the claim does not
+            async with await psycopg.AsyncConnection.connect(db_settings.conninfo()) as c:
+                await c.execute("UPDATE raw_incident_reports SET error_message = 'seen' WHERE external_id = 'lease-0'")
+                with pytest.raises((LuminarError, psycopg.Error)) as failed:
+                    await RawReportRepository(c).claim(miner_uid=1, limit=10)
+                await c.execute("UPDATE raw_incident_reports SET error_message = 'seen' WHERE external_id = 'lease-1'")
+                await c.commit()
+            return failed.value
         async with await psycopg.AsyncConnection.connect(db_settings.conninfo(), autocommit=True) as c:
             if mode == "own connection":
                 with pytest.raises((LuminarError, psycopg.Error)) as failed:
@@ -217,7 +225,7 @@ def test_a_claim_whose_rows_cannot_be_read_leaves_nothing_claimed(db_settings, c
     assert statuses(conn) == {"pending": 4}
     assert conn.execute("SELECT count(*) FROM raw_incident_reports WHERE claimed_by IS NOT NULL OR "
                         "claimed_at IS NOT NULL OR processing_attempts <> 0").fetchone()[0] == 0
-    if mode == "caller's transaction":
+    if mode in ("caller's transaction", "not autocommit"):
         assert conn.execute("SELECT count(*) FROM raw_incident_reports WHERE error_message = 'seen'"
                             ).fetchone()[0] == 2
 

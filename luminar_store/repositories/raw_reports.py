@@ -28,9 +28,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
@@ -344,24 +345,33 @@ class RawReportRepository(Repository):
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_CLAIM)}
         lease = {"minutes": v.integer("lease_minutes", lease_minutes, minimum=1, maximum=MAX_STALE_MINUTES)}
         async with self._connection() as conn:
-            # Autocommit (the pool's connections): this call's own transaction, or a savepoint when the caller has
-            # a transaction() block open. A connection that is not autocommit belongs to the caller's transaction:
-            # the release starts it (when idle) and the pick is a savepoint of it. Either way the rows are fetched
-            # before the claim can commit, so a failed read rolls the claim back.
-            outer: AbstractAsyncContextManager[object] = conn.transaction() if conn.autocommit else nullcontext()
-            async with outer:
-                cur = await conn.execute(RELEASE_STALE, lease)
-                released = cur.rowcount
-                inner: AbstractAsyncContextManager[object] = nullcontext() if conn.autocommit else conn.transaction()
-                async with inner:
-                    claiming = conn.cursor(row_factory=record_row(RawReportRecord))
-                    await claiming.execute(CLAIM_REPORTS, params)
-                    rows = await claiming.fetchall()
+            if conn.autocommit:
+                # The pool's connections: this call's own transaction (a savepoint when the caller has a
+                # transaction() block open), pipelined: BEGIN, release and pick travel in one round trip, COMMIT in
+                # a second. The rows are fetched before the block can commit, so a failed read rolls it back.
+                async with conn.pipeline(), conn.transaction():
+                    released, rows = await self._release_and_pick(conn, lease, params)
+            else:
+                # A connection that is not autocommit is in the caller's transaction: the release starts it (when
+                # idle) and the pick is a savepoint of it, rolled back alone when its rows cannot be read.
+                released, rows = await self._release_and_pick(conn, lease, params, savepoint=True)
         if released:
             log.warning("took back %d claim(s) of raw reports older than the %d-minute lease (their miner stopped "
                         "or lost its connection); they were pending again for miner %d's claim", released,
                         lease["minutes"], params["miner_uid"])
         return sorted(rows, key=lambda r: (r.timestamp, r.created_at))
+
+    @staticmethod
+    async def _release_and_pick(conn: psycopg.AsyncConnection, lease: dict[str, int], params: dict[str, int], *,
+                                savepoint: bool = False) -> tuple[int, list[RawReportRecord]]:
+        """``claim()``'s two statements: take back the expired claims, then claim and read the rows (the pick in a
+        savepoint when asked). Returns (claims taken back, the claimed rows)."""
+        releasing = await conn.execute(RELEASE_STALE, lease)
+        async with conn.transaction() if savepoint else nullcontext():
+            claiming = conn.cursor(row_factory=record_row(RawReportRecord))
+            await claiming.execute(CLAIM_REPORTS, params)
+            rows = await claiming.fetchall()
+        return releasing.rowcount, rows
 
     async def mark_processed(self, report_id: uuid.UUID | str) -> RawReportRecord:
         """Mark a report ``processed`` (``processed_at`` = now, error cleared) and return it.
