@@ -264,18 +264,27 @@ def test_killed_claimers_strand_nothing_past_the_lease(db_settings, conn):
             async def killer() -> int:
                 done = 0
                 async with await psycopg.AsyncConnection.connect(settings.conninfo(), autocommit=True) as side:
-                    for k in range(1, kills_wanted + 1):
-                        # Kill at fixed shares of the work, while claims are in flight (counts, not durations).
-                        share = total * k // (kills_wanted + 2)
-                        await eventually(lambda share=share: finished or len(delivered) >= share, timeout=120)
+
+                    async def kill_at(share: int) -> bool:
+                        """True once the claimers are done, or once ``share`` reports are out and a kill hit."""
                         if finished:
-                            break
+                            return True
+                        if len(delivered) < share:
+                            return False
                         # The pool's backends: every client of this database but this one and the test's own.
                         cur = await side.execute(
                             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                             "WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> %s "
                             "AND backend_type = 'client backend'", (conn.info.backend_pid,))
-                        done += (await cur.fetchone())[0] > 0
+                        return (await cur.fetchone())[0] > 0
+
+                    for k in range(1, kills_wanted + 1):
+                        # Kill at fixed shares of the work, while claims are in flight (counts, not durations).
+                        share = total * k // (kills_wanted + 2)
+                        await eventually(lambda share=share: kill_at(share), timeout=120, every=0.005)
+                        if finished:
+                            break
+                        done += 1
                 return done
 
             kill_task = asyncio.create_task(killer())
@@ -287,11 +296,11 @@ def test_killed_claimers_strand_nothing_past_the_lease(db_settings, conn):
 
             # Drain: every claim still out is past the lease once moved back; claim until nothing is left.
             age_claims(conn, 31)
-            while True:
+            for _ in range(total):  # a bound: each pass hands out reports or ends the loop
                 try:
                     batch = await facade.claim_reports(miner_uid=99, limit=50)
                 except LuminarError:
-                    continue
+                    continue  # a pooled connection the last kill broke
                 if not batch:
                     break
                 for r in batch:
