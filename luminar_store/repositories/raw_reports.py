@@ -356,9 +356,9 @@ class RawReportRepository(Repository):
                 # idle) and the pick is a savepoint of it, rolled back alone when its rows cannot be read.
                 released, rows = await self._release_and_pick(conn, lease, params, savepoint=True)
         if released:
-            log.warning("took back %d claim(s) of raw reports older than the %d-minute lease (their miner stopped "
-                        "or lost its connection); they were pending again for miner %d's claim", released,
-                        lease["minutes"], params["miner_uid"])
+            log.warning("took back %d claim(s) of raw reports older than the %d-minute lease before miner %d's "
+                        "claim: their miner stopped or lost its connection", released, lease["minutes"],
+                        params["miner_uid"])
         return sorted(rows, key=lambda r: (r.timestamp, r.created_at))
 
     @staticmethod
