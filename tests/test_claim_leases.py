@@ -18,7 +18,9 @@ from _async import clock, eventually, run
 from _cli import cli_env, one_line_error
 
 from luminar_store.access import LuminarDB
-from luminar_store.errors import LuminarError, ValidationError
+from luminar_store.config import load_settings
+from luminar_store.errors import ConfigError, LuminarError, ValidationError
+from luminar_store.limits import DEFAULT_CLAIM_LEASE_MINUTES
 from luminar_store.repositories.raw_reports import RawReportRepository
 
 NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
@@ -315,3 +317,12 @@ def test_killed_claimers_strand_nothing_past_the_lease(db_settings, conn):
     assert kills >= 3, f"only {kills} kills hit a claimer"
     assert set(delivered) == ids, f"{len(ids - set(delivered))} of {total} reports never delivered"
     assert statuses(conn) == {"processed": total}
+
+
+@pytest.mark.parametrize(("value", "rule"), [("0", "between 1 and 43200"), ("43201", "between 1 and 43200"),
+                                             ("half an hour", "a whole number")])
+def test_a_bad_lease_setting_is_refused_naming_the_variable_and_the_rule(value, rule):
+    with pytest.raises(ConfigError, match=f"LUMINAR_CLAIM_LEASE_MINUTES must be {rule}"):
+        load_settings("testing", environ={"LUMINAR_CLAIM_LEASE_MINUTES": value})
+    assert load_settings("testing", environ={}).claim_lease_minutes == DEFAULT_CLAIM_LEASE_MINUTES == 30
+    assert load_settings("testing", environ={"LUMINAR_CLAIM_LEASE_MINUTES": "90"}).claim_lease_minutes == 90
