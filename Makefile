@@ -19,7 +19,7 @@ TEST_WORKERS ?= 2
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
-        test lint demo bench sample-data db-backup db-restore db-stats clean
+        test lint demo bench sample-data db-backup db-restore db-stats clean release-claims
 
 ##@ Getting started
 
@@ -117,3 +117,6 @@ db-stats: setup ## Key metrics: reports, events, throughput, consensus accuracy,
 
 clean: setup ## Delete data older than LUMINAR_RETENTION_DAYS (default 365; DAYS=N) in batches, asks first (FORCE=1: no question)
 	@$(PY) scripts/setup_database.py clean $(if $(DAYS),--days $(DAYS)) $(if $(filter 1,$(FORCE)),--yes)
+
+release-claims: setup ## Return raw reports whose claim outlived the lease to the queue now (MINUTES=N: claims older than N minutes)
+	@$(LUMINAR) reports release-claims $(if $(MINUTES),--older-than $(MINUTES))

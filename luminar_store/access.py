@@ -303,9 +303,28 @@ class LuminarDB:
         """Claim up to ``limit`` (1..1000) of the oldest pending reports for ``miner_uid`` (they become
         ``processing``); concurrent claimers never get the same report.
 
+        A claim is a lease of ``LUMINAR_CLAIM_LEASE_MINUTES`` (default 30): a claim older than that (its miner
+        stopped) returns to ``pending`` on the next call, so settle a batch within the lease. A claim whose rows
+        never reach the caller (the connection broke while reading them) is rolled back or, if it had committed,
+        expires with its lease.
+
         Example: ``batch = await db.claim_reports(miner_uid=123, limit=50)``
         """
-        return await RawReportRepository(self.database.connection).claim(miner_uid, limit)
+        database = self.database
+        return await RawReportRepository(database.connection).claim(
+            miner_uid, limit, lease_minutes=database.settings.claim_lease_minutes)
+
+    async def release_stale_claims(self, older_than_minutes: int | None = None) -> int:
+        """Return to ``pending`` now every report still ``processing`` whose claim is older than
+        ``older_than_minutes`` (1..43,200; default: the lease, ``LUMINAR_CLAIM_LEASE_MINUTES``); returns how many.
+        ``processing_attempts`` is kept. ``claim_reports`` does this by itself before it picks; this call is for
+        operators (``luminar-db reports release-claims``) and for a queue nobody claims from.
+
+        Example: ``released = await db.release_stale_claims(older_than_minutes=60)``
+        """
+        database = self.database
+        minutes = database.settings.claim_lease_minutes if older_than_minutes is None else older_than_minutes
+        return await RawReportRepository(database.connection).release_stale(minutes)
 
     async def mark_report_processed(self, report_id: uuid.UUID | str) -> RawReportRecord:
         """Mark a claimed report ``processed``. Raises ``NotFoundError`` for an unknown report.

@@ -25,6 +25,7 @@ __all__ = [
     "MAX_STAKE",
     "MAX_CLAIM",
     "MAX_STALE_MINUTES",
+    "DEFAULT_CLAIM_LEASE_MINUTES",
     "MAX_ASSIGN",
     "MAX_SCORES",
     "MAX_SCORE_NAME",
@@ -63,6 +64,9 @@ MAX_STAKE = 1e15
 #: Most reports one ``claim()`` hands out, and the longest claim age ``release_stale()`` accepts (30 days).
 MAX_CLAIM = 1_000
 MAX_STALE_MINUTES = 30 * 24 * 60
+#: How long a claim holds its reports when ``LUMINAR_CLAIM_LEASE_MINUTES`` is not set: a claim older than this is
+#: taken back (the report is ``pending`` again) by the next ``claim()``.
+DEFAULT_CLAIM_LEASE_MINUTES = 30
 #: Most events one ``assign_events`` call may move into a cluster.
 MAX_ASSIGN = 10_000
 #: Most scores one consensus record may carry, and the longest score name.

@@ -40,6 +40,7 @@ from urllib.parse import quote
 from luminar_store.config.environments import DEV_PASSWORD, ENVIRONMENTS, Environment, environment
 from luminar_store.config.variables import SCOPED_SUFFIXES, DotenvRecord, Origins, loaded_dotenv, warn_unknown
 from luminar_store.errors import ConfigError
+from luminar_store.limits import DEFAULT_CLAIM_LEASE_MINUTES, MAX_STALE_MINUTES
 from luminar_store.validation import NAIVE_TIMESTAMP_RULES
 
 __all__ = ["SSL_MODES", "DEFAULT_RETENTION_DAYS", "Settings", "load_settings"]
@@ -75,6 +76,9 @@ class Settings:
     #: How naive datetimes from the nodes are read: local (the node's local time), utc, or refuse
     #: (``LUMINAR_NAIVE_TIMESTAMPS``; ``luminar_store.validation.NAIVE_TIMESTAMP_RULES``).
     naive_timestamps: str = "local"
+    #: Minutes a claim of raw reports holds them (``LUMINAR_CLAIM_LEASE_MINUTES``, 1..``MAX_STALE_MINUTES``): an
+    #: older claim is taken back by the next claim, or by ``release_stale_claims()``.
+    claim_lease_minutes: int = DEFAULT_CLAIM_LEASE_MINUTES
 
     # -- connection strings -------------------------------------------------------------------------------------
     def connect_kwargs(self, *, dbname: str | None = None) -> dict[str, object]:
@@ -376,6 +380,8 @@ def load_settings(env: str | None = None, environ: Mapping[str, str] | None = No
         connect_timeout=_int(environ, "LUMINAR_DB_CONNECT_TIMEOUT", 10),
         from_database_url=from_url,
         naive_timestamps=_naive_rule(environ),
+        claim_lease_minutes=_int(environ, "LUMINAR_CLAIM_LEASE_MINUTES", DEFAULT_CLAIM_LEASE_MINUTES,
+                                 maximum=MAX_STALE_MINUTES),
         **pool,  # type: ignore[arg-type]
         **values,  # type: ignore[arg-type]
     )

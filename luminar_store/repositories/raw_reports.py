@@ -3,6 +3,12 @@
 A report's life: ``pending`` → ``processing`` (claimed by one miner, ``FOR UPDATE SKIP LOCKED`` so two miners never
 get the same report) → ``processed``, ``failed`` or back to ``pending`` for a retry.
 
+A claim is a lease: it carries its time (``claimed_at``) and holds the report for ``lease_minutes``
+(``LUMINAR_CLAIM_LEASE_MINUTES``). Every ``claim()`` first returns the claims older than the lease to ``pending``
+(their miner stopped, or lost its connection after the claim committed), in the same transaction as it picks, so a
+report is never stranded for longer than a lease; ``processing_attempts`` is kept, so a report that keeps failing
+shows. A claim commits only once its rows are read: when reading them fails, nothing stays claimed.
+
 Idempotency: ``external_id`` (the report's id at its source) is unique. ``store()`` of a known ``external_id``
 returns the first ``report_id`` and changes nothing (a later version of the same report is not merged).
 ``store_many()`` skips known ids the same way by default (COPY into a temporary table, then one
@@ -19,20 +25,26 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
-from luminar_store.limits import MAX_CLAIM, MAX_LIMIT, MAX_STALE_MINUTES
+from luminar_store.limits import DEFAULT_CLAIM_LEASE_MINUTES, MAX_CLAIM, MAX_LIMIT, MAX_STALE_MINUTES
 from luminar_store.models import RawIncidentReport, RawReportRecord
 from luminar_store.models.inputs import REPORT_STATUSES
-from luminar_store.repositories._base import Repository
+from luminar_store.repositories._base import Repository, record_row
 
-__all__ = ["RawReportRepository", "REPORT_COLUMNS", "WRITE_COLUMNS", "MAX_CLAIM", "MAX_STALE_MINUTES"]
+__all__ = ["RawReportRepository", "REPORT_COLUMNS", "WRITE_COLUMNS", "MAX_CLAIM", "MAX_STALE_MINUTES",
+           "DEFAULT_CLAIM_LEASE_MINUTES"]
+
+log = logging.getLogger(__name__)
 
 # name: report_columns
 # The columns of a RawReportRecord, in its field order (record_row builds records from them by position).
@@ -151,11 +163,17 @@ RETURNING {report_columns}
 """.replace("{report_columns}", REPORT_COLUMNS)
 
 # name: release_stale
-# Returns to 'pending' the reports claimed longer ago than the given minutes (their miner stopped).
+# Returns to 'pending' the reports claimed longer ago than the given minutes (their lease ran out: the miner stopped,
+# or its connection died after the claim committed); processing_attempts is kept. idx_reports_processing_claimed_at
+# finds them without reading the table. SKIP LOCKED: a claim being settled right now is its miner's, and two
+# claimers releasing together neither wait for nor deadlock on each other.
 RELEASE_STALE = """
 UPDATE raw_incident_reports
    SET status = 'pending', claimed_by = NULL, claimed_at = NULL
- WHERE status = 'processing' AND claimed_at < now() - make_interval(mins => %(minutes)s)
+ WHERE report_id IN (SELECT report_id
+                       FROM raw_incident_reports
+                      WHERE status = 'processing' AND claimed_at < now() - make_interval(mins => %(minutes)s)
+                        FOR UPDATE SKIP LOCKED)
 """
 
 # name: get_report
@@ -308,19 +326,52 @@ class RawReportRepository(Repository):
                 await cur.execute(DROP_INCOMING_REPORTS)
                 return stored
 
-    async def claim(self, miner_uid: int, limit: int = 10) -> list[RawReportRecord]:
+    async def claim(self, miner_uid: int, limit: int = 10, *,
+                    lease_minutes: int = DEFAULT_CLAIM_LEASE_MINUTES) -> list[RawReportRecord]:
         """Claim up to ``limit`` (1..1000) of the oldest pending reports for miner ``miner_uid``: they become
         ``processing``, with ``claimed_by``/``claimed_at`` set and ``processing_attempts`` raised by one. Concurrent
         claimers never receive the same report. Returned oldest first; empty when nothing is pending.
 
-        Raises ``ValidationError`` for a uid or limit that is not an integer in range.
+        The claim is a lease of ``lease_minutes`` (1..43,200): first, in the same transaction, the claims older
+        than that return to ``pending`` (logged as a warning with their count), so they can be handed out again,
+        to any miner. The claim commits only once its rows are read: if reading them fails, it rolls back and
+        nothing stays claimed. On a connection inside the caller's transaction it is a savepoint of it.
 
-        Example: ``batch = await RawReportRepository(conn).claim(miner_uid=7, limit=50)``
+        Raises ``ValidationError`` for a uid, limit or lease that is not an integer in range.
+
+        Example: ``batch = await RawReportRepository(conn).claim(miner_uid=7, limit=50, lease_minutes=30)``
         """
         params = {"miner_uid": v.uid("miner_uid", miner_uid),
                   "limit": v.integer("limit", limit, minimum=1, maximum=MAX_CLAIM)}
-        rows = await self._all(CLAIM_REPORTS, params, RawReportRecord)
+        lease = {"minutes": v.integer("lease_minutes", lease_minutes, minimum=1, maximum=MAX_STALE_MINUTES)}
+        async with self._connection() as conn:
+            if conn.autocommit:
+                # The pool's connections: this call's own transaction (a savepoint when the caller has a
+                # transaction() block open), pipelined: BEGIN, release and pick travel in one round trip, COMMIT in
+                # a second. The rows are fetched before the block can commit, so a failed read rolls it back.
+                async with conn.pipeline(), conn.transaction():
+                    released, rows = await self._release_and_pick(conn, lease, params)
+            else:
+                # A connection that is not autocommit is in the caller's transaction: the release starts it (when
+                # idle) and the pick is a savepoint of it, rolled back alone when its rows cannot be read.
+                released, rows = await self._release_and_pick(conn, lease, params, savepoint=True)
+        if released:
+            log.warning("took back %d claim(s) of raw reports older than the %d-minute lease before miner %d's "
+                        "claim: their miner stopped or lost its connection", released, lease["minutes"],
+                        params["miner_uid"])
         return sorted(rows, key=lambda r: (r.timestamp, r.created_at))
+
+    @staticmethod
+    async def _release_and_pick(conn: psycopg.AsyncConnection, lease: dict[str, int], params: dict[str, int], *,
+                                savepoint: bool = False) -> tuple[int, list[RawReportRecord]]:
+        """``claim()``'s two statements: take back the expired claims, then claim and read the rows (the pick in a
+        savepoint when asked). Returns (claims taken back, the claimed rows)."""
+        releasing = await conn.execute(RELEASE_STALE, lease)
+        async with conn.transaction() if savepoint else nullcontext():
+            claiming = conn.cursor(row_factory=record_row(RawReportRecord))
+            await claiming.execute(CLAIM_REPORTS, params)
+            rows = await claiming.fetchall()
+        return releasing.rowcount, rows
 
     async def mark_processed(self, report_id: uuid.UUID | str) -> RawReportRecord:
         """Mark a report ``processed`` (``processed_at`` = now, error cleared) and return it.
@@ -350,13 +401,16 @@ class RawReportRepository(Repository):
 
     async def release_stale(self, older_than_minutes: int = 60) -> int:
         """Return to ``pending`` every report claimed more than ``older_than_minutes`` (1..43,200) ago and still
-        ``processing`` (its miner stopped); returns how many.
+        ``processing`` (its miner stopped); returns how many. ``processing_attempts`` is kept. A claim being settled
+        at this very moment (its row locked) is left to its miner. ``claim()`` does the same with its lease.
 
         Example: ``released = await RawReportRepository(conn).release_stale(30)``
         """
         minutes = v.integer("older_than_minutes", older_than_minutes, minimum=1, maximum=MAX_STALE_MINUTES)
         async with self._connection() as conn:
             cur = await conn.execute(RELEASE_STALE, {"minutes": minutes})
+        if cur.rowcount:
+            log.info("released %d claim(s) of raw reports older than %d minutes", cur.rowcount, minutes)
         return cur.rowcount
 
     async def get(self, report_id: uuid.UUID | str) -> RawReportRecord | None:
