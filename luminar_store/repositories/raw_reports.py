@@ -347,9 +347,10 @@ class RawReportRepository(Repository):
         async with self._connection() as conn:
             if conn.autocommit:
                 # The pool's connections: this call's own transaction (a savepoint when the caller has a
-                # transaction() block open), pipelined: BEGIN, release and pick travel in one round trip, COMMIT in
-                # a second. The rows are fetched before the block can commit, so a failed read rolls it back.
-                async with conn.pipeline(), conn.transaction():
+                # transaction() block open). The rows are fetched before the block can commit, so a failed read
+                # rolls it back. (Not pipelined: no gain measured, and a connection killed mid-pipeline makes
+                # psycopg log warnings on the node's stderr.)
+                async with conn.transaction():
                     released, rows = await self._release_and_pick(conn, lease, params)
             else:
                 # A connection that is not autocommit is in the caller's transaction: the release starts it (when
