@@ -22,12 +22,13 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from itertools import islice
 from typing import Any
@@ -373,16 +374,6 @@ def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None, key: uuid.UU
             location_source, e.request_id, key)
 
 
-#: The namespace of the events' idempotency keys (name-based UUIDs, RFC 4122 version 5). Fixed forever: changing it
-#: would give every stored event a new key, and a retry of an old write a second row.
-_KEY_NAMESPACE = uuid.UUID("3b0c5e8e-2f4a-5d7c-9e61-8d2f0a4b7c15")
-_UTC = timezone.utc
-
-
-def _instant(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(_UTC).isoformat()
-
-
 def idempotency_key(e: CrimeEvent, miner_uid: int) -> uuid.UUID:
     """The key ``e`` of miner ``miner_uid`` is stored under (``crime_events.idempotency_key``, unique): storing an
     event with a known key returns the first event's ``event_id`` and stores nothing.
@@ -402,24 +393,36 @@ def idempotency_key(e: CrimeEvent, miner_uid: int) -> uuid.UUID:
         True
     """
     if e.idempotency_key is not None:
-        basis: tuple[object, ...] = ("key", miner_uid, e.idempotency_key)
+        parts = ("key", str(miner_uid), _text(e.idempotency_key))
     elif e.event_id is not None:
-        basis = ("event_id", miner_uid, str(e.event_id))
+        parts = ("event_id", str(miner_uid), e.event_id.hex)
     else:
         g = e.geotag
-        basis = ("event", miner_uid, e.event_type, _instant(e.timestamp), _instant(e.time_end),
-                 None if g is None else (float(g["lat"]), float(g["lng"])), e.location_text,
-                 sorted(str(r) for r in e.related_reports), sorted(e.source_reports), e.title, e.summary,
-                 e.severity, e.confidence_score, e.risk_score, None if e.cluster_id is None else str(e.cluster_id),
-                 e.verification_status, e.time_info, e.request_id,
-                 _canonical(list(e.entities)) if e.entities else None,
-                 _canonical(e.metadata) if e.metadata else None)
-    return uuid.uuid5(_KEY_NAMESPACE, repr(basis))
+        parts = ("event", str(miner_uid), e.event_type, _instant(e.timestamp), _instant(e.time_end),
+                 "~" if g is None else f"{g['lat']!r},{g['lng']!r}", _text(e.location_text),
+                 ",".join(sorted(r.hex for r in e.related_reports)) if e.related_reports else "",
+                 _text(",".join(sorted(map(_text, e.source_reports)))) if e.source_reports else "",
+                 _text(e.title), _text(e.summary), str(e.severity), repr(e.confidence_score), repr(e.risk_score),
+                 "~" if e.cluster_id is None else e.cluster_id.hex, e.verification_status, _text(e.time_info),
+                 _text(e.request_id), _canonical(list(e.entities)) if e.entities else "",
+                 _canonical(e.metadata) if e.metadata else "")
+    # The first 16 bytes of the SHA-1 of the parts. Fixed once stored: a change of this text would give a retry of an
+    # older write another key, and a second row.
+    return uuid.UUID(bytes=hashlib.sha1("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()[:16])
 
 
-def _canonical(value: object) -> str:
-    """One text for equal JSON values, whatever the order of their keys."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+def _instant(value: datetime | None) -> str:
+    """A time as its microseconds since 1970 (the same instant in any offset gives the same text); ``~`` for none."""
+    return "~" if value is None else str(round(value.timestamp() * 1_000_000))
+
+
+def _text(value: str | None) -> str:
+    """A text that cannot run into its neighbours (its length first); ``~`` for none."""
+    return "~" if value is None else f"{len(value)}:{value}"
+
+
+#: One text for equal JSON values, whatever the order of their keys (one encoder, built once).
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
 def window_hours(hours: int | None, days: int | None) -> int:
