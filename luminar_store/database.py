@@ -417,6 +417,14 @@ class Database:
         conn, pool, generation = loan
         try:
             yield conn
+        except psycopg.OperationalError as exc:
+            if not conn.broken:
+                raise
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise DatabaseUnavailableError(
+                f"lost the connection to the database ({entry.where}) during the call: {reason}; whether its last "
+                "statement took effect is unknown"
+            ) from exc
         finally:
             if generation == entry.generation:
                 entry.borrowed -= 1
