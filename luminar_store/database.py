@@ -312,6 +312,9 @@ class Database:
                     answer = await (await conn.execute("SELECT 1")).fetchone()
         except (psycopg.Error, OSError, TimeoutError) as exc:
             state.mark_down(str(unreachable(s, exc, where=where)))
+            primary = self._primary
+            if primary is not None and primary.pool is not None and self._loop is asyncio.get_running_loop():
+                self._retire(primary)  # no pool left retrying in the background while the server is down
             return False
         state.mark_up()
         return answer == (1,)
@@ -417,10 +420,12 @@ class Database:
         conn, pool, generation = loan
         try:
             yield conn
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
+            # A connection broken under the call (a repository has already typed it, without saying where).
             if not conn.broken:
                 raise
-            reason = " ".join(str(exc).split()) or type(exc).__name__
+            cause = exc.__cause__ if isinstance(exc, DatabaseUnavailableError) and exc.__cause__ else exc
+            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
             raise DatabaseUnavailableError(
                 f"lost the connection to the database ({entry.where}) during the call: {reason}; whether its last "
                 "statement took effect is unknown"
