@@ -6,10 +6,15 @@ It is started like the test harness starts its server (``tests/support/pg_ctl``)
 with ``trust`` authentication (nothing else can reach it) and runs in its own session, so a Ctrl-C in the terminal
 reaches the benchmark, whose ``finally`` stops the server, and not the server itself.
 
+For fault scenarios, ``kill()`` crashes it (``kill -9`` of the postmaster, by its pid) and ``restart()`` starts it
+again on the same directory and port.
+
 Example::
 
     with ScratchServer() as server:
         conninfo = server.conninfo()
+        server.kill()      # the server is gone: connections refused
+        server.restart()   # crash recovery, then it accepts connections again
 """
 
 from __future__ import annotations
