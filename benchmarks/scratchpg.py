@@ -6,19 +6,26 @@ It is started like the test harness starts its server (``tests/support/pg_ctl``)
 with ``trust`` authentication (nothing else can reach it) and runs in its own session, so a Ctrl-C in the terminal
 reaches the benchmark, whose ``finally`` stops the server, and not the server itself.
 
+For fault scenarios, ``kill()`` crashes it (``kill -9`` of the postmaster, by its pid) and ``restart()`` starts it
+again on the same directory and port.
+
 Example::
 
     with ScratchServer() as server:
         conninfo = server.conninfo()
+        server.kill()      # the server is gone: connections refused
+        server.restart()   # crash recovery, then it accepts connections again
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
@@ -132,6 +139,36 @@ class ScratchServer:
         with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DBNAME)))
 
+    def postmaster_pid(self) -> int | None:
+        """The running postmaster's process id (``postmaster.pid``), or ``None``."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def kill(self, *, timeout: float = 60) -> None:
+        """A crash: ``kill -9`` of the postmaster (by its pid, nothing else), then wait until it and the backends
+        it had started are gone (they exit when they notice their postmaster died), so that ``restart()`` finds no
+        process still holding the old shared memory. Raises ``RuntimeError`` when they outlive ``timeout``."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            raise RuntimeError("scratch PostgreSQL: kill: no postmaster.pid (is the server running?)")
+        children = _children(pid)
+        os.kill(pid, signal.SIGKILL)
+        self.running = False
+        deadline = time.monotonic() + timeout
+        while any(_alive(p) for p in [pid, *children]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"scratch PostgreSQL: processes of the killed postmaster {pid} still run")
+            time.sleep(0.02)
+
+    def restart(self) -> None:
+        """Start the server again on the same directory and port (after ``kill()``: crash recovery first); returns
+        once it accepts connections."""
+        self._run("pg_ctl start", [str(self.bindir / "pg_ctl"), "start", "-D", str(self.data_dir), "-l",
+                                   str(self.log_file), "-w", "-t", "120"])
+        self.running = True
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its directory. Safe to call twice; never raises."""
         if self.running and self.home is not None:
@@ -149,3 +186,29 @@ class ScratchServer:
         if self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
             self.home = None
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of process ``pid`` (from /proc; empty where /proc does not say)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[-1].split()
+    return bool(fields) and fields[0] not in ("Z", "X")

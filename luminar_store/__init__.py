@@ -6,6 +6,12 @@
 
 from __future__ import annotations
 
+import logging
+
+# A library logs through `logging` only: what its records become is the application's choice. Without this handler,
+# Python's last-resort handler would print our warnings on stderr of every node that configured no logging.
+logging.getLogger("luminar_store").addHandler(logging.NullHandler())
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "db", "Database", "errors", "models"]

@@ -58,6 +58,7 @@ from luminar_store.repositories.crime_events import CrimeEventRepository
 from luminar_store.repositories.miners import MinerRepository
 from luminar_store.repositories.raw_reports import RawReportRepository
 from luminar_store.repositories.validators import ValidatorRepository
+from luminar_store.server_state import ServerStatus
 
 __all__ = [
     "LuminarDB",
@@ -136,9 +137,18 @@ class LuminarDB:
             await self._database.close()
 
     async def health_check(self) -> bool:
-        """True when the primary answers; never raises for a down server. Example: ``ok = await db.health_check()``
+        """True when the primary accepts a connection and answers (a busy pool is not unhealthy); never raises for a
+        down server. Example: ``ok = await db.health_check()``
         """
         return await self.database.health_check()
+
+    def server_status(self) -> dict[str, ServerStatus]:
+        """Up or down, since when (and why) for each server seen so far: ``luminar-primary``,
+        ``luminar-replica0`` ... (``Database.server_status``). Asks no server.
+
+        Example: ``if not db.server_status()["luminar-primary"].up: ...``
+        """
+        return self.database.server_status()
 
     async def _write(self, what: str, write: Callable[[], Awaitable[T]], *, not_again: str | None = None) -> T:
         """Run one write; when the connection is lost after it was sent (it may have committed), run it again as

@@ -11,6 +11,15 @@ readable bytes on its idle socket (the server's FATAL message, or end of file). 
 one is discarded and the next one tried at once. So a restarted server costs one retry, not an error, and the hot
 path pays no extra round trip (``check=AsyncConnectionPool.check_connection`` would add one to every call).
 
+Outages: a broken connection (found at checkout, or broken during a call) or a pool that cannot hand one out within
+a connect timeout makes the database *probe* the server with one direct connection, bounded by
+``LUMINAR_DB_CONNECT_TIMEOUT`` (one probe at a time; callers arriving meanwhile share its answer). When the probe
+fails the server is marked down (``server_state.ServerState``: one WARNING), and its pool is **closed**, so that no
+pool retries in the background with growing delays (psycopg_pool's back-off, up to half a minute, and a warning on
+every attempt). While it is down every call fails within the connect timeout with ``DatabaseUnavailableError``
+(a failure less than ``PRIMARY_RETRY_AFTER`` seconds old is reused without a new probe); the first call that finds
+it answering opens a **fresh pool** (one INFO: how long it was down). ``server_status()`` shows the state.
+
 Example::
 
     async with Database(load_settings()) as database:
@@ -38,20 +47,30 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from luminar_store.config import Settings, load_settings
 from luminar_store.errors import DatabaseUnavailableError, LuminarError, PoolExhaustedError
 from luminar_store.ops.connect import unreachable
+from luminar_store.server_state import ServerState, ServerStatus
 from luminar_store.validation import set_naive_timestamps
 
-__all__ = ["Database"]
+__all__ = ["Database", "PRIMARY_RETRY_AFTER", "REPLICA_RETRY_AFTER"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds a replica that could not be reached is skipped (reads go to the primary meanwhile).
 REPLICA_RETRY_AFTER = 30.0
+#: Seconds a failed probe of the primary is reused: calls meanwhile fail at once with its message. Short, so that the
+#: first call after the server is back is served within a fraction of a second.
+PRIMARY_RETRY_AFTER = 0.25
 
 # Every pooled connection: autocommit (one round trip a statement) and no JIT compilation. The queries here are
 # short index scans and small aggregations; PostgreSQL's JIT, triggered by cost estimates, spent more time compiling
 # than it saved (hotspots over 1M events: 25 ms with JIT, 11 ms without). psycopg's default prepare_threshold (a
 # statement is prepared on its 5th execution) is kept: the hot statements are few and constant.
 _CONNECTION_KWARGS = {"autocommit": True, "options": "-c jit=off"}
+
+
+def _connect_wait(settings: Settings) -> float:
+    """Seconds one connection attempt may take: the connect timeout as psycopg applies it (at least 2 s, as libpq),
+    plus a little for the event loop."""
+    return max(float(settings.connect_timeout or 10), 2.0) + 0.5
 
 
 async def _give_back(pool: AsyncConnectionPool, conn: psycopg.AsyncConnection) -> None:
@@ -86,37 +105,52 @@ def _has_pending_input(conn: psycopg.AsyncConnection) -> bool:
 
 
 class _Pool:
-    """One pool plus what messages need to name it (never the password), and the connections it opened.
+    """One server's pool in one event loop, plus what messages need to name it (never the password).
 
-    The connections are tracked through the pool's public ``configure`` callback (called once per new connection),
-    so that a pool left behind by a finished event loop can have its sockets closed without reaching into the
-    pool's internals (see ``Database._abandon``).
+    ``pool`` is ``None`` while the server is down (closed when it was lost; a fresh one is opened when it answers).
+    ``borrowed`` counts the connections lent from the current pool (``generation``), so that "all connections are
+    in use" is said only when they are. The connections ever opened are tracked through the pool's public
+    ``configure`` callback, so that a pool left behind by a finished event loop can have its sockets closed without
+    reaching into the pool's internals (see ``Database._abandon``).
     """
 
-    def __init__(self, label: str, where: str, conninfo: str, settings: Settings) -> None:
+    def __init__(self, label: str, where: str, conninfo: str, settings: Settings, state: ServerState) -> None:
         self.label = label
         self.where = where
         self.conninfo = conninfo
-        self.down_until = 0.0
+        self.settings = settings
+        self.state = state
+        self.pool: AsyncConnectionPool | None = None
+        self.generation = 0
+        self.borrowed = 0
+        self.closed = False
+        self.probing = asyncio.Lock()  # one probe (or reopening) of this server at a time
         self.opened: weakref.WeakSet[psycopg.AsyncConnection] = weakref.WeakSet()
+
+    def new_pool(self) -> AsyncConnectionPool:
+        """A new (not yet opened) pool for this server; it becomes the current one."""
+        s, conninfo = self.settings, self.conninfo
         self.pool = AsyncConnectionPool(
             conninfo,
             # Options given in the connection string (DATABASE_URL ...?options=) win over ours.
             kwargs=_CONNECTION_KWARGS if "options" not in conninfo_to_dict(conninfo) else {"autocommit": True},
-            min_size=settings.pool_size,
-            max_size=settings.pool_max_size,
-            timeout=settings.pool_timeout,
-            max_lifetime=settings.pool_recycle,
-            name=label,
+            min_size=s.pool_size,
+            max_size=s.pool_max_size,
+            timeout=s.pool_timeout,
+            max_lifetime=s.pool_recycle,
+            name=self.label,
             open=False,
             configure=self._track,
         )
+        self.generation += 1
+        self.borrowed = 0
+        return self.pool
 
     async def _track(self, conn: psycopg.AsyncConnection) -> None:
         self.opened.add(conn)
 
     def close_sockets(self) -> None:
-        """Close every connection this pool opened, without its event loop (libpq's ``finish``, no round trip)."""
+        """Close every connection this entry's pools opened, without its event loop (libpq's ``finish``)."""
         for conn in list(self.opened):
             if not conn.closed:
                 conn.pgconn.finish()
@@ -128,13 +162,14 @@ class Database:
     Open it explicitly (``await database.initialize()`` or ``async with Database(settings)``) or let the first
     ``connection()`` open it. Pools belong to the event loop that opened them (one loop at a time): used from a
     new loop (successive ``asyncio.run`` calls) the database opens fresh pools there. ``close()`` closes them; a
-    later call reopens.
+    later call reopens. While a server is down no pool of it stays open (see the module's note on outages).
 
     Raises (from every method that needs a connection):
-        DatabaseUnavailableError: the server cannot be reached; names host, port and database and the hint
-            ``make db-start``.
-        PoolExhaustedError: no connection became free within ``POOL_TIMEOUT`` seconds; names the pool size and the
-            settings to change (``DB_POOL_SIZE``, ``POOL_TIMEOUT``).
+        DatabaseUnavailableError: the server cannot be reached (within ``LUMINAR_DB_CONNECT_TIMEOUT`` seconds);
+            names host, port and database and the hint ``make db-start``.
+        PoolExhaustedError: no connection became free within ``POOL_TIMEOUT`` seconds while the server answers;
+            names the pool size, how many are in use and the settings to change (``DB_POOL_SIZE``,
+            ``POOL_TIMEOUT``).
     """
 
     def __init__(self, settings: Settings | None = None) -> None:
@@ -149,6 +184,8 @@ class Database:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._states: dict[str, ServerState] = {}  # per server, kept across event loops
+        self._closing: set[asyncio.Task[None]] = set()  # pools of lost servers, being closed
 
     def __repr__(self) -> str:
         state = "open" if self._primary is not None else "closed"
@@ -165,8 +202,8 @@ class Database:
     async def initialize(self) -> None:
         """Open the pools (a no-op when they are open in this event loop) and wait for ``POOL_SIZE`` connections.
 
-        Raises ``DatabaseUnavailableError`` when the primary cannot be reached (replicas are opened in the
-        background and only skipped while unreachable).
+        Raises ``DatabaseUnavailableError`` when the primary cannot be reached. A replica's pool is opened by its
+        first read, after a probe (a replica that cannot be reached is skipped, and reads go to the primary).
 
         Example: ``await Database(settings).initialize()``
         """
@@ -176,30 +213,37 @@ class Database:
         assert self._lock is not None
         async with self._lock:
             if self._loop is loop and self._primary is not None:
+                await self._pool_for(self._primary)  # raises while the primary is down
                 return
             self._abandon()
             await self._open(loop)
 
+    def _state(self, label: str, where: str, retry_after: float) -> ServerState:
+        if label not in self._states:
+            self._states[label] = ServerState(where, retry_after=retry_after)
+        return self._states[label]
+
     async def _open(self, loop: asyncio.AbstractEventLoop) -> None:
         s = self.settings
+        where = f"{s.describe()}, environment {s.env}"
+        primary = _Pool("luminar-primary", where, s.conninfo(), s,
+                        self._state("luminar-primary", where, PRIMARY_RETRY_AFTER))
+        replicas = [self._replica(i, url) for i, url in enumerate(s.replica_urls)]
         # One direct connection first: an unreachable server fails at once with libpq's reason, instead of after
         # POOL_TIMEOUT seconds of the pool's silent retries.
-        try:
-            probe = await psycopg.AsyncConnection.connect(s.conninfo())
-        except psycopg.OperationalError as exc:
-            raise unreachable(s, exc) from None
-        await probe.close()
-        primary = _Pool("luminar-primary", f"{s.describe()}, environment {s.env}", s.conninfo(), s)
-        try:
-            await primary.pool.open(wait=True, timeout=s.pool_timeout)
-        except PoolTimeout:
-            raise DatabaseUnavailableError(
-                f"could not open {s.pool_size} connections to PostgreSQL at {s.describe()} within "
-                f"{s.pool_timeout:g} s; lower DB_POOL_SIZE or raise the server's max_connections"
-            ) from None
-        replicas = [self._replica(i, url) for i, url in enumerate(s.replica_urls)]
-        for replica in replicas:
-            await replica.pool.open(wait=False)
+        async with primary.probing:
+            failure = primary.state.recent_failure() or await self._probe(primary)
+            if failure is not None:
+                raise DatabaseUnavailableError(failure)
+            pool = primary.new_pool()
+            try:
+                await pool.open(wait=True, timeout=s.pool_timeout)
+            except PoolTimeout:
+                await pool.close()
+                raise DatabaseUnavailableError(
+                    f"could not open {s.pool_size} connections to PostgreSQL at {s.describe()} within "
+                    f"{s.pool_timeout:g} s; lower DB_POOL_SIZE or raise the server's max_connections"
+                ) from None
         self._primary, self._replicas, self._loop = primary, replicas, loop
 
     def _replica(self, index: int, url: str) -> _Pool:
@@ -216,16 +260,19 @@ class Database:
         extra["application_name"] = f"luminar_store_replica{index}"
         where = f"replica {index + 1} (host {given.get('host', s.host)}, port {given.get('port', s.port)}, " \
                 f"database {given.get('dbname', s.name)})"
-        return _Pool(f"luminar-replica{index}", where, make_conninfo(url, **extra), s)
+        label = f"luminar-replica{index}"
+        return _Pool(label, where, make_conninfo(url, **extra), s, self._state(label, where, REPLICA_RETRY_AFTER))
 
     def _abandon(self) -> None:
         """Forget pools opened in another (finished) event loop: they cannot be awaited from this one.
 
         Their sockets are closed directly (the pool's own ``close()`` needs the loop it was opened in); their worker
         tasks died with that loop, so nothing is left to stop, and the pool objects are dropped."""
-        pools = [p for p in [self._primary, *self._replicas] if p is not None]
+        entries = [p for p in [self._primary, *self._replicas] if p is not None]
         self._primary, self._replicas, self._loop = None, [], None
-        for entry in pools:
+        self._closing = set()
+        for entry in entries:
+            entry.closed = True
             entry.close_sockets()
 
     async def close(self) -> None:
@@ -233,32 +280,61 @@ class Database:
 
         Example: ``await database.close()``
         """
-        pools = [p for p in [self._primary, *self._replicas] if p is not None]
+        entries = [p for p in [self._primary, *self._replicas] if p is not None]
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
             self._abandon()
             return
         self._primary, self._replicas, self._loop = None, [], None
-        for entry in pools:
-            await entry.pool.close()
+        for entry in entries:
+            entry.closed = True
+            pool, entry.pool = entry.pool, None
+            if pool is not None:
+                await pool.close()
+        closing, self._closing = self._closing, set()
+        if closing:
+            await asyncio.wait(closing)
 
     async def health_check(self) -> bool:
-        """True when the primary answers ``SELECT 1`` within ``LUMINAR_DB_CONNECT_TIMEOUT`` seconds (or
-        ``POOL_TIMEOUT`` if shorter); never raises for a down server.
+        """True when the primary accepts a connection and answers ``SELECT 1`` within ``LUMINAR_DB_CONNECT_TIMEOUT``
+        seconds; never raises for a down server. It asks with a connection of its own, not a pooled one: a pool
+        busy with other calls is not an unhealthy server. A change of state is logged once (see
+        ``server_status()``).
 
         Example: ``ok = await database.health_check()``
         """
-        timeout = min(self.settings.pool_timeout, float(self.settings.connect_timeout))
+        s = self.settings
+        where = f"{s.describe()}, environment {s.env}"
+        state = self._state("luminar-primary", where, PRIMARY_RETRY_AFTER)
         try:
-            async with self.connection(timeout=timeout) as conn:
-                cur = await conn.execute("SELECT 1")
-                return (await cur.fetchone()) == (1,)
-        except (LuminarError, psycopg.Error, OSError):
+            async with asyncio.timeout(_connect_wait(s)):
+                conn = await psycopg.AsyncConnection.connect(s.conninfo(), autocommit=True)
+                async with conn:
+                    answer = await (await conn.execute("SELECT 1")).fetchone()
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            state.mark_down(str(unreachable(s, exc, where=where)))
+            primary = self._primary
+            if primary is not None and primary.pool is not None and self._loop is asyncio.get_running_loop():
+                self._retire(primary)  # no pool left retrying in the background while the server is down
             return False
+        state.mark_up()
+        return answer == (1,)
+
+    def server_status(self) -> dict[str, ServerStatus]:
+        """The state of each server seen so far, by pool name (``luminar-primary``, ``luminar-replica0`` ...): up
+        or down, since when, and while down the last failure's message. For monitoring; it asks no server.
+
+        Example::
+
+            status = database.server_status()["luminar-primary"]
+            if not status.up:
+                print(f"primary down for {status.down_for:.0f} s: {status.reason}")
+        """
+        return {label: state.status() for label, state in self._states.items()}
 
     def pool_stats(self) -> dict[str, dict[str, int]]:
         """psycopg_pool's counters per open pool (``pool_size``, ``pool_available``, ``requests_waiting`` ...)."""
-        pools = [p for p in [self._primary, *self._replicas] if p is not None]
-        return {entry.label: entry.pool.get_stats() for entry in pools}
+        entries = [p for p in [self._primary, *self._replicas] if p is not None and p.pool is not None]
+        return {entry.label: entry.pool.get_stats() for entry in entries}  # type: ignore[union-attr]
 
     # -- connections ----------------------------------------------------------------------------------------------
     @asynccontextmanager
@@ -266,7 +342,8 @@ class Database:
         """A pooled primary connection in autocommit mode, returned to the pool on exit.
 
         Waits at most ``timeout`` seconds (default ``POOL_TIMEOUT``) for a free connection, then raises
-        ``PoolExhaustedError`` (or ``DatabaseUnavailableError`` when the server cannot be reached).
+        ``PoolExhaustedError``; raises ``DatabaseUnavailableError`` within the connect timeout when the server
+        cannot be reached.
 
         Example::
 
@@ -277,11 +354,8 @@ class Database:
             await self.initialize()
         entry = self._primary
         assert entry is not None
-        conn = await self._checkout(entry, entry.pool.timeout if timeout is None else timeout)
-        try:
+        async with self._lend(entry, self.settings.pool_timeout if timeout is None else timeout) as conn:
             yield conn
-        finally:
-            await _give_back(entry.pool, conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -301,7 +375,8 @@ class Database:
     @asynccontextmanager
     async def read_connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection for reads: the replicas in turn when configured (an unreachable replica is skipped for
-        ``REPLICA_RETRY_AFTER`` seconds), else the primary. Replicas may lag the primary slightly.
+        ``REPLICA_RETRY_AFTER`` seconds, logged once when lost and once when back), else the primary. Replicas may
+        lag the primary slightly.
 
         Example::
 
@@ -311,67 +386,184 @@ class Database:
         if self._loop is not asyncio.get_running_loop() or self._primary is None:
             await self.initialize()
         entry = self._pick_replica()
-        if entry is None:
-            async with self.connection() as conn:
-                yield conn
-            return
-        try:
-            conn = await self._checkout(entry, min(entry.pool.timeout, float(self.settings.connect_timeout)))
-        except LuminarError as exc:
-            log.warning("%s unavailable, reading from the primary: %s", entry.where, exc)
-            if entry.pool.get_stats().get("pool_size", 0) == 0:
-                entry.down_until = time.monotonic() + REPLICA_RETRY_AFTER
-            async with self.connection() as conn:
-                yield conn
-            return
-        try:
+        if entry is not None:
+            try:
+                loan = await self._checkout(entry, min(self.settings.pool_timeout, _connect_wait(self.settings)))
+            except LuminarError as exc:
+                # A lost replica was logged once by its ServerState; a busy one is not news.
+                log.debug("reading from the primary instead of %s: %s", entry.where, exc)
+            else:
+                async with self._loaned(entry, loan) as conn:
+                    yield conn
+                return
+        async with self.connection() as conn:
             yield conn
-        finally:
-            await _give_back(entry.pool, conn)
 
     def _pick_replica(self) -> _Pool | None:
         if not self._replicas:
             return None
-        now = time.monotonic()
         for _ in range(len(self._replicas)):
             entry = self._replicas[next(self._next_replica) % len(self._replicas)]
-            if entry.down_until <= now:
+            if entry.state.recent_failure() is None:
                 return entry
         return None
 
-    async def _checkout(self, entry: _Pool, timeout: float) -> psycopg.AsyncConnection:
-        """Get a working connection from ``entry`` within ``timeout`` seconds (see the module's note on checks)."""
+    @asynccontextmanager
+    async def _lend(self, entry: _Pool, timeout: float) -> AsyncIterator[psycopg.AsyncConnection]:
+        loan = await self._checkout(entry, timeout)
+        async with self._loaned(entry, loan) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _loaned(self, entry: _Pool, loan: tuple[psycopg.AsyncConnection, AsyncConnectionPool, int]
+                      ) -> AsyncIterator[psycopg.AsyncConnection]:
+        conn, pool, generation = loan
+        try:
+            yield conn
+        except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
+            # A connection broken under the call (a repository has already typed it, without saying where).
+            if not conn.broken:
+                raise
+            cause = exc.__cause__ if isinstance(exc, DatabaseUnavailableError) and exc.__cause__ else exc
+            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+            lost = DatabaseUnavailableError(
+                f"lost the connection to the database ({entry.where}) during the call: {reason}; whether its last "
+                "statement took effect is unknown"
+            )
+            lost.may_have_committed = True  # a statement was sent on it: a write may have committed
+            raise lost from exc
+        finally:
+            if generation == entry.generation:
+                entry.borrowed -= 1
+            if conn.broken:
+                await self._discard(entry, pool, conn)  # lost during the call: is the server still there?
+            else:
+                await _give_back(pool, conn)
+
+    # -- checkout and outages -------------------------------------------------------------------------------------
+    async def _checkout(self, entry: _Pool, timeout: float
+                        ) -> tuple[psycopg.AsyncConnection, AsyncConnectionPool, int]:
+        """A working connection of ``entry`` within ``timeout`` seconds, with the pool and generation it came from
+        (see the module's notes on checks and outages)."""
         deadline = time.monotonic() + timeout
+        connect_wait = _connect_wait(self.settings)
         while True:
+            pool = await self._pool_for(entry)  # raises DatabaseUnavailableError while the server is down
+            generation = entry.generation
+            left = max(deadline - time.monotonic(), 0.001)
+            # A pool with room to grow that hands out nothing within a connect timeout cannot connect: waiting
+            # longer (POOL_TIMEOUT) would only hide an outage. A pool whose connections are all lent waits in full.
+            growing = entry.borrowed < (pool.max_size or 1)
             try:
-                conn = await entry.pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
+                conn = await pool.getconn(timeout=min(left, connect_wait) if growing else left)
             except PoolTimeout:
-                raise await self._timeout_error(entry, timeout) from None
+                if growing:  # find out whether the server is there at all
+                    failure = await self._server_failure(entry, pool)
+                    if failure is not None:
+                        raise DatabaseUnavailableError(failure) from None
+                    if time.monotonic() < deadline:
+                        continue
+                raise self._timeout_error(entry, pool, timeout) from None
             except PoolClosed:
-                raise DatabaseUnavailableError(
-                    f"the connection pool of {entry.where} was closed while waiting for a connection"
-                ) from None
+                if entry.closed:
+                    raise DatabaseUnavailableError(
+                        f"the connection pool of {entry.where} was closed while waiting for a connection") from None
+                continue  # closed because its server was lost (or replaced by a fresh one): ask again
             if not _has_pending_input(conn):
-                return conn
+                return self._lent(entry, conn, pool, generation)
             try:
                 await AsyncConnectionPool.check_connection(conn)
             except psycopg.Error:
-                log.info("discarding a connection the server closed (%s)", entry.where)
-                await entry.pool.putconn(conn)  # broken: the pool drops it and opens a replacement
+                log.debug("discarding a connection the server closed (%s)", entry.where)
+                await self._discard(entry, pool, conn)
                 continue
-            return conn
+            return self._lent(entry, conn, pool, generation)
 
-    async def _timeout_error(self, entry: _Pool, timeout: float) -> LuminarError:
-        stats = entry.pool.get_stats()
-        if stats.get("pool_size", 0) < stats.get("pool_max", 0):
-            # The pool could have grown but did not: find out whether the server is reachable at all.
-            try:
-                probe = await psycopg.AsyncConnection.connect(entry.conninfo)
-            except psycopg.OperationalError as exc:
-                return unreachable(self.settings, exc, where=entry.where)
-            await probe.close()
+    @staticmethod
+    def _lent(entry: _Pool, conn: psycopg.AsyncConnection, pool: AsyncConnectionPool, generation: int
+              ) -> tuple[psycopg.AsyncConnection, AsyncConnectionPool, int]:
+        if generation == entry.generation:
+            entry.borrowed += 1
+        return conn, pool, generation
+
+    async def _pool_for(self, entry: _Pool) -> AsyncConnectionPool:
+        """The server's open pool; while it is down, a probe (or the failure of one just made), then a fresh pool
+        when it answers. Raises ``DatabaseUnavailableError`` naming the server while it does not."""
+        if entry.closed:
+            raise DatabaseUnavailableError(f"the connection pool of {entry.where} is closed")
+        if entry.pool is not None:
+            return entry.pool
+        async with entry.probing:
+            if entry.pool is not None:
+                return entry.pool
+            failure = entry.state.recent_failure() or await self._probe(entry)
+            if failure is not None:
+                raise DatabaseUnavailableError(failure)
+            if entry.closed:
+                raise DatabaseUnavailableError(f"the connection pool of {entry.where} is closed")
+            pool = entry.new_pool()
+            await pool.open(wait=False)  # the first connection goes to the first caller waiting for it
+            return pool
+
+    async def _server_failure(self, entry: _Pool, pool: AsyncConnectionPool) -> str | None:
+        """``None`` when the server of ``pool`` (``entry``'s current pool) accepts a connection now; else the
+        message for callers, and the pool is retired. One probe at a time: callers meanwhile share its answer."""
+        async with entry.probing:
+            if entry.pool is not pool:  # already retired (or replaced by a fresh pool) by another caller
+                return None if entry.pool is not None else entry.state.status().reason or "the server was lost"
+            failure = entry.state.recent_failure() or await self._probe(entry)
+            if failure is not None:
+                self._retire(entry)
+            return failure
+
+    async def _probe(self, entry: _Pool) -> str | None:
+        """One direct connection to the server, bounded by the connect timeout: ``None`` when it answered, else the
+        message for callers (host, port, database, reason, hint; never the password). Updates ``entry.state``.
+        Called with ``entry.probing`` held."""
+        try:
+            async with asyncio.timeout(_connect_wait(self.settings)):
+                conn = await psycopg.AsyncConnection.connect(entry.conninfo)
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            message = str(unreachable(self.settings, exc, where=entry.where))
+            entry.state.mark_down(message)
+            return message
+        await conn.close()
+        entry.state.mark_up()
+        return None
+
+    def _retire(self, entry: _Pool) -> None:
+        """Take the pool of a lost server out of service and close it in the background (its worker tasks stop,
+        its idle connections close, borrowed ones close when returned): no pool retries while the server is down."""
+        pool, entry.pool = entry.pool, None
+        if pool is None:
+            return
+        task = asyncio.get_running_loop().create_task(pool.close(timeout=_connect_wait(self.settings)))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _discard(self, entry: _Pool, pool: AsyncConnectionPool, conn: psycopg.AsyncConnection) -> None:
+        """Give back a broken connection. First find out whether its server is still there: if not, its pool is
+        closed before the connection goes back (a closed pool closes it quietly, where an open one would log a
+        warning and start reconnecting)."""
+        if entry.pool is pool:
+            await self._server_failure(entry, pool)
+        if entry.pool is not pool:
+            await asyncio.sleep(0)  # let the closing task mark the pool closed before the connection goes back
+        await pool.putconn(conn)
+
+    def _timeout_error(self, entry: _Pool, pool: AsyncConnectionPool, timeout: float) -> LuminarError:
+        failure = entry.state.recent_failure()
+        if failure is not None:
+            return DatabaseUnavailableError(failure)
+        size = pool.max_size
+        if entry.borrowed >= size:
+            return PoolExhaustedError(
+                f"no database connection became free within {timeout:g} s: all {size} connections of the pool "
+                f"({entry.where}) are in use; raise DB_POOL_SIZE (or MAX_OVERFLOW) or POOL_TIMEOUT, or hold "
+                "connections for shorter"
+            )
         return PoolExhaustedError(
-            f"no database connection became free within {timeout:g} s: all {stats.get('pool_max')} connections of "
-            f"the pool ({entry.where}) are in use; raise DB_POOL_SIZE (or MAX_OVERFLOW) or POOL_TIMEOUT, or hold "
-            "connections for shorter"
+            f"no database connection became free within {timeout:g} s: {entry.borrowed} of the {size} connections "
+            f"of the pool ({entry.where}) are in use and no other was ready in time; raise POOL_TIMEOUT, or check "
+            "the server's load and max_connections"
         )
