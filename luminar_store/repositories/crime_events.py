@@ -26,13 +26,14 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
 from typing import Any
 
+from psycopg import errors as pg
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
@@ -466,15 +467,34 @@ async def _fresh(conn: Any, items: list[tuple[int, CrimeEvent, uuid.UUID]]) -> l
     return fresh
 
 
-async def _copy(cur: Any, rows: Iterable[tuple[Any, ...]]) -> int:
-    """COPY ``rows`` (WRITE_COLUMNS tuples) into crime_events; returns how many."""
-    written = 0
-    async with cur.copy(COPY_EVENTS) as copy:
+async def _copy(conn: Any, rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY ``rows`` (WRITE_COLUMNS tuples) into crime_events."""
+    async with conn.cursor().copy(COPY_EVENTS) as copy:
         copy.set_types(COPY_TYPES)
         for row in rows:
             await copy.write_row(row)
-            written += 1
-    return written
+
+
+async def _copy_new(conn: Any, items: list[tuple[int, CrimeEvent, uuid.UUID]],
+                    row: Callable[[tuple[int, CrimeEvent, uuid.UUID]], tuple[Any, ...]]
+                    ) -> list[tuple[int, CrimeEvent, uuid.UUID]]:
+    """COPY the ``items`` whose keys are not stored yet (the first of each key); returns those written.
+
+    Optimistic: all of them are copied in a savepoint, so a batch of new events (the common case) costs its COPY
+    alone; when the unique key refuses one (a retried batch, a repeat), the savepoint is rolled back and the items
+    whose keys are not stored (``_fresh``) are copied instead. A refusal that remains (an ``event_id`` another miner
+    stored) is raised."""
+    if not items:
+        return []
+    try:
+        async with conn.transaction():
+            await _copy(conn, map(row, items))
+        return items
+    except pg.UniqueViolation:
+        fresh = await _fresh(conn, items)
+        if fresh:
+            await _copy(conn, map(row, fresh))
+        return fresh
 
 
 class CrimeEventRepository(Repository):
@@ -523,8 +543,9 @@ class CrimeEventRepository(Repository):
         Safe to retry: an event whose key (``idempotency_key()``) is stored already, or appears earlier in the same
         batch, is left out, so a retried batch adds nothing (and returns 0).
 
-        ``events`` is streamed (a generator is fine: memory stays flat), ``BULK_CHUNK`` events at a time: one
-        query finds which keys of the chunk are stored, one COPY writes the others. Events that must read their
+        ``events`` is streamed (a generator is fine: memory stays flat), ``BULK_CHUNK`` events at a time, each
+        chunk one COPY (``_copy_new``: when a key of the chunk is stored already, the chunk is copied again
+        without it). Events that must read their
         source reports (named by the reports' own ids, or without a point or time of their own) are set aside and
         written after the stream, their reports read in one query. A bad item raises ``ValidationError`` naming its
         index (``events[3].severity: ...``); an unknown report raises ``NotFoundError`` (``events[3].source_reports[0]:
@@ -539,7 +560,6 @@ class CrimeEventRepository(Repository):
         async with self._connection() as conn:
             async with conn.transaction():
                 await conn.execute(DEFER_MINER_COUNTS)
-                cur = conn.cursor()
                 while chunk := list(islice(items, BULK_CHUNK)):
                     direct = []
                     for item in chunk:
@@ -547,21 +567,21 @@ class CrimeEventRepository(Repository):
                             deferred.append(item)
                         else:
                             direct.append(item)
-                    fresh = await _fresh(conn, direct)
-                    verified += sum(e.verification_status == "verified" for _, e, _ in fresh)
-                    if fresh:
-                        stored += await _copy(cur, (_row(e, uid, e.event_id or uuid.uuid4(), key)
-                                                    for _, e, key in fresh))
-                fresh = await _fresh(conn, deferred)
-                if fresh:
-                    placements = await place(conn, [e for _, e, _ in fresh], [f"events[{i}]." for i, _, _ in fresh])
+                    written = await _copy_new(conn, direct, lambda item: _row(
+                        item[1], uid, item[1].event_id or uuid.uuid4(), item[2]))
+                    stored += len(written)
+                    verified += sum(e.verification_status == "verified" for _, e, _ in written)
+                if deferred:
+                    placements = await place(conn, [e for _, e, _ in deferred],
+                                             [f"events[{i}]." for i, _, _ in deferred])
                     stamped = any(p.timestamp is None for p in placements)
                     now = (await (await conn.execute(TRANSACTION_NOW)).fetchone())[0] if stamped else None
-                    verified += sum(e.verification_status == "verified" for _, e, _ in fresh)
-                    stored += await _copy(cur, (
-                        _row(e, uid, e.event_id or uuid.uuid4(), key, p if p.timestamp is not None
-                             else replace(p, timestamp=now))
-                        for (_, e, key), p in zip(fresh, placements, strict=True)))
+                    placed = {item[2]: p if p.timestamp is not None else replace(p, timestamp=now)
+                              for item, p in zip(deferred, placements, strict=True)}
+                    written = await _copy_new(conn, deferred, lambda item: _row(
+                        item[1], uid, item[1].event_id or uuid.uuid4(), item[2], placed[item[2]]))
+                    stored += len(written)
+                    verified += sum(e.verification_status == "verified" for _, e, _ in written)
                 await conn.execute(ADD_VERIFIED_EVENTS, {"miner_uid": uid, "verified": verified})
                 return stored
 
