@@ -1,0 +1,69 @@
+"""Acknowledged single writes under backend kills: do retried ``store_crime_event`` calls lose or duplicate?
+
+32 tasks x 400 ``store_crime_event`` calls through the facade (the README's usage: no ``event_id``), while a side
+connection kills the pool's backends 3 times, spread through the run. A caller retries a failed call (the server
+unreachable or the connection broken) with the same input until it returns. Each input carries the marker
+``metadata.fault_seq``, one per logical event.
+
+Figures: ``calls``, ``attempts``, ``retried``, ``acknowledged``, ``lost`` (acknowledged ids not in the table),
+``missing_events`` (logical events with no row), ``duplicates`` (rows beyond one per logical event), ``kills``,
+``backends_killed``, ``seconds``. ``--quick``: 8 tasks x 100, 2 kills.
+
+Example: ``.venv/bin/python benchmarks/faults/writes.py --quick``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+
+import common
+
+from luminar_store.access import LuminarDB
+from luminar_store.config import Settings
+
+__all__ = ["measure", "run"]
+
+
+async def measure(settings: Settings, *, tasks: int, per_task: int, kills: int) -> dict[str, object]:
+    """The scenario on the (migrated) database of ``settings``; its ``crime_events`` gets ``tasks * per_task``
+    marked events."""
+    facade = LuminarDB(settings)
+    counters = common.Retried()
+    acked: list[uuid.UUID] = []
+    total = tasks * per_task
+
+    async def writer(t: int) -> None:
+        for i in range(per_task):
+            event = common.event_input(t * per_task + i)
+            event_id = await common.retrying(lambda e=event: facade.store_crime_event(e, miner_uid=100 + t), counters)
+            if event_id is not None:
+                acked.append(event_id)
+
+    start = time.monotonic()
+    try:
+        await facade.initialize()
+        async with common.Killer(settings, progress=lambda: counters.calls, total=total, kills=kills) as killer:
+            await asyncio.gather(*(writer(t) for t in range(tasks)))
+    finally:
+        await facade.close()
+    seconds = common.elapsed(start)
+    async with await common.admin_connect(settings) as admin:
+        counts = await common.marker_counts(admin)
+        lost = await common.missing_ids(admin, acked)
+    return {**counters.figures(), "lost": lost, "missing_events": total - len(counts),
+            "duplicates": common.duplicates(counts), "kills": killer.kills, "backends_killed": killer.terminated,
+            "tasks": tasks, "per_task": per_task, "seconds": seconds}
+
+
+async def run(*, quick: bool = False) -> dict[str, object]:
+    """The scenario on a scratch server: 32 x 400 with 3 kills (``quick``: 8 x 100, 2 kills)."""
+    async with common.scratch_database() as settings:
+        return await measure(settings, tasks=8 if quick else 32, per_task=100 if quick else 400,
+                             kills=2 if quick else 3)
+
+
+if __name__ == "__main__":
+    sys.exit(common.main("writes", run))
