@@ -110,13 +110,17 @@ async def admin_connect(settings: Settings, *, dbname: str | None = None) -> psy
 # -- killing backends -------------------------------------------------------------------------------------------------
 #: Every client backend of one database except ours (the side connections and the caller's own).
 KILL_BACKENDS = """
-SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+SELECT pid
 FROM pg_stat_activity
 WHERE datname = %(dbname)s
   AND backend_type = 'client backend'
   AND pid <> pg_backend_pid()
   AND coalesce(application_name, '') <> %(ours)s
+  AND pg_terminate_backend(pid)
 """
+
+#: Which of the given backends still exist.
+STILL_THERE = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(pids)s)"
 
 #: How many of those backends are running a statement right now.
 ACTIVE_BACKENDS = """
@@ -130,18 +134,26 @@ WHERE datname = %(dbname)s
 """
 
 
-async def kill_backends(admin: psycopg.AsyncConnection, dbname: str) -> int:
-    """Terminate every client backend of ``dbname`` but the side connections; returns how many."""
+async def kill_backends(admin: psycopg.AsyncConnection, dbname: str, *, wait: float = 0.0) -> int:
+    """Terminate every client backend of ``dbname`` but the side connections; returns how many.
+
+    ``pg_terminate_backend`` only signals: with ``wait`` > 0, poll (at most ``wait`` seconds) until those backends
+    have exited, so that their connections are closed from the server's side before the caller goes on."""
     cur = await admin.execute(KILL_BACKENDS, {"dbname": dbname, "ours": FAULTS_APP})
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    pids = [int(row[0]) for row in await cur.fetchall()]
+    deadline = time.monotonic() + wait
+    while pids and time.monotonic() < deadline:
+        row = await (await admin.execute(STILL_THERE, {"pids": pids})).fetchone()
+        if not row or not row[0]:
+            break
+        await asyncio.sleep(0.01)
+    return len(pids)
 
 
 def kill_backends_sync(conninfo: str, dbname: str) -> int:
     """``kill_backends`` on a short-lived blocking connection (for a thread that must not need the event loop)."""
     with psycopg.connect(make_conninfo(conninfo, application_name=FAULTS_APP), autocommit=True) as conn:
-        row = conn.execute(KILL_BACKENDS, {"dbname": dbname, "ours": FAULTS_APP}).fetchone()
-        return int(row[0]) if row else 0
+        return len(conn.execute(KILL_BACKENDS, {"dbname": dbname, "ours": FAULTS_APP}).fetchall())
 
 
 class Killer:
