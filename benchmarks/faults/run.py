@@ -6,8 +6,8 @@ skipped with a line saying so. ``--quick`` runs the short forms.
 
 Goals, by the figure's name (its last part, for nested figures): a name holding ``lost``, ``missing``, ``partial``,
 ``duplicate``, ``twice``, ``more_than_once``, ``stranded``, ``failed``, ``unexpected``, ``server_error``,
-``unnamed`` or ``false_`` must be 0; one holding ``first_success`` (seconds after the server is back) must be at
-most 2. A scenario that raises misses its goals too.
+``unnamed``, ``false_`` or ``hung`` must be 0; one holding ``first_success`` (seconds after the server is back)
+must be at most 2. A scenario that raises misses its goals too.
 
 Writes ``benchmarks/results/faults-<UTC start>.json`` (every figure, the goals, the machine, the commit). Exit code
 0 when every goal was met, 1 when one was missed (each named on stderr), 2 on a usage error.
@@ -44,7 +44,7 @@ SCENARIOS = ("writes", "bulk", "rounds", "migrators", "pool", "fuzz", "claims", 
 
 #: (words in a figure's name, goal text, test): the first entry whose word is in the name applies.
 ZERO_WORDS = ("lost", "missing", "partial", "duplicate", "twice", "more_than_once", "stranded", "failed",
-              "unexpected", "server_error", "unnamed", "false_")
+              "unexpected", "server_error", "unnamed", "false_", "hung")
 FIRST_SUCCESS_LIMIT_S = 2.0
 
 
