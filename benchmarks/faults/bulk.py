@@ -1,15 +1,17 @@
 """Bulk stores under backend kills: is a batch all or nothing, and does a retried batch duplicate its rows?
 
 200 batches of 500 events, ``store_crime_events`` (binary COPY, one transaction a batch), 4 tasks at once, while a
-side connection kills the pool's backends 3 times; a failed batch is retried with the same input until it returns.
+side connection kills the pool's backends 3 times and ``ackdrop.AckDropProxy`` loses the acknowledgement of 3
+committed batches; a failed batch is retried with the same input until it returns.
 Then one batch whose backend is killed half-way through the COPY (from inside the input stream, so the kill
 certainly lands mid-COPY), counted before and after its retry. Every event carries ``metadata.fault_seq`` and
 ``metadata.fault_batch``.
 
-Figures: ``batches``, ``batch_size``, ``attempts``, ``retried``, ``acknowledged``, ``partial_batches`` (rows of a
-batch neither none nor all of its events), ``duplicates`` (rows beyond one per logical event), ``lost`` (events of
-acknowledged batches with no row), ``kills``, ``mid_copy.rows_after_kill`` (0 expected), ``mid_copy.partial``,
-``mid_copy.duplicates``, ``seconds``. ``--quick``: 20 batches of 200, 2 kills.
+Figures: ``batches``, ``batch_size``, ``attempts``, ``retried``, ``acknowledged``, ``partial_batches`` (rows of
+a batch neither none nor all of its events), ``duplicates`` (rows beyond one per logical event),
+``duplicated_batches``, ``lost`` (events of acknowledged batches with no row), ``kills``, ``acks_lost_on_purpose``,
+``mid_copy.rows_after_kill`` (0 expected), ``mid_copy.partial``, ``mid_copy.duplicates``, ``seconds``.
+``--quick``: 20 batches of 200, 2 kills, 2 lost acknowledgements.
 
 Example: ``.venv/bin/python benchmarks/faults/bulk.py --quick``
 """
@@ -39,9 +41,9 @@ def batch_events(batch: int, size: int, *, first_seq: int | None = None) -> list
     return [common.event_input(first + i, batch=batch) for i in range(size)]
 
 
-async def measure(settings: Settings, *, batches: int, size: int, tasks: int, kills: int) -> dict[str, object]:
-    """The concurrent part on the (migrated) database of ``settings``."""
-    facade = LuminarDB(settings)
+async def measure(settings: Settings, *, batches: int, size: int, tasks: int, kills: int,
+                  lost_acks: int = 0) -> dict[str, object]:
+    """The concurrent part on the (migrated) database of ``settings`` (``lost_acks``: see ``writes.measure``)."""
     counters = common.Retried()
     acked: list[int] = []
     queue = list(range(batches))
@@ -56,21 +58,27 @@ async def measure(settings: Settings, *, batches: int, size: int, tasks: int, ki
                 acked.append(b)
 
     start = time.monotonic()
-    try:
-        await facade.initialize()
-        async with common.Killer(settings, progress=lambda: counters.calls, total=batches, kills=kills) as killer:
-            await asyncio.gather(*(loader(t) for t in range(tasks)))
-    finally:
-        await facade.close()
+    async with common.through_proxy(settings, lost_acks) as (via, proxy):
+        facade = LuminarDB(via)
+        try:
+            await facade.initialize()
+            async with common.Killer(settings, progress=lambda: counters.calls, total=batches, kills=kills,
+                                     lost_acks=lost_acks, proxy=proxy) as killer:
+                await asyncio.gather(*(loader(t) for t in range(tasks)))
+        finally:
+            await facade.close()
     seconds = common.elapsed(start)
     async with await common.admin_connect(settings) as admin:
         per_batch = await common.batch_counts(admin)
         counts = await common.marker_counts(admin)
     partial = sum(1 for b in range(batches) if per_batch.get(b, (0, 0))[1] not in (0, size))
     lost = sum(size - per_batch.get(b, (0, 0))[1] for b in acked)
+    doubled = sum(1 for b in range(batches) if per_batch.get(b, (0, 0))[0] > per_batch.get(b, (0, 0))[1])
     return {**counters.figures(), "batches": batches, "batch_size": size, "partial_batches": partial,
+            "duplicated_batches": doubled,
             "duplicates": common.duplicates({s: n for s, n in counts.items() if s < MID_COPY_FIRST_SEQ}),
-            "lost": lost, "kills": killer.kills, "backends_killed": killer.terminated, "seconds": seconds}
+            "lost": lost, "kills": killer.kills, "backends_killed": killer.terminated,
+            "acks_lost_on_purpose": killer.acks_dropped, "seconds": seconds}
 
 
 async def killed_mid_copy(settings: Settings, *, size: int = 400) -> dict[str, object]:
@@ -110,10 +118,11 @@ async def killed_mid_copy(settings: Settings, *, size: int = 400) -> dict[str, o
 
 
 async def run(*, quick: bool = False) -> dict[str, object]:
-    """The scenario on a scratch server: 200 x 500, 4 tasks, 3 kills (``quick``: 20 x 200, 2 kills)."""
+    """The scenario on a scratch server: 200 x 500, 4 tasks, 3 kills, 3 lost acknowledgements (``quick``:
+    20 x 200, 2 and 2)."""
     async with common.scratch_database() as settings:
         figures = await measure(settings, batches=20 if quick else 200, size=200 if quick else 500, tasks=4,
-                                kills=2 if quick else 3)
+                                kills=2 if quick else 3, lost_acks=2 if quick else 3)
         figures["mid_copy"] = await killed_mid_copy(settings, size=200 if quick else 2000)
         return figures
 

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -52,6 +52,7 @@ __all__ = [
     "marker_counts",
     "missing_ids",
     "retrying",
+    "through_proxy",
     "say",
     "scratch_database",
 ]
@@ -157,23 +158,33 @@ def kill_backends_sync(conninfo: str, dbname: str) -> int:
 
 
 class Killer:
-    """Kills the writers' backends ``kills`` times, spread evenly through a run of ``total`` steps.
+    """Kills the writers' backends ``kills`` times, and loses ``lost_acks`` acknowledgements (through ``proxy``, an
+    ``ackdrop.AckDropProxy``), spread evenly through a run of ``total`` steps.
 
     ``progress()`` says how many steps are done; kill ``k`` (1-based) happens once progress reaches
-    ``k * total / (kills + 1)``, preferably while a statement is running (it waits up to 50 polls for one).
-    Use as ``async with Killer(...) as killer:`` around the run; ``killer.kills`` and ``killer.terminated``
-    are the figures.
+    ``k * total / (kills + 1)``, preferably while a statement is running (it waits up to 50 polls for one); lost
+    acknowledgement ``k`` is armed at ``(k - 1/2) * total / (lost_acks + 1)``, between the kills. Use as
+    ``async with Killer(...) as killer:`` around the run; ``killer.kills``, ``killer.terminated`` and
+    ``killer.acks_dropped`` are the figures.
     """
 
     def __init__(self, settings: Settings, *, progress: Callable[[], int], total: int, kills: int,
-                 every: float = 0.002) -> None:
+                 lost_acks: int = 0, proxy: Any = None, every: float = 0.002) -> None:
         self.settings = settings
         self.progress = progress
-        self.thresholds = [(k + 1) * total // (kills + 1) for k in range(kills)]
+        steps = [((k + 1) * total // (kills + 1), "kill") for k in range(kills)]
+        steps += [((2 * k + 1) * total // (2 * (lost_acks + 1)), "ack")
+                  for k in range(lost_acks if proxy is not None else 0)]
+        self.steps = sorted(steps)
+        self.proxy = proxy
         self.every = every
         self.kills = 0
         self.terminated = 0
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def acks_dropped(self) -> int:
+        return self.proxy.dropped if self.proxy is not None else 0
 
     async def __aenter__(self) -> Killer:
         self._admin = await admin_connect(self.settings)
@@ -186,12 +197,17 @@ class Killer:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         await self._admin.close()
+        if self.proxy is not None:
+            self.proxy.armed = 0  # an acknowledgement armed too late for the run is not lost afterwards
 
     async def _loop(self) -> None:
         params = {"dbname": self.settings.name, "ours": FAULTS_APP}
-        for threshold in self.thresholds:
+        for threshold, what in self.steps:
             while self.progress() < threshold:
                 await asyncio.sleep(self.every)
+            if what == "ack":
+                self.proxy.arm()
+                continue
             for _ in range(50):  # a kill that lands mid-statement is the interesting one
                 row = await (await self._admin.execute(ACTIVE_BACKENDS, params)).fetchone()
                 if row and row[0]:
@@ -199,6 +215,19 @@ class Killer:
                 await asyncio.sleep(0)
             self.terminated += await kill_backends(self._admin, self.settings.name)
             self.kills += 1
+
+
+@contextlib.asynccontextmanager
+async def through_proxy(settings: Settings, lost_acks: int) -> AsyncIterator[tuple[Settings, Any]]:
+    """``(settings, proxy)``: with ``lost_acks`` > 0, settings that connect through a new ``AckDropProxy`` (and the
+    proxy); else the same settings and ``None``."""
+    if lost_acks <= 0:
+        yield settings, None
+        return
+    from ackdrop import AckDropProxy, settings_via
+
+    async with AckDropProxy(settings.host, settings.port) as proxy:
+        yield settings_via(settings, proxy), proxy
 
 
 # -- retrying -------------------------------------------------------------------------------------------------------

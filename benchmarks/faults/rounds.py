@@ -1,12 +1,13 @@
 """Scoring rounds under backend kills: is a retried ``update_miner_performance`` counted once?
 
 16 validator tasks, each scoring its own miner 200 times through the facade, while a side connection kills the
-pool's backends 3 times; a failed call is retried with the same arguments until it returns. Each miner's
+pool's backends 3 times and ``ackdrop.AckDropProxy`` loses the acknowledgement of 3 committed rounds; a failed
+call is retried with the same arguments until it returns. Each miner's
 ``total_rounds`` is then compared with the rounds acknowledged for it.
 
 Figures: ``calls``, ``attempts``, ``retried``, ``acknowledged``, ``rounds_counted_twice`` (rounds recorded beyond
-those acknowledged), ``rounds_lost`` (acknowledged rounds not recorded), ``kills``, ``seconds``.
-``--quick``: 4 miners x 50 rounds, 2 kills.
+those acknowledged), ``rounds_lost`` (acknowledged rounds not recorded), ``kills``, ``acks_lost_on_purpose``,
+``seconds``. ``--quick``: 4 miners x 50 rounds, 2 kills, 2 lost acknowledgements.
 
 Example: ``.venv/bin/python benchmarks/faults/rounds.py --quick``
 """
@@ -40,9 +41,10 @@ def scores(miner: int, round_no: int) -> dict[str, float]:
     return {"integrity": base, "clustering": 1 - base, "novelty": 0.5, "quality": round(base / 2, 2)}
 
 
-async def measure(settings: Settings, *, miners: int, rounds: int, kills: int) -> dict[str, object]:
-    """The scenario on the (migrated) database of ``settings``: miners ``FIRST_UID ..`` get ``rounds`` each."""
-    facade = LuminarDB(settings)
+async def measure(settings: Settings, *, miners: int, rounds: int, kills: int,
+                  lost_acks: int = 0) -> dict[str, object]:
+    """The scenario on the (migrated) database of ``settings``: miners ``FIRST_UID ..`` get ``rounds`` each
+    (``lost_acks``: see ``writes.measure``)."""
     counters = common.Retried()
     acked = dict.fromkeys(range(FIRST_UID, FIRST_UID + miners), 0)
 
@@ -56,13 +58,15 @@ async def measure(settings: Settings, *, miners: int, rounds: int, kills: int) -
                 acked[uid] += 1
 
     start = time.monotonic()
-    try:
-        await facade.initialize()
-        async with common.Killer(settings, progress=lambda: counters.calls, total=miners * rounds,
-                                 kills=kills) as killer:
-            await asyncio.gather(*(validator(uid) for uid in acked))
-    finally:
-        await facade.close()
+    async with common.through_proxy(settings, lost_acks) as (via, proxy):
+        facade = LuminarDB(via)
+        try:
+            await facade.initialize()
+            async with common.Killer(settings, progress=lambda: counters.calls, total=miners * rounds,
+                                     kills=kills, lost_acks=lost_acks, proxy=proxy) as killer:
+                await asyncio.gather(*(validator(uid) for uid in acked))
+        finally:
+            await facade.close()
     seconds = common.elapsed(start)
     async with await common.admin_connect(settings) as admin:
         rows = await (await admin.execute(TOTAL_ROUNDS, {"first": FIRST_UID, "last": FIRST_UID + miners})).fetchall()
@@ -70,14 +74,16 @@ async def measure(settings: Settings, *, miners: int, rounds: int, kills: int) -
     twice = sum(max(recorded.get(uid, 0) - n, 0) for uid, n in acked.items())
     lost = sum(max(n - recorded.get(uid, 0), 0) for uid, n in acked.items())
     return {**counters.figures(), "miners": miners, "rounds_per_miner": rounds, "rounds_counted_twice": twice,
-            "rounds_lost": lost, "kills": killer.kills, "backends_killed": killer.terminated, "seconds": seconds}
+            "rounds_lost": lost, "kills": killer.kills, "backends_killed": killer.terminated,
+            "acks_lost_on_purpose": killer.acks_dropped, "seconds": seconds}
 
 
 async def run(*, quick: bool = False) -> dict[str, object]:
-    """The scenario on a scratch server: 16 miners x 200 rounds, 3 kills (``quick``: 4 x 50, 2 kills)."""
+    """The scenario on a scratch server: 16 miners x 200 rounds, 3 kills, 3 lost acknowledgements (``quick``:
+    4 x 50, 2 and 2)."""
     async with common.scratch_database() as settings:
         return await measure(settings, miners=4 if quick else 16, rounds=50 if quick else 200,
-                             kills=2 if quick else 3)
+                             kills=2 if quick else 3, lost_acks=2 if quick else 3)
 
 
 if __name__ == "__main__":

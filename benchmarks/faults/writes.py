@@ -3,11 +3,14 @@
 32 tasks x 400 ``store_crime_event`` calls through the facade (the README's usage: no ``event_id``), while a side
 connection kills the pool's backends 3 times, spread through the run. A caller retries a failed call (the server
 unreachable or the connection broken) with the same input until it returns. Each input carries the marker
-``metadata.fault_seq``, one per logical event.
+``metadata.fault_seq``, one per logical event. A kill lands on a commit's acknowledgement only by chance, so the pool
+also goes through ``ackdrop.AckDropProxy``, which loses the acknowledgement of 3 committed writes on purpose (the
+commit happened, the caller sees a broken connection and retries).
 
 Figures: ``calls``, ``attempts``, ``retried``, ``acknowledged``, ``lost`` (acknowledged ids not in the table),
 ``missing_events`` (logical events with no row), ``duplicates`` (rows beyond one per logical event), ``kills``,
-``backends_killed``, ``seconds``. ``--quick``: 8 tasks x 100, 2 kills.
+``backends_killed``, ``acks_lost_on_purpose``, ``seconds``. ``--quick``: 8 tasks x 100, 2 kills, 2 lost
+acknowledgements.
 
 Example: ``.venv/bin/python benchmarks/faults/writes.py --quick``
 """
@@ -27,10 +30,11 @@ from luminar_store.config import Settings
 __all__ = ["measure", "run"]
 
 
-async def measure(settings: Settings, *, tasks: int, per_task: int, kills: int) -> dict[str, object]:
+async def measure(settings: Settings, *, tasks: int, per_task: int, kills: int,
+                  lost_acks: int = 0) -> dict[str, object]:
     """The scenario on the (migrated) database of ``settings``; its ``crime_events`` gets ``tasks * per_task``
-    marked events."""
-    facade = LuminarDB(settings)
+    marked events. ``lost_acks`` > 0 routes the pool through an ``AckDropProxy`` that loses that many
+    acknowledgements of committed writes."""
     counters = common.Retried()
     acked: list[uuid.UUID] = []
     total = tasks * per_task
@@ -43,26 +47,31 @@ async def measure(settings: Settings, *, tasks: int, per_task: int, kills: int) 
                 acked.append(event_id)
 
     start = time.monotonic()
-    try:
-        await facade.initialize()
-        async with common.Killer(settings, progress=lambda: counters.calls, total=total, kills=kills) as killer:
-            await asyncio.gather(*(writer(t) for t in range(tasks)))
-    finally:
-        await facade.close()
+    async with common.through_proxy(settings, lost_acks) as (via, proxy):
+        facade = LuminarDB(via)
+        try:
+            await facade.initialize()
+            async with common.Killer(settings, progress=lambda: counters.calls, total=total, kills=kills,
+                                     lost_acks=lost_acks, proxy=proxy) as killer:
+                await asyncio.gather(*(writer(t) for t in range(tasks)))
+        finally:
+            await facade.close()
     seconds = common.elapsed(start)
     async with await common.admin_connect(settings) as admin:
         counts = await common.marker_counts(admin)
         lost = await common.missing_ids(admin, acked)
     return {**counters.figures(), "lost": lost, "missing_events": total - len(counts),
             "duplicates": common.duplicates(counts), "kills": killer.kills, "backends_killed": killer.terminated,
+            "acks_lost_on_purpose": killer.acks_dropped,
             "tasks": tasks, "per_task": per_task, "seconds": seconds}
 
 
 async def run(*, quick: bool = False) -> dict[str, object]:
-    """The scenario on a scratch server: 32 x 400 with 3 kills (``quick``: 8 x 100, 2 kills)."""
+    """The scenario on a scratch server: 32 x 400 with 3 kills and 3 lost acknowledgements (``quick``: 8 x 100,
+    2 and 2)."""
     async with common.scratch_database() as settings:
         return await measure(settings, tasks=8 if quick else 32, per_task=100 if quick else 400,
-                             kills=2 if quick else 3)
+                             kills=2 if quick else 3, lost_acks=2 if quick else 3)
 
 
 if __name__ == "__main__":
