@@ -162,7 +162,7 @@ class Killer:
     ``ackdrop.AckDropProxy``), spread evenly through a run of ``total`` steps.
 
     ``progress()`` says how many steps are done; kill ``k`` (1-based) happens once progress reaches
-    ``k * total / (kills + 1)``, preferably while a statement is running (it waits up to 50 polls for one); lost
+    ``k * total / (kills + 1)``, preferably while a statement is running (it polls up to 10 times for one); lost
     acknowledgement ``k`` is armed at ``(k - 1/2) * total / (lost_acks + 1)``, between the kills. Use as
     ``async with Killer(...) as killer:`` around the run; ``killer.kills``, ``killer.terminated`` and
     ``killer.acks_dropped`` are the figures.
@@ -208,7 +208,7 @@ class Killer:
             if what == "ack":
                 self.proxy.arm()
                 continue
-            for _ in range(50):  # a kill that lands mid-statement is the interesting one
+            for _ in range(10):  # a kill that lands mid-statement is the interesting one
                 row = await (await self._admin.execute(ACTIVE_BACKENDS, params)).fetchone()
                 if row and row[0]:
                     break
