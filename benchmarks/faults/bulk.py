@@ -9,7 +9,7 @@ certainly lands mid-COPY), counted before and after its retry. Every event carri
 
 Figures: ``batches``, ``batch_size``, ``attempts``, ``retried``, ``acknowledged``, ``partial_batches`` (rows of
 a batch neither none nor all of its events), ``duplicates`` (rows beyond one per logical event),
-``duplicated_batches``, ``lost`` (events of acknowledged batches with no row), ``kills``, ``acks_lost_on_purpose``,
+``duplicated_batches``, ``lost`` (events of acknowledged batches with no row), ``kills``, ``acks_dropped_on_purpose``,
 ``mid_copy.rows_after_kill`` (0 expected), ``mid_copy.partial``, ``mid_copy.duplicates``, ``seconds``.
 ``--quick``: 20 batches of 200, 2 kills, 2 lost acknowledgements.
 
@@ -78,7 +78,7 @@ async def measure(settings: Settings, *, batches: int, size: int, tasks: int, ki
             "duplicated_batches": doubled,
             "duplicates": common.duplicates({s: n for s, n in counts.items() if s < MID_COPY_FIRST_SEQ}),
             "lost": lost, "kills": killer.kills, "backends_killed": killer.terminated,
-            "acks_lost_on_purpose": killer.acks_dropped, "seconds": seconds}
+            "acks_dropped_on_purpose": killer.acks_dropped, "seconds": seconds}
 
 
 async def killed_mid_copy(settings: Settings, *, size: int = 400) -> dict[str, object]:

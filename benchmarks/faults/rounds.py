@@ -6,7 +6,7 @@ call is retried with the same arguments until it returns. Each miner's
 ``total_rounds`` is then compared with the rounds acknowledged for it.
 
 Figures: ``calls``, ``attempts``, ``retried``, ``acknowledged``, ``rounds_counted_twice`` (rounds recorded beyond
-those acknowledged), ``rounds_lost`` (acknowledged rounds not recorded), ``kills``, ``acks_lost_on_purpose``,
+those acknowledged), ``rounds_lost`` (acknowledged rounds not recorded), ``kills``, ``acks_dropped_on_purpose``,
 ``seconds``. ``--quick``: 4 miners x 50 rounds, 2 kills, 2 lost acknowledgements.
 
 Example: ``.venv/bin/python benchmarks/faults/rounds.py --quick``
@@ -75,7 +75,7 @@ async def measure(settings: Settings, *, miners: int, rounds: int, kills: int,
     lost = sum(max(n - recorded.get(uid, 0), 0) for uid, n in acked.items())
     return {**counters.figures(), "miners": miners, "rounds_per_miner": rounds, "rounds_counted_twice": twice,
             "rounds_lost": lost, "kills": killer.kills, "backends_killed": killer.terminated,
-            "acks_lost_on_purpose": killer.acks_dropped, "seconds": seconds}
+            "acks_dropped_on_purpose": killer.acks_dropped, "seconds": seconds}
 
 
 async def run(*, quick: bool = False) -> dict[str, object]:

@@ -111,7 +111,7 @@ def _fmt(value: object) -> str:
 
 def table(results: dict[str, dict[str, object]]) -> str:
     """Scenario | figure | value | goal | met?"""
-    lines = [f"{'scenario':<10} {'figure':<44} {'value':>14}  {'goal':<8} met?", "-" * 86]
+    lines = [f"{'scenario':<10} {'figure':<52} {'value':>14}  {'goal':<8} met?", "-" * 94]
     for name, result in results.items():
         if not result.get("present"):
             lines.append(f"{name:<10} (not present)")
@@ -123,7 +123,7 @@ def table(results: dict[str, dict[str, object]]) -> str:
             rows = check(name, {figure: value}) if goal else []
             met = "" if not rows else ("yes" if rows[0]["met"] else "NO")
             goal_text = rows[0]["goal"] if rows else ""
-            lines.append(f"{name:<10} {figure:<44} {_fmt(value):>14}  {goal_text:<8} {met}")
+            lines.append(f"{name:<10} {figure:<52} {_fmt(value):>14}  {goal_text:<8} {met}")
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ commit happened, the caller sees a broken connection and retries).
 
 Figures: ``calls``, ``attempts``, ``retried``, ``acknowledged``, ``lost`` (acknowledged ids not in the table),
 ``missing_events`` (logical events with no row), ``duplicates`` (rows beyond one per logical event), ``kills``,
-``backends_killed``, ``acks_lost_on_purpose``, ``seconds``. ``--quick``: 8 tasks x 100, 2 kills, 2 lost
+``backends_killed``, ``acks_dropped_on_purpose``, ``seconds``. ``--quick``: 8 tasks x 100, 2 kills, 2 lost
 acknowledgements.
 
 Example: ``.venv/bin/python benchmarks/faults/writes.py --quick``
@@ -62,7 +62,7 @@ async def measure(settings: Settings, *, tasks: int, per_task: int, kills: int,
         lost = await common.missing_ids(admin, acked)
     return {**counters.figures(), "lost": lost, "missing_events": total - len(counts),
             "duplicates": common.duplicates(counts), "kills": killer.kills, "backends_killed": killer.terminated,
-            "acks_lost_on_purpose": killer.acks_dropped,
+            "acks_dropped_on_purpose": killer.acks_dropped,
             "tasks": tasks, "per_task": per_task, "seconds": seconds}
 
 
