@@ -134,19 +134,20 @@ def _uid(rng: random.Random) -> object:
 
 
 def classify(exc: BaseException | None) -> str:
-    """The outcome's kind (see the module's docs)."""
+    """The outcome's kind (see the module's docs). ``NotFoundError`` and ``ConflictError`` are documented refusals
+    whatever found them (a foreign key, a unique key); a ``ValidationError`` that the server raised means the input
+    got past the checks before SQL, so it counts as a server error."""
     if exc is None:
         return "accepted"
-    if isinstance(exc, psycopg.Error) or isinstance(exc.__cause__, psycopg.Error) \
-            or (isinstance(exc, LuminarError) and not isinstance(exc, (ValidationError, NotFoundError,
-                                                                       ConflictError))):
-        return "server_errors"
-    if isinstance(exc, ValidationError):
-        return "refused_named" if exc.field else "unnamed_refusals"
     if isinstance(exc, NotFoundError):
         return "not_found"
     if isinstance(exc, ConflictError):
         return "conflicts"
+    if isinstance(exc, psycopg.Error) or isinstance(exc.__cause__, psycopg.Error) \
+            or (isinstance(exc, LuminarError) and not isinstance(exc, ValidationError)):
+        return "server_errors"
+    if isinstance(exc, ValidationError):
+        return "refused_named" if exc.field else "unnamed_refusals"
     return "unexpected"
 
 
