@@ -22,6 +22,8 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
+import signal
 import sys
 import time
 import uuid
@@ -66,6 +68,10 @@ FAULTS_APP = "luminar_faults"
 #: What a caller retries with the same input: the server could not be reached or the connection broke mid-call.
 RETRYABLE: tuple[type[BaseException], ...] = (DatabaseUnavailableError, psycopg.OperationalError)
 
+#: Scratch servers with synchronous_commit=on (``run.py --durable``): a commit then waits for the disk, which
+#: widens the window in which a kill lands between a commit and its acknowledgement.
+DURABLE = False
+
 #: A fixed instant the inputs' timestamps count from (in the past, inside every accepted range).
 BASE_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -86,7 +92,7 @@ async def scratch_database(**environ: str) -> AsyncIterator[Settings]:
 
     from luminar_store.migrator import DEFAULT_DIR, migrate_database
 
-    server = ScratchServer()
+    server = ScratchServer(durable=DURABLE)
     await asyncio.to_thread(server.start)
     try:
         settings = load_settings("local", environ={
@@ -122,6 +128,17 @@ WHERE datname = %(dbname)s
 
 #: Which of the given backends still exist.
 STILL_THERE = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(pids)s)"
+
+#: Those backends' pids, the ones running a statement first.
+PIDS_ACTIVE_FIRST = """
+SELECT pid
+FROM pg_stat_activity
+WHERE datname = %(dbname)s
+  AND backend_type = 'client backend'
+  AND pid <> pg_backend_pid()
+  AND coalesce(application_name, '') <> %(ours)s
+ORDER BY state = 'active' DESC
+"""
 
 #: How many of those backends are running a statement right now.
 ACTIVE_BACKENDS = """
@@ -166,11 +183,16 @@ class Killer:
     acknowledgement ``k`` is armed at ``(k - 1/2) * total / (lost_acks + 1)``, between the kills. Use as
     ``async with Killer(...) as killer:`` around the run; ``killer.kills``, ``killer.terminated`` and
     ``killer.acks_dropped`` are the figures.
+
+    ``sigkill=True`` kills one running backend with SIGKILL (``kill -9``) instead: the postmaster then ends every
+    backend and recovers from its WAL, as after a crash; a commit whose WAL was written but whose answer was not yet
+    sent survives unacknowledged. Only for a scratch server of our own (the whole server restarts).
     """
 
     def __init__(self, settings: Settings, *, progress: Callable[[], int], total: int, kills: int,
-                 lost_acks: int = 0, proxy: Any = None, every: float = 0.002) -> None:
+                 lost_acks: int = 0, proxy: Any = None, every: float = 0.002, sigkill: bool = False) -> None:
         self.settings = settings
+        self.sigkill = sigkill
         self.progress = progress
         steps = [((k + 1) * total // (kills + 1), "kill") for k in range(kills)]
         steps += [((2 * k + 1) * total // (2 * (lost_acks + 1)), "ack")
@@ -213,8 +235,28 @@ class Killer:
                 if row and row[0]:
                     break
                 await asyncio.sleep(0)
-            self.terminated += await kill_backends(self._admin, self.settings.name)
+            if self.sigkill:
+                self.terminated += await self._sigkill(params)
+            else:
+                self.terminated += await kill_backends(self._admin, self.settings.name)
             self.kills += 1
+
+    async def _sigkill(self, params: dict[str, str]) -> int:
+        rows = await (await self._admin.execute(PIDS_ACTIVE_FIRST, params)).fetchall()
+        if not rows:
+            return 0
+        os.kill(int(rows[0][0]), signal.SIGKILL)
+        # The whole server restarts, our side connection with it: reconnect once it accepts connections again.
+        await self._admin.close()
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                self._admin = await admin_connect(self.settings)
+                return 1
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
