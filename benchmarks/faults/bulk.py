@@ -11,7 +11,8 @@ Figures: ``batches``, ``batch_size``, ``attempts``, ``retried``, ``acknowledged`
 a batch neither none nor all of its events), ``duplicates`` (rows beyond one per logical event),
 ``duplicated_batches``, ``lost`` (events of acknowledged batches with no row), ``kills``, ``acks_dropped_on_purpose``,
 ``mid_copy.rows_after_kill`` (0 expected), ``mid_copy.partial``, ``mid_copy.duplicates``, ``seconds``.
-``--quick``: 20 batches of 200, 2 kills, 2 lost acknowledgements.
+Then ``kill_9``: the same figures for 60 batches with 3 ``kill -9`` of a running backend on a durable database.
+``--quick``: 20 batches of 200, 2 kills, 2 lost acknowledgements; ``kill_9`` 10 batches, 2 kills.
 
 Example: ``.venv/bin/python benchmarks/faults/bulk.py --quick``
 """
@@ -41,12 +42,14 @@ def batch_events(batch: int, size: int, *, first_seq: int | None = None) -> list
     return [common.event_input(first + i, batch=batch) for i in range(size)]
 
 
-async def measure(settings: Settings, *, batches: int, size: int, tasks: int, kills: int,
-                  lost_acks: int = 0) -> dict[str, object]:
-    """The concurrent part on the (migrated) database of ``settings`` (``lost_acks``: see ``writes.measure``)."""
+async def measure(settings: Settings, *, batches: int, size: int, tasks: int, kills: int, lost_acks: int = 0,
+                  sigkill: bool = False, first_batch: int = 0) -> dict[str, object]:
+    """The concurrent part on the (migrated) database of ``settings``: batches ``first_batch ..`` (``lost_acks``,
+    ``sigkill``: see ``writes.measure``)."""
     counters = common.Retried()
     acked: list[int] = []
-    queue = list(range(batches))
+    numbers = range(first_batch, first_batch + batches)
+    queue = list(numbers)
 
     async def loader(t: int) -> None:
         while queue:
@@ -63,7 +66,7 @@ async def measure(settings: Settings, *, batches: int, size: int, tasks: int, ki
         try:
             await facade.initialize()
             async with common.Killer(settings, progress=lambda: counters.calls, total=batches, kills=kills,
-                                     lost_acks=lost_acks, proxy=proxy) as killer:
+                                     lost_acks=lost_acks, proxy=proxy, sigkill=sigkill) as killer:
                 await asyncio.gather(*(loader(t) for t in range(tasks)))
         finally:
             await facade.close()
@@ -71,12 +74,13 @@ async def measure(settings: Settings, *, batches: int, size: int, tasks: int, ki
     async with await common.admin_connect(settings) as admin:
         per_batch = await common.batch_counts(admin)
         counts = await common.marker_counts(admin)
-    partial = sum(1 for b in range(batches) if per_batch.get(b, (0, 0))[1] not in (0, size))
+    partial = sum(1 for b in numbers if per_batch.get(b, (0, 0))[1] not in (0, size))
     lost = sum(size - per_batch.get(b, (0, 0))[1] for b in acked)
-    doubled = sum(1 for b in range(batches) if per_batch.get(b, (0, 0))[0] > per_batch.get(b, (0, 0))[1])
+    doubled = sum(1 for b in numbers if per_batch.get(b, (0, 0))[0] > per_batch.get(b, (0, 0))[1])
+    seqs = range(first_batch * size, (first_batch + batches) * size)
     return {**counters.figures(), "batches": batches, "batch_size": size, "partial_batches": partial,
             "duplicated_batches": doubled,
-            "duplicates": common.duplicates({s: n for s, n in counts.items() if s < MID_COPY_FIRST_SEQ}),
+            "duplicates": common.duplicates({s: n for s, n in counts.items() if s in seqs}),
             "lost": lost, "kills": killer.kills, "backends_killed": killer.terminated,
             "acks_dropped_on_purpose": killer.acks_dropped, "seconds": seconds}
 
@@ -124,6 +128,9 @@ async def run(*, quick: bool = False) -> dict[str, object]:
         figures = await measure(settings, batches=20 if quick else 200, size=200 if quick else 500, tasks=4,
                                 kills=2 if quick else 3, lost_acks=2 if quick else 3)
         figures["mid_copy"] = await killed_mid_copy(settings, size=200 if quick else 2000)
+        await common.make_durable(settings)
+        figures["kill_9"] = await measure(settings, batches=10 if quick else 60, size=200 if quick else 500, tasks=4,
+                                          kills=2 if quick else 3, sigkill=True, first_batch=100_000)
         return figures
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from luminar_store.config import Settings, load_settings
@@ -50,6 +51,7 @@ __all__ = [
     "event_input",
     "kill_backends",
     "main",
+    "make_durable",
     "quiet_pool_logs",
     "marker_counts",
     "missing_ids",
@@ -112,6 +114,17 @@ def admin_conninfo(settings: Settings, *, dbname: str | None = None) -> str:
 async def admin_connect(settings: Settings, *, dbname: str | None = None) -> psycopg.AsyncConnection:
     """An autocommit side connection named ``luminar_faults``."""
     return await psycopg.AsyncConnection.connect(admin_conninfo(settings, dbname=dbname), autocommit=True)
+
+
+async def make_durable(settings: Settings) -> None:
+    """``synchronous_commit = on`` for the database's new sessions (the scratch server's default is off), so that
+    an acknowledged commit survives a crash: needed before ``kill -9``, which makes the server recover from its WAL.
+    The CHECKPOINT writes out what earlier commits left unflushed (the schema itself, and this setting): without it
+    the first crash could undo them."""
+    async with await admin_connect(settings) as admin:
+        await admin.execute(sql.SQL("ALTER DATABASE {} SET synchronous_commit = on").format(
+            sql.Identifier(settings.name)))
+        await admin.execute("CHECKPOINT")
 
 
 # -- killing backends -------------------------------------------------------------------------------------------------
@@ -246,9 +259,16 @@ class Killer:
         if not rows:
             return 0
         os.kill(int(rows[0][0]), signal.SIGKILL)
-        # The whole server restarts, our side connection with it: reconnect once it accepts connections again.
-        await self._admin.close()
+        # The postmaster ends every backend, our side connection's too, then recovers: wait for our connection to
+        # be ended (reconnecting before would reach the old server), then reconnect once it accepts connections.
         deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                await self._admin.execute("SELECT 1")
+            except psycopg.Error:
+                break
+            await asyncio.sleep(0.01)
+        await self._admin.close()
         while True:
             try:
                 self._admin = await admin_connect(self.settings)

@@ -7,7 +7,8 @@ call is retried with the same arguments until it returns. Each miner's
 
 Figures: ``calls``, ``attempts``, ``retried``, ``acknowledged``, ``rounds_counted_twice`` (rounds recorded beyond
 those acknowledged), ``rounds_lost`` (acknowledged rounds not recorded), ``kills``, ``acks_dropped_on_purpose``,
-``seconds``. ``--quick``: 4 miners x 50 rounds, 2 kills, 2 lost acknowledgements.
+``seconds``. Then ``kill_9``: the same for 16 other miners x 100 rounds with 3 ``kill -9`` of a running backend on a
+durable database. ``--quick``: 4 miners x 50 rounds, 2 kills, 2 lost acknowledgements; ``kill_9`` 4 x 25, 2.
 
 Example: ``.venv/bin/python benchmarks/faults/rounds.py --quick``
 """
@@ -41,12 +42,12 @@ def scores(miner: int, round_no: int) -> dict[str, float]:
     return {"integrity": base, "clustering": 1 - base, "novelty": 0.5, "quality": round(base / 2, 2)}
 
 
-async def measure(settings: Settings, *, miners: int, rounds: int, kills: int,
-                  lost_acks: int = 0) -> dict[str, object]:
-    """The scenario on the (migrated) database of ``settings``: miners ``FIRST_UID ..`` get ``rounds`` each
-    (``lost_acks``: see ``writes.measure``)."""
+async def measure(settings: Settings, *, miners: int, rounds: int, kills: int, lost_acks: int = 0,
+                  sigkill: bool = False, first_uid: int = FIRST_UID) -> dict[str, object]:
+    """The scenario on the (migrated) database of ``settings``: miners ``first_uid ..`` get ``rounds`` each
+    (``lost_acks``, ``sigkill``: see ``writes.measure``)."""
     counters = common.Retried()
-    acked = dict.fromkeys(range(FIRST_UID, FIRST_UID + miners), 0)
+    acked = dict.fromkeys(range(first_uid, first_uid + miners), 0)
 
     async def validator(uid: int) -> None:
         for r in range(rounds):
@@ -63,13 +64,13 @@ async def measure(settings: Settings, *, miners: int, rounds: int, kills: int,
         try:
             await facade.initialize()
             async with common.Killer(settings, progress=lambda: counters.calls, total=miners * rounds,
-                                     kills=kills, lost_acks=lost_acks, proxy=proxy) as killer:
+                                     kills=kills, lost_acks=lost_acks, proxy=proxy, sigkill=sigkill) as killer:
                 await asyncio.gather(*(validator(uid) for uid in acked))
         finally:
             await facade.close()
     seconds = common.elapsed(start)
     async with await common.admin_connect(settings) as admin:
-        rows = await (await admin.execute(TOTAL_ROUNDS, {"first": FIRST_UID, "last": FIRST_UID + miners})).fetchall()
+        rows = await (await admin.execute(TOTAL_ROUNDS, {"first": first_uid, "last": first_uid + miners})).fetchall()
     recorded = {int(uid): int(n) for uid, n in rows}
     twice = sum(max(recorded.get(uid, 0) - n, 0) for uid, n in acked.items())
     lost = sum(max(n - recorded.get(uid, 0), 0) for uid, n in acked.items())
@@ -82,8 +83,12 @@ async def run(*, quick: bool = False) -> dict[str, object]:
     """The scenario on a scratch server: 16 miners x 200 rounds, 3 kills, 3 lost acknowledgements (``quick``:
     4 x 50, 2 and 2)."""
     async with common.scratch_database() as settings:
-        return await measure(settings, miners=4 if quick else 16, rounds=50 if quick else 200,
-                             kills=2 if quick else 3, lost_acks=2 if quick else 3)
+        figures = await measure(settings, miners=4 if quick else 16, rounds=50 if quick else 200,
+                                kills=2 if quick else 3, lost_acks=2 if quick else 3)
+        await common.make_durable(settings)
+        figures["kill_9"] = await measure(settings, miners=4 if quick else 16, rounds=25 if quick else 100,
+                                          kills=2 if quick else 3, sigkill=True, first_uid=FIRST_UID + 1000)
+        return figures
 
 
 if __name__ == "__main__":

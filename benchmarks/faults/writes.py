@@ -24,7 +24,6 @@ import time
 import uuid
 
 import common
-from psycopg import sql
 
 from luminar_store.access import LuminarDB
 from luminar_store.config import Settings
@@ -76,9 +75,7 @@ async def run(*, quick: bool = False) -> dict[str, object]:
     async with common.scratch_database() as settings:
         figures = await measure(settings, tasks=8 if quick else 32, per_task=100 if quick else 400,
                                 kills=2 if quick else 3, lost_acks=2 if quick else 3)
-        async with await common.admin_connect(settings) as admin:
-            await admin.execute(sql.SQL("ALTER DATABASE {} SET synchronous_commit = on").format(
-                sql.Identifier(settings.name)))
+        await common.make_durable(settings)
         figures["kill_9"] = await measure(settings, tasks=8 if quick else 32, per_task=50 if quick else 100,
                                           kills=2 if quick else 3, sigkill=True, first_seq=10_000_000)
         return figures
