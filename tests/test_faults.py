@@ -10,13 +10,14 @@ The long forms and every duration come from ``make faults``.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 from _async import run
 
 FAULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "faults"
-for _path in (str(FAULTS), str(FAULTS.parent)):
+for _path in (str(FAULTS.parent), str(FAULTS)):  # faults/ first: its modules' names win
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
@@ -117,3 +118,19 @@ def test_hostile_inputs_are_refused_naming_the_field(db_settings):
     assert figures["server_errors"] == 0, figures["samples"]
     assert figures["unnamed_refusals"] == 0, figures["samples"]
     assert figures["healthy_after"] is True, figures
+
+
+def test_the_runner_checks_goals_by_figure_name_and_skips_absent_scenarios(capsys):
+    spec = importlib.util.spec_from_file_location("faults_run", FAULTS / "run.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    figures = {"lost": 0, "duplicates": 2, "kills": 3, "acks_dropped_on_purpose": 1,
+               "kill_9": {"rounds_counted_twice": 1, "partial_batches": 0},
+               "per_call": {"store_crime_event.server_errors": 4},
+               "outage": [{"first_success_after_back_s": 0.4}, {"first_success_after_back_s": 2.5}]}
+    verdicts = {row["figure"]: row["met"] for row in runner.check("writes", figures)}
+    assert verdicts == {"lost": True, "duplicates": False, "kill_9.rounds_counted_twice": False,
+                        "kill_9.partial_batches": True, "outage[0].first_success_after_back_s": True,
+                        "outage[1].first_success_after_back_s": False}
+    assert runner.run_scenario("no_such_scenario", quick=True) == {"present": False}
+    assert "no_such_scenario: not present" in capsys.readouterr().err

@@ -89,7 +89,7 @@ async def scratch_database(**environ: str) -> AsyncIterator[Settings]:
     """A throw-away server (``benchmarks/scratchpg.py``), migrated; yields its ``Settings`` (env ``local``; extra
     ``LUMINAR_*``/pool variables from ``environ``). The server is stopped and deleted on exit, also on error."""
     if str(HERE.parent) not in sys.path:
-        sys.path.insert(0, str(HERE.parent))
+        sys.path.append(str(HERE.parent))  # for scratchpg; after faults/, whose names win
     from scratchpg import DBNAME, USER, ScratchServer
 
     from luminar_store.migrator import DEFAULT_DIR, migrate_database

@@ -35,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RESULTS = HERE.parent / "results"
-for _path in (str(HERE), str(HERE.parent)):
+for _path in (str(HERE.parent), str(HERE)):  # faults/ first: its modules' names win
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
