@@ -70,10 +70,6 @@ FAULTS_APP = "luminar_faults"
 #: What a caller retries with the same input: the server could not be reached or the connection broke mid-call.
 RETRYABLE: tuple[type[BaseException], ...] = (DatabaseUnavailableError, psycopg.OperationalError)
 
-#: Scratch servers with synchronous_commit=on (``run.py --durable``): a commit then waits for the disk, which
-#: widens the window in which a kill lands between a commit and its acknowledgement.
-DURABLE = False
-
 #: A fixed instant the inputs' timestamps count from (in the past, inside every accepted range).
 BASE_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -94,7 +90,7 @@ async def scratch_database(**environ: str) -> AsyncIterator[Settings]:
 
     from luminar_store.migrator import DEFAULT_DIR, migrate_database
 
-    server = ScratchServer(durable=DURABLE)
+    server = ScratchServer()
     await asyncio.to_thread(server.start)
     try:
         settings = load_settings("local", environ={
