@@ -82,7 +82,9 @@ async def measure(settings: Settings, *, batches: int, size: int, tasks: int, ki
             "duplicated_batches": doubled,
             "duplicates": common.duplicates({s: n for s, n in counts.items() if s in seqs}),
             "lost": lost, "kills": killer.kills, "backends_killed": killer.terminated,
-            "acks_dropped_on_purpose": killer.acks_dropped, "seconds": seconds}
+            "acks_dropped_on_purpose": killer.acks_dropped,
+            **({"first_success_after_back_s": counters.first_success_after(killer.back_at)} if sigkill else {}),
+            "seconds": seconds}
 
 
 async def killed_mid_copy(settings: Settings, *, size: int = 400) -> dict[str, object]:

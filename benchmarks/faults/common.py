@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import datetime as dt
 import json
@@ -195,7 +196,8 @@ class Killer:
 
     ``sigkill=True`` kills one running backend with SIGKILL (``kill -9``) instead: the postmaster then ends every
     backend and recovers from its WAL, as after a crash; a commit whose WAL was written but whose answer was not yet
-    sent survives unacknowledged. Only for a scratch server of our own (the whole server restarts).
+    sent survives unacknowledged. Only for a scratch server of our own (the whole server restarts). ``back_at``
+    holds when the server accepted our connection again after each.
     """
 
     def __init__(self, settings: Settings, *, progress: Callable[[], int], total: int, kills: int,
@@ -211,6 +213,7 @@ class Killer:
         self.every = every
         self.kills = 0
         self.terminated = 0
+        self.back_at: list[float] = []  # after a kill -9: when the server accepted our connection again
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -268,6 +271,7 @@ class Killer:
         while True:
             try:
                 self._admin = await admin_connect(self.settings)
+                self.back_at.append(time.monotonic())
                 return 1
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
@@ -299,10 +303,20 @@ class Retried:
         self.acknowledged = 0   # logical calls that returned
         self.failed = 0         # logical calls given up (a non-retryable error, or too many attempts)
         self.errors: dict[str, int] = {}
+        self.succeeded_at: list[float] = []  # time.monotonic() of every acknowledgement, in order
 
     def note(self, exc: BaseException) -> None:
         name = type(exc).__name__
         self.errors[name] = self.errors.get(name, 0) + 1
+
+    def first_success_after(self, moments: list[float]) -> float | None:
+        """The longest wait, over ``moments``, from a moment to the next acknowledgement (seconds), or ``None``."""
+        waits = []
+        for moment in moments:
+            i = bisect.bisect_left(self.succeeded_at, moment)
+            if i < len(self.succeeded_at):
+                waits.append(self.succeeded_at[i] - moment)
+        return round(max(waits), 3) if waits else None
 
     def figures(self) -> dict[str, object]:
         return {"calls": self.calls, "attempts": self.attempts, "retried": self.retried,
@@ -330,6 +344,7 @@ async def retrying(call: Callable[[], Awaitable[T]], counters: Retried, *, max_a
             counters.failed += 1
             return None
         counters.acknowledged += 1
+        counters.succeeded_at.append(time.monotonic())
         return result
     counters.failed += 1
     return None

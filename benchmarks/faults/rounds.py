@@ -76,7 +76,9 @@ async def measure(settings: Settings, *, miners: int, rounds: int, kills: int, l
     lost = sum(max(n - recorded.get(uid, 0), 0) for uid, n in acked.items())
     return {**counters.figures(), "miners": miners, "rounds_per_miner": rounds, "rounds_counted_twice": twice,
             "rounds_lost": lost, "kills": killer.kills, "backends_killed": killer.terminated,
-            "acks_dropped_on_purpose": killer.acks_dropped, "seconds": seconds}
+            "acks_dropped_on_purpose": killer.acks_dropped,
+            **({"first_success_after_back_s": counters.first_success_after(killer.back_at)} if sigkill else {}),
+            "seconds": seconds}
 
 
 async def run(*, quick: bool = False) -> dict[str, object]:

@@ -11,7 +11,9 @@ Figures: ``calls``, ``attempts``, ``retried``, ``acknowledged``, ``lost`` (ackno
 ``missing_events`` (logical events with no row), ``duplicates`` (rows beyond one per logical event), ``kills``,
 ``backends_killed``, ``acks_dropped_on_purpose``, ``seconds``. ``--quick``: 8 tasks x 100, 2 kills, 2 lost
 acknowledgements. Then ``kill_9``: the same figures for 32 x 100 calls with 3 ``kill -9`` of a running backend
-(the whole server restarts and recovers), on a durable database.
+(the whole server restarts and recovers), on a durable database, plus ``first_success_after_back_s``: the longest
+wait from the server accepting connections again to the next acknowledged call (it includes the callers' retry
+pause, 10 ms x attempt, at most 0.5 s).
 
 Example: ``.venv/bin/python benchmarks/faults/writes.py --quick``
 """
@@ -65,6 +67,7 @@ async def measure(settings: Settings, *, tasks: int, per_task: int, kills: int, 
     return {**counters.figures(), "lost": lost, "missing_events": total - len(counts),
             "duplicates": common.duplicates(counts), "kills": killer.kills, "backends_killed": killer.terminated,
             "acks_dropped_on_purpose": killer.acks_dropped,
+            **({"first_success_after_back_s": counters.first_success_after(killer.back_at)} if sigkill else {}),
             "tasks": tasks, "per_task": per_task, "seconds": seconds}
 
 
