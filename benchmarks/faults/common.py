@@ -4,14 +4,17 @@ A scenario module (``benchmarks/faults/<name>.py``) exposes ``async def run(*, q
 returns its figures, and ``python benchmarks/faults/<name>.py [--quick]`` prints them (``main``). ``run.py`` runs
 them all. The short forms also run in ``make test`` (``tests/test_faults.py``) on the test session's server.
 
-Faults are made from a side connection of our own (``application_name`` ``luminar_faults``), never by touching the
-library: ``pg_terminate_backend`` of the pool's backends, found in ``pg_stat_activity`` by database name.
+Faults are made from outside the library: from a side connection of our own (``application_name``
+``luminar_faults``), ``pg_terminate_backend`` of the pool's backends found in ``pg_stat_activity`` by database name,
+or ``kill -9`` of one of them (scratch servers only); and lost acknowledgements through ``ackdrop.AckDropProxy``.
 
 Example::
 
     async with scratch_database() as settings:
-        facade = LuminarDB(settings)
-        killer = Killer(settings.conninfo(), settings.name, progress=lambda: done, total=1000, kills=3)
+        facade, counters = LuminarDB(settings), Retried()
+        async with Killer(settings, progress=lambda: counters.calls, total=1000, kills=3):
+            for n in range(1000):
+                await retrying(lambda n=n: facade.store_crime_event(event_input(n), miner_uid=1), counters)
 """
 
 from __future__ import annotations
@@ -41,25 +44,25 @@ from luminar_store.errors import DatabaseUnavailableError
 
 __all__ = [
     "FAULTS_APP",
-    "RETRYABLE",
     "Killer",
+    "RETRYABLE",
     "Retried",
     "admin_connect",
     "batch_counts",
     "duplicates",
     "elapsed",
-    "kill_backends_sync",
     "event_input",
     "kill_backends",
+    "kill_backends_sync",
     "main",
     "make_durable",
-    "quiet_pool_logs",
     "marker_counts",
     "missing_ids",
+    "quiet_pool_logs",
     "retrying",
-    "through_proxy",
     "say",
     "scratch_database",
+    "through_proxy",
 ]
 
 HERE = Path(__file__).resolve().parent
