@@ -62,6 +62,7 @@ __all__ = [
     "retrying",
     "say",
     "scratch_database",
+    "stop_on_sigterm",
     "through_proxy",
 ]
 
@@ -423,9 +424,20 @@ def main(name: str, run: Callable[..., Awaitable[dict[str, object]]], argv: list
     parser.add_argument("--quick", action="store_true", help="the short form (the one make test also runs)")
     args = parser.parse_args(argv)
     quiet_pool_logs()
+    stop_on_sigterm()
     figures = asyncio.run(run(quick=args.quick))
     print(json.dumps(figures, indent=2, default=str))
     return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the scratch servers
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the run like Ctrl-C does: through the ``finally`` blocks, so no scratch server is left behind
+    (they run in their own session and would outlive us)."""
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def quiet_pool_logs() -> None:

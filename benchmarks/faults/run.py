@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results directory (default {RESULTS})")
     args = parser.parse_args(argv)
     common.quiet_pool_logs()
+    common.stop_on_sigterm()
     started = dt.datetime.now(dt.UTC)
     load_start = os.getloadavg()
     results = {name: run_scenario(name, args.quick) for name in SCENARIOS if not args.only or name in args.only}
