@@ -52,8 +52,10 @@ async def measure(settings: Settings, *, miners: int, rounds: int, kills: int, l
     async def validator(uid: int) -> None:
         for r in range(rounds):
             s = scores(uid, r)
+            # the README's usage: each round names itself (round_number), so a retried round counts once
             done = await common.retrying(
-                lambda s=s: facade.update_miner_performance(miner_uid=uid, hotkey=f"hotkey-{uid}", scores=s),
+                lambda s=s, r=r: facade.update_miner_performance(miner_uid=uid, hotkey=f"hotkey-{uid}", scores=s,
+                                                                 round_number=r),
                 counters)
             if done is not None:
                 acked[uid] += 1
