@@ -7,7 +7,7 @@ postmaster is killed (``kill -9``: a crash), left dead for D seconds, restarted 
 read back. Figures per D:
 
 * ``downtime_s``: kill → the server accepting connections again (D plus its restart: ``server_restart_s``);
-* ``outage_seen_s``: the callers' outage, first failed call to the first successful one after it;
+* ``outage_seen_s``: the callers' outage, first failed call to the first successful one after the server is back;
 * ``first_success_after_back_s``: the server accepting connections again → the first successful call (goal ≤ 2 s);
 * ``longest_call_while_down_s`` and ``hung_calls`` (calls that took longer than the connect timeout; goal 0);
 * ``unavailable_errors`` (the expected ``DatabaseUnavailableError``), ``false_pool_exhausted``
@@ -150,7 +150,9 @@ async def _incident(server: ScratchServer, db: LuminarDB, calls: list[Call], log
 
     failures = [c for c in calls if c.error is not None and c.end >= killed]
     first_failure = min((c.end for c in failures), default=killed)
-    first_success = min(c.end for c in calls if c.error is None and c.end > first_failure)
+    # The first call to succeed once the server accepts again (one started before may end then: a write the facade
+    # carried over the outage by its in-call retry).
+    first_success = min(c.end for c in calls if c.error is None and c.end > back)
     during = [c for c in calls if c.end >= killed and c.start <= first_success and c.error is not None]
     while_down = [c for c in calls if killed <= c.start <= back or (c.start < killed < c.end)]
     longest = max((c.end - c.start for c in while_down), default=0.0)
