@@ -19,9 +19,7 @@ Example: ``.venv/bin/python benchmarks/faults/bulk.py --quick``
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from collections.abc import Iterator
 
 import common
@@ -51,7 +49,7 @@ async def measure(settings: Settings, *, batches: int, size: int, tasks: int, ki
     numbers = range(first_batch, first_batch + batches)
     queue = list(numbers)
 
-    async def loader(t: int) -> None:
+    async def loader(facade: LuminarDB, t: int) -> None:
         while queue:
             b = queue.pop(0)
             events = batch_events(b, size)
@@ -60,17 +58,9 @@ async def measure(settings: Settings, *, batches: int, size: int, tasks: int, ki
             if stored is not None:
                 acked.append(b)
 
-    start = time.monotonic()
-    async with common.through_proxy(settings, lost_acks) as (via, proxy):
-        facade = LuminarDB(via)
-        try:
-            await facade.initialize()
-            async with common.Killer(settings, progress=lambda: counters.calls, total=batches, kills=kills,
-                                     lost_acks=lost_acks, proxy=proxy, sigkill=sigkill) as killer:
-                await asyncio.gather(*(loader(t) for t in range(tasks)))
-        finally:
-            await facade.close()
-    seconds = common.elapsed(start)
+    killer, seconds = await common.under_faults(
+        settings, counters, total=batches, kills=kills, lost_acks=lost_acks, sigkill=sigkill,
+        workers=lambda facade: (loader(facade, t) for t in range(tasks)))
     async with await common.admin_connect(settings) as admin:
         per_batch = await common.batch_counts(admin)
         counts = await common.marker_counts(admin)

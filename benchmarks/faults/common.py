@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from luminar_store.access import LuminarDB
 from luminar_store.config import Settings, load_settings
 from luminar_store.errors import DatabaseUnavailableError
 
@@ -129,41 +130,25 @@ async def make_durable(settings: Settings) -> None:
 
 
 # -- killing backends -------------------------------------------------------------------------------------------------
-#: Every client backend of one database except ours (the side connections and the caller's own).
-KILL_BACKENDS = """
-SELECT pid
-FROM pg_stat_activity
-WHERE datname = %(dbname)s
-  AND backend_type = 'client backend'
-  AND pid <> pg_backend_pid()
-  AND coalesce(application_name, '') <> %(ours)s
-  AND pg_terminate_backend(pid)
-"""
+#: The client backends of one database except ours (the side connections and the caller's own).
+THEIR_BACKENDS = """
+  FROM pg_stat_activity
+ WHERE datname = %(dbname)s
+   AND backend_type = 'client backend'
+   AND pid <> pg_backend_pid()
+   AND coalesce(application_name, '') <> %(ours)s"""
+
+#: Terminates every one of them.
+KILL_BACKENDS = "SELECT pid" + THEIR_BACKENDS + "\n   AND pg_terminate_backend(pid)"
 
 #: Which of the given backends still exist.
 STILL_THERE = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(pids)s)"
 
-#: Those backends' pids, the ones running a statement first.
-PIDS_ACTIVE_FIRST = """
-SELECT pid
-FROM pg_stat_activity
-WHERE datname = %(dbname)s
-  AND backend_type = 'client backend'
-  AND pid <> pg_backend_pid()
-  AND coalesce(application_name, '') <> %(ours)s
-ORDER BY state = 'active' DESC
-"""
+#: Their pids, the ones running a statement first.
+PIDS_ACTIVE_FIRST = "SELECT pid" + THEIR_BACKENDS + "\n ORDER BY state = 'active' DESC"
 
 #: How many of those backends are running a statement right now.
-ACTIVE_BACKENDS = """
-SELECT count(*)
-FROM pg_stat_activity
-WHERE datname = %(dbname)s
-  AND backend_type = 'client backend'
-  AND pid <> pg_backend_pid()
-  AND coalesce(application_name, '') <> %(ours)s
-  AND state = 'active'
-"""
+ACTIVE_BACKENDS = "SELECT count(*)" + THEIR_BACKENDS + "\n   AND state = 'active'"
 
 
 async def kill_backends(admin: psycopg.AsyncConnection, dbname: str, *, wait: float = 0.0) -> int:
@@ -443,6 +428,25 @@ def stop_on_sigterm() -> None:
 def quiet_pool_logs() -> None:
     """The pool logs a warning for every connection a kill broke; the figures count them, the log need not."""
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+async def under_faults(settings: Settings, counters: Retried, *, total: int, kills: int, lost_acks: int,
+                       sigkill: bool, workers: Callable[[LuminarDB], Iterable[Awaitable[None]]]
+                       ) -> tuple[Killer, float]:
+    """Run ``workers(facade)`` together on a facade of ``settings`` (through an ``AckDropProxy`` when
+    ``lost_acks``), a ``Killer`` breaking their calls ``total`` steps long; returns the killer (its figures) and the
+    seconds it took. The one harness of the writes, bulk and rounds scenarios."""
+    start = time.monotonic()
+    async with through_proxy(settings, lost_acks) as (via, proxy):
+        facade = LuminarDB(via)
+        try:
+            await facade.initialize()
+            async with Killer(settings, progress=lambda: counters.calls, total=total, kills=kills,
+                              lost_acks=lost_acks, proxy=proxy, sigkill=sigkill) as killer:
+                await asyncio.gather(*workers(facade))
+        finally:
+            await facade.close()
+    return killer, elapsed(start)
 
 
 def elapsed(start: float) -> float:

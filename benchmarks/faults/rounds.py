@@ -15,9 +15,7 @@ Example: ``.venv/bin/python benchmarks/faults/rounds.py --quick``
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 
 import common
 
@@ -49,7 +47,7 @@ async def measure(settings: Settings, *, miners: int, rounds: int, kills: int, l
     counters = common.Retried()
     acked = dict.fromkeys(range(first_uid, first_uid + miners), 0)
 
-    async def validator(uid: int) -> None:
+    async def validator(facade: LuminarDB, uid: int) -> None:
         for r in range(rounds):
             s = scores(uid, r)
             # the README's usage: each round names itself (round_number), so a retried round counts once
@@ -60,17 +58,9 @@ async def measure(settings: Settings, *, miners: int, rounds: int, kills: int, l
             if done is not None:
                 acked[uid] += 1
 
-    start = time.monotonic()
-    async with common.through_proxy(settings, lost_acks) as (via, proxy):
-        facade = LuminarDB(via)
-        try:
-            await facade.initialize()
-            async with common.Killer(settings, progress=lambda: counters.calls, total=miners * rounds,
-                                     kills=kills, lost_acks=lost_acks, proxy=proxy, sigkill=sigkill) as killer:
-                await asyncio.gather(*(validator(uid) for uid in acked))
-        finally:
-            await facade.close()
-    seconds = common.elapsed(start)
+    killer, seconds = await common.under_faults(
+        settings, counters, total=miners * rounds, kills=kills, lost_acks=lost_acks, sigkill=sigkill,
+        workers=lambda facade: (validator(facade, uid) for uid in acked))
     async with await common.admin_connect(settings) as admin:
         rows = await (await admin.execute(TOTAL_ROUNDS, {"first": first_uid, "last": first_uid + miners})).fetchall()
     recorded = {int(uid): int(n) for uid, n in rows}

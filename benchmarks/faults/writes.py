@@ -20,9 +20,7 @@ Example: ``.venv/bin/python benchmarks/faults/writes.py --quick``
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 import uuid
 
 import common
@@ -42,24 +40,16 @@ async def measure(settings: Settings, *, tasks: int, per_task: int, kills: int, 
     acked: list[uuid.UUID] = []
     total = tasks * per_task
 
-    async def writer(t: int) -> None:
+    async def writer(facade: LuminarDB, t: int) -> None:
         for i in range(per_task):
             event = common.event_input(first_seq + t * per_task + i)
             event_id = await common.retrying(lambda e=event: facade.store_crime_event(e, miner_uid=100 + t), counters)
             if event_id is not None:
                 acked.append(event_id)
 
-    start = time.monotonic()
-    async with common.through_proxy(settings, lost_acks) as (via, proxy):
-        facade = LuminarDB(via)
-        try:
-            await facade.initialize()
-            async with common.Killer(settings, progress=lambda: counters.calls, total=total, kills=kills,
-                                     lost_acks=lost_acks, proxy=proxy, sigkill=sigkill) as killer:
-                await asyncio.gather(*(writer(t) for t in range(tasks)))
-        finally:
-            await facade.close()
-    seconds = common.elapsed(start)
+    killer, seconds = await common.under_faults(
+        settings, counters, total=total, kills=kills, lost_acks=lost_acks, sigkill=sigkill,
+        workers=lambda facade: (writer(facade, t) for t in range(tasks)))
     async with await common.admin_connect(settings) as admin:
         counts = {seq: n for seq, n in (await common.marker_counts(admin)).items()
                   if first_seq <= seq < first_seq + total}
