@@ -1,0 +1,381 @@
+"""Issue 9: every write call of the facade, driven by hypothesis with valid and hostile inputs.
+
+Each example ends one of two ways: the call succeeds and what it stored reads back equal to what was sent, up to
+the README's normal forms ("Normal forms", next to the validation rules; each is one function below: ``slug``,
+``level``, ``risk``, ``when``, ``json_form`` ...) — or the call raises ``ValidationError`` naming a field. Any other
+exception fails the test: a ``ValidationError`` without a field (a server error translated as such), a psycopg
+error, a ``TypeError`` ...
+
+One database per test (``db_settings``), one event loop per test (the pools live on it), reused by every example;
+each example writes rows of its own (unique source ids, uids, rounds), so examples never see each other's writes.
+Hypothesis runs derandomized with a bounded number of examples: the same inputs on every run, within the suite's
+time budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from luminar_store.access import LuminarDB
+from luminar_store.errors import ValidationError
+from luminar_store.models.inputs import REPORT_STATUSES, VERIFICATION_STATUSES
+from luminar_store.repositories.validators import ValidatorRepository
+from luminar_store.severity import LEVEL_OF_WORD
+
+T = TypeVar("T")
+
+EXAMPLES = 60
+PROPERTY = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                           HealthCheck.data_too_large])
+_ids = itertools.count(1)
+REFUSED = object()
+
+
+def unique() -> int:
+    return next(_ids)
+
+
+# -- the harness: one loop, one facade per test --------------------------------------------------------------------
+
+class Harness:
+    """A facade on the test's database and the event loop its pools live on; ``outcome`` runs one call."""
+
+    def __init__(self, settings_, conninfo: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.db = LuminarDB(settings_)
+        self.conninfo = conninfo
+
+    def run(self, coro: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def outcome(self, call: Callable[[], Awaitable[T]]) -> Any:
+        """The call's result, or ``REFUSED`` when it raised a ``ValidationError`` naming a field. Anything else
+        propagates and fails the example."""
+        async def go():
+            try:
+                return await call()
+            except ValidationError as exc:
+                assert exc.field, f"a ValidationError must name a field: {exc!r}"
+                assert not isinstance(exc.__cause__, psycopg.Error), f"refused by the server, not at the door: {exc!r}"
+                return REFUSED
+
+        return self.run(go())
+
+    def sql(self, query: str, params: Any = None) -> list[tuple]:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def close(self) -> None:
+        self.run(self.db.close())
+        self.loop.close()
+
+
+@pytest.fixture
+def h(db_settings):
+    harness = Harness(db_settings, db_settings.conninfo())
+    yield harness
+    harness.close()
+
+
+# -- normal forms (the README's list, one function each) -----------------------------------------------------------
+
+def slug(value: str) -> str:
+    """A crime type: stripped, lower-cased, runs of spaces and hyphens become one ``_``."""
+    return re.sub(r"[\s\-]+", "_", value.strip().lower())
+
+
+def level(value: Any) -> int | None:
+    """A severity: a level 1..5 as given; a word (any case, surrounding spaces) low/medium/high as 2/3/4."""
+    return LEVEL_OF_WORD[value.strip().lower()] if isinstance(value, str) else value
+
+
+def real(value: Any) -> float:
+    """A number (int, float, Decimal) is stored as a double."""
+    return float(value)
+
+
+def risk(value: Any) -> float:
+    """An event's risk score is rounded to 2 decimals (the column is numeric(3, 2))."""
+    return float(Decimal(f"{float(value):.2f}"))
+
+
+def when(value: Any) -> datetime:
+    """A time: aware as given; naive read as the local time (the default LUMINAR_NAIVE_TIMESTAMPS); ISO text parsed
+    (``Z`` is UTC). Compared as instants: timestamptz keeps the instant, not the offset."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None or value.utcoffset() is None:
+        value = value.replace(tzinfo=None).astimezone()
+    return value
+
+
+def json_form(value: Any) -> Any:
+    """JSON as jsonb keeps it: a number keeps its decimal value, not its Python type (``1e25`` reads back as
+    ``10**25``, ``-0.0`` as ``0``, ``2.50`` as ``2.5``); tuples read back as lists; keys as text."""
+    return json.loads(json.dumps(value, allow_nan=False), parse_float=Decimal, parse_int=Decimal)
+
+
+def same_json(read: Any, sent: Any) -> bool:
+    return json_form(read) == json_form(sent)
+
+
+def point(geotag: Any) -> tuple[float, float]:
+    """A geotag: ``lat``/``latitude`` and ``lng``/``lon``/``longitude``, each a double."""
+    lat = next(geotag[k] for k in ("lat", "latitude") if k in geotag)
+    lng = next(geotag[k] for k in ("lng", "lon", "longitude") if k in geotag)
+    return real(lat), real(lng)
+
+
+# -- strategies: valid values mixed with hostile ones ---------------------------------------------------------------
+
+NOW = datetime.now(timezone.utc)
+HOSTILE_TEXT = ["", "   ", "\t\n", "a\x00b", "\x00", "a\ud800b", "\udfff", "x" * 10_001, 0, 1.5, True, None,
+                b"bytes", ["list"], {"a": 1}]
+HOSTILE_NUMBERS = [math.nan, math.inf, -math.inf, 10**400, -(10**400), Decimal("NaN"), Decimal("sNaN"),
+                   Decimal("Infinity"), Decimal("1e400"), True, False, "0.5", None, [0.5], complex(0.5, 0),
+                   1e-320, -0.0, 2**63, -1e308, 1e308]
+HOSTILE_TIMES = [datetime.min, datetime.max, datetime.min.replace(tzinfo=timezone.utc),
+                 datetime.max.replace(tzinfo=timezone.utc),
+                 datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),
+                 datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14))),
+                 datetime(1969, 12, 31, 23, 59, 59, tzinfo=timezone.utc), datetime(1970, 1, 1),
+                 datetime(1970, 1, 1, tzinfo=timezone.utc), "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59",
+                 "yesterday", "", "2025-13-01T00:00:00", 1_700_000_000, 1.7e9, None, True,
+                 NOW + timedelta(hours=1), "2025-01-01T00:00:00Z"]
+
+plain_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=40).filter(
+    str.strip)
+wild_text = st.text(st.characters(exclude_categories=()), max_size=30)  # NUL bytes, lone surrogates, anything
+
+
+def text_values(max_size: int = 40) -> st.SearchStrategy:
+    return st.one_of(plain_text, st.text(max_size=max_size), wild_text, st.sampled_from(HOSTILE_TEXT))
+
+
+def numbers(low: float, high: float) -> st.SearchStrategy:
+    return st.one_of(st.floats(low, high), st.integers(math.ceil(low), math.floor(high)),
+                     st.decimals(low, high, allow_nan=False, allow_infinity=False, places=6),
+                     st.floats(allow_nan=True, allow_infinity=True), st.integers(),
+                     st.sampled_from(HOSTILE_NUMBERS))
+
+
+offsets = st.integers(-14 * 3600 + 1, 14 * 3600 - 1).map(lambda s: timezone(timedelta(seconds=s)))
+past = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2026, 1, 1))
+times = st.one_of(
+    past.map(lambda d: d.replace(tzinfo=timezone.utc)),
+    st.builds(lambda d, tz: d.replace(tzinfo=tz), past, offsets),
+    past,  # naive: the local time
+    past.map(lambda d: d.replace(tzinfo=timezone.utc).isoformat()),
+    past.map(lambda d: d.isoformat() + "Z"),
+    st.datetimes(timezones=st.just(timezone.utc)),  # anywhere in datetime's range
+    st.datetimes(),
+    st.sampled_from(HOSTILE_TIMES),
+)
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                         st.text(max_size=20), st.sampled_from([math.nan, math.inf, 10**1001, "\x00", "\ud800",
+                                                                Decimal("1.5"), NOW, b"x", uuid.UUID(int=1)]))
+json_values = st.recursive(json_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)
+
+
+def deep(levels: int) -> dict:
+    root: dict = {}
+    node = root
+    for _ in range(levels):
+        node["a"] = {}
+        node = node["a"]
+    return root
+
+
+metadata_values = st.one_of(
+    st.dictionaries(st.text(max_size=10), json_values, max_size=5),
+    st.dictionaries(st.sampled_from(["\ud800", "a\x00", "k"]), json_values, max_size=2),
+    st.sampled_from([None, {}, [1], "text", 5, deep(33), deep(32), {1: "int key"}, {"n": 10**999}]),
+)
+
+latitudes = numbers(-90, 90)
+longitudes = numbers(-180, 180)
+geotags = st.one_of(
+    st.builds(lambda a, b: {"lat": a, "lng": b}, latitudes, longitudes),
+    st.builds(lambda a, b: {"latitude": a, "lon": b}, st.floats(-90, 90), st.floats(-180, 180)),
+    st.builds(lambda a, b: {"lat": a, "longitude": b}, st.floats(-90, 90), st.floats(-180, 180)),
+    st.sampled_from([{"lat": 1.0}, {"lng": 1.0}, "40.7,-74.0", [40.7, -74.0], None, {}, {"lat": None, "lng": None},
+                     {"lat": 95, "lng": 0}, {"lat": 0, "lng": -181}]),
+)
+crime_types = st.one_of(st.sampled_from(["theft", "Armed Robbery", "  car-jacking ", "assault\t", "VANDALISM",
+                                         "a" * 64, "a" * 65, "robbery!!", "9lives", "x y-z"]),
+                        text_values())
+uids = st.one_of(st.integers(0, 2**31 - 1), st.sampled_from([-1, 2**31, 10**400, True, 1.0, "7", None]))
+scores = numbers(0, 1)
+
+
+# -- raw reports ---------------------------------------------------------------------------------------------------
+
+def report_values() -> st.SearchStrategy:
+    """A raw report as a mapping: our field names or the protocol's, maybe an extra key, every value valid or not."""
+    return st.fixed_dictionaries(
+        {"description": text_values(), "geotag": geotags, "timestamp": times},
+        optional={"reporter_id": text_values(), "crime_type": crime_types,
+                  "media": st.integers(0, 3), "media_hashes_count": st.integers(0, 3),
+                  "metadata": metadata_values, "aliases": st.booleans(), "extra": st.sampled_from(["colour", "id"]),
+                  "external_id": st.sampled_from(HOSTILE_TEXT + ["e" * 201])},
+    ).map(_report)
+
+
+def _report(draw: dict) -> dict:
+    n = unique()
+    data: dict[str, Any] = {"external_id": f"LMR_prop_{n}", "description": draw["description"],
+                            "geotag": draw["geotag"], "timestamp": draw["timestamp"]}
+    if "external_id" in draw:
+        data["external_id"] = draw["external_id"]
+    for key in ("reporter_id", "crime_type", "metadata"):
+        if key in draw:
+            data[key] = draw[key]
+    if "media" in draw:
+        data["media_urls"] = [f"https://m.example/{n}/{i}.jpg" for i in range(draw["media"])]
+        data["media_hashes"] = [f"{i:064x}" for i in range(draw.get("media_hashes_count", draw["media"]))]
+    if draw.get("aliases"):  # the protocol's names
+        data["report_id"] = data.pop("external_id")
+        data["text_description"] = data.pop("description")
+        if "reporter_id" in data:
+            data["user_id"] = data.pop("reporter_id")
+    if "extra" in draw:
+        data[draw["extra"]] = "unexpected"
+    return data
+
+
+def check_report(record, sent: dict) -> None:
+    """A stored report reads back as sent, up to the normal forms."""
+    assert record is not None
+    assert record.external_id == sent.get("external_id", sent.get("report_id"))
+    assert record.text_description == sent.get("description", sent.get("text_description"))
+    assert record.user_id == sent.get("reporter_id", sent.get("user_id"))
+    assert record.crime_type == (None if sent.get("crime_type") is None else slug(sent["crime_type"]))
+    assert (record.latitude, record.longitude) == point(sent["geotag"])
+    assert record.timestamp == when(sent["timestamp"])
+    assert record.media_urls == list(sent.get("media_urls", []))
+    assert record.media_hashes == list(sent.get("media_hashes", []))
+    assert same_json(record.metadata, sent.get("metadata") or {})
+    assert record.status == "pending" and record.source == "mobile_app"
+
+
+@PROPERTY
+@given(report=report_values())
+def test_store_raw_report(h, report):
+    report_id = h.outcome(lambda: h.db.store_raw_report(report))
+    if report_id is REFUSED:
+        return
+    check_report(h.run(h.db.get_raw_report(report_id)), report)
+    assert h.run(h.db.store_raw_report(report)) == report_id  # idempotent on the source id
+
+
+@PROPERTY
+@given(reports=st.lists(report_values(), max_size=4), skip_existing=st.sampled_from([True, False, 1, None]))
+def test_store_raw_reports(h, reports, skip_existing):
+    before = h.sql("SELECT count(*) FROM raw_incident_reports")[0][0]
+    stored = h.outcome(lambda: h.db.store_raw_reports(reports, skip_existing=skip_existing))
+    after = h.sql("SELECT count(*) FROM raw_incident_reports")[0][0]
+    if stored is REFUSED:
+        assert after == before  # a refused batch stores none of it
+        return
+    assert stored == len(reports) == after - before
+    for sent in reports:
+        external_id = sent.get("external_id", sent.get("report_id"))
+        (report_id,) = h.sql("SELECT report_id FROM raw_incident_reports WHERE external_id = %s", (external_id,))[0]
+        check_report(h.run(h.db.get_raw_report(report_id)), sent)
+
+
+# -- report status ---------------------------------------------------------------------------------------------------
+
+def stored_report(h: Harness) -> tuple[uuid.UUID, str]:
+    external_id = f"LMR_status_{unique()}"
+    report_id = h.run(h.db.store_raw_report({"external_id": external_id, "description": "Bike stolen",
+                                             "geotag": {"lat": 1.0, "lng": 2.0},
+                                             "timestamp": NOW - timedelta(hours=1)}))
+    return report_id, external_id
+
+
+report_refs = st.one_of(st.sampled_from(["ours", "ours-text", "source-id"]),
+                        st.sampled_from(["", "  ", "x" * 201, "not-a-uuid", 42, None, 1.5,
+                                         b"00000000000000000000000000000000", ["id"]]))
+# A source id with a NUL byte or a lone surrogate reaches the server from update_report_status (test below).
+UNSENDABLE_REFS = ["not-a-uuid\x00", "a\ud800"]
+messages = st.one_of(plain_text, st.sampled_from(HOSTILE_TEXT + [None]))
+
+
+def ref(h: Harness, how: Any) -> tuple[Any, uuid.UUID]:
+    report_id, external_id = stored_report(h)
+    given_as = {"ours": report_id, "ours-text": str(report_id), "source-id": external_id}.get(how, how) \
+        if isinstance(how, str) else how
+    return given_as, report_id
+
+
+@PROPERTY
+@given(how=report_refs, status=st.one_of(st.sampled_from(REPORT_STATUSES), text_values()),
+       miner_uid=st.one_of(st.none(), uids), error_message=messages)
+def test_update_report_status(h, how, status, miner_uid, error_message):
+    given_as, report_id = ref(h, how)
+    record = h.outcome(lambda: h.db.update_report_status(given_as, status, miner_uid=miner_uid,
+                                                         error_message=error_message))
+    if record is REFUSED:
+        return
+    assert record.report_id == report_id and record.status == status
+    assert h.run(h.db.get_raw_report(report_id)).status == status
+    if status == "processing":
+        assert record.claimed_by == miner_uid and record.processing_attempts == 1
+    if status == "failed":
+        assert record.error_message == (error_message or "marked failed (update_report_status)")
+
+
+@pytest.mark.xfail(strict=True, reason="RawReportRepository._resolve sends a source id with a NUL byte or a lone "
+                                        "surrogate to the server: a ValidationError without a field / an "
+                                        "UnicodeEncodeError (raw_reports.py: check it with validation.text)")
+@pytest.mark.parametrize("given_as", UNSENDABLE_REFS)
+def test_update_report_status_with_an_unsendable_source_id(h, given_as):
+    assert h.outcome(lambda: h.db.update_report_status(given_as, "pending")) is REFUSED
+
+
+@PROPERTY
+@given(how=report_refs, action=st.sampled_from(["processed", "failed"]), message=messages,
+       retry=st.sampled_from([False, True, 0, None]))
+def test_mark_report_processed_or_failed(h, how, action, message, retry):
+    given_as, report_id = ref(h, how)
+    if action == "processed":
+        record = h.outcome(lambda: h.db.mark_report_processed(given_as))
+    else:
+        record = h.outcome(lambda: h.db.mark_report_failed(given_as, message, retry=retry))
+    if record is REFUSED:
+        return
+    assert record.report_id == report_id
+    if action == "processed":
+        assert record.status == "processed" and record.processed_at is not None and record.error_message is None
+    else:
+        assert record.status == ("pending" if retry else "failed") and record.error_message == message
+
+
+@PROPERTY
+@given(miner_uid=uids, limit=st.one_of(st.integers(-2, 1001), st.sampled_from([10**400, True, 1.0, "5", None])))
+def test_claim_reports(h, miner_uid, limit):
+    stored_report(h)
+    pending = h.sql("SELECT count(*) FROM raw_incident_reports WHERE status = 'pending'")[0][0]
+    claimed = h.outcome(lambda: h.db.claim_reports(miner_uid, limit))
+    if claimed is REFUSED:
+        return
+    assert len(claimed) == min(limit, pending)
+    assert all(r.status == "processing" and r.claimed_by == miner_uid for r in claimed)
