@@ -72,6 +72,7 @@ class Harness:
                 assert exc.field, f"a ValidationError must name a field: {exc!r}"
                 assert not isinstance(exc.__cause__, psycopg.Error), f"refused by the server, not at the door: {exc!r}"
                 event(f"refused: {exc.field.split('.')[0].split('[')[0]}")
+                event(f"rule: {exc.field}: {exc.rule[:40]}")
                 return REFUSED
 
         result = self.run(go())
@@ -176,11 +177,11 @@ def text_values(max_size: int = 40) -> st.SearchStrategy:
     return mostly(plain_text, st.one_of(st.text(max_size=max_size), wild_text, st.sampled_from(HOSTILE_TEXT)))
 
 
-def numbers(low: float, high: float) -> st.SearchStrategy:
+def numbers(low: float, high: float, one_in: int = 6) -> st.SearchStrategy:
     return mostly(st.one_of(st.floats(low, high), st.integers(math.ceil(low), math.floor(high)),
                             st.decimals(low, high, allow_nan=False, allow_infinity=False, places=6)),
                   st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(),
-                            st.sampled_from(HOSTILE_NUMBERS)))
+                            st.sampled_from(HOSTILE_NUMBERS)), one_in)
 
 
 offsets = st.integers(-14 * 3600 + 1, 14 * 3600 - 1).map(lambda s: timezone(timedelta(seconds=s)))
@@ -624,3 +625,178 @@ def test_store_crime_events(h, draws, miner_uid):
             matches.append(record)
         assert matches, f"no stored record reads back as {sent!r}"
         records.remove(matches[0])
+
+
+# -- verification and geocoding of stored events ---------------------------------------------------------------------
+
+def stored_event(h: Harness, **over: Any) -> uuid.UUID:
+    event = {"event_type": "theft", "confidence_score": 0.5, "severity": 3, "geotag": {"lat": 40.0, "lng": -74.0},
+             "timestamp": datetime.now(timezone.utc) - timedelta(hours=1)} | over
+    return h.run(h.db.store_crime_event(event, 1))
+
+
+event_refs = mostly(st.sampled_from(["ours", "ours-text"]),
+                    st.sampled_from(["", "42", "not-a-uuid", "a\x00", "\ud800", 42, None, 1.5, uuid.UUID(int=0).bytes,
+                                     str(uuid.UUID(int=0)) + "x"]))
+
+
+def event_ref(h: Harness, how: Any, **over: Any) -> tuple[Any, uuid.UUID]:
+    event_id = stored_event(h, **over)
+    if isinstance(how, str) and how in ("ours", "ours-text"):
+        return (event_id if how == "ours" else str(event_id)), event_id
+    return how, event_id
+
+
+@PROPERTY
+@given(how=event_refs, validator_uid=uids, status=statuses, score=st.one_of(st.none(), scores))
+def test_update_event_verification(h, how, validator_uid, status, score):
+    given_as, event_id = event_ref(h, how)
+    record = h.outcome(lambda: h.db.update_event_verification(given_as, validator_uid, status, score))
+    if record is REFUSED:
+        return
+    for stored in (record, h.run(h.db.get_event(event_id))):
+        assert stored.event_id == event_id and stored.verification_status == status
+        assert stored.validator_uid == validator_uid and stored.verified_at is not None
+        assert stored.verification_score == (None if score is None else real(score))
+
+
+@PROPERTY
+@given(how=event_refs, latitude=latitudes, longitude=longitudes, located=st.booleans())
+def test_locate_event(h, how, latitude, longitude, located):
+    over = {} if located else {"geotag": None, "location_text": "Main Street"}
+    given_as, event_id = event_ref(h, how, **over)
+    record = h.outcome(lambda: h.db.locate_event(given_as, latitude, longitude))
+    if record is REFUSED:
+        return
+    for stored in (record, h.run(h.db.get_event(event_id))):
+        assert stored.event_id == event_id and stored.location_source == "geocoded"
+        assert (stored.latitude, stored.longitude) == (real(latitude), real(longitude))
+        assert stored.geotag == {"lat": real(latitude), "lng": real(longitude)}
+
+
+# -- miners, validators, consensus -----------------------------------------------------------------------------------
+
+score_names = ("integrity", "clustering", "novelty", "quality")
+round_scores = st.fixed_dictionaries(
+    {name: numbers(0, 1, one_in=20) for name in score_names},
+    optional={"total": scores, "final": mostly(st.just("same"), scores), "extra": rarely(["accuracy", "Integrity", 5,
+                                                                                        "\ud800"]),
+              "drop": rarely(list(score_names))},
+).map(lambda d: _round_scores(d))
+#: Uids no other example uses ("fresh": a new one each time), or not uids at all.
+fresh_uids = mostly(st.just("fresh"), st.sampled_from([-1, 2**31, 10**400, True, 1.0, "7", None]))
+
+
+def _round_scores(draw: dict) -> dict:
+    scores_ = {k: v for k, v in draw.items() if k not in ("extra", "drop")}
+    if scores_.get("final") == "same":  # total and final both given: the same overall score, or not
+        scores_["final"] = scores_.get("total", 0.5)
+    if draw.get("extra") is not None:
+        scores_[draw["extra"]] = 0.5
+    if draw.get("drop") is not None:
+        scores_.pop(draw["drop"])
+    return scores_
+
+
+def overall(scores_: dict) -> float:
+    """A round's overall score: ``total`` (or ``final``) when given, else the mean of the four."""
+    for key in ("total", "final"):
+        if key in scores_:
+            return real(scores_[key])
+    return sum(real(scores_[k]) for k in score_names) / 4
+
+
+hotkeys = mostly(st.one_of(st.just("hotkey_string"), plain_text), st.one_of(
+    st.sampled_from(["", " ", "h" * 129, "hk\x00", "hk\ud800", 7, None, b"hk"]), wild_text))
+
+
+@PROPERTY
+@given(uid=fresh_uids, hotkey=hotkeys, rounds=st.lists(round_scores, min_size=1, max_size=3),
+       new_hotkey=st.booleans())
+def test_update_miner_performance(h, uid, hotkey, rounds, new_hotkey):
+    miner_uid = unique() if uid == "fresh" else uid
+    kept: list[dict] = []  # the rounds of the current registration
+    for i, scores_ in enumerate(rounds):
+        key = f"{hotkey}-new" if new_hotkey and i == len(rounds) - 1 and i > 0 and isinstance(hotkey, str) else hotkey
+        result = h.outcome(lambda key=key, scores_=scores_: h.db.update_miner_performance(miner_uid, key, scores_))
+        if result is REFUSED:
+            continue
+        kept = [scores_] if key != hotkey or result.created or result.reregistered else kept + [scores_]
+        stats = h.run(h.db.get_miner_stats(miner_uid))
+        for stored in (result, stats):
+            assert stored.miner_uid == miner_uid and stored.hotkey == key and stored.is_active
+            assert [getattr(stored, f"{k}_score") for k in score_names] == [real(scores_[k]) for k in score_names]
+            assert stored.overall_score == overall(scores_)
+            assert stored.total_rounds == len(kept)
+            assert stored.successful_rounds == sum(overall(s) >= 0.5 for s in kept)
+            assert math.isclose(stored.avg_overall_score, sum(map(overall, kept)) / len(kept), abs_tol=1e-12)
+            assert math.isclose(stored.total_score, sum(map(overall, kept)), abs_tol=1e-12)
+
+
+consensus_scores = mostly(
+    st.dictionaries(st.one_of(st.sampled_from(list(score_names) + ["final", "final_score", "accuracy"]), plain_text),
+                    numbers(0, 1, one_in=20), min_size=1, max_size=5).filter(lambda d: all(len(k) <= 64 for k in d)),
+    st.one_of(st.dictionaries(st.one_of(text_values(), st.integers(), st.just("k" * 65)), scores, max_size=3),
+              st.sampled_from([{}, None, [0.5], "0.5", {f"s{i}": 0.5 for i in range(65)},
+                               {"accuracy": deep(40)}, {"accuracy": {"nested": 0.5}}])),
+)
+
+
+def final_of(scores_: dict, final_score: Any) -> float:
+    """A consensus record's final score: the argument, else ``final``, else ``final_score``, else the mean."""
+    if final_score is not None:
+        return real(final_score)
+    for key in ("final", "final_score"):
+        if key in scores_:
+            return real(scores_[key])
+    return min(1.0, max(0.0, sum(real(v) for v in scores_.values()) / len(scores_)))
+
+
+@PROPERTY
+@given(how=event_refs, validator_uid=uids, scores_=consensus_scores,
+       round_number=mostly(st.just("fresh"), st.sampled_from([-1, 2**31, 1.0, True, "3", None, 10**400])),
+       final_score=st.one_of(st.none(), scores))
+def test_store_consensus_record(h, how, validator_uid, scores_, round_number, final_score):
+    if not hasattr(h, "judged"):
+        h.judged = stored_event(h)
+    event_id = h.judged
+    given_as = {"ours": event_id, "ours-text": str(event_id)}.get(how, how) if isinstance(how, str) else how
+    round_ = unique() if round_number == "fresh" else round_number
+    record_id = h.outcome(lambda: h.db.store_consensus_record(given_as, validator_uid, scores_, round_,
+                                                              final_score=final_score))
+    if record_id is REFUSED:
+        return
+    (row,) = h.sql("SELECT event_id, validator_uid, consensus_round, scores, final_score, integrity_score, "
+                   "clustering_score, novelty_score, quality_score FROM consensus_records WHERE record_id = %s",
+                   (record_id,))
+    assert row[:3] == (event_id, validator_uid, round_)
+    assert row[3] == {k: real(v) for k, v in scores_.items()} and same_json(row[3], {k: real(v) for k, v in
+                                                                                     scores_.items()})
+    assert row[4] == final_of(scores_, final_score)
+    assert list(row[5:]) == [None if k not in scores_ else real(scores_[k]) for k in score_names]
+    again = h.run(h.db.store_consensus_record(given_as, validator_uid, scores_, round_, final_score=final_score))
+    assert again == record_id  # the same record again: the same id
+
+
+@PROPERTY
+@given(uid=fresh_uids, hotkey=hotkeys,
+       agreed=mostly(st.booleans(), st.sampled_from([1, 0, None, "yes"])), score_given=scores,
+       stake=st.one_of(st.none(), mostly(numbers(0, 1e15), st.sampled_from([-1, 1e16, 10**400]))),
+       at=st.one_of(st.none(), times))
+def test_record_validation(h, uid, hotkey, agreed, score_given, stake, at):
+    """Validator performance: the repository's write (the facade has none), on the facade's pool."""
+    from luminar_store.repositories.validators import ValidatorRepository
+
+    validator_uid = unique() if uid == "fresh" else uid
+    validators = ValidatorRepository(h.db.database.connection)
+    result = h.outcome(lambda: validators.record_validation(validator_uid, hotkey, agreed=agreed,
+                                                            score_given=score_given, stake=stake, at=at))
+    if result is REFUSED:
+        return
+    stored = h.run(validators.stats(validator_uid))
+    for record in (result, stored):
+        assert record.validator_uid == validator_uid and record.hotkey == hotkey and record.is_active
+        assert record.avg_score_given == real(score_given) and record.agreements == (1 if agreed else 0)
+        assert record.stake_amount == (0.0 if stake is None else real(stake))
+        if at is not None:
+            assert record.last_activity == when(at)
