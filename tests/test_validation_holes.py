@@ -72,6 +72,9 @@ CASES = [
     ("year-one-range", lambda db: db.store_crime_event(
         event(timestamp_range={"start": datetime(1, 1, 1, tzinfo=PLUS_14)}, timestamp=None), 1),
      "timestamp_range.start"),
+    # an end without a start: the event's time is taken when stored, and an earlier end failed the table's CHECK
+    ("time-end-without-start", lambda db: db.store_crime_event(
+        event(timestamp=None, time_end=datetime(2000, 1, 1, tzinfo=timezone.utc)), 1), "time_end"),
     ("bulk-not-iterable", lambda db: db.store_crime_events(5, 1), "events"),
     ("bulk-a-mapping", lambda db: db.store_crime_events(event(), 1), "events"),
     ("bulk-reports-not-iterable", lambda db: db.store_raw_reports(None), "reports"),
