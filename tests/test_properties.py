@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from luminar_store.access import LuminarDB
-from luminar_store.errors import ValidationError
+from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.models.inputs import REPORT_STATUSES, VERIFICATION_STATUSES
 from luminar_store.severity import LEVEL_OF_WORD
 
@@ -43,6 +43,7 @@ PROPERTY = settings(max_examples=EXAMPLES, deadline=None, database=None, derando
                                            HealthCheck.data_too_large])
 _ids = itertools.count(1)
 REFUSED = object()
+MISSING = object()
 
 
 def unique() -> int:
@@ -62,12 +63,18 @@ class Harness:
     def run(self, coro: Awaitable[T]) -> T:
         return self.loop.run_until_complete(coro)
 
-    def outcome(self, call: Callable[[], Awaitable[T]]) -> Any:
-        """The call's result, or ``REFUSED`` when it raised a ``ValidationError`` naming a field. Anything else
+    def outcome(self, call: Callable[[], Awaitable[T]], *, unknown: bool = False) -> Any:
+        """The call's result, or ``REFUSED`` when it raised a ``ValidationError`` naming a field (or ``MISSING``
+        for a ``NotFoundError`` when the example named a row that does not exist: ``unknown``). Anything else
         propagates and fails the example."""
         async def go():
             try:
                 return await call()
+            except NotFoundError:
+                if not unknown:
+                    raise
+                event("not found")
+                return MISSING
             except ValidationError as exc:
                 assert exc.field, f"a ValidationError must name a field: {exc!r}"
                 assert not isinstance(exc.__cause__, psycopg.Error), f"refused by the server, not at the door: {exc!r}"
@@ -76,7 +83,7 @@ class Harness:
                 return REFUSED
 
         result = self.run(go())
-        if result is not REFUSED:
+        if result is not REFUSED and result is not MISSING:
             event("stored")
         return result
 
@@ -335,19 +342,21 @@ def stored_report(h: Harness) -> tuple[uuid.UUID, str]:
     return report_id, external_id
 
 
-report_refs = st.one_of(st.sampled_from(["ours", "ours-text", "source-id"]),
-                        st.sampled_from(["", "  ", "x" * 201, "not-a-uuid", 42, None, 1.5,
-                                         b"00000000000000000000000000000000", ["id"]]))
+report_refs = mostly(st.sampled_from(["ours", "ours-text", "source-id"]),
+                     st.sampled_from(["unknown", "unknown-source-id", "", "  ", "x" * 201, 42, None, 1.5,
+                                      b"00000000000000000000000000000000", ["id"]]))
 # A source id with a NUL byte or a lone surrogate reaches the server from update_report_status (test below).
 UNSENDABLE_REFS = ["not-a-uuid\x00", "a\ud800"]
 messages = st.one_of(plain_text, st.sampled_from(HOSTILE_TEXT + [None]))
 
 
 def ref(h: Harness, how: Any) -> tuple[Any, uuid.UUID]:
+    """A stored report named as ``how`` says (ours, its text, its source id), or a report that does not exist
+    (``unknown``: a fresh UUID; ``unknown-source-id``), or ``how`` itself (hostile)."""
     report_id, external_id = stored_report(h)
-    given_as = {"ours": report_id, "ours-text": str(report_id), "source-id": external_id}.get(how, how) \
-        if isinstance(how, str) else how
-    return given_as, report_id
+    named = {"ours": report_id, "ours-text": str(report_id), "source-id": external_id, "unknown": uuid.uuid4(),
+             "unknown-source-id": f"LMR_nowhere_{unique()}"}
+    return (named.get(how, how) if isinstance(how, str) else how), report_id
 
 
 @PROPERTY
@@ -356,8 +365,9 @@ def ref(h: Harness, how: Any) -> tuple[Any, uuid.UUID]:
 def test_update_report_status(h, how, status, miner_uid, error_message):
     given_as, report_id = ref(h, how)
     record = h.outcome(lambda: h.db.update_report_status(given_as, status, miner_uid=miner_uid,
-                                                         error_message=error_message))
-    if record is REFUSED:
+                                                         error_message=error_message),
+                       unknown=how in ("unknown", "unknown-source-id"))
+    if record is REFUSED or record is MISSING:
         return
     assert record.report_id == report_id and record.status == status
     assert h.run(h.db.get_raw_report(report_id)).status == status
@@ -380,11 +390,12 @@ def test_update_report_status_with_an_unsendable_source_id(h, given_as):
        retry=st.sampled_from([False, True, 0, None]))
 def test_mark_report_processed_or_failed(h, how, action, message, retry):
     given_as, report_id = ref(h, how)
+    unknown = how == "unknown"  # a source id is no report_id here: refused
     if action == "processed":
-        record = h.outcome(lambda: h.db.mark_report_processed(given_as))
+        record = h.outcome(lambda: h.db.mark_report_processed(given_as), unknown=unknown)
     else:
-        record = h.outcome(lambda: h.db.mark_report_failed(given_as, message, retry=retry))
-    if record is REFUSED:
+        record = h.outcome(lambda: h.db.mark_report_failed(given_as, message, retry=retry), unknown=unknown)
+    if record is REFUSED or record is MISSING:
         return
     assert record.report_id == report_id
     if action == "processed":
@@ -636,14 +647,14 @@ def stored_event(h: Harness, **over: Any) -> uuid.UUID:
 
 
 event_refs = mostly(st.sampled_from(["ours", "ours-text"]),
-                    st.sampled_from(["", "42", "not-a-uuid", "a\x00", "\ud800", 42, None, 1.5, uuid.UUID(int=0).bytes,
-                                     str(uuid.UUID(int=0)) + "x"]))
+                    st.sampled_from(["unknown", "", "42", "not-a-uuid", "a\x00", "\ud800", 42, None, 1.5,
+                                     uuid.UUID(int=0).bytes, str(uuid.UUID(int=0)) + "x"]))
 
 
 def event_ref(h: Harness, how: Any, **over: Any) -> tuple[Any, uuid.UUID]:
     event_id = stored_event(h, **over)
-    if isinstance(how, str) and how in ("ours", "ours-text"):
-        return (event_id if how == "ours" else str(event_id)), event_id
+    if isinstance(how, str) and how in ("ours", "ours-text", "unknown"):
+        return {"ours": event_id, "ours-text": str(event_id), "unknown": uuid.uuid4()}[how], event_id
     return how, event_id
 
 
@@ -651,8 +662,9 @@ def event_ref(h: Harness, how: Any, **over: Any) -> tuple[Any, uuid.UUID]:
 @given(how=event_refs, validator_uid=uids, status=statuses, score=st.one_of(st.none(), scores))
 def test_update_event_verification(h, how, validator_uid, status, score):
     given_as, event_id = event_ref(h, how)
-    record = h.outcome(lambda: h.db.update_event_verification(given_as, validator_uid, status, score))
-    if record is REFUSED:
+    record = h.outcome(lambda: h.db.update_event_verification(given_as, validator_uid, status, score),
+                       unknown=how == "unknown")
+    if record is REFUSED or record is MISSING:
         return
     for stored in (record, h.run(h.db.get_event(event_id))):
         assert stored.event_id == event_id and stored.verification_status == status
@@ -665,8 +677,8 @@ def test_update_event_verification(h, how, validator_uid, status, score):
 def test_locate_event(h, how, latitude, longitude, located):
     over = {} if located else {"geotag": None, "location_text": "Main Street"}
     given_as, event_id = event_ref(h, how, **over)
-    record = h.outcome(lambda: h.db.locate_event(given_as, latitude, longitude))
-    if record is REFUSED:
+    record = h.outcome(lambda: h.db.locate_event(given_as, latitude, longitude), unknown=how == "unknown")
+    if record is REFUSED or record is MISSING:
         return
     for stored in (record, h.run(h.db.get_event(event_id))):
         assert stored.event_id == event_id and stored.location_source == "geocoded"
@@ -760,11 +772,12 @@ def test_store_consensus_record(h, how, validator_uid, scores_, round_number, fi
     if not hasattr(h, "judged"):
         h.judged = stored_event(h)
     event_id = h.judged
-    given_as = {"ours": event_id, "ours-text": str(event_id)}.get(how, how) if isinstance(how, str) else how
+    given_as = {"ours": event_id, "ours-text": str(event_id), "unknown": uuid.uuid4()}.get(how, how) \
+        if isinstance(how, str) else how
     round_ = unique() if round_number == "fresh" else round_number
     record_id = h.outcome(lambda: h.db.store_consensus_record(given_as, validator_uid, scores_, round_,
-                                                              final_score=final_score))
-    if record_id is REFUSED:
+                                                              final_score=final_score), unknown=how == "unknown")
+    if record_id is REFUSED or record_id is MISSING:
         return
     (row,) = h.sql("SELECT event_id, validator_uid, consensus_round, scores, final_score, integrity_score, "
                    "clustering_score, novelty_score, quality_score FROM consensus_records WHERE record_id = %s",
