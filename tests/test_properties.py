@@ -59,6 +59,7 @@ class Harness:
         self.loop = asyncio.new_event_loop()
         self.db = LuminarDB(settings_)
         self.conninfo = conninfo
+        self.conn: psycopg.Connection | None = None
 
     def run(self, coro: Awaitable[T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -88,10 +89,14 @@ class Harness:
         return result
 
     def sql(self, query: str, params: Any = None) -> list[tuple]:
-        with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            return conn.execute(query, params).fetchall()
+        """Rows of a read beside the facade (one autocommit connection for the whole test)."""
+        if self.conn is None:
+            self.conn = psycopg.connect(self.conninfo, autocommit=True)
+        return self.conn.execute(query, params).fetchall()
 
     def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
         self.run(self.db.close())
         self.loop.close()
 
@@ -622,8 +627,8 @@ def test_store_crime_events(h, draws, miner_uid):
         assert after_count == before_count  # a refused batch stores none of it
         return
     assert stored == len(events) == after_count - before_count
-    rows = h.sql("SELECT event_id FROM crime_events ORDER BY created_at DESC, event_id")  # newest batch
-    records = [h.run(h.db.get_event(r[0])) for r in rows[:stored]]
+    rows = h.sql("SELECT event_id FROM crime_events WHERE created_at >= %s", (before,))  # this batch
+    records = [h.run(h.db.get_event(r[0])) for r in rows]
     after = clock_now(h)
     for sent in events:  # a batch keeps no order: each sent event matches one stored record
         want = expected_event(h, sent)
