@@ -20,9 +20,10 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import psycopg
@@ -143,7 +144,16 @@ def when(value: Any) -> datetime:
 def json_form(value: Any) -> Any:
     """JSON as jsonb keeps it: a number keeps its decimal value, not its Python type (``1e25`` reads back as
     ``10**25``, ``-0.0`` as ``0``, ``2.50`` as ``2.5``); tuples read back as lists; keys as text."""
-    return json.loads(json.dumps(value, allow_nan=False), parse_float=Decimal, parse_int=Decimal)
+    return json.loads(json.dumps(plain(value), allow_nan=False), parse_float=Decimal, parse_int=Decimal)
+
+
+def plain(value: Any) -> Any:
+    """Any mapping as a dict, any list or tuple as a list (what JSON holds)."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 def same_json(read: Any, sent: Any) -> bool:
@@ -215,10 +225,12 @@ json_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max
 json_scalars = mostly(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), json_text),
     st.one_of(wild_text, st.sampled_from([math.nan, math.inf, 10**1001, "\x00", "\ud800", Decimal("1.5"), FUTURE,
-                                          b"x", uuid.UUID(int=1), 2**64, 1e300, -0.0])),
+                                          b"x", uuid.UUID(int=1), 2**64, 1e300, -0.0, "x" * 3000])),
     one_in=12)
 json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(json_text, inner, max_size=4)), max_leaves=12)
+    st.lists(inner, max_size=4), st.dictionaries(json_text, inner, max_size=4),
+    st.lists(inner, max_size=3).map(tuple), st.dictionaries(json_text, inner, max_size=3).map(MappingProxyType)),
+    max_leaves=12)
 
 
 def deep(levels: int) -> dict:
