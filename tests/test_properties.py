@@ -80,8 +80,9 @@ class Harness:
             except ValidationError as exc:
                 assert exc.field, f"a ValidationError must name a field: {exc!r}"
                 assert not isinstance(exc.__cause__, psycopg.Error), f"refused by the server, not at the door: {exc!r}"
-                event(f"refused: {exc.field.split('.')[0].split('[')[0]}")
-                event(f"rule: {exc.field}: {exc.rule[:40]}")
+                # statistics labels must be encodable (hypothesis's pytest plugin encodes them as UTF-8)
+                event(ascii(f"refused: {exc.field.split('.')[0].split('[')[0]}"))
+                event(ascii(f"rule: {exc.field}: {exc.rule[:40]}"))
                 return REFUSED
 
         result = self.run(go())
