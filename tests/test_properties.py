@@ -15,6 +15,7 @@ time budget.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import math
@@ -323,10 +324,23 @@ def check_report(record, sent: dict) -> None:
     assert record.status == "pending" and record.source == "mobile_app"
 
 
+def send_as(data: dict, form: str) -> Any:
+    """``data`` as the nodes may hand it in: a dict, a read-only mapping, or a dataclass (the protocol's objects)."""
+    if form == "proxy":
+        return MappingProxyType(data)
+    if form == "dataclass" and all(isinstance(k, str) and k.isidentifier() for k in data):
+        shape = dataclasses.make_dataclass("ProtocolShape", [(k, Any) for k in data])
+        return shape(**data)
+    return data
+
+
+forms = st.sampled_from(["dict", "proxy", "dataclass"])
+
+
 @PROPERTY
-@given(report=report_values())
-def test_store_raw_report(h, report):
-    report_id = h.outcome(lambda: h.db.store_raw_report(report))
+@given(report=report_values(), form=forms)
+def test_store_raw_report(h, report, form):
+    report_id = h.outcome(lambda: h.db.store_raw_report(send_as(report, form)))
     if report_id is REFUSED:
         return
     check_report(h.run(h.db.get_raw_report(report_id)), report)
@@ -478,7 +492,7 @@ def event_values() -> st.SearchStrategy:
                   "event_id": mostly(st.sampled_from(["uuid", "evt"]), st.sampled_from(["", 7, "x" * 201, "\x00"])),
                   "aliases": st.booleans(), "shape": st.sampled_from(["location-text", "location-mapping",
                                                                       "timestamp-range", "flat-point"]),
-                  "address": text_values(), "extra": rarely(["colour", "miner", "description_text"])},
+                  "address": text_values(), "extra": rarely(["colour", "miner", "description_text", "two-types"])},
     )
 
 
@@ -515,7 +529,9 @@ def build_event(h: Harness, draw: dict) -> dict:
                             ("severity", "severity_level"), ("title", "summary_tag"), ("summary", "clustered_summary")):
             if name in data:
                 data[alias] = data.pop(name)
-    if draw.get("extra") is not None:
+    if draw.get("extra") == "two-types":  # an alias beside its field, with another value: refused
+        data["crime_type" if "event_type" in data else "event_type"] = "other_type"
+    elif draw.get("extra") is not None:
         data[draw["extra"]] = "unexpected"
     return data
 
@@ -618,11 +634,11 @@ def clock_now(h: Harness) -> datetime:
 
 
 @PROPERTY
-@given(draw=event_values(), miner_uid=uids)
-def test_store_crime_event(h, draw, miner_uid):
+@given(draw=event_values(), miner_uid=uids, form=forms)
+def test_store_crime_event(h, draw, miner_uid, form):
     event = build_event(h, draw)
     before = clock_now(h)
-    event_id = h.outcome(lambda: h.db.store_crime_event(event, miner_uid))
+    event_id = h.outcome(lambda: h.db.store_crime_event(send_as(event, form), miner_uid))
     if event_id is REFUSED:
         return
     check_event(h.run(h.db.get_event(event_id)), expected_event(h, event), miner_uid, (before, clock_now(h)))
