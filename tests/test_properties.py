@@ -283,7 +283,9 @@ def report_values() -> st.SearchStrategy:
         optional={"reporter_id": text_values(), "crime_type": crime_types,
                   "media": st.integers(0, 3), "media_hashes_count": st.integers(0, 3),
                   "metadata": metadata_values, "aliases": st.booleans(), "extra": rarely(["colour", "id", "source_id"]),
-                  "external_id": rarely(HOSTILE_TEXT + ["e" * 201])},
+                  "external_id": rarely(HOSTILE_TEXT + ["e" * 201]),
+                  "media_urls": rarely(["https://m.example/1.jpg", ["", "a"], ["a\x00"], [1], ["u" * 2049],
+                                        ["u"] * 101, ["\ud800"], [None], ("https://m.example/t.jpg",)])},
     ).map(_report)
 
 
@@ -299,6 +301,8 @@ def _report(draw: dict) -> dict:
     if "media" in draw:
         data["media_urls"] = [f"https://m.example/{n}/{i}.jpg" for i in range(draw["media"])]
         data["media_hashes"] = [f"{i:064x}" for i in range(draw.get("media_hashes_count", draw["media"]))]
+    if draw.get("media_urls") is not None:  # hostile URLs (or a tuple of one)
+        data["media_urls"] = draw["media_urls"]
     if draw.get("aliases"):  # the protocol's names
         data["report_id"] = data.pop("external_id")
         data["text_description"] = data.pop("description")
