@@ -20,6 +20,7 @@ import itertools
 import json
 import math
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -102,6 +103,17 @@ class Harness:
             self.conn.close()
         self.run(self.db.close())
         self.loop.close()
+
+
+@pytest.fixture(autouse=True)
+def far_time_zone(monkeypatch):
+    """The process runs in a zone with an odd offset and summer time (+12:45 / +13:45), so that naive times are
+    read as local times that are not UTC, and a naive time near 1970 lies before it in UTC."""
+    monkeypatch.setenv("TZ", "Pacific/Chatham")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture
