@@ -282,8 +282,7 @@ def mapping(field: str, value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise ValidationError(field, f"must be a mapping (JSON object), got {type(value).__name__}")
-    _check_json(field, value)
-    return dict(value)
+    return _check_json(field, value)
 
 
 #: The largest whole number a JSON value may hold: 1,000 digits (Python refuses to print more than 4,300 digits;
@@ -292,19 +291,22 @@ MAX_JSON_DIGITS = 1000
 _MAX_JSON_BITS = int(MAX_JSON_DIGITS * math.log2(10))
 
 
-def _check_json(field: str, value: Any, depth: int = 0) -> None:
+def _check_json(field: str, value: Any, depth: int = 0) -> Any:
+    """``value`` checked, as plain JSON: every mapping a ``dict`` and every list or tuple a ``list`` (a nested
+    ``MappingProxyType`` passed the checks but then failed ``json.dumps`` with a ``TypeError``)."""
     if depth > 32:
         raise ValidationError(field, "is nested too deeply (more than 32 levels)")
     if isinstance(value, Mapping):
+        plain = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValidationError(field, f"keys must be text, got {_show(key)}")
             _unicode(field, key)
-            _check_json(f"{field}.{key}", item, depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_json(f"{field}[{i}]", item, depth + 1)
-    elif isinstance(value, str):
+            plain[key] = _check_json(f"{field}.{key}", item, depth + 1)
+        return plain
+    if isinstance(value, (list, tuple)):
+        return [_check_json(f"{field}[{i}]", item, depth + 1) for i, item in enumerate(value)]
+    if isinstance(value, str):
         _unicode(field, value)
     elif isinstance(value, float):
         if not math.isfinite(value):
@@ -314,6 +316,7 @@ def _check_json(field: str, value: Any, depth: int = 0) -> None:
             raise ValidationError(field, f"must be a number of at most {MAX_JSON_DIGITS} digits")
     elif value is not None and not isinstance(value, bool):
         raise ValidationError(field, f"must be JSON (text, number, bool, list, mapping), got {type(value).__name__}")
+    return value
 
 
 def string_list(field: str, value: Any, *, max_items: int = 100, max_length: int = 2048) -> list[str]:
@@ -333,9 +336,7 @@ def items_of(field: str, value: Any, what: str) -> Iterable[Any]:
 def json_list(field: str, value: Any, *, max_items: int = 100) -> list[Any]:
     """A list of JSON values (text, numbers, booleans, mappings, lists; ``None`` becomes ``[]``), such as the
     entities a miner extracted from a report."""
-    items = _items(field, value, max_items, "JSON values")
-    _check_json(field, items)
-    return items
+    return _check_json(field, _items(field, value, max_items, "JSON values"))
 
 
 def sha256_hex(field: str, value: Any) -> str:

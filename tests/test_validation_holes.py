@@ -72,6 +72,9 @@ CASES = [
     ("year-one-range", lambda db: db.store_crime_event(
         event(timestamp_range={"start": datetime(1, 1, 1, tzinfo=PLUS_14)}, timestamp=None), 1),
      "timestamp_range.start"),
+    # an end without a start: the event's time is taken when stored, and an earlier end failed the table's CHECK
+    ("time-end-without-start", lambda db: db.store_crime_event(
+        event(timestamp=None, time_end=datetime(2000, 1, 1, tzinfo=timezone.utc)), 1), "time_end"),
     ("bulk-not-iterable", lambda db: db.store_crime_events(5, 1), "events"),
     ("bulk-a-mapping", lambda db: db.store_crime_events(event(), 1), "events"),
     ("bulk-reports-not-iterable", lambda db: db.store_raw_reports(None), "reports"),
@@ -132,3 +135,27 @@ def test_valid_unicode_and_large_but_sane_values_still_pass():
     e = CrimeEvent.coerce(event(summary="Vol à l'arraché près de la gare 🚉", metadata={"ville": "Zürich",
                                                                                     "n": 2**62, "big": 10**200}))
     assert e.summary.endswith("🚉") and e.metadata["big"] == 10**200
+
+
+def test_json_given_as_other_mappings_and_tuples_is_stored_as_plain_json(db_settings):
+    """A nested MappingProxyType passed the checks, then failed json.dumps with a TypeError when the event was
+    written; the checks now hand on plain dicts and lists."""
+    from types import MappingProxyType
+
+    db = LuminarDB(db_settings)
+    metadata = {"model": MappingProxyType({"name": "v2", "weights": (1, 2)})}
+    entities = [MappingProxyType({"type": "vehicle", "text": "red sedan"})]
+
+    async def go():
+        event_id = await db.store_crime_event(event(metadata=metadata, entities=entities), 1)
+        stored = await db.store_crime_events([event(metadata=metadata, entities=entities)], 2)
+        report_id = await db.store_raw_report(report(metadata=metadata))
+        records = [await db.get_event(event_id), *(await db.get_events_by_miner(2)), await db.get_raw_report(report_id)]
+        await db.close()
+        return stored, records
+
+    stored, records = run(go())
+    assert stored == 1
+    for record in records:
+        assert record.metadata == {"model": {"name": "v2", "weights": [1, 2]}}
+    assert records[0].entities == records[1].entities == [{"type": "vehicle", "text": "red sedan"}]

@@ -300,7 +300,8 @@ class CrimeEvent(_Located):
     point; several: their centroid), and an event with neither is stored *unlocated* (left out of every spatial
     query until ``locate_event`` sets its point). ``timestamp``: at most 5 minutes in the future (a naive one is
     read by ``LUMINAR_NAIVE_TIMESTAMPS``), or ``None``: the earliest source report's time, else the time it was
-    stored; ``time_end`` ends its time range. ``related_reports``: ``report_id`` UUIDs of stored raw reports;
+    stored; ``time_end`` ends its time range (only beside a ``timestamp``, not before it). ``related_reports``:
+    ``report_id`` UUIDs of stored raw reports;
     ``source_reports``: the reports' own ids (``LMR_...``), resolved when stored (an unknown one is a
     ``NotFoundError``). ``location_text``, ``time_info``: the miner's free text; ``entities``: a list;
     ``request_id``: the text flow's request. ``verification_status``: ``pending`` (default), ``verified``,
@@ -391,7 +392,12 @@ class CrimeEvent(_Located):
             _set(self, "entities", tuple(v.json_list("entities", self.entities)))
         if self.time_end is not None:
             _set(self, "time_end", v.aware_datetime("time_end", self.time_end))
-            if self.timestamp is not None and self.time_end < self.timestamp:
+            # Without a start of its own the event's time is taken when it is stored (or from its reports): an end
+            # given beside it could lie before that time, which the table's CHECK would refuse untyped.
+            if self.timestamp is None:
+                raise ValidationError("time_end", "needs the event's start (timestamp or timestamp_range.start): "
+                                                  "a time range ends after it starts")
+            if self.time_end < self.timestamp:
                 raise ValidationError("time_end", f"must not be before the start ({self.timestamp.isoformat()})")
         if self.request_id is not None:
             _set(self, "request_id", v.text("request_id", self.request_id, max_length=200))
