@@ -61,6 +61,7 @@ from luminar_store.severity import level_of
 
 __all__ = [
     "REPORT_STATUSES",
+    "DEFAULT_REPORT_SOURCE",
     "VERIFICATION_STATUSES",
     "CLUSTER_TYPES",
     "TREND_DIRECTIONS",
@@ -73,6 +74,8 @@ __all__ = [
 
 #: Life cycle of a raw report: pending → processing (claimed by a miner) → processed | failed | rejected.
 REPORT_STATUSES = ("pending", "processing", "processed", "failed", "rejected")
+#: The source of a report that names none (the network's apps); also the ``source`` column's default.
+DEFAULT_REPORT_SOURCE = "mobile_app"
 #: Verdict of the validators on a crime event.
 VERIFICATION_STATUSES = ("pending", "verified", "disputed", "rejected")
 #: What a cluster groups by (the reference schema's ``cluster_type``), and where a zone's crime is heading.

@@ -38,7 +38,7 @@ from luminar_store import validation as v
 from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.limits import DEFAULT_CLAIM_LEASE_MINUTES, MAX_CLAIM, MAX_LIMIT, MAX_STALE_MINUTES
 from luminar_store.models import RawIncidentReport, RawReportRecord
-from luminar_store.models.inputs import REPORT_STATUSES
+from luminar_store.models.inputs import DEFAULT_REPORT_SOURCE, REPORT_STATUSES
 from luminar_store.repositories._base import Repository, record_row
 
 __all__ = ["RawReportRepository", "REPORT_COLUMNS", "WRITE_COLUMNS", "MAX_CLAIM", "MAX_STALE_MINUTES",
@@ -53,19 +53,19 @@ REPORT_COLUMNS = """report_id, external_id, user_id, crime_type, text_descriptio
        error_message, created_at, updated_at, source"""
 
 #: The columns INSERT_REPORT and the COPY statements write, in order (the bound names of INSERT_REPORT). The input's
-#: ``description`` is written into ``text_description``, its ``reporter_id`` into ``user_id``; ``source`` keeps its
-#: default (``mobile_app``).
+#: ``description`` is written into ``text_description``, its ``reporter_id`` into ``user_id``; a report without a
+#: ``source`` gets ``DEFAULT_REPORT_SOURCE`` (``mobile_app``, the column's default too).
 WRITE_COLUMNS = ("external_id", "user_id", "crime_type", "text_description", "latitude", "longitude", "timestamp",
-                 "media_urls", "media_hashes", "metadata")
+                 "media_urls", "media_hashes", "metadata", "source")
 
 # name: insert_report
 # Stores one report unless its external_id is known: returns the new report_id, or no row when it was known.
 INSERT_REPORT = """
 INSERT INTO raw_incident_reports
     (external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
-     media_urls, media_hashes, metadata)
+     media_urls, media_hashes, metadata, source)
 VALUES (%(external_id)s, %(user_id)s, %(crime_type)s, %(text_description)s, %(latitude)s, %(longitude)s,
-        %(timestamp)s, %(media_urls)s, %(media_hashes)s, %(metadata)s)
+        %(timestamp)s, %(media_urls)s, %(media_hashes)s, %(metadata)s, %(source)s)
 ON CONFLICT (external_id) DO NOTHING
 RETURNING report_id
 """
@@ -79,17 +79,18 @@ REPORT_ID_BY_EXTERNAL_ID = "SELECT report_id FROM raw_incident_reports WHERE ext
 COPY_REPORTS = """
 COPY raw_incident_reports
     (external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
-     media_urls, media_hashes, metadata)
+     media_urls, media_hashes, metadata, source)
 FROM STDIN (FORMAT BINARY)
 """
-COPY_TYPES = ["text", "text", "text", "text", "float8", "float8", "timestamptz", "text[]", "text[]", "jsonb"]
+COPY_TYPES = ["text", "text", "text", "text", "float8", "float8", "timestamptz", "text[]", "text[]", "jsonb",
+              "text"]
 
 # name: create_incoming_reports
 # The idempotent bulk path, step 1: a session-private staging table, dropped at the end of the transaction.
 CREATE_INCOMING_REPORTS = """
 CREATE TEMP TABLE luminar_incoming_reports (
     external_id text, user_id text, crime_type text, text_description text, latitude float8, longitude float8,
-    "timestamp" timestamptz, media_urls text[], media_hashes text[], metadata jsonb
+    "timestamp" timestamptz, media_urls text[], media_hashes text[], metadata jsonb, source text
 ) ON COMMIT DROP
 """
 
@@ -98,7 +99,7 @@ CREATE TEMP TABLE luminar_incoming_reports (
 COPY_INCOMING_REPORTS = """
 COPY luminar_incoming_reports
     (external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
-     media_urls, media_hashes, metadata)
+     media_urls, media_hashes, metadata, source)
 FROM STDIN (FORMAT BINARY)
 """
 
@@ -107,9 +108,9 @@ FROM STDIN (FORMAT BINARY)
 INSERT_INCOMING_REPORTS = """
 INSERT INTO raw_incident_reports
     (external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
-     media_urls, media_hashes, metadata)
+     media_urls, media_hashes, metadata, source)
 SELECT external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
-       media_urls, media_hashes, metadata
+       media_urls, media_hashes, metadata, source
   FROM luminar_incoming_reports
 ON CONFLICT (external_id) DO NOTHING
 """
@@ -252,7 +253,7 @@ DEFAULT_FAILURE_MESSAGE = "marked failed (update_report_status)"
 def _row(r: RawIncidentReport) -> tuple[Any, ...]:
     g = r.geotag
     return (r.external_id, r.reporter_id, r.crime_type, r.description, g["lat"], g["lng"], r.timestamp,
-            list(r.media_urls), list(r.media_hashes), Jsonb(r.metadata))
+            list(r.media_urls), list(r.media_hashes), Jsonb(r.metadata), r.source or DEFAULT_REPORT_SOURCE)
 
 
 def _rows(reports: Iterable[Any]) -> Iterable[tuple[Any, ...]]:
@@ -489,6 +490,7 @@ class RawReportRepository(Repository):
         if not isinstance(report_id, str) or not report_id.strip() or len(report_id) > 200:
             raise ValidationError("report_id", f"must be a report_id (UUID) or a report's source id (external_id, "
                                                f"1..200 characters), got {report_id!r:.60}")
+        report_id = v.text("report_id", report_id, max_length=200)  # no NUL, no lone surrogate
         try:
             as_uuid: uuid.UUID | None = uuid.UUID(report_id)
         except ValueError:
