@@ -47,7 +47,7 @@ from scratchpg import DBNAME, USER, ScratchServer  # noqa: E402
 
 from luminar_store.access import LuminarDB  # noqa: E402
 from luminar_store.config import load_settings  # noqa: E402
-from luminar_store.errors import DatabaseUnavailableError, PoolExhaustedError  # noqa: E402
+from luminar_store.errors import DatabaseUnavailableError, PoolExhaustedError, WriteInDoubtError  # noqa: E402
 from luminar_store.migrator import DEFAULT_DIR, migrate_database  # noqa: E402
 
 __all__ = ["run", "DEFAULT_DOWNTIMES", "QUICK_DOWNTIMES"]
@@ -169,8 +169,11 @@ async def _incident(server: ScratchServer, db: LuminarDB, calls: list[Call], log
         "hung_calls": sum(1 for c in while_down if c.end - c.start > connect_wait),
         "calls_while_down": len(while_down),
         "unavailable_errors": sum(1 for c in during if c.error == DatabaseUnavailableError.__name__),
+        # writes in flight when the server went, not confirmed within the connect timeout (may have committed)
+        "writes_in_doubt": sum(1 for c in during if c.error == WriteInDoubtError.__name__),
         "false_pool_exhausted": sum(1 for c in during if c.error == PoolExhaustedError.__name__),
         "unexpected_errors": sum(1 for c in during if c.error not in (DatabaseUnavailableError.__name__,
+                                                                      WriteInDoubtError.__name__,
                                                                       PoolExhaustedError.__name__)),
         "pool_warning_lines": len(warnings),
         "state_change_log_lines": len(changes),
