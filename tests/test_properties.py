@@ -35,6 +35,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from test_validation_holes import _deep as deep
 
 from luminar_store.access import LuminarDB
 from luminar_store.errors import NotFoundError, ValidationError
@@ -254,13 +255,6 @@ json_values = st.recursive(json_scalars, lambda inner: st.one_of(
     max_leaves=12)
 
 
-def deep(levels: int) -> dict:
-    root: dict = {}
-    node = root
-    for _ in range(levels):
-        node["a"] = {}
-        node = node["a"]
-    return root
 
 
 metadata_values = mostly(
