@@ -82,6 +82,14 @@ async def served_again(call) -> None:
     await eventually(succeeds, timeout=30.0, every=0.05)
 
 
+def assert_one_incident(log) -> None:
+    """One outage in the log: one WARNING when the server was lost, one INFO when it was back, and at most the
+    pool's bounded warnings."""
+    assert len(records(log, LOST, logging.WARNING)) == 1
+    assert len(records(log, BACK, logging.INFO)) == 1
+    assert len(pool_warnings(log)) <= POOL_WARNINGS_PER_INCIDENT
+
+
 def test_the_package_logs_through_logging_only():
     handlers = logging.getLogger("luminar_store").handlers
     assert any(isinstance(h, logging.NullHandler) for h in handlers), luminar_store.__name__
@@ -123,9 +131,7 @@ def test_a_refusing_server_fails_every_call_as_unavailable_logs_once_and_is_serv
     message, settings = run(go())
     assert f"host {settings.host}" in message and f"port {settings.port}" in message
     assert f"database {settings.name}" in message and "make db-test-setup" in message
-    assert len(records(log, LOST, logging.WARNING)) == 1
-    assert len(records(log, BACK, logging.INFO)) == 1
-    assert len(pool_warnings(log)) <= POOL_WARNINGS_PER_INCIDENT
+    assert_one_incident(log)
 
 
 def test_a_password_is_never_in_an_outage_message_or_log(pg_server, db_settings, log):
@@ -165,9 +171,7 @@ def test_a_blackholed_server_fails_calls_as_unavailable_never_as_an_exhausted_po
     kinds = run(go())
     assert kinds == [DatabaseUnavailableError] * 12
     assert PoolExhaustedError not in kinds
-    assert len(records(log, LOST, logging.WARNING)) == 1
-    assert len(records(log, BACK, logging.INFO)) == 1
-    assert len(pool_warnings(log)) <= POOL_WARNINGS_PER_INCIDENT
+    assert_one_incident(log)
 
 
 def test_a_server_down_at_the_first_call_is_logged_once_and_served_when_it_comes(pg_server, db_settings, log):
@@ -184,9 +188,7 @@ def test_a_server_down_at_the_first_call_is_logged_once_and_served_when_it_comes
             return kinds
 
     assert run(go()) == [DatabaseUnavailableError] * 10
-    assert len(records(log, LOST, logging.WARNING)) == 1
-    assert len(records(log, BACK, logging.INFO)) == 1
-    assert len(pool_warnings(log)) <= POOL_WARNINGS_PER_INCIDENT
+    assert_one_incident(log)
 
 
 def test_two_incidents_log_two_pairs(pg_server, db_settings, log):
