@@ -438,11 +438,13 @@ def window_hours(hours: int | None, days: int | None) -> int:
     return _ALL_TIME_HOURS
 
 
+#: One event of a bulk store: its index in the stream, the event, its idempotency key.
+Item = tuple[int, CrimeEvent, uuid.UUID]
 #: Events a bulk store checks and copies at a time (one KNOWN_KEYS query and one COPY per chunk).
 BULK_CHUNK = 5_000
 
 
-def _keyed(events: Iterable[Any], miner_uid: int) -> Iterator[tuple[int, CrimeEvent, uuid.UUID]]:
+def _keyed(events: Iterable[Any], miner_uid: int) -> Iterator[Item]:
     """``(index, event, idempotency key)`` of each item, validated; a bad one raises ``ValidationError`` naming its
     index (``events[3].severity``)."""
     for i, item in enumerate(events):
@@ -453,7 +455,7 @@ def _keyed(events: Iterable[Any], miner_uid: int) -> Iterator[tuple[int, CrimeEv
         yield i, e, idempotency_key(e, miner_uid)
 
 
-async def _fresh(conn: Any, items: list[tuple[int, CrimeEvent, uuid.UUID]]) -> list[tuple[int, CrimeEvent, uuid.UUID]]:
+async def _fresh(conn: Any, items: list[Item]) -> list[Item]:
     """The ``items`` whose keys are not stored yet (nor in this transaction), the first of each key only."""
     if not items:
         return []
@@ -475,23 +477,43 @@ async def _copy(conn: Any, rows: Iterable[tuple[Any, ...]]) -> None:
             await copy.write_row(row)
 
 
-async def _copy_new(conn: Any, items: list[tuple[int, CrimeEvent, uuid.UUID]],
-                    row: Callable[[tuple[int, CrimeEvent, uuid.UUID]], tuple[Any, ...]]
-                    ) -> list[tuple[int, CrimeEvent, uuid.UUID]]:
+class _Chunk:
+    """The next ``BULK_CHUNK`` items of a bulk store's stream, as they are read, without those that must read their
+    source reports first (set aside in ``deferred``); ``taken`` counts both."""
+
+    def __init__(self, items: Iterator[Item], deferred: list[Item]) -> None:
+        self.items, self.deferred, self.taken = items, deferred, 0
+
+    def __iter__(self) -> Iterator[Item]:
+        for item in islice(self.items, BULK_CHUNK):
+            self.taken += 1
+            if item[1].needs_sources or item[1].timestamp is None:
+                self.deferred.append(item)
+            else:
+                yield item
+
+
+async def _copy_new(conn: Any, items: Iterable[Item], row: Callable[[Item], tuple[Any, ...]]) -> list[Item]:
     """COPY the ``items`` whose keys are not stored yet (the first of each key); returns those written.
 
-    Optimistic: all of them are copied in a savepoint, so a batch of new events (the common case) costs its COPY
-    alone; when the unique key refuses one (a retried batch, a repeat), the savepoint is rolled back and the items
-    whose keys are not stored (``_fresh``) are copied instead. A refusal that remains (an ``event_id`` another miner
-    stored) is raised."""
-    if not items:
-        return []
+    Optimistic and streamed: the items are validated, keyed and copied as they are read, in a savepoint, so the
+    client's work overlaps the server's and a chunk of new events (the common case) costs its COPY alone. When the
+    unique key refuses one (a retried batch, a repeat), the savepoint is rolled back and the chunk's items whose keys
+    are not stored (``_fresh``) are copied again. A refusal that remains (an ``event_id`` another miner stored) is
+    raised."""
+    sent: list[Item] = []
+    iterator = iter(items)
     try:
         async with conn.transaction():
-            await _copy(conn, map(row, items))
-        return items
+            async with conn.cursor().copy(COPY_EVENTS) as copy:
+                copy.set_types(COPY_TYPES)
+                for item in iterator:
+                    sent.append(item)
+                    await copy.write_row(row(item))
+        return sent
     except pg.UniqueViolation:
-        fresh = await _fresh(conn, items)
+        sent.extend(iterator)  # the rest of the chunk, when the refusal came before its end
+        fresh = await _fresh(conn, sent)
         if fresh:
             await _copy(conn, map(row, fresh))
         return fresh
@@ -555,22 +577,19 @@ class CrimeEventRepository(Repository):
         """
         uid = v.uid("miner_uid", miner_uid)
         items = _keyed(v.items_of("events", events, "crime events"), uid)
-        deferred: list[tuple[int, CrimeEvent, uuid.UUID]] = []
+        deferred: list[Item] = []
         stored = verified = 0
         async with self._connection() as conn:
             async with conn.transaction():
                 await conn.execute(DEFER_MINER_COUNTS)
-                while chunk := list(islice(items, BULK_CHUNK)):
-                    direct = []
-                    for item in chunk:
-                        if item[1].needs_sources or item[1].timestamp is None:
-                            deferred.append(item)
-                        else:
-                            direct.append(item)
-                    written = await _copy_new(conn, direct, lambda item: _row(
+                while True:
+                    chunk = _Chunk(items, deferred)
+                    written = await _copy_new(conn, chunk, lambda item: _row(
                         item[1], uid, item[1].event_id or uuid.uuid4(), item[2]))
                     stored += len(written)
                     verified += sum(e.verification_status == "verified" for _, e, _ in written)
+                    if chunk.taken < BULK_CHUNK:
+                        break
                 if deferred:
                     placements = await place(conn, [e for _, e, _ in deferred],
                                              [f"events[{i}]." for i, _, _ in deferred])
