@@ -354,12 +354,19 @@ WRITE_COLUMNS = ("event_id", "miner_uid", "event_type", "title", "summary", "lat
 # Most events carry no entities: their '[]' is dumped once here, not JSON-encoded again for every row of a COPY
 # (Jsonb's own dumps argument).
 _NO_ENTITIES = Jsonb([], dumps=lambda _: b"[]")
+_NO_METADATA = Jsonb({}, dumps=lambda _: b"{}")
 
 
-def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None, key: uuid.UUID,
+def _as_is(text: str) -> str:
+    """Jsonb's ``dumps`` for a value that is JSON text already."""
+    return text
+
+
+def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None, key: uuid.UUID, metadata_json: str,
          p: Placement | None = None) -> tuple[Any, ...]:
-    """The WRITE_COLUMNS of ``e``, with idempotency key ``key``, placed by ``p`` (``_sources.place``) or, without
-    one, at its own point (none: unlocated) and time (none: stamped when stored)."""
+    """The WRITE_COLUMNS of ``e``, with idempotency key ``key`` and its metadata already as JSON (``metadata_json``,
+    the text its key was computed from: encoded once), placed by ``p`` (``_sources.place``) or, without one, at its
+    own point (none: unlocated) and time (none: stamped when stored)."""
     if p is None:
         g = e.geotag
         lat, lng, location_source = (g["lat"], g["lng"], "event") if g is not None else (None, None, None)
@@ -370,12 +377,13 @@ def _row(e: CrimeEvent, miner_uid: int, event_id: uuid.UUID | None, key: uuid.UU
         related, ts, timestamp_source = p.related_reports, p.timestamp, p.timestamp_source
     return (event_id, miner_uid, e.event_type, e.title, e.summary, lat, lng, ts, e.severity, e.confidence_score,
             list(related), e.cluster_id, e.verification_status,
-            None if e.risk_score is None else Decimal(f"{e.risk_score:.2f}"), Jsonb(e.metadata), e.location_text,
+            None if e.risk_score is None else Decimal(f"{e.risk_score:.2f}"),
+            Jsonb(metadata_json, dumps=_as_is) if metadata_json else _NO_METADATA, e.location_text,
             e.time_info, Jsonb(list(e.entities)) if e.entities else _NO_ENTITIES, e.time_end, timestamp_source,
             location_source, e.request_id, key)
 
 
-def idempotency_key(e: CrimeEvent, miner_uid: int) -> uuid.UUID:
+def idempotency_key(e: CrimeEvent, miner_uid: int, metadata_json: str | None = None) -> uuid.UUID:
     """The key ``e`` of miner ``miner_uid`` is stored under (``crime_events.idempotency_key``, unique): storing an
     event with a known key returns the first event's ``event_id`` and stores nothing.
 
@@ -384,7 +392,7 @@ def idempotency_key(e: CrimeEvent, miner_uid: int) -> uuid.UUID:
     related and source reports (in any order), the title and summary (two events of one report differ there), the
     severity, confidence and risk, the cluster, the verdict, the time text, the entities, the request and the
     metadata. Two events that differ in any of these are two events; an event sent again unchanged (a retry) is the
-    same event. Each key is scoped to the miner.
+    same event. Each key is scoped to the miner. ``metadata_json``: ``metadata_json(e)`` when the caller has it.
 
     Example::
 
@@ -406,7 +414,7 @@ def idempotency_key(e: CrimeEvent, miner_uid: int) -> uuid.UUID:
                  _text(e.title), _text(e.summary), str(e.severity), repr(e.confidence_score), repr(e.risk_score),
                  "~" if e.cluster_id is None else e.cluster_id.hex, e.verification_status, _text(e.time_info),
                  _text(e.request_id), _canonical(list(e.entities)) if e.entities else "",
-                 _canonical(e.metadata) if e.metadata else "")
+                 metadata_json if metadata_json is not None else _metadata_json(e))
     # The first 16 bytes of the SHA-1 of the parts. Fixed once stored: a change of this text would give a retry of an
     # older write another key, and a second row.
     return uuid.UUID(bytes=hashlib.sha1("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()[:16])
@@ -426,6 +434,11 @@ def _text(value: str | None) -> str:
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
+def _metadata_json(e: CrimeEvent) -> str:
+    """``e``'s metadata as canonical JSON text ("" for none): part of its key, and what is written."""
+    return _canonical(e.metadata) if e.metadata else ""
+
+
 def window_hours(hours: int | None, days: int | None) -> int:
     """The look-back in hours of ``hours`` (1..87,600) or ``days`` (1..3650), at most one of them given; all time
     when neither. Raises ``ValidationError``."""
@@ -438,8 +451,8 @@ def window_hours(hours: int | None, days: int | None) -> int:
     return _ALL_TIME_HOURS
 
 
-#: One event of a bulk store: its index in the stream, the event, its idempotency key.
-Item = tuple[int, CrimeEvent, uuid.UUID]
+#: One event of a bulk store: its index in the stream, the event, its idempotency key, its metadata as JSON.
+Item = tuple[int, CrimeEvent, uuid.UUID, str]
 #: Events a bulk store checks and copies at a time (one KNOWN_KEYS query and one COPY per chunk).
 BULK_CHUNK = 5_000
 
@@ -452,14 +465,15 @@ def _keyed(events: Iterable[Any], miner_uid: int) -> Iterator[Item]:
             e = CrimeEvent.coerce(item)
         except ValidationError as exc:
             raise ValidationError(f"events[{i}].{exc.field}" if exc.field else f"events[{i}]", exc.rule) from None
-        yield i, e, idempotency_key(e, miner_uid)
+        metadata = _metadata_json(e)
+        yield i, e, idempotency_key(e, miner_uid, metadata), metadata
 
 
 async def _fresh(conn: Any, items: list[Item]) -> list[Item]:
     """The ``items`` whose keys are not stored yet (nor in this transaction), the first of each key only."""
     if not items:
         return []
-    cur = await conn.execute(KNOWN_KEYS, {"keys": [key for _, _, key in items]})
+    cur = await conn.execute(KNOWN_KEYS, {"keys": [item[2] for item in items]})
     seen = {row[0] for row in await cur.fetchall()}
     fresh = []
     for item in items:
@@ -540,16 +554,17 @@ class CrimeEventRepository(Repository):
         """
         e = CrimeEvent.coerce(event)
         uid = v.uid("miner_uid", miner_uid)
-        key = idempotency_key(e, uid)
+        metadata = _metadata_json(e)
+        key = idempotency_key(e, uid, metadata)
         async with self._connection() as conn:
             if not e.needs_sources:
-                cur = await conn.execute(INSERT_EVENT, dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, key),
+                cur = await conn.execute(INSERT_EVENT, dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, key, metadata),
                                                                 strict=True)))
                 row = await cur.fetchone()
             else:
                 async with conn.transaction():  # the reports read and the event written see the same reports
                     placed = (await place(conn, [e]))[0]
-                    params = dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, key, placed), strict=True))
+                    params = dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, key, metadata, placed), strict=True))
                     cur = await conn.execute(INSERT_EVENT, params)
                     row = await cur.fetchone()
             if row is None:  # stored before: a retry (its first event_id), or another writer's event_id
@@ -585,22 +600,22 @@ class CrimeEventRepository(Repository):
                 while True:
                     chunk = _Chunk(items, deferred)
                     written = await _copy_new(conn, chunk, lambda item: _row(
-                        item[1], uid, item[1].event_id or uuid.uuid4(), item[2]))
+                        item[1], uid, item[1].event_id or uuid.uuid4(), item[2], item[3]))
                     stored += len(written)
-                    verified += sum(e.verification_status == "verified" for _, e, _ in written)
+                    verified += sum(item[1].verification_status == "verified" for item in written)
                     if chunk.taken < BULK_CHUNK:
                         break
                 if deferred:
-                    placements = await place(conn, [e for _, e, _ in deferred],
-                                             [f"events[{i}]." for i, _, _ in deferred])
+                    placements = await place(conn, [item[1] for item in deferred],
+                                             [f"events[{item[0]}]." for item in deferred])
                     stamped = any(p.timestamp is None for p in placements)
                     now = (await (await conn.execute(TRANSACTION_NOW)).fetchone())[0] if stamped else None
                     placed = {item[2]: p if p.timestamp is not None else replace(p, timestamp=now)
                               for item, p in zip(deferred, placements, strict=True)}
                     written = await _copy_new(conn, deferred, lambda item: _row(
-                        item[1], uid, item[1].event_id or uuid.uuid4(), item[2], placed[item[2]]))
+                        item[1], uid, item[1].event_id or uuid.uuid4(), item[2], item[3], placed[item[2]]))
                     stored += len(written)
-                    verified += sum(e.verification_status == "verified" for _, e, _ in written)
+                    verified += sum(item[1].verification_status == "verified" for item in written)
                 await conn.execute(ADD_VERIFIED_EVENTS, {"miner_uid": uid, "verified": verified})
                 return stored
 
