@@ -177,3 +177,17 @@ def test_the_password_travels_in_the_environment_never_on_the_command_line(cli_r
     calls = log.read_text()
     assert "password set: yes" in calls and "--format=custom" in calls
     assert SECRET not in calls and SECRET not in result.output
+
+
+def test_backups_are_readable_by_their_owner_only(cli_run, loaded, tmp_path):
+    previous = os.umask(0o022)  # a common umask: files 0644 unless the backup says otherwise
+    try:
+        made = cli_run(["backup", "--env=testing"], cli_env(loaded))
+        given = cli_run(["backup", "--output", str(tmp_path / "given.dump")], cli_env(loaded))
+    finally:
+        os.umask(previous)
+    assert made.exit_code == 0 and given.exit_code == 0, (made.output, given.output)
+    [default] = (tmp_path / "backups").glob("luminar_testing_*Z.dump")
+    assert stat.S_IMODE(default.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "given.dump").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "backups").stat().st_mode) == 0o700

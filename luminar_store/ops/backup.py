@@ -154,10 +154,15 @@ def default_backup_path(settings: Settings, *, directory: Path = DEFAULT_BACKUP_
 
 
 def _writable(path: Path) -> None:
+    """Create ``path`` empty, readable and writable by its owner only (0600, whatever the umask): a backup holds
+    victims' reports and every node's data. A directory made for it is 0700."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb"):
-            pass
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise OperationError(f"cannot write the backup to {path}: {exc.strerror or exc}; choose a writable "
                              "place with --output PATH") from None
