@@ -140,6 +140,21 @@ def test_malformed_database_url_is_refused_without_echoing_it() -> None:
     assert SECRET not in message
 
 
+@pytest.mark.parametrize("password", ["alpha7@bravo8", "alpha7@bravo8@charl9", "alpha7/bravo8", "alpha7:bravo8/charl9",
+                                      "alpha7?bravo8@charl9"])
+def test_a_password_with_reserved_characters_is_never_printed(password: str) -> None:
+    message = refusal({"DATABASE_URL": f"postgresql://luminar:{password}@db.internal:5432/luminar"})
+    assert "DATABASE_URL" in message and "percent-encode" in message and "%40" in message
+    for piece in ("alpha7", "bravo8", "charl9"):
+        assert piece not in message
+
+
+def test_a_percent_encoded_password_is_read_whole() -> None:
+    s = load_settings(environ={"DATABASE_URL": "postgresql://luminar:p%40ss%2Fw%3Ard@db.internal:5432/luminar"})
+    assert (s.password, s.host, s.port, s.name) == ("p@ss/w:rd", "db.internal", 5432, "luminar")
+    assert "p@ss" not in repr(s) and "p@ss" not in s.safe_dsn()
+
+
 # -- overrides ------------------------------------------------------------------------------------------------------
 def test_luminar_db_variables_override_the_defaults() -> None:
     s = load_settings(environ={"LUMINAR_DB_HOST": "db.internal", "LUMINAR_DB_PORT": "6543",

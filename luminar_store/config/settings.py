@@ -203,6 +203,16 @@ def _from_database_url(url: str, *, what: str = "DATABASE_URL") -> dict[str, obj
         raise ConfigError(
             f"{what} is not a valid connection string; use postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
         ) from None
+    # A password holding an unescaped '@', '/' or '?' shifts the URL's parts: part of it lands in the host, the port or
+    # the database name, which messages print. No host, port or database name holds an '@', and ports are digits.
+    port = str(parts.get("port") or "")
+    if ("@" in str(parts.get("host") or "") or "@" in str(parts.get("dbname") or "")
+            or port.replace(",", "").strip() and not port.replace(",", "").isdigit()):
+        raise ConfigError(
+            f"{what} cannot be read: its user or password holds a character that URLs reserve ('@', '/', ':', '?' "
+            "or '#'); percent-encode it (@ as %40, / as %2F, : as %3A, ? as %3F, # as %23), or give the password "
+            "in LUMINAR_DB_PASSWORD instead"
+        )
     out: dict[str, object] = {}
     mapping = {"host": "host", "port": "port", "dbname": "name", "user": "user", "password": "password",
                "sslmode": "sslmode", "sslrootcert": "sslrootcert", "sslcert": "sslcert", "sslkey": "sslkey"}
