@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from collections.abc import Iterator
 
 import common
 
@@ -56,6 +57,12 @@ class Tally:
         else:
             self.ok += 1
 
+    async def series(self, facade: LuminarDB, seqs: Iterator[int], calls: int) -> Tally:
+        """``calls`` calls one after the other; returns this tally."""
+        for _ in range(calls):
+            await self.call(facade, next(seqs))
+        return self
+
 
 async def measure(settings: Settings, *, calls: int) -> dict[str, object]:
     """The scenario on the (migrated) database of ``settings``, whose pool settings come from ``POOL_ENV``."""
@@ -67,15 +74,11 @@ async def measure(settings: Settings, *, calls: int) -> dict[str, object]:
     admin = await common.admin_connect(settings)
     try:
         await facade.initialize()
-        idle = Tally()
-        for _ in range(calls):
-            await idle.call(facade, next(seq))
+        idle = await Tally().series(facade, seq, calls)
         out.update(false_pool_exhausted_idle=idle.exhausted, failed_calls_idle=idle.failed)
 
         out["backends_killed_idle"] = await common.kill_backends(admin, settings.name, wait=10)
-        after_kill = Tally()
-        for _ in range(calls):
-            await after_kill.call(facade, next(seq))
+        after_kill = await Tally().series(facade, seq, calls)
         out.update(false_pool_exhausted_after_idle_kill=after_kill.exhausted,
                    failed_calls_after_idle_kill=after_kill.failed)
 
@@ -88,9 +91,7 @@ async def measure(settings: Settings, *, calls: int) -> dict[str, object]:
             out["seconds_to_exhausted"] = common.elapsed(start)
             out["unexpected_error_when_full"] = 0 if full.exhausted == 1 else 1
             out["backends_killed_held"] = await common.kill_backends(admin, settings.name, wait=10)
-        after_held = Tally()
-        for _ in range(calls):
-            await after_held.call(facade, next(seq))
+        after_held = await Tally().series(facade, seq, calls)
         out.update(false_pool_exhausted_after_held_kill=after_held.exhausted,
                    failed_calls_after_held_kill=after_held.failed)
 
