@@ -110,6 +110,31 @@ FROM STDIN (FORMAT BINARY)
 COPY_TYPES = ["uuid", "int4", "text", "text", "text", "float8", "float8", "timestamptz", "int2", "float8",
               "uuid[]", "uuid", "text", "numeric", "jsonb", "text", "text", "jsonb", "timestamptz", "text", "text",
               "text", "uuid"]
+
+# name: row_security_active / stage_events / copy_staged_events / move_staged_events
+# A node's login writes under row-level security, where PostgreSQL refuses COPY into the table: its bulk path
+# copies each chunk into a session-private staging table and moves it with one INSERT, which the policies check
+# (once a statement). The owner, not under row security, copies straight into the table.
+ROW_SECURITY_ACTIVE = "SELECT row_security_active('crime_events')"
+STAGE_EVENTS = """
+CREATE TEMP TABLE IF NOT EXISTS luminar_incoming_events ON COMMIT DROP AS
+SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity_level,
+       confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata, location_text,
+       time_info, entities, time_end, timestamp_source, location_source, request_id, idempotency_key
+  FROM crime_events WITH NO DATA
+"""
+COPY_STAGED_EVENTS = COPY_EVENTS.replace("COPY crime_events", "COPY luminar_incoming_events")
+MOVE_STAGED_EVENTS = """
+WITH moved AS (DELETE FROM luminar_incoming_events RETURNING *)
+INSERT INTO crime_events
+    (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity_level,
+     confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata, location_text,
+     time_info, entities, time_end, timestamp_source, location_source, request_id, idempotency_key)
+SELECT event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity_level,
+       confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata, location_text,
+       time_info, entities, time_end, timestamp_source, location_source, request_id, idempotency_key
+  FROM moved
+"""
 TRANSACTION_NOW = "SELECT now()"
 
 # name: defer_miner_counts / add_verified_events
@@ -117,6 +142,7 @@ TRANSACTION_NOW = "SELECT now()"
 # update for every verified event copied (the schema's luminar_add_miner_counts; the migration says why). Both run
 # in the batch's transaction (or savepoint): the setting ends with it, and is switched off again with the count.
 DEFER_MINER_COUNTS = "SELECT set_config('luminar.defer_miner_counts', 'on', true)"
+END_DEFERRED_COUNTS = "SELECT set_config('luminar.defer_miner_counts', 'off', true)"
 ADD_VERIFIED_EVENTS = """
 SELECT luminar_add_miner_counts(ARRAY[%(miner_uid)s::integer], ARRAY[0], ARRAY[%(verified)s::integer]),
        set_config('luminar.defer_miner_counts', 'off', true)
@@ -483,12 +509,14 @@ async def _fresh(conn: Any, items: list[Item]) -> list[Item]:
     return fresh
 
 
-async def _copy(conn: Any, rows: Iterable[tuple[Any, ...]]) -> None:
-    """COPY ``rows`` (WRITE_COLUMNS tuples) into crime_events."""
-    async with conn.cursor().copy(COPY_EVENTS) as copy:
+async def _copy(conn: Any, rows: Iterable[tuple[Any, ...]], *, staged: bool = False) -> None:
+    """COPY ``rows`` (WRITE_COLUMNS tuples) into crime_events (through the staging table when ``staged``)."""
+    async with conn.cursor().copy(COPY_STAGED_EVENTS if staged else COPY_EVENTS) as copy:
         copy.set_types(COPY_TYPES)
         for row in rows:
             await copy.write_row(row)
+    if staged:
+        await conn.execute(MOVE_STAGED_EVENTS)
 
 
 class _Chunk:
@@ -507,29 +535,32 @@ class _Chunk:
                 yield item
 
 
-async def _copy_new(conn: Any, items: Iterable[Item], row: Callable[[Item], tuple[Any, ...]]) -> list[Item]:
+async def _copy_new(conn: Any, items: Iterable[Item], row: Callable[[Item], tuple[Any, ...]], *,
+                    staged: bool = False) -> list[Item]:
     """COPY the ``items`` whose keys are not stored yet (the first of each key); returns those written.
 
     Optimistic and streamed: the items are validated, keyed and copied as they are read, in a savepoint, so the
     client's work overlaps the server's and a chunk of new events (the common case) costs its COPY alone. When the
     unique key refuses one (a retried batch, a repeat), the savepoint is rolled back and the chunk's items whose keys
     are not stored (``_fresh``) are copied again. A refusal that remains (an ``event_id`` another miner stored) is
-    raised."""
+    raised. ``staged``: through the staging table (row security)."""
     sent: list[Item] = []
     iterator = iter(items)
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for item in iterator:
+            sent.append(item)
+            yield row(item)
+
     try:
         async with conn.transaction():
-            async with conn.cursor().copy(COPY_EVENTS) as copy:
-                copy.set_types(COPY_TYPES)
-                for item in iterator:
-                    sent.append(item)
-                    await copy.write_row(row(item))
+            await _copy(conn, rows(), staged=staged)
         return sent
     except pg.UniqueViolation:
         sent.extend(iterator)  # the rest of the chunk, when the refusal came before its end
         fresh = await _fresh(conn, sent)
         if fresh:
-            await _copy(conn, map(row, fresh))
+            await _copy(conn, map(row, fresh), staged=staged)
         return fresh
 
 
@@ -597,10 +628,13 @@ class CrimeEventRepository(Repository):
         async with self._connection() as conn:
             async with conn.transaction():
                 await conn.execute(DEFER_MINER_COUNTS)
+                staged = (await (await conn.execute(ROW_SECURITY_ACTIVE)).fetchone())[0]
+                if staged:
+                    await conn.execute(STAGE_EVENTS)
                 while True:
                     chunk = _Chunk(items, deferred)
                     written = await _copy_new(conn, chunk, lambda item: _row(
-                        item[1], uid, item[1].event_id or uuid.uuid4(), item[2], item[3]))
+                        item[1], uid, item[1].event_id or uuid.uuid4(), item[2], item[3]), staged=staged)
                     stored += len(written)
                     verified += sum(item[1].verification_status == "verified" for item in written)
                     if chunk.taken < BULK_CHUNK:
@@ -613,10 +647,14 @@ class CrimeEventRepository(Repository):
                     placed = {item[2]: p if p.timestamp is not None else replace(p, timestamp=now)
                               for item, p in zip(deferred, placements, strict=True)}
                     written = await _copy_new(conn, deferred, lambda item: _row(
-                        item[1], uid, item[1].event_id or uuid.uuid4(), item[2], item[3], placed[item[2]]))
+                        item[1], uid, item[1].event_id or uuid.uuid4(), item[2], item[3], placed[item[2]]),
+                        staged=staged)
                     stored += len(written)
                     verified += sum(item[1].verification_status == "verified" for item in written)
-                await conn.execute(ADD_VERIFIED_EVENTS, {"miner_uid": uid, "verified": verified})
+                # Only the owner copies verified events (a node's are refused by row security): a node's batch
+                # adds nothing, and has no right on miner_performance to add it with.
+                await conn.execute(ADD_VERIFIED_EVENTS if verified else END_DEFERRED_COUNTS,
+                                   {"miner_uid": uid, "verified": verified})
                 return stored
 
     async def recent(self, hours: int = 24, limit: int = 100) -> list[CrimeEventRecord]:

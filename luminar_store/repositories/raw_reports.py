@@ -103,17 +103,24 @@ COPY luminar_incoming_reports
 FROM STDIN (FORMAT BINARY)
 """
 
-# name: insert_incoming_reports
-# Step 3: move the staged rows whose external_id is new (duplicates inside the batch: the first one wins).
-INSERT_INCOMING_REPORTS = """
+# name: move_incoming_reports
+# Step 3 of the plain path under row security (a node's login may not COPY into the table): move every staged row
+# (a known external_id fails the whole statement, as it fails the plain COPY).
+MOVE_INCOMING_REPORTS = """
 INSERT INTO raw_incident_reports
     (external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
      media_urls, media_hashes, metadata, source)
 SELECT external_id, user_id, crime_type, text_description, latitude, longitude, "timestamp",
        media_urls, media_hashes, metadata, source
   FROM luminar_incoming_reports
-ON CONFLICT (external_id) DO NOTHING
 """
+
+# name: insert_incoming_reports
+# Step 3: move the staged rows whose external_id is new (duplicates inside the batch: the first one wins).
+INSERT_INCOMING_REPORTS = MOVE_INCOMING_REPORTS + "ON CONFLICT (external_id) DO NOTHING\n"
+
+# Whether this session writes under row-level security (a node's login: COPY into the table is refused).
+ROW_SECURITY_ACTIVE = "SELECT row_security_active('raw_incident_reports')"
 
 # name: drop_incoming_reports
 # Step 4: drop the staging table now, so a second bulk store in the same transaction can create it again.
@@ -165,17 +172,11 @@ RETURNING {report_columns}
 
 # name: release_stale
 # Returns to 'pending' the reports claimed longer ago than the given minutes (their lease ran out: the miner stopped,
-# or its connection died after the claim committed); processing_attempts is kept. idx_reports_processing_claimed_at
-# finds them without reading the table. SKIP LOCKED: a claim being settled right now is its miner's, and two
-# claimers releasing together neither wait for nor deadlock on each other.
-RELEASE_STALE = """
-UPDATE raw_incident_reports
-   SET status = 'pending', claimed_by = NULL, claimed_at = NULL
- WHERE report_id IN (SELECT report_id
-                       FROM raw_incident_reports
-                      WHERE status = 'processing' AND claimed_at < now() - make_interval(mins => %(minutes)s)
-                        FOR UPDATE SKIP LOCKED)
-"""
+# or its connection died after the claim committed); processing_attempts is kept. The schema's function
+# luminar_release_stale_claims (the one definition) runs as the owner, since it crosses miners: a miner's login has
+# no right on another's claims. It finds them through idx_reports_processing_claimed_at and locks with SKIP LOCKED:
+# a claim being settled right now is its miner's, and two claimers releasing together never wait on each other.
+RELEASE_STALE = "SELECT luminar_release_stale_claims(%(minutes)s)"
 
 # name: get_report
 # One report by its report_id.
@@ -311,7 +312,8 @@ class RawReportRepository(Repository):
         async with self._connection() as conn:
             async with conn.transaction():
                 cur = conn.cursor()
-                if not skip_existing:
+                staged = skip_existing or (await (await cur.execute(ROW_SECURITY_ACTIVE)).fetchone())[0]
+                if not staged:
                     async with cur.copy(COPY_REPORTS) as copy:
                         copy.set_types(COPY_TYPES)
                         for row in _rows(reports):
@@ -322,7 +324,7 @@ class RawReportRepository(Repository):
                     copy.set_types(COPY_TYPES)
                     for row in _rows(reports):
                         await copy.write_row(row)
-                await cur.execute(INSERT_INCOMING_REPORTS)
+                await cur.execute(INSERT_INCOMING_REPORTS if skip_existing else MOVE_INCOMING_REPORTS)
                 stored = cur.rowcount
                 await cur.execute(DROP_INCOMING_REPORTS)
                 return stored
@@ -368,12 +370,12 @@ class RawReportRepository(Repository):
                                 savepoint: bool = False) -> tuple[int, list[RawReportRecord]]:
         """``claim()``'s two statements: take back the expired claims, then claim and read the rows (the pick in a
         savepoint when asked). Returns (claims taken back, the claimed rows)."""
-        releasing = await conn.execute(RELEASE_STALE, lease)
+        released = (await (await conn.execute(RELEASE_STALE, lease)).fetchone())[0]
         async with conn.transaction() if savepoint else nullcontext():
             claiming = conn.cursor(row_factory=record_row(RawReportRecord))
             await claiming.execute(CLAIM_REPORTS, params)
             rows = await claiming.fetchall()
-        return releasing.rowcount, rows
+        return released, rows
 
     async def mark_processed(self, report_id: uuid.UUID | str) -> RawReportRecord:
         """Mark a report ``processed`` (``processed_at`` = now, error cleared) and return it.
@@ -410,10 +412,10 @@ class RawReportRepository(Repository):
         """
         minutes = v.integer("older_than_minutes", older_than_minutes, minimum=1, maximum=MAX_STALE_MINUTES)
         async with self._connection() as conn:
-            cur = await conn.execute(RELEASE_STALE, {"minutes": minutes})
-        if cur.rowcount:
-            log.info("released %d claim(s) of raw reports older than %d minutes", cur.rowcount, minutes)
-        return cur.rowcount
+            released = (await (await conn.execute(RELEASE_STALE, {"minutes": minutes})).fetchone())[0]
+        if released:
+            log.info("released %d claim(s) of raw reports older than %d minutes", released, minutes)
+        return released
 
     async def get(self, report_id: uuid.UUID | str) -> RawReportRecord | None:
         """The report with this ``report_id``, or ``None``. Raises ``ValidationError`` for a malformed UUID.

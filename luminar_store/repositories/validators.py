@@ -4,7 +4,7 @@ Each validation says whether the validator agreed with the network's consensus a
 keeps the counts, ``consensus_accuracy = agreements / validated_events`` (0..1), the mean score given and the stake
 (``stake_amount``; the argument keeps the name ``stake``).
 As for miners, a uid that comes back with a new hotkey is a re-registered validator: its record starts afresh, and
-the same statement keeps the previous record in ``audit_log`` as operation ``REREGISTER``.
+its trigger keeps the previous record in ``audit_log`` as operation ``REREGISTER``.
 
 Example::
 
@@ -39,8 +39,8 @@ VALIDATOR_COLUMNS = """validator_id, validator_uid, hotkey, validated_events, ag
 # Same hotkey: counts grow, accuracy and the mean score given (running_mean_score) are recomputed, stake changes
 # only when given.
 # New hotkey (re-registration): the record restarts from this validation with a new validator_id and stake (given
-# or 0) and no coldkey, and `audited` writes the previous row to audit_log (miner_performance has a trigger for
-# this; validator_performance only audits deletions). `created`: the row was inserted (xmax = 0); `reregistered`:
+# or 0) and no coldkey, and the trigger validator_performance_reregistered writes the previous row to audit_log
+# (as miner_performance's does). `created`: the row was inserted (xmax = 0); `reregistered`:
 # updated, yet back to one validation, which only the new-hotkey branch produces.
 RECORD_VALIDATION = """
 WITH prior AS (
@@ -72,11 +72,6 @@ WITH prior AS (
         is_active          = true,
         last_activity      = EXCLUDED.last_activity
     RETURNING vp.*, (vp.xmax = 0) AS created
-), audited AS (
-    INSERT INTO audit_log (table_name, operation, row_id, old_data, new_data)
-    SELECT 'validator_performance', 'REREGISTER', s.validator_uid::text, to_jsonb(p), to_jsonb(s) - 'created'
-      FROM prior p
-      JOIN saved s ON p.hotkey <> s.hotkey
 )
 SELECT {validator_columns},
        s.created, (NOT s.created AND s.validated_events = 1) AS reregistered
