@@ -12,6 +12,7 @@ __all__ = [
     "ValidationError",
     "NotFoundError",
     "ConflictError",
+    "PermissionDeniedError",
     "MigrationError",
     "DatabaseUnavailableError",
     "DatabaseMissingError",
@@ -50,6 +51,12 @@ class NotFoundError(LuminarError, LookupError):
 
 class ConflictError(LuminarError):
     """A write collides with an existing row (a unique key) in a way that is not idempotent."""
+
+
+class PermissionDeniedError(LuminarError, PermissionError):
+    """The login may not do this: its group role has no right to it, or row-level security keeps it to its own rows
+    (a miner's events and claims, a validator's verdicts and records). Nothing was written. ``docs/security.md``
+    lists each kind's rights."""
 
 
 class MigrationError(LuminarError):

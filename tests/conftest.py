@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from pytest_postgresql import factories
 from pytest_postgresql.janitor import DatabaseJanitor
@@ -91,6 +92,32 @@ def db_settings(pg_server: Server) -> Iterator[Settings]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     with pg_server.janitor(name, template=pg_server.template):
         yield pg_server.settings(name)
+
+
+@pytest.fixture
+def node_login(pg_server: Server, db_settings: Settings):
+    """``node_login(group, kind=None, uid=None)``: a new login role (password, member of group role ``group``, e.g.
+    ``luminar_miner``), named in ``node_identities`` as ``kind`` with ``uid`` when ``kind`` is given (``uid`` None:
+    every uid of that kind); returns Settings for ``db_settings``' database as that login. Roles are the
+    cluster's: each is dropped at the end of the test."""
+    made: list[str] = []
+
+    def make(group: str, kind: str | None = None, uid: int | None = None) -> Settings:
+        login, password = f"node_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+        with psycopg.connect(db_settings.conninfo(), autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                sql.Identifier(login), sql.Literal(password), sql.Identifier(group)))
+            made.append(login)
+            if kind is not None:
+                admin.execute("INSERT INTO node_identities (login, kind, uid) VALUES (%s, %s, %s)",
+                              (login, kind, uid))
+        return pg_server.settings(db_settings.name, LUMINAR_DB_USER=login, LUMINAR_DB_PASSWORD=password)
+
+    yield make
+    with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
+        for login in made:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (login,))
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from luminar_store.errors import (
     DatabaseUnavailableError,
     LuminarError,
     NotFoundError,
+    PermissionDeniedError,
     ValidationError,
 )
 
@@ -35,6 +36,9 @@ def translate(exc: psycopg.Error) -> LuminarError | None:
     if isinstance(exc, (pg.CheckViolation, pg.NotNullViolation, pg.ExclusionViolation)):
         column = getattr(diag, "column_name", None)
         return ValidationError(column or constraint or None, primary)
+    if isinstance(exc, pg.InsufficientPrivilege):
+        return PermissionDeniedError(f"{primary}: this login's role may not do it (its grants and row-level "
+                                     "security: a node writes only its own rows; see docs/security.md)")
     if isinstance(exc, pg.DataError):
         return ValidationError(None, primary)
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg.QueryCanceled):

@@ -37,7 +37,7 @@ from psycopg import errors as pg
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
-from luminar_store.errors import ConflictError, NotFoundError, ValidationError
+from luminar_store.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from luminar_store.geo import search_boxes
 from luminar_store.limits import (
     GRID_DEGREES,
@@ -246,6 +246,10 @@ UPDATE crime_events
  WHERE event_id = %(event_id)s
 RETURNING {event_columns}
 """.replace("{event_columns}", EVENT_COLUMNS)
+
+# name: event_miner
+# Whose an event is (to say why an update changed nothing).
+EVENT_MINER = "SELECT miner_uid FROM crime_events WHERE event_id = %(event_id)s"
 
 # name: locate_event
 # Gives an event its point (an unlocated one, or a correction): geotag and the grid cell follow (generated).
@@ -744,8 +748,18 @@ class CrimeEventRepository(Repository):
                   "longitude": v.longitude("longitude", longitude)}
         rows = await self._many(LOCATE_EVENT, params)
         if not rows:
-            raise NotFoundError(f"event_id {params['event_id']}: no such crime event")
+            await self._missing_or_not_yours(params["event_id"])
         return rows[0]
+
+    async def _missing_or_not_yours(self, event_id: uuid.UUID) -> None:
+        """Raise why an update of one event changed nothing: ``NotFoundError`` when there is no such event,
+        ``PermissionDeniedError`` when row-level security hid it (another miner's event)."""
+        async with self._connection() as conn:
+            owner = await (await conn.execute(EVENT_MINER, {"event_id": event_id})).fetchone()
+        if owner is None:
+            raise NotFoundError(f"event_id {event_id}: no such crime event")
+        raise PermissionDeniedError(f"event_id {event_id} is miner {owner[0]}'s: a miner's login changes only its "
+                                    "own events (row-level security; see docs/security.md)")
 
     async def unlocated(self, limit: int = 100) -> list[CrimeEventRecord]:
         """The geocoding queue: events without a location, oldest stored first, at most ``limit`` (1..10,000).

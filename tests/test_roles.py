@@ -1,0 +1,231 @@
+"""Least privilege on a real server: each kind of node, logged in as itself, can do exactly its calls.
+
+The matrix runs every facade operation as a login of each group role (ingest, miner, validator, reader) and checks
+it is allowed or refused as the grants and row-level security say; then what a node must never do (forge another
+node's work, touch the audit trail, change the schema) is tried and refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from _async import run
+
+from luminar_store.access import LuminarDB
+from luminar_store.errors import PermissionDeniedError
+
+AT = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)  # a fixed past time: no dependence on the clock
+MINER, OTHER_MINER, VALIDATOR, OTHER_VALIDATOR = 11, 12, 21, 22
+
+
+def report(n: int) -> dict:
+    return {"report_id": f"app-{n}", "text_description": f"Shop window broken ({n})", "user_id": f"u-{n}",
+            "geotag": {"lat": 48.85, "lng": 2.35}, "timestamp": AT}
+
+
+def event(**over) -> dict:
+    data = {"event_type": "vandalism", "geotag": {"lat": 48.85, "lng": 2.35}, "timestamp": AT, "severity": 2,
+            "confidence_score": 0.8, "title": "Window broken"}
+    data.update(over)
+    return data
+
+
+@pytest.fixture
+def world(db_settings):
+    """Seed data written by the owner: two reports (one pending, one claimed by the other miner), an event of each
+    miner, and scores of both validators."""
+    owner = LuminarDB(db_settings)
+
+    async def seed():
+        await owner.initialize()
+        try:
+            ids = [await owner.store_raw_report(report(n)) for n in (1, 2, 3)]
+            await owner.claim_reports(OTHER_MINER, limit=1)
+            mine = await owner.store_crime_event(event(title="mine", related_reports=[ids[0]]), miner_uid=MINER)
+            theirs = await owner.store_crime_event(event(title="theirs"), miner_uid=OTHER_MINER)
+            await owner.update_miner_performance(MINER, "hk-m", {"integrity": 0.5, "clustering": 0.5,
+                                                                 "novelty": 0.5, "quality": 0.5})
+            await owner.store_consensus_record(theirs, OTHER_VALIDATOR, {"final": 0.7}, 1)
+            return {"reports": ids, "mine": mine, "theirs": theirs}
+        finally:
+            await owner.close()
+
+    return run(seed())
+
+
+def as_node(settings, body):
+    """Run ``body(db)`` with the facade logged in as ``settings``' login; returns its result."""
+    db = LuminarDB(settings)
+
+    async def go():
+        await db.initialize()
+        try:
+            return await body(db)
+        finally:
+            await db.close()
+
+    return run(go())
+
+
+def refused(settings, body) -> str:
+    """``body`` run as the node must fail with ``PermissionDeniedError``, nothing written; returns its text."""
+    with pytest.raises(PermissionDeniedError) as caught:
+        as_node(settings, body)
+    return str(caught.value)
+
+
+def test_a_miner_does_its_calls_and_nothing_more(node_login, world):
+    miner = node_login("luminar_miner", "miner", MINER)
+
+    async def work(db):
+        claimed = await db.claim_reports(MINER, limit=5)
+        assert [r.claimed_by for r in claimed] == [MINER, MINER]
+        await db.mark_report_processed(claimed[0].report_id)
+        stored = await db.store_crime_event(event(title="new"), miner_uid=MINER)
+        assert await db.store_crime_events([event(title=f"bulk {n}") for n in range(3)], miner_uid=MINER) == 3
+        located = await db.locate_event(world["mine"], 48.86, 2.36)
+        assert located.latitude == 48.86
+        assert (await db.get_event(stored)).miner_uid == MINER
+        assert len(await db.get_recent_events(hours=24 * 365, limit=100)) >= 5
+        assert (await db.get_miner_stats(MINER)).total_rounds == 1
+        return True
+
+    assert as_node(miner, work)
+    # Another miner's work cannot be forged or changed.
+    assert "row-level security" in refused(miner, lambda db: db.store_crime_event(event(), miner_uid=OTHER_MINER))
+    refused(miner, lambda db: db.store_crime_events([event(title="forged")], miner_uid=OTHER_MINER))
+    refused(miner, lambda db: db.locate_event(world["theirs"], 1.0, 1.0))
+    # Its own verdicts and scores are not a miner's to give.
+    refused(miner, lambda db: db.store_crime_event(event(verification_status="verified"), miner_uid=MINER))
+    refused(miner, lambda db: db.update_event_verification(world["mine"], VALIDATOR, "verified", 0.9))
+    refused(miner, lambda db: db.update_miner_performance(MINER, "hk-m", {"integrity": 1.0, "clustering": 1.0,
+                                                                          "novelty": 1.0, "quality": 1.0}))
+    refused(miner, lambda db: db.store_consensus_record(world["mine"], VALIDATOR, {"final": 1.0}, 2))
+    refused(miner, lambda db: db.store_raw_report(report(9)))
+
+
+def test_a_validator_gives_its_own_verdicts_and_keeps_scores(node_login, world):
+    validator = node_login("luminar_validator", "validator", VALIDATOR)
+
+    async def work(db):
+        verdict = await db.update_event_verification(world["mine"], VALIDATOR, "verified", 0.9)
+        assert verdict.verification_status == "verified"
+        record = await db.store_consensus_record(world["mine"], VALIDATOR, {"final": 0.9}, 1)
+        assert record
+        await db.update_miner_performance(MINER, "hk-m", {"integrity": 0.9, "clustering": 0.9, "novelty": 0.9,
+                                                          "quality": 0.9}, round_number=2)
+        assert (await db.get_miner_stats(MINER)).total_rounds == 2
+        return True
+
+    assert as_node(validator, work)
+    refused(validator, lambda db: db.store_consensus_record(world["mine"], OTHER_VALIDATOR, {"final": 0.1}, 3))
+    refused(validator, lambda db: db.update_event_verification(world["mine"], OTHER_VALIDATOR, "rejected", 0.1))
+    refused(validator, lambda db: db.store_crime_event(event(), miner_uid=MINER))
+    refused(validator, lambda db: db.claim_reports(MINER, limit=1))
+
+
+def test_an_app_files_reports_and_nothing_else(node_login, world):
+    app = node_login("luminar_ingest")
+
+    async def work(db):
+        first = await db.store_raw_report(report(7))
+        assert await db.store_raw_report(report(7)) == first
+        assert await db.store_raw_reports([report(n) for n in (20, 21)]) == 2
+        assert await db.store_raw_reports([report(n) for n in (22, 23)], skip_existing=False) == 2
+        return True
+
+    assert as_node(app, work)
+    refused(app, lambda db: db.store_crime_event(event(), miner_uid=MINER))
+    refused(app, lambda db: db.get_recent_events(hours=24, limit=10))
+
+
+def test_a_login_not_named_in_node_identities_writes_nothing(node_login, world):
+    stranger = node_login("luminar_miner")
+    refused(stranger, lambda db: db.store_crime_event(event(), miner_uid=MINER))
+    refused(stranger, lambda db: db.claim_reports(MINER, limit=5))
+
+
+TAMPERING = [
+    "UPDATE audit_log SET actor = 'someone'",
+    "DELETE FROM audit_log",
+    "TRUNCATE audit_log",
+    "INSERT INTO audit_log (table_name, operation, row_id) VALUES ('crime_events', 'DELETE', 'x')",
+    "ALTER TABLE crime_events DISABLE TRIGGER crime_events_audit",
+    "DROP TABLE consensus_records",
+    "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "DELETE FROM crime_events",
+    "UPDATE node_identities SET uid = 12",
+    "INSERT INTO node_identities (login, kind, uid) VALUES (session_user, 'miner', 99)",
+    "SELECT luminar_add_miner_counts(ARRAY[11], ARRAY[100], ARRAY[100])",
+    "SET ROLE luminar_analyst",
+]
+
+
+@pytest.mark.parametrize("group,kind,uid", [("luminar_miner", "miner", MINER),
+                                            ("luminar_validator", "validator", VALIDATOR),
+                                            ("luminar_ingest", None, None), ("luminar_reader", None, None)])
+def test_no_node_can_rewrite_the_trail_change_the_schema_or_forge_scores(node_login, world, group, kind, uid):
+    settings = node_login(group, kind, uid)
+    allowed = []
+    with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+        for statement in TAMPERING:
+            try:
+                conn.execute(statement)
+                allowed.append(statement)
+            except psycopg.errors.InsufficientPrivilege:
+                pass
+    assert allowed == []
+
+
+@pytest.mark.parametrize("group", ["luminar_miner", "luminar_ingest", "luminar_reader"])
+def test_no_miner_app_or_reader_changes_a_miners_scores(node_login, world, group):
+    settings = node_login(group, "miner" if group == "luminar_miner" else None, MINER)
+    with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE miner_performance SET overall_score = 1")
+
+
+def test_the_reader_sees_the_public_views_only(node_login, world):
+    reader = node_login("luminar_reader")
+    with psycopg.connect(reader.conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT * FROM active_miners").fetchall()
+        for table in ("raw_incident_reports", "crime_events", "audit_log", "consensus_records"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT 1 FROM {table} LIMIT 1")  # noqa: S608 - fixed names
+
+
+def test_stale_claims_are_returned_by_the_owners_function(node_login, db_settings, world):
+    miner = node_login("luminar_miner", "miner", MINER)
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as owner:
+        owner.execute("UPDATE raw_incident_reports SET claimed_at = %s WHERE status = 'processing'",
+                      (AT - timedelta(days=2),))
+    assert as_node(miner, lambda db: db.release_stale_claims(60)) == 1
+
+
+def test_the_audit_trail_names_the_login_not_the_owner(node_login, db_settings, world):
+    miner = node_login("luminar_miner", "miner", MINER)
+    as_node(miner, lambda db: db.locate_event(world["mine"], 48.87, 2.37))
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as owner:
+        actors = owner.execute("SELECT actor FROM audit_log WHERE row_id = %s AND operation = 'UPDATE'",
+                               (str(world["mine"]),)).fetchall()
+    assert actors == [(miner.user,)]
+
+
+def test_the_down_section_removes_it_and_up_restores_it(db_settings):
+    from luminar_store.migrator import DEFAULT_DIR, Migrator
+
+    migrator = Migrator(db_settings.conninfo(), DEFAULT_DIR)
+    target = "20261130020000"
+    while (undone := migrator.rollback()).version != target:
+        pass
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('node_identities')").fetchone()[0] is None
+        assert conn.execute("SELECT relrowsecurity FROM pg_class WHERE relname = 'crime_events'").fetchone()[0] \
+            is False
+    migrator.migrate()
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('node_identities')").fetchone()[0] is not None
+    assert undone.version == target and uuid
