@@ -59,7 +59,8 @@ class Cluster:
 @pytest.fixture
 def cluster(pg_server) -> Iterator[Cluster]:
     suffix = uuid.uuid4().hex[:8]
-    made = Cluster(server=pg_server, owner=f"owner_{suffix}", group=f"reader_{suffix}")
+    # The group's name needs quoting in SQL (capitals, a dash): grants to it must survive pg_dump's quoting.
+    made = Cluster(server=pg_server, owner=f"owner_{suffix}", group=f"Readers-{suffix}")
     with made.admin() as conn:
         ensure_role(conn, made.owner, SECRET)
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(made.group)))
@@ -95,13 +96,16 @@ def _store_and_read(settings: Settings, title: str) -> list[str]:
 
 @pytest.fixture
 def source(cluster) -> Settings:
-    """A provisioned database migrated by the owner, with two events and SELECT on crime_events for the group."""
+    """A provisioned database migrated by the owner, with two events, SELECT on crime_events for the group and, by
+    default, on the tables the owner creates later."""
     settings = cluster.as_owner(cluster.provision(prefix="src"))
     migrate_database(settings, DEFAULT_DIR)
     assert _store_and_read(settings, "first") == ["first"]
     assert _store_and_read(settings, "second") == ["first", "second"]
     with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
         conn.execute(sql.SQL("GRANT SELECT ON crime_events TO {}").format(sql.Identifier(cluster.group)))
+        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {}").format(
+            sql.Identifier(cluster.group)))
     return settings
 
 
@@ -155,6 +159,19 @@ def test_the_owner_restores_rows_ownership_and_grants_without_superuser(cluster,
                               "WHERE grantee = %(g)s", {"g": cluster.group}).fetchall()
     assert grants == [(cluster.group, "crime_events", "SELECT")]
     assert _store_and_read(target, "after restore") == ["after restore", "first", "second"]
+    with psycopg.connect(target.conninfo(), autocommit=True) as conn:  # the default privileges came back too
+        conn.execute("CREATE TABLE later_table (id int)")
+    assert can_select(cluster, target.name, cluster.group, "later_table")
+
+
+def test_the_owner_replaces_a_migrated_database_with_clean(cluster, source, dump):
+    target = cluster.as_owner(cluster.provision(prefix="cln"))
+    migrate_database(target, DEFAULT_DIR)
+    assert _store_and_read(target, "to be replaced") == ["to be replaced"]
+    restore_database(target, dump, clean=True)
+    assert fingerprint(target) == fingerprint(source)
+    assert set(owners(cluster, target.name).values()) == {cluster.owner}
+    assert can_select(cluster, target.name, cluster.group, "crime_events")
 
 
 def test_a_superuser_restore_leaves_every_object_to_the_databases_owner(cluster, source, dump):
