@@ -275,3 +275,17 @@ def test_a_role_that_is_not_the_owner_is_refused(cluster, source, dump):
     finally:
         with cluster.admin() as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(stranger)))
+
+
+def test_the_owner_is_refused_a_database_without_postgis_and_a_superuser_adds_it(cluster, source, dump):
+    name = f"nogis_{uuid.uuid4().hex[:10]}"
+    cluster.databases.append(name)
+    with cluster.admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(cluster.owner)))
+    with pytest.raises(OperationError, match="lacks extension") as caught:
+        restore_database(cluster.as_owner(name), dump)
+    assert "postgis" in str(caught.value) and "nothing was changed" in str(caught.value)
+    assert user_tables(cluster, name) == 0
+    result = restore_database(cluster.as_superuser(name), dump)
+    assert result.created_extensions == ("postgis",) and result.owner == cluster.owner
+    assert set(owners(cluster, name).values()) == {cluster.owner}

@@ -30,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import tempfile
@@ -48,6 +49,8 @@ from luminar_store.ops.backup import find_tool, offline_environment, read_archiv
 from luminar_store.ops.connect import connect, database_exists, maintenance
 
 __all__ = ["RestoreResult", "ArchivePlan", "plan_archive", "restore_database"]
+
+log = logging.getLogger(__name__)
 
 # Table-of-contents lines of `pg_restore --list`: "<id>; <catalog oid> <oid> <kind> <schema> <name> <owner>".
 _EXTENSION = re.compile(r"^\d+;\s*\d+\s+\d+\s+(?:EXTENSION\s+-|COMMENT\s+-\s+EXTENSION)\s+(?P<name>\S+)")
@@ -221,6 +224,9 @@ def _user_tables(settings: Settings) -> int:
 
 
 def _run_restore(settings: Settings, tool: Path, path: Path, plan: ArchivePlan, *, owner: str, clean: bool) -> None:
+    log.info("restoring %d of %d archive entries from %s into %s as owner %s (extensions %s and spatial_ref_sys "
+             "come from provisioning)", len(plan.kept), len(plan.entries), path, settings.target(), owner,
+             _names(plan.extensions) or "none")
     with tempfile.TemporaryDirectory(prefix="luminar-restore-") as scratch:
         listing = Path(scratch) / "toc.list"
         listing.write_text("\n".join(plan.kept) + "\n")
