@@ -20,8 +20,9 @@ from luminar_store.config import ENVIRONMENTS, Settings, environment
 from luminar_store.errors import OperationError
 from luminar_store.ops import provision, retention
 from luminar_store.ops import stats as metrics
-from luminar_store.ops.backup import backup_database, find_tool, read_archive, restore_database
+from luminar_store.ops.backup import backup_database, find_tool, read_archive
 from luminar_store.ops.connect import connect
+from luminar_store.ops.restore import restore_database
 from luminar_store.ops.status import collect_status
 from luminar_store.ops.synthetic import load_sample_data
 
@@ -184,7 +185,9 @@ def restore_command(path: Path, env: str | None, clean: bool, force: bool, yes: 
     """Restore a backup made by `backup` (or any pg_dump custom archive), in one transaction.
 
     The target is named first; the archive is checked before the database is touched; a failure changes
-    nothing. Into a database that holds tables, pass --clean.
+    nothing and says why. Into a database that holds tables, pass --clean. Run it as the database's owner role
+    (no superuser needed): the restored objects belong to that owner, grants are kept (their roles must exist),
+    and PostGIS comes from provisioning, not from the backup.
 
     \b
     Example: luminar-db restore backups/luminar_local_20250817T120000Z.dump --env=local --clean --yes
@@ -201,8 +204,8 @@ def restore_command(path: Path, env: str | None, clean: bool, force: bool, yes: 
                      f"replaces the data of {settings.target()}")
     result = restore_database(settings, path, clean=clean, allow_production=force)
     made = " (database created)" if result.created_database else ""
-    click.echo(f"Restored {len(entries)} archive entries from {path} into {settings.target()}{made} "
-               f"in {result.seconds:.1f} s")
+    click.echo(f"Restored {len(entries)} archive entries from {path} into {settings.target()}{made}, owned by role "
+               f"{result.owner}, in {result.seconds:.1f} s")
 
 
 # -- status and statistics ---------------------------------------------------------------------------------------

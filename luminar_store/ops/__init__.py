@@ -6,11 +6,14 @@
 ``cluster``        the embedded local PostgreSQL (initdb, start, stop, status) when Docker is not there
 ``compose``        the Docker Compose database of docker-compose.yml
 ``status``         the one status report (``status`` and ``db status``)
-``backup``         pg_dump / pg_restore, in one transaction, password only in the tools' environment
+``backup``         pg_dump, the tools and their error reasons, password only in the tools' environment
+``restore``        pg_restore in one transaction as the database's owner: ownership and grants kept
 ``retention``      deleting data older than the retention period, in batches
 ``stats``          the specification's key metrics (figures defined once, in SQL, shared with the node side)
 ``synthetic``      realistic sample data (``populate_sample_data``), written in transactional COPY batches
 =================  ==================================================================================
 """
 
-__all__ = ["backup", "cluster", "compose", "connect", "provision", "retention", "stats", "status", "synthetic"]
+__all__ = [
+    "backup", "cluster", "compose", "connect", "provision", "restore", "retention", "stats", "status", "synthetic",
+]

@@ -1,11 +1,10 @@
-"""Backups with ``pg_dump`` (custom format, so ``pg_restore -d luminar_local FILE`` also reads them) and restores
-with ``pg_restore`` in one transaction.
+"""Backups with ``pg_dump`` (custom format, so ``pg_restore -d luminar_local FILE`` also reads them), and what
+backups and restores (``luminar_store.ops.restore``) share: the tools, their environment, their error reasons.
 
 The connection reaches the tools through the environment of their process (``PGHOST``, ``PGPASSWORD``, ...): the
 password is never on a command line, in a message or in a log. A backup is written to ``<file>.partial`` and renamed
-when complete, so a failed or interrupted backup leaves no file behind. A restore first reads the archive's table
-of contents (a damaged file is refused before the database is touched) and then runs as a single transaction: a
-failure or Ctrl-C leaves the database as it was.
+when complete, so a failed or interrupted backup leaves no file behind. A tool's failure is reported with the
+server's own reason (its ``ERROR:`` line), never with the statement it was running alone.
 
 Tools: ``LUMINAR_PG_BINDIR`` when set (only there), else the newest ``/usr/lib/postgresql/<major>/bin``, else
 ``PATH``; the tool's major version must be at least the server's.
@@ -15,8 +14,6 @@ Example::
     >>> result = backup_database(load_settings("local"))
     >>> result.path
     PosixPath('backups/luminar_local_20250817T120000Z.dump')
-    >>> restore_database(load_settings("testing"), result.path, clean=True).entries > 0
-    True
 """
 
 from __future__ import annotations
@@ -25,36 +22,36 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from psycopg.conninfo import make_conninfo
-
 from luminar_store.config import Settings
 from luminar_store.errors import OperationError
-from luminar_store.ops import provision
-from luminar_store.ops.connect import connect, database_exists, maintenance
+from luminar_store.ops.connect import connect
 
 __all__ = [
     "DEFAULT_BACKUP_DIR",
     "BackupResult",
-    "RestoreResult",
     "find_tool",
     "tool_environment",
+    "offline_environment",
+    "tool_reason",
     "default_backup_path",
     "backup_database",
     "read_archive",
-    "restore_database",
 ]
 
 DEFAULT_BACKUP_DIR = Path("backups")
 _PG_LIB = Path("/usr/lib/postgresql")
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
-# Entries of the archive that need a superuser and already exist in a database made by `setup`.
-_EXTENSION_ENTRY = re.compile(r"^\d+;\s*\d+\s+\d+\s+(EXTENSION|COMMENT)\s+-\s+(EXTENSION\s+)?postgis\b")
+# How pg_dump / pg_restore report a failure: "pg_restore: from TOC entry 4149; 0 18117 TABLE DATA spatial_ref_sys
+# postgres", then "pg_restore: error: ... ERROR:  permission denied for table spatial_ref_sys", then the statement
+# ("Command was: COPY ..." / "pg_dump: detail: Query was: ..."), possibly over several lines.
+_TOOL_PREFIX = re.compile(r"^(pg_dump|pg_restore): (error: |detail: )?")
+_FROM_ENTRY = re.compile(r"from TOC entry \d+;\s*\d+\s+\d+\s+(?P<what>.+)$")
+_SERVER_ERROR = re.compile(r"\b(?:ERROR|FATAL):\s+(?P<reason>.+)$")
 
 
 @dataclass(frozen=True)
@@ -65,16 +62,6 @@ class BackupResult:
     size_bytes: int
     seconds: float
     server_version: str
-
-
-@dataclass(frozen=True)
-class RestoreResult:
-    """A finished restore: the archive, its number of entries, seconds, and whether the database was created."""
-
-    path: Path
-    entries: int
-    seconds: float
-    created_database: bool
 
 
 def _major_of(tool: Path) -> int | None:
@@ -139,11 +126,30 @@ def _server(settings: Settings) -> tuple[int, str]:
     return number // 10000, text.split()[0]
 
 
-def _last_line(text: str, secret: str | None) -> str:
+def offline_environment() -> dict[str, str]:
+    """The environment for a tool that reads an archive only: the caller's, without any ``PG*`` connection."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+def tool_reason(text: str, secret: str | None) -> str:
+    """The reason in a tool's error output, on one line and without ``secret``: the server's ``ERROR:`` text (plus
+    the archive entry being restored, when the tool names one), else the tool's last own message; never the
+    statement it was running on its own."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    line = lines[-1] if lines else "no message"
-    line = re.sub(r"^(pg_dump|pg_restore): (error: )?", "", line)
-    return line.replace(secret, "***") if secret else line
+    reason = entry = None
+    for line in lines:
+        found = _SERVER_ERROR.search(line)
+        if found and reason is None:
+            reason = " ".join(found.group("reason").split())
+        named = _FROM_ENTRY.search(line)
+        if named and entry is None:
+            entry = " ".join(named.group("what").split())
+    if reason is None:
+        own = [line for line in lines if _TOOL_PREFIX.match(line) and "Query was:" not in line]
+        reason = _TOOL_PREFIX.sub("", own[-1]) if own else (lines[-1] if lines else "no message")
+    if entry:
+        reason = f"{reason} (while restoring {entry})"
+    return reason.replace(secret, "***") if secret else reason
 
 
 def default_backup_path(settings: Settings, *, directory: Path = DEFAULT_BACKUP_DIR,
@@ -190,7 +196,7 @@ def backup_database(settings: Settings, output: Path | None = None) -> BackupRes
         ran = subprocess.run([str(tool), "--format=custom", "--no-password", f"--file={partial}"],
                              env=tool_environment(settings), capture_output=True, text=True, check=False)
         if ran.returncode != 0:
-            raise OperationError(f"pg_dump failed: {_last_line(ran.stderr, settings.password)}")
+            raise OperationError(f"pg_dump failed: {tool_reason(ran.stderr, settings.password)}")
         os.replace(partial, path)
         done = True
     finally:
@@ -208,74 +214,8 @@ def read_archive(path: Path, *, tool: Path | None = None) -> list[str]:
         raise OperationError(f"{path}: no such file; give the path of a backup made by `luminar-db backup`")
     tool = tool or find_tool("pg_restore")
     ran = subprocess.run([str(tool), "--list", str(path)], capture_output=True, text=True, check=False,
-                         env={k: v for k, v in os.environ.items() if not k.startswith("PG")})
+                         env=offline_environment())
     if ran.returncode != 0:
-        raise OperationError(f"{path} is not a readable pg_dump archive ({_last_line(ran.stderr, None)}); "
+        raise OperationError(f"{path} is not a readable pg_dump archive ({tool_reason(ran.stderr, None)}); "
                              "nothing was restored")
     return [line for line in ran.stdout.splitlines() if line.strip() and not line.startswith(";")]
-
-
-def _user_tables(settings: Settings) -> int:
-    with connect(settings) as conn:
-        return conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "
-                            "AND tablename <> 'spatial_ref_sys'").fetchone()[0]
-
-
-def _has_postgis(settings: Settings) -> bool:
-    with connect(settings) as conn:
-        return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'postgis'").fetchone() is not None
-
-
-def restore_database(settings: Settings, path: Path, *, clean: bool = False,
-                     allow_production: bool = False) -> RestoreResult:
-    """Restore the archive at ``path`` into the settings' database in one transaction.
-
-    The database is created when missing (and dropped again if the restore fails). Into a database that already
-    holds tables, ``clean`` is required: it drops the archive's objects first, inside the same transaction.
-    Ownership and grants of the archive are not restored (objects belong to the restoring role). PostGIS, when
-    already installed in the target, is kept as it is.
-
-    Raises ``OperationError`` for production unless ``allow_production``, an unreadable archive, a non-empty
-    target without ``clean``, or a failed restore (nothing changed); ``DatabaseUnavailableError`` when the server
-    cannot be reached.
-    """
-    if settings.env == "production" and not allow_production:
-        raise OperationError("restoring into production is refused without --force (LUMINAR_ENV=production)")
-    started = time.perf_counter()
-    path = Path(path)
-    provision.check_name(settings)
-    with maintenance(settings) as conn:
-        major = conn.info.server_version // 10000
-        exists = database_exists(conn, settings.name)
-    tool = find_tool("pg_restore", server_major=major)
-    entries = read_archive(path, tool=tool)
-    created = False
-    if not exists:
-        with maintenance(settings) as conn:
-            created = provision.create_database(conn, settings, None)
-    elif not clean and _user_tables(settings):
-        raise OperationError(f"database {settings.name} already holds tables; pass --clean to replace them with "
-                             "the backup's, or restore into an empty database")
-    keep_postgis = _has_postgis(settings)
-    ok = False
-    with tempfile.TemporaryDirectory(prefix="luminar-restore-") as scratch:
-        argv = [str(tool), "--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges",
-                "--no-password", f"--dbname={make_conninfo(dbname=settings.name)}"]
-        if clean:
-            argv += ["--clean", "--if-exists"]
-        if keep_postgis:
-            listing = Path(scratch) / "toc.list"
-            listing.write_text("\n".join(e for e in entries if not _EXTENSION_ENTRY.match(e)) + "\n")
-            argv += [f"--use-list={listing}"]
-        try:
-            ran = subprocess.run([*argv, str(path)], env=tool_environment(settings), capture_output=True, text=True,
-                                 check=False)
-            if ran.returncode != 0:
-                reason = _last_line(ran.stderr, settings.password)
-                raise OperationError(f"restore failed, nothing was changed: {reason}")
-            ok = True
-        finally:
-            if created and not ok:
-                provision.drop_created_database(settings)
-    return RestoreResult(path=path, entries=len(entries), seconds=time.perf_counter() - started,
-                         created_database=created)

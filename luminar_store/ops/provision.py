@@ -45,6 +45,8 @@ __all__ = [
     "check_resettable",
     "create_database",
     "ensure_database",
+    "create_extension",
+    "drop_extension",
     "setup_database",
     "drop_database",
     "drop_created_database",
@@ -179,6 +181,27 @@ def _create_postgis(conn: psycopg.Connection) -> bool:
         raise OperationError("creating the PostGIS extension needs a superuser; pass --admin-url, or ask an "
                              "administrator to run CREATE EXTENSION postgis in the database") from None
     return True
+
+
+def create_extension(admin: psycopg.Connection, name: str) -> bool:
+    """Create extension ``name`` in the database of ``admin`` (a superuser's session) when missing; True when
+    created. Raises ``OperationError`` when the server lacks it or the session may not create it."""
+    if admin.execute("SELECT 1 FROM pg_extension WHERE extname = %(name)s", {"name": name}).fetchone():
+        return False
+    try:
+        admin.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
+    except psycopg.errors.UndefinedFile:
+        raise OperationError(f"extension {name} is not installed on the database server; install it (PostGIS: "
+                             "postgresql-<major>-postgis-3, make dev-setup)") from None
+    except psycopg.errors.InsufficientPrivilege:
+        raise OperationError(f"creating extension {name} needs a superuser; ask an administrator to run CREATE "
+                             f"EXTENSION {name} in the database") from None
+    return True
+
+
+def drop_extension(admin: psycopg.Connection, name: str) -> None:
+    """Drop extension ``name`` that this very command created a moment ago (what used it was rolled back)."""
+    admin.execute(sql.SQL("DROP EXTENSION IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def ensure_database(settings: Settings, *, admin_url: str | None = None) -> tuple[bool, bool]:
