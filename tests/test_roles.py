@@ -8,14 +8,18 @@ node's work, touch the audit trail, change the schema) is tried and refused.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
 from _async import run
+from _cli import cli_env, one_line_error
+from psycopg import sql
 
 from luminar_store.access import LuminarDB
 from luminar_store.errors import PermissionDeniedError
+from luminar_store.ops.roles import GROUP_ROLES
 
 AT = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)  # a fixed past time: no dependence on the clock
 MINER, OTHER_MINER, VALIDATOR, OTHER_VALIDATOR = 11, 12, 21, 22
@@ -229,3 +233,56 @@ def test_the_down_section_removes_it_and_up_restores_it(db_settings):
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass('node_identities')").fetchone()[0] is not None
     assert undone.version == target and uuid
+
+
+# -- the roles commands -------------------------------------------------------------------------------------------
+@pytest.fixture
+def admin_cli(cli_run, db_settings, pg_server):
+    """``admin_cli(*args)``: ``luminar-db roles ...`` against the test database with the server's superuser as the
+    administrator; the logins it names are dropped afterwards."""
+    made: set[str] = set()
+    env = cli_env(db_settings, LUMINAR_DB_ADMIN_URL=db_settings.conninfo())
+
+    def invoke(*args: str, extra: dict | None = None):
+        result = cli_run(["roles", *args], {**env, **(extra or {})})
+        if args[:1] == ("add-node",) and result.exit_code == 0:
+            made.add(args[1])
+        return result
+
+    yield invoke
+    with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
+        for login in made:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (login,))
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+
+
+def test_provisioning_is_idempotent_and_names_every_group(admin_cli):
+    ran = admin_cli("provision")
+    assert ran.exit_code == 0, ran.output
+    assert "Every group role was already there." in ran.output  # the migration made them on this server
+    assert all(name in ran.output for name in GROUP_ROLES)
+
+
+def test_a_node_added_by_command_works_as_its_uid_and_revoking_it_ends_that(admin_cli, db_settings, world):
+    login = f"miner_{uuid.uuid4().hex[:8]}"
+    ran = admin_cli("add-node", login, "--kind", "miner", "--uid", "11", "--password-env", "NODE_PW",
+                    extra={"NODE_PW": "s3cret-pw"})
+    assert ran.exit_code == 0, ran.output
+    assert "s3cret-pw" not in ran.output and f"login {login}: miner (luminar_miner) for uid 11" in ran.output
+    node = replace(db_settings, user=login, password="s3cret-pw")
+    stored = as_node(node, lambda db: db.store_crime_event(event(title="by command"), miner_uid=MINER))
+    assert stored
+    taken = admin_cli("add-node", f"other_{uuid.uuid4().hex[:8]}", "--kind", "miner", "--uid", "11")
+    assert taken.exit_code != 0 and f"miner uid 11 is login {login}'s" in one_line_error(taken)
+    listed = admin_cli("list")
+    assert login in listed.output and "uid 11" in listed.output
+    revoked = admin_cli("revoke-node", login, "--yes")
+    assert revoked.exit_code == 0, revoked.output
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
+        assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (login,)).fetchone() == (False,)
+        assert conn.execute("SELECT count(*) FROM node_identities WHERE login = %s", (login,)).fetchone() == (0,)
+
+
+def test_a_miner_without_a_uid_and_a_reserved_name_are_refused(admin_cli):
+    assert "needs --uid" in admin_cli("add-node", "miner_x", "--kind", "miner").output
+    assert "reserved role name" in one_line_error(admin_cli("add-node", "luminar_miner", "--kind", "ingest"))

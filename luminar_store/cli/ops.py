@@ -71,7 +71,8 @@ def _load_sample(settings: Settings, *, reports: int, days: int, seed: int, work
 @click.option("--reports", type=click.IntRange(1), default=1000, show_default=True,
               help="Sample reports to load with --sample-data.")
 @click.option("--admin-url", envvar="LUMINAR_DB_ADMIN_URL", show_envvar=True, default=None, metavar="URL",
-              help="A superuser's connection: creates the configured role when missing, and PostGIS. Never printed.")
+              help="A superuser's connection: creates the configured role, the group roles (luminar-db roles) and "
+                   "PostGIS when missing. Never printed.")
 @dir_option
 def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | None, directory: Path | None) -> None:
     """Create the database if missing (with PostGIS), apply the migrations, optionally load sample data.
@@ -89,6 +90,7 @@ def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | 
     click.echo(f"Setting up {settings.target()}: {settings.safe_dsn()}")
     result = provision.setup_database(settings, admin_conninfo=admin_url, migrations_dir=directory, out=click.echo)
     made = [what for what, done in (("role " + settings.user, result.created_role),
+                                    ("group roles " + ", ".join(result.created_groups), result.created_groups),
                                     ("database " + settings.name, result.created_database),
                                     ("PostGIS", result.created_postgis)) if done]
     click.echo(f"Created {', '.join(made)}." if made else "Database and PostGIS were already there.")

@@ -81,6 +81,7 @@ class SetupResult:
     migrations."""
 
     created_role: bool = False
+    created_groups: list[str] = field(default_factory=list)
     created_database: bool = False
     created_postgis: bool = False
     applied: list[str] = field(default_factory=list)
@@ -240,7 +241,8 @@ def setup_database(settings: Settings, *, admin_conninfo: str | None = None, mig
     """Create what is missing for ``settings`` and apply the migrations; idempotent.
 
     With ``admin_conninfo`` (a superuser's connection string) the role of the settings is created when missing
-    and owns the new database, and PostGIS is created as the administrator. The migrations are found before
+    and owns the new database, the group roles of ``luminar_store.ops.roles`` are created when missing, and PostGIS
+    is created as the administrator. The migrations are found before
     anything is created. Raises ``DatabaseUnavailableError``, ``OperationError`` (no right to create, PostGIS
     missing) or ``MigrationError``.
     """
@@ -248,8 +250,11 @@ def setup_database(settings: Settings, *, admin_conninfo: str | None = None, mig
     directory, _ = _migrations(migrations_dir)
     result = SetupResult()
     if admin_conninfo:
+        from luminar_store.ops.roles import provision_roles  # roles builds on this module
+
         with maintenance(settings, admin_url=admin_conninfo) as server:
             result.created_role = ensure_role(server, settings.user, settings.password)
+            result.created_groups = provision_roles(server)
     result.created_database, result.created_postgis = ensure_database(settings, admin_url=admin_conninfo)
     result.applied = _migrate(settings, directory, out)
     return result
