@@ -307,7 +307,7 @@ def prepare_server(data_dir: Path, *, admin_conninfo: str | None = None, reload:
 
 
 # Both views read the files on disk (not what the server has loaded), so they judge the new files before a reload.
-HBA_ERRORS = "SELECT file_name, line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL ORDER BY line_number"
+HBA_ERRORS = "SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL ORDER BY line_number"
 CONF_ERRORS = ("SELECT sourcefile, sourceline, coalesce(name, ''), error FROM pg_file_settings "
                "WHERE error IS NOT NULL ORDER BY seqno")
 
@@ -317,7 +317,7 @@ def _check_and_reload(plan: ServerPlan, admin_conninfo: str, backup: Path) -> st
 
     try:
         with psycopg.connect(admin_conninfo, autocommit=True, connect_timeout=10) as conn:
-            wrong = [f"{f} line {n}: {e}" for f, n, e in conn.execute(HBA_ERRORS).fetchall()]
+            wrong = [f"pg_hba.conf line {n}: {e}" for n, e in conn.execute(HBA_ERRORS).fetchall()]
             wrong += [f"{f} line {n} ({name}): {e}" for f, n, name, e in conn.execute(CONF_ERRORS).fetchall()]
             if wrong:
                 shutil.copy2(backup, plan.hba_file)
