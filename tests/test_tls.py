@@ -25,12 +25,19 @@ from luminar_store.cli.main import cli
 from luminar_store.config import Settings, load_settings
 from luminar_store.config.tls import check_tls_minimum
 from luminar_store.database import Database
-from luminar_store.errors import ConfigError, DatabaseUnavailableError, ValidationError
+from luminar_store.errors import ConfigError, DatabaseUnavailableError, OperationError, ValidationError
 from luminar_store.ops import cluster
 from luminar_store.ops.certs import CertPair, certificate_cn, issue_node_cert, issue_server_cert, make_ca
 from luminar_store.ops.connect import connect
 from luminar_store.ops.provision import scram_verifier
-from luminar_store.ops.server_tls import ServerPlan, apply_plan, parse_cidrs, plan_server, prepare_server
+from luminar_store.ops.server_tls import (
+    ServerPlan,
+    apply_plan,
+    parse_cidrs,
+    pgaudit_library,
+    plan_server,
+    prepare_server,
+)
 from tests._relay import Relay
 
 ADMIN, ADMIN_PW = "luminar_admin", "Adm1n-secret-pw"
@@ -53,15 +60,17 @@ class TlsServer:
     ca: CertPair
     nodes: dict[str, CertPair]
     foreign: CertPair  # a certificate for miner_7 signed by another CA
+    foreign_ca: CertPair
 
     def settings(self, user: str = "miner_7", *, host: str = "127.0.0.1", port: int | None = None,
-                 cert: CertPair | None | str = "own", sslmode: str = "verify-full") -> Settings:
+                 cert: CertPair | None | str = "own", sslmode: str = "verify-full",
+                 rootcert: Path | None = None) -> Settings:
         """Settings of ``user`` (its own certificate unless ``cert`` says otherwise), env testing."""
         pair = self.nodes.get(user) if cert == "own" else cert
         environ = {"LUMINAR_ENV": "testing", "LUMINAR_DB_HOST": host, "LUMINAR_DB_PORT": str(port or self.port),
                    "LUMINAR_DB_NAME": "postgres",
                    "LUMINAR_DB_USER": user, "LUMINAR_DB_PASSWORD": ADMIN_PW if user == ADMIN else NODE_PW[user],
-                   "LUMINAR_DB_SSLMODE": sslmode, "LUMINAR_DB_SSLROOTCERT": str(self.ca.cert)}
+                   "LUMINAR_DB_SSLMODE": sslmode, "LUMINAR_DB_SSLROOTCERT": str(rootcert or self.ca.cert)}
         if isinstance(pair, CertPair):
             environ.update(LUMINAR_DB_SSLCERT=str(pair.cert), LUMINAR_DB_SSLKEY=str(pair.key))
         return load_settings("testing", environ=environ)
@@ -73,7 +82,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     ca = make_ca(tls / "ca")
     server = issue_server_cert(tls / "server", ca, ["localhost", "127.0.0.1", "127.0.0.2"])
     nodes = {login: issue_node_cert(tls / "nodes", ca, login) for login in (*NODE_PW, ADMIN)}
-    foreign = issue_node_cert(tls / "foreign", make_ca(tls / "foreign-ca", name="Another CA"), "miner_7")
+    foreign_ca = make_ca(tls / "foreign-ca", name="Another CA")
+    foreign = issue_node_cert(tls / "foreign", foreign_ca, "miner_7")
     port = _free_port()
     local = cluster.Cluster(handle=tmp_path_factory.mktemp("pg") / "cluster", port=port, host="127.0.0.1",
                             user=ADMIN, password=ADMIN_PW, dbname="postgres")
@@ -87,7 +97,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     os.chown(listen, *(lambda st: (st.st_uid, st.st_gid))(local.data_dir.stat()))
     cluster.start(local)
     try:
-        found = TlsServer(port=port, data_dir=local.data_dir, ca=ca, nodes=nodes, foreign=foreign)
+        found = TlsServer(port=port, data_dir=local.data_dir, ca=ca, nodes=nodes, foreign=foreign,
+                          foreign_ca=foreign_ca)
         with connect(found.settings(ADMIN)) as admin:
             for role, password in NODE_PW.items():
                 admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
@@ -165,6 +176,49 @@ def test_clear_text_is_refused_even_from_the_allow_list(tls_server: TlsServer) -
     message = refusal(tls_server.settings("miner_7", sslmode="disable"))
     assert message.startswith("the server accepts only TLS connections and this one was in clear text "
                               "(sslmode=disable): set LUMINAR_DB_SSLMODE=verify-full"), message
+
+
+def test_a_server_certificate_from_another_ca_is_refused_under_verify_full(tls_server: TlsServer) -> None:
+    message = refusal(tls_server.settings("miner_7", rootcert=tls_server.foreign_ca.cert))
+    assert message.startswith("the server's certificate was not issued by the CA of LUMINAR_DB_SSLROOTCERT="), message
+
+
+def test_verify_full_without_the_root_certificate_file_names_the_setting(tls_server: TlsServer) -> None:
+    missing = tls_server.data_dir.parent / "no-such-ca.crt"
+    message = refusal(tls_server.settings("miner_7", rootcert=missing))
+    assert message.startswith(f"sslmode=verify-full needs the CA's certificate and {missing} does not exist: set "
+                              "LUMINAR_DB_SSLROOTCERT"), message
+
+
+def test_pgaudit_runs_exactly_when_prepare_server_found_its_library(tls_server: TlsServer) -> None:
+    library, _ = pgaudit_library(tls_server.data_dir)
+    with connect(tls_server.settings(ADMIN)) as conn:
+        preload = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+        assert ("pgaudit" in preload) is (library is not None)
+        if library is not None:  # the package is optional; the other case is the line that says it was skipped
+            assert conn.execute("SHOW pgaudit.log").fetchone() == ("ddl, role",)
+    conf = (tls_server.data_dir / "conf.d" / "luminar_security.conf").read_text()
+    assert ("pgaudit.log = 'ddl, role'" in conf) is (library is not None)
+    assert ("# pgAudit skipped" in conf) is (library is None)
+
+
+def test_a_file_the_server_finds_wrong_is_put_back_before_any_reload(tls_server: TlsServer, tmp_path: Path) -> None:
+    from luminar_store.ops.server_tls import default_template
+
+    bad = tmp_path / "bad.template"
+    bad.write_text(default_template().read_text() + "hostssl all all 127.0.0.1/32 no-such-method\n")
+    conf = tls_server.data_dir / "conf.d" / "luminar_security.conf"
+    before = (tls_server.data_dir / "pg_hba.conf").read_text(), conf.read_text()
+    with pytest.raises(OperationError) as caught:
+        prepare_server(tls_server.data_dir, cert=tls_server.data_dir / "luminar_tls" / "server.crt",
+                       key=tls_server.data_dir / "luminar_tls" / "server.key", ca=tls_server.ca.cert,
+                       allowed_cidrs="127.0.0.1/32", admin_role=ADMIN, template=bad,
+                       admin_conninfo=tls_server.settings(ADMIN).conninfo())
+    assert "the server finds the new settings wrong, so pg_hba.conf and luminar_security.conf were put back" in \
+        str(caught.value)
+    assert "pg_hba.conf line " in str(caught.value) and "no-such-method" in str(caught.value)
+    assert ((tls_server.data_dir / "pg_hba.conf").read_text(), conf.read_text()) == before
+    assert whoami(tls_server.settings("miner_7"))[0] == "miner_7"
 
 
 def test_the_nodes_database_reports_the_same_cause(tls_server: TlsServer) -> None:

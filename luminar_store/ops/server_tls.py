@@ -37,7 +37,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -262,7 +262,7 @@ def apply_plan(plan: ServerPlan, *, admin_conninfo: str | None = None, reload: b
     error, ``pg_hba.conf`` is put back and ``OperationError`` names the file, line and error. Without it, and with
     ``reload``, ``pg_ctl reload`` runs as the data directory's owner (a server that is not running takes the files
     at its next start). Raises ``OperationError`` when a file cannot be written or given to that owner, or the
-    server cannot be reached with ``admin_conninfo``.
+    server cannot be reached with ``admin_conninfo`` (the files stay written, not reloaded).
     """
     owner = _owner(plan.data_dir)
     plan.tls_dir.mkdir(mode=0o700, exist_ok=True)
@@ -279,6 +279,7 @@ def apply_plan(plan: ServerPlan, *, admin_conninfo: str | None = None, reload: b
     preload = _PRELOAD_RE.findall(text)
     (plan.data_dir / "conf.d").mkdir(mode=0o700, exist_ok=True)
     _give(plan.data_dir / "conf.d", owner, 0o700)
+    previous = plan.security_conf.read_text() if plan.security_conf.exists() else None
     _write(plan.security_conf, plan.security_conf_text(preload[-1] if preload else ""), owner)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     backup = plan.hba_file.with_name(f"pg_hba.conf.luminar-backup-{stamp}")
@@ -291,7 +292,14 @@ def apply_plan(plan: ServerPlan, *, admin_conninfo: str | None = None, reload: b
     audit = (f"enabled ({plan.pgaudit}); takes effect at the next restart" if plan.pgaudit
              else f"skipped: no pgaudit.so in {plan.libdir}")
     if admin_conninfo:
-        how = _check_and_reload(plan, admin_conninfo, backup)
+        def put_back() -> None:
+            shutil.copy2(backup, plan.hba_file)
+            if previous is None:
+                plan.security_conf.unlink(missing_ok=True)
+            else:
+                _write(plan.security_conf, previous, owner)
+
+        how = _check_and_reload(admin_conninfo, put_back)
     elif reload:
         how = _pg_ctl_reload(plan.data_dir, owner)
     else:
@@ -312,7 +320,7 @@ CONF_ERRORS = ("SELECT sourcefile, sourceline, coalesce(name, ''), error FROM pg
                "WHERE error IS NOT NULL ORDER BY seqno")
 
 
-def _check_and_reload(plan: ServerPlan, admin_conninfo: str, backup: Path) -> str:
+def _check_and_reload(admin_conninfo: str, put_back: Callable[[], None]) -> str:
     import psycopg
 
     try:
@@ -320,10 +328,9 @@ def _check_and_reload(plan: ServerPlan, admin_conninfo: str, backup: Path) -> st
             wrong = [f"pg_hba.conf line {n}: {e}" for n, e in conn.execute(HBA_ERRORS).fetchall()]
             wrong += [f"{f} line {n} ({name}): {e}" for f, n, name, e in conn.execute(CONF_ERRORS).fetchall()]
             if wrong:
-                shutil.copy2(backup, plan.hba_file)
-                plan.security_conf.unlink(missing_ok=True)
-                raise OperationError(f"the server finds the new settings wrong, so pg_hba.conf was put back, "
-                                     f"{plan.security_conf.name} removed and nothing reloaded: {wrong[0]}")
+                put_back()
+                raise OperationError(f"the server finds the new settings wrong, so pg_hba.conf and {SECURITY_CONF} "
+                                     f"were put back and nothing reloaded: {wrong[0]}")
             conn.execute("SELECT pg_reload_conf()")
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
