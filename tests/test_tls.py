@@ -221,6 +221,21 @@ def test_a_file_the_server_finds_wrong_is_put_back_before_any_reload(tls_server:
     assert whoami(tls_server.settings("miner_7"))[0] == "miner_7"
 
 
+def test_a_client_key_others_can_read_is_refused_naming_the_setting(tls_server: TlsServer, tmp_path: Path) -> None:
+    own = tls_server.nodes["miner_7"]
+    loose = tmp_path / "miner_7.key"
+    loose.write_bytes(own.key.read_bytes())
+    loose.chmod(0o644)
+    message = refusal(tls_server.settings("miner_7", cert=CertPair(own.cert, loose)))
+    assert message.startswith(f'LUMINAR_DB_SSLKEY: private key file "{loose}" has group or world access'), message
+
+
+def test_a_client_certificate_file_that_does_not_exist_is_named(tls_server: TlsServer, tmp_path: Path) -> None:
+    own = tls_server.nodes["miner_7"]
+    message = refusal(tls_server.settings("miner_7", cert=CertPair(tmp_path / "gone.crt", own.key)))
+    assert message.startswith(f"the server requires a client certificate, and LUMINAR_DB_SSLCERT={tmp_path}"), message
+
+
 def test_the_nodes_database_reports_the_same_cause(tls_server: TlsServer) -> None:
     async def current_user(settings: Settings) -> str:
         async with Database(settings) as database, database.connection() as conn:
@@ -256,16 +271,33 @@ def test_the_server_key_is_the_servers_own_and_private(tls_server: TlsServer) ->
 
 
 # -- files written, without a server ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[CertPair, CertPair]:
+    """A CA and a server certificate issued by it, for the tests that need no server."""
+    where = tmp_path_factory.mktemp("ca")
+    ca = make_ca(where)
+    return ca, issue_server_cert(where, ca, ["db.example", "10.0.0.5"])
+
+
 @pytest.fixture
-def fake_data_dir(tmp_path: Path) -> Path:
+def fake_data_dir(tmp_path: Path, test_ca: tuple[CertPair, CertPair]) -> Path:
     data = tmp_path / "data"
     data.mkdir()
     (data / "PG_VERSION").write_text("15\n")
     (data / "postgresql.conf").write_text("shared_preload_libraries = 'pg_stat_statements'\n")
     (data / "pg_hba.conf").write_text("host all all 0.0.0.0/0 trust\n")
-    for name in ("server.crt", "server.key", "ca.crt"):
-        (tmp_path / name).write_text(f"test {name}\n")
+    ca, server = test_ca
+    for name, source in (("server.crt", server.cert), ("server.key", server.key), ("ca.crt", ca.cert)):
+        shutil.copy(source, tmp_path / name)
     return data
+
+
+def test_plan_refuses_a_key_of_another_certificate(fake_data_dir: Path, tmp_path: Path) -> None:
+    other = issue_node_cert(tmp_path / "other", make_ca(tmp_path / "other-ca"), "miner_7")
+    with pytest.raises(ConfigError) as caught:
+        plan_for(fake_data_dir, key=other.key)
+    assert str(caught.value) == f"{other.key} is not the key of {fake_data_dir.parent / 'server.crt'}; give the key " \
+                                "issued with that certificate"
 
 
 def plan_for(data: Path, **options: object) -> ServerPlan:

@@ -32,10 +32,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from luminar_store.errors import OperationError, ValidationError
+from luminar_store.errors import ConfigError, OperationError, ValidationError
 
 __all__ = ["CertPair", "LOGIN_RE", "make_ca", "issue_server_cert", "issue_node_cert", "certificate_cn",
-           "subject_alt_names"]
+           "subject_alt_names", "check_pair"]
 
 #: A database login a node certificate may name (a PostgreSQL role name without quoting).
 LOGIN_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -177,3 +177,23 @@ def certificate_cn(path: Path | str) -> str | None:
         return None
     match = re.search(r"(?:^|[,=\s])CN=((?:[^,\\]|\\.)*)", subject.strip().removeprefix("subject="))
     return match.group(1).strip() if match else None
+
+
+def check_pair(cert: Path, key: Path, ca: Path) -> None:
+    """Check what a server is about to load: ``cert`` and ``ca`` are PEM certificates, ``key`` is the private key of
+    ``cert`` and has no passphrase (a server cannot ask for one on reload).
+
+    Raises ``ConfigError`` naming the file and what is wrong with it; ``OperationError`` when openssl is missing.
+    """
+    for path in (cert, ca):
+        try:
+            _openssl("x509", "-noout", "-in", path, what=f"read {path}")
+        except OperationError:
+            raise ConfigError(f"{path} is not a PEM certificate; give the file `luminar-db tls` wrote") from None
+    try:
+        from_key = _openssl("pkey", "-pubout", "-in", key, "-passin", "pass:", what=f"read {key}")
+    except OperationError:
+        raise ConfigError(f"{key} is not a private key without a passphrase; the server reads it unattended "
+                          "(remove the passphrase: openssl pkey -in KEY -out KEY.plain)") from None
+    if _openssl("x509", "-noout", "-pubkey", "-in", cert, what=f"read {cert}").strip() != from_key.strip():
+        raise ConfigError(f"{key} is not the key of {cert}; give the key issued with that certificate")

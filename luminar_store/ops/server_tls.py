@@ -45,6 +45,7 @@ from pathlib import Path
 from string import Template
 
 from luminar_store.errors import ConfigError, OperationError
+from luminar_store.ops.certs import check_pair
 
 __all__ = ["HBA_METHODS", "ALLOWED_CIDRS_VARIABLE", "TEMPLATE_NAME", "ServerPlan", "ServerReport", "parse_cidrs",
            "pgaudit_library", "plan_server", "apply_plan", "prepare_server", "default_template"]
@@ -206,7 +207,8 @@ def plan_server(data_dir: Path, *, cert: Path, key: Path, ca: Path, allowed_cidr
     """Check every input of a server's preparation and return the plan; nothing is written.
 
     Raises ``ConfigError`` naming the input and the fix: a data directory without ``PG_VERSION`` and
-    ``postgresql.conf``, a certificate, key or CA file missing, an allow-list that is empty or holds a bad network
+    ``postgresql.conf``, a certificate, key or CA file missing or unreadable as one (``certs.check_pair``: the key
+    must be the certificate's, without a passphrase), an allow-list that is empty or holds a bad network
     (``LUMINAR_ALLOWED_CIDRS``), an unknown method, a bad administrator role, a template missing or without its
     placeholders.
     """
@@ -217,6 +219,7 @@ def plan_server(data_dir: Path, *, cert: Path, key: Path, ca: Path, allowed_cidr
     for what, path in (("the server certificate", cert), ("the server key", key), ("the CA certificate", ca)):
         if not Path(path).is_file():
             raise ConfigError(f"{what} {path} does not exist; issue it with `luminar-db tls ca` / `tls server-cert`")
+    check_pair(Path(cert), Path(key), Path(ca))
     if method not in HBA_METHODS:
         raise ConfigError(f"the method must be one of {', '.join(HBA_METHODS)}, got {method!r}")
     if not _ROLE_RE.fullmatch(admin_role or ""):
