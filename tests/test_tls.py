@@ -369,6 +369,23 @@ def test_the_allow_list_is_normalised() -> None:
     assert parse_cidrs("127.0.0.1 10.0.0.0/8,::1, 10.0.0.0/8") == ("127.0.0.1/32", "10.0.0.0/8", "::1/128")
 
 
+def test_a_configuration_directory_apart_from_the_data_directory_gets_the_files(fake_data_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    etc = tmp_path / "etc"  # Debian's layout: /etc/postgresql/<major>/main beside /var/lib/postgresql/<major>/main
+    etc.mkdir()
+    (fake_data_dir / "postgresql.conf").rename(etc / "postgresql.conf")
+    (etc / "postgresql.conf").write_text("include_dir = 'conf.d'\n")
+    plan = plan_for(fake_data_dir, config_dir=etc)
+    assert plan.changes[-3:] == [etc / "postgresql.conf", etc / "conf.d" / "luminar_security.conf",
+                                 etc / "pg_hba.conf"]
+    apply_plan(plan, reload=False)
+    assert (etc / "postgresql.conf").read_text() == "include_dir = 'conf.d'\n"  # already there: not added twice
+    assert f"ssl_key_file = '{etc / 'luminar_tls' / 'server.key'}'" in plan.security_conf.read_text()
+    assert "hostnossl" in (etc / "pg_hba.conf").read_text()
+    with pytest.raises(ConfigError, match="holds no postgresql.conf; give the directory of the server's configuration"):
+        plan_for(fake_data_dir)
+
+
 def test_plan_refuses_what_is_not_a_data_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not a PostgreSQL data directory"):
         plan_server(tmp_path, cert=tmp_path / "a", key=tmp_path / "b", ca=tmp_path / "c", allowed_cidrs="10.0.0.0/8")

@@ -112,6 +112,9 @@ def node_cert_command(login: str, directory: Path, ca_cert: Path | None, ca_key:
 @tls_group.command("prepare-server")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="The server's data directory (SHOW data_directory), holding postgresql.conf and pg_hba.conf.")
+@click.option("--config-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where postgresql.conf and pg_hba.conf live, when not in --data-dir (Debian: "
+                   "/etc/postgresql/<major>/main).")
 @click.option("--cert", type=click.Path(dir_okay=False, path_type=Path), default=Path("tls/server.crt"),
               show_default=True, help="The server's certificate.")
 @click.option("--key", type=click.Path(dir_okay=False, path_type=Path), default=Path("tls/server.key"),
@@ -132,9 +135,9 @@ def node_cert_command(login: str, directory: Path, ca_cert: Path | None, ca_key:
 @click.option("--no-reload", is_flag=True, help="Write the files only; reload or restart the server yourself.")
 @click.option("--dry-run", is_flag=True, help="Check the inputs, print the new pg_hba.conf, change nothing.")
 @yes_option
-def prepare_server_command(data_dir: Path, cert: Path, key: Path, ca: Path, allowed_cidrs: str, method: str,
-                           admin_role: str, admin_url: str | None, hba_template: Path | None, no_reload: bool,
-                           dry_run: bool, yes: bool) -> None:
+def prepare_server_command(data_dir: Path, config_dir: Path | None, cert: Path, key: Path, ca: Path,
+                           allowed_cidrs: str, method: str, admin_role: str, admin_url: str | None,
+                           hba_template: Path | None, no_reload: bool, dry_run: bool, yes: bool) -> None:
     """Prepare a server for production: TLS on (TLSv1.2 at least), SCRAM passwords, pg_hba.conf allowing only TLS
     with a client certificate from the allow-list (everything else rejected), and pgAudit's logging of DDL and role
     changes when postgresql-<major>-pgaudit is installed.
@@ -144,16 +147,16 @@ def prepare_server_command(data_dir: Path, cert: Path, key: Path, ca: Path, allo
 
     Example: LUMINAR_ALLOWED_CIDRS=10.0.0.0/24 luminar-db tls prepare-server --data-dir /var/lib/postgresql/15/main
     """
-    plan = plan_server(data_dir, cert=cert, key=key, ca=ca, allowed_cidrs=allowed_cidrs, method=method,
-                       admin_role=admin_role, template=hba_template)
+    plan = plan_server(data_dir, config_dir=config_dir, cert=cert, key=key, ca=ca, allowed_cidrs=allowed_cidrs,
+                       method=method, admin_role=admin_role, template=hba_template)
     if dry_run:
         click.echo(plan.hba_text(), nl=False)
         return
     click.echo("will change:")
     for path in plan.changes:
         click.echo(f"  {path}")
-    confirm(f"Rewrite the TLS settings and pg_hba.conf of {plan.data_dir}?", yes=yes,
-            what=f"prepare-server rewrites pg_hba.conf of {plan.data_dir}")
+    confirm(f"Rewrite the TLS settings and pg_hba.conf in {plan.config_dir}?", yes=yes,
+            what=f"prepare-server rewrites {plan.hba_file}")
     report = apply_plan(plan, admin_conninfo=admin_url, reload=not no_reload)
     print_rows([("allow-list", ", ".join(plan.cidrs)), ("method", method),
                 ("old pg_hba.conf", str(report.backup)), ("pgaudit", report.pgaudit), ("server", report.reload)])

@@ -1,15 +1,16 @@
 """Prepare a PostgreSQL server for production: TLS on, client certificates, an address allow-list, pgAudit.
 
 ``plan_server`` checks everything first (the data directory, the certificate files, the allow-list, the method)
-and says which files it will change; ``apply_plan`` then writes them:
+and says which files it will change; ``apply_plan`` then writes them (``<config>`` is the directory of
+``postgresql.conf``: the data directory, or ``/etc/postgresql/<major>/main`` on Debian):
 
-* the server's certificate, key and CA certificate, copied into ``<data>/luminar_tls/`` and given to the data
+* the server's certificate, key and CA certificate, copied into ``<config>/luminar_tls/`` and given to the data
   directory's owner (the key 0600: the server refuses a key others can read);
-* ``<data>/conf.d/luminar_security.conf`` (``postgresql.conf`` gains ``include_dir = 'conf.d'`` once): ``ssl = on``,
+* ``<config>/conf.d/luminar_security.conf`` (``postgresql.conf`` gains ``include_dir = 'conf.d'`` once): ``ssl = on``,
   the three files, ``ssl_min_protocol_version = 'TLSv1.2'``, ``password_encryption = 'scram-sha-256'``, and pgAudit
   (``shared_preload_libraries``, ``pgaudit.log = 'ddl, role'``) when its library is installed for the server's major
   version (Debian's ``postgresql-<major>-pgaudit``), else a comment saying it was skipped;
-* ``<data>/pg_hba.conf`` from ``init-scripts/pg_hba.production.conf.template``, the old file kept beside it as
+* ``<config>/pg_hba.conf`` from ``init-scripts/pg_hba.production.conf.template``, the old file kept beside it as
   ``pg_hba.conf.luminar-backup-<UTC time>``.
 
 With an administrator's connection the new files are checked by the server itself (``pg_hba_file_rules`` and
@@ -129,6 +130,8 @@ class ServerPlan:
     """What ``apply_plan`` will do, every input already checked. ``changes`` lists the files it writes."""
 
     data_dir: Path
+    #: Where postgresql.conf and pg_hba.conf live: the data directory, or /etc/postgresql/<major>/<name> on Debian.
+    config_dir: Path
     cert: Path
     key: Path
     ca: Path
@@ -141,21 +144,21 @@ class ServerPlan:
 
     @property
     def tls_dir(self) -> Path:
-        return self.data_dir / TLS_DIR
+        return self.config_dir / TLS_DIR
 
     @property
     def hba_file(self) -> Path:
-        return self.data_dir / "pg_hba.conf"
+        return self.config_dir / "pg_hba.conf"
 
     @property
     def security_conf(self) -> Path:
-        return self.data_dir / "conf.d" / SECURITY_CONF
+        return self.config_dir / "conf.d" / SECURITY_CONF
 
     @property
     def changes(self) -> list[Path]:
         """The files written, in the order they are written."""
         return [self.tls_dir / "server.crt", self.tls_dir / "server.key", self.tls_dir / "ca.crt",
-                self.data_dir / "postgresql.conf", self.security_conf, self.hba_file]
+                self.config_dir / "postgresql.conf", self.security_conf, self.hba_file]
 
     def hba_text(self, backup_name: str = "pg_hba.conf.luminar-backup-<time>") -> str:
         """The new ``pg_hba.conf``."""
@@ -202,20 +205,29 @@ class ServerReport:
 
 
 def plan_server(data_dir: Path, *, cert: Path, key: Path, ca: Path, allowed_cidrs: str | Sequence[str],
+                config_dir: Path | None = None,
                 method: str = "scram-sha-256", admin_role: str = "postgres",
                 template: Path | None = None) -> ServerPlan:
     """Check every input of a server's preparation and return the plan; nothing is written.
 
-    Raises ``ConfigError`` naming the input and the fix: a data directory without ``PG_VERSION`` and
-    ``postgresql.conf``, a certificate, key or CA file missing or unreadable as one (``certs.check_pair``: the key
-    must be the certificate's, without a passphrase), an allow-list that is empty or holds a bad network
+    ``config_dir`` is where ``postgresql.conf`` and ``pg_hba.conf`` live when not in the data directory (Debian:
+    ``/etc/postgresql/<major>/main``); the new files go there.
+
+    Raises ``ConfigError`` naming the input and the fix: a data directory without ``PG_VERSION``, a configuration
+    directory without ``postgresql.conf``, a certificate, key or CA file missing or unreadable as one
+    (``certs.check_pair``: the key must be the certificate's, without a passphrase), an allow-list that is empty or
+    holds a bad network
     (``LUMINAR_ALLOWED_CIDRS``), an unknown method, a bad administrator role, a template missing or without its
     placeholders.
     """
     data_dir = Path(data_dir).absolute()
-    if not (data_dir / "PG_VERSION").is_file() or not (data_dir / "postgresql.conf").is_file():
-        raise ConfigError(f"{data_dir} is not a PostgreSQL data directory (no PG_VERSION and postgresql.conf); give "
-                          "the server's data directory (SHOW data_directory)")
+    if not (data_dir / "PG_VERSION").is_file():
+        raise ConfigError(f"{data_dir} is not a PostgreSQL data directory (no PG_VERSION); give the server's data "
+                          "directory (SHOW data_directory)")
+    config_dir = Path(config_dir).absolute() if config_dir else data_dir
+    if not (config_dir / "postgresql.conf").is_file():
+        raise ConfigError(f"{config_dir} holds no postgresql.conf; give the directory of the server's configuration "
+                          "with --config-dir (SHOW config_file; on Debian /etc/postgresql/<major>/main)")
     for what, path in (("the server certificate", cert), ("the server key", key), ("the CA certificate", ca)):
         if not Path(path).is_file():
             raise ConfigError(f"{what} {path} does not exist; issue it with `luminar-db tls ca` / `tls server-cert`")
@@ -230,7 +242,7 @@ def plan_server(data_dir: Path, *, cert: Path, key: Path, ca: Path, allowed_cidr
     if "$allowed" not in template.read_text():
         raise ConfigError(f"the pg_hba.conf template {template} has no $allowed line (where the allow-list goes)")
     library, libdir = pgaudit_library(data_dir)
-    return ServerPlan(data_dir=data_dir, cert=Path(cert).absolute(), key=Path(key).absolute(),
+    return ServerPlan(data_dir=data_dir, config_dir=config_dir, cert=Path(cert).absolute(), key=Path(key).absolute(),
                       ca=Path(ca).absolute(), cidrs=parse_cidrs(allowed_cidrs), method=method,
                       admin_role=admin_role, template=template, pgaudit=library, libdir=libdir)
 
@@ -273,15 +285,15 @@ def apply_plan(plan: ServerPlan, *, admin_conninfo: str | None = None, reload: b
     for source, name, mode in ((plan.cert, "server.crt", 0o644), (plan.key, "server.key", 0o600),
                                (plan.ca, "ca.crt", 0o644)):
         _write(plan.tls_dir / name, source.read_text(), owner, mode)
-    conf = plan.data_dir / "postgresql.conf"
+    conf = plan.config_dir / "postgresql.conf"
     text = conf.read_text()
     if not _INCLUDE_RE.search(text):
         with conf.open("a") as f:
             f.write("\n# TLS and security settings of luminar_store (luminar-db tls prepare-server).\n"
                     "include_dir = 'conf.d'\n")
     preload = _PRELOAD_RE.findall(text)
-    (plan.data_dir / "conf.d").mkdir(mode=0o700, exist_ok=True)
-    _give(plan.data_dir / "conf.d", owner, 0o700)
+    (plan.config_dir / "conf.d").mkdir(mode=0o700, exist_ok=True)
+    _give(plan.config_dir / "conf.d", owner, 0o700)
     previous = plan.security_conf.read_text() if plan.security_conf.exists() else None
     _write(plan.security_conf, plan.security_conf_text(preload[-1] if preload else ""), owner)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
