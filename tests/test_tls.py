@@ -14,8 +14,9 @@ import os
 import shutil
 import socket
 import stat
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -263,6 +264,50 @@ def test_prepare_server_with_an_admin_url_has_the_server_check_the_files_then_re
     assert whoami(tls_server.settings("miner_7"))[0] == "miner_7"
 
 
+def eventually(check, *, timeout: float = 10.0, every: float = 0.05) -> None:
+    """Poll ``check()`` until it is true; a reload reaches new sessions a moment after pg_reload_conf() returns."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{check.__name__} never became true")
+        time.sleep(every)
+
+
+def test_cli_prepare_server_with_the_cert_method_lets_a_node_in_by_its_certificate_alone(
+        tls_server: TlsServer, cli_run) -> None:
+    tls = tls_server.data_dir / "luminar_tls"
+    admin_url = tls_server.settings(ADMIN).conninfo()
+    wrong_password = replace(tls_server.settings("miner_7"), password="not-the-password")
+
+    def password_ignored() -> bool:
+        try:
+            return whoami(wrong_password)[0] == "miner_7"
+        except DatabaseUnavailableError:
+            return False
+
+    def password_asked() -> bool:
+        return not password_ignored()
+
+    def prepare(method: str):
+        return cli_run(["tls", "prepare-server", "--data-dir", str(tls_server.data_dir), "--cert",
+                        str(tls / "server.crt"), "--key", str(tls / "server.key"), "--ca", str(tls_server.ca.cert),
+                        "--method", method, "--admin-role", ADMIN, "--admin-url", admin_url, "--yes"],
+                       env={"LUMINAR_ALLOWED_CIDRS": "127.0.0.1/32"})
+
+    result = prepare("cert")
+    try:
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert lines[0] == "will change:" and f"  {tls_server.data_dir / 'pg_hba.conf'}" in lines
+        assert "checked by the server and reloaded" in result.output
+        assert ADMIN_PW not in result.output
+        eventually(password_ignored)
+    finally:
+        assert prepare("scram-sha-256").exit_code == 0
+    eventually(password_asked)
+    assert "password authentication failed for user" in refusal(wrong_password)
+
+
 def test_the_server_key_is_the_servers_own_and_private(tls_server: TlsServer) -> None:
     key = tls_server.data_dir / "luminar_tls" / "server.key"
     info = key.stat()
@@ -325,8 +370,6 @@ def test_the_hba_file_allows_only_tls_with_a_certificate_from_the_allow_list(fak
 
 
 def test_pgaudit_is_configured_when_its_library_is_there_and_skipped_saying_so_otherwise(fake_data_dir: Path) -> None:
-    from dataclasses import replace
-
     plan = plan_for(fake_data_dir)
     with_audit = replace(plan, pgaudit=Path("/usr/lib/postgresql/15/lib/pgaudit.so")).security_conf_text(
         "pg_stat_statements")
