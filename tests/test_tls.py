@@ -95,7 +95,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     # Listen on both addresses (conf.d is read after the cluster's own listen settings).
     listen = local.data_dir / "conf.d" / "zz_test_listen.conf"
     listen.write_text("listen_addresses = '127.0.0.1,127.0.0.2'\n")
-    os.chown(listen, *(lambda st: (st.st_uid, st.st_gid))(local.data_dir.stat()))
+    owner = local.data_dir.stat()
+    os.chown(listen, owner.st_uid, owner.st_gid)
     cluster.start(local)
     try:
         found = TlsServer(port=port, data_dir=local.data_dir, ca=ca, nodes=nodes, foreign=foreign,
@@ -427,6 +428,13 @@ def test_a_configuration_directory_apart_from_the_data_directory_gets_the_files(
     assert "hostnossl" in (etc / "pg_hba.conf").read_text()
     with pytest.raises(ConfigError, match="holds no postgresql.conf; give the directory of the server's configuration"):
         plan_for(fake_data_dir)
+
+
+def test_plan_refuses_a_template_with_an_unknown_placeholder(fake_data_dir: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "odd.template"
+    odd.write_text("$allowed\nhost all $someone 0.0.0.0/0 reject\n")
+    with pytest.raises(ConfigError, match=r"has a placeholder it cannot fill \('someone'\)"):
+        plan_for(fake_data_dir, template=odd)
 
 
 def test_plan_refuses_what_is_not_a_data_directory(tmp_path: Path) -> None:

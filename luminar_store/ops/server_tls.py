@@ -242,9 +242,15 @@ def plan_server(data_dir: Path, *, cert: Path, key: Path, ca: Path, allowed_cidr
     if "$allowed" not in template.read_text():
         raise ConfigError(f"the pg_hba.conf template {template} has no $allowed line (where the allow-list goes)")
     library, libdir = pgaudit_library(data_dir)
-    return ServerPlan(data_dir=data_dir, config_dir=config_dir, cert=Path(cert).absolute(), key=Path(key).absolute(),
+    plan = ServerPlan(data_dir=data_dir, config_dir=config_dir, cert=Path(cert).absolute(), key=Path(key).absolute(),
                       ca=Path(ca).absolute(), cidrs=parse_cidrs(allowed_cidrs), method=method,
                       admin_role=admin_role, template=template, pgaudit=library, libdir=libdir)
+    try:
+        plan.hba_text()
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"the pg_hba.conf template {template} has a placeholder it cannot fill ({exc}); the known "
+                          "ones are $admin_role, $allowed, $method_note and $backup_name (write $$ for a $)") from None
+    return plan
 
 
 def _owner(path: Path) -> tuple[int, int]:
