@@ -279,8 +279,9 @@ def _write(path: Path, text: str, owner: tuple[int, int], mode: int = 0o600) -> 
 def apply_plan(plan: ServerPlan, *, admin_conninfo: str | None = None, reload: bool = True) -> ServerReport:
     """Write the files of ``plan`` (see the module text) and have the server take them.
 
-    With ``admin_conninfo`` (a superuser's connection string) the server checks the files first: if it finds an
-    error, ``pg_hba.conf`` is put back and ``OperationError`` names the file, line and error. Without it, and with
+    With ``admin_conninfo`` (a superuser's connection string) the server checks the files first (then reloads them
+    when ``reload``): if it finds an error, both files are put back and ``OperationError`` names the file, line and
+    error. Without it, and with
     ``reload``, ``pg_ctl reload`` runs as the data directory's owner (a server that is not running takes the files
     at its next start). Raises ``OperationError`` when a file cannot be written or given to that owner, or the
     server cannot be reached with ``admin_conninfo`` (the files stay written, not reloaded).
@@ -320,7 +321,7 @@ def apply_plan(plan: ServerPlan, *, admin_conninfo: str | None = None, reload: b
             else:
                 _write(plan.security_conf, previous, owner)
 
-        how = _check_and_reload(admin_conninfo, put_back)
+        how = _check_and_reload(admin_conninfo, put_back, reload=reload)
     elif reload:
         how = _pg_ctl_reload(plan.data_dir, owner)
     else:
@@ -341,7 +342,7 @@ CONF_ERRORS = ("SELECT sourcefile, sourceline, coalesce(name, ''), error FROM pg
                "WHERE error IS NOT NULL ORDER BY seqno")
 
 
-def _check_and_reload(admin_conninfo: str, put_back: Callable[[], None]) -> str:
+def _check_and_reload(admin_conninfo: str, put_back: Callable[[], None], *, reload: bool) -> str:
     import psycopg
 
     try:
@@ -352,12 +353,13 @@ def _check_and_reload(admin_conninfo: str, put_back: Callable[[], None]) -> str:
                 put_back()
                 raise OperationError(f"the server finds the new settings wrong, so pg_hba.conf and {SECURITY_CONF} "
                                      f"were put back and nothing reloaded: {wrong[0]}")
-            conn.execute("SELECT pg_reload_conf()")
+            if reload:
+                conn.execute("SELECT pg_reload_conf()")
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise OperationError(f"could not check the new files with the administrator's connection (--admin-url): "
                              f"{first}; the files are written but not reloaded") from None
-    return "checked by the server and reloaded"
+    return "checked by the server and reloaded" if reload else "checked by the server, not reloaded"
 
 
 def _pg_ctl_reload(data_dir: Path, owner: tuple[int, int]) -> str:
