@@ -225,8 +225,9 @@ def test_conninfo_and_connect_kwargs_carry_the_password_for_connecting() -> None
     s = load_settings(environ={**PROD, "LUMINAR_DB_SSLROOTCERT": "/etc/ssl/luminar-ca.pem"})
     kwargs = s.connect_kwargs(dbname="postgres")
     assert kwargs["password"] == SECRET and kwargs["dbname"] == "postgres"
-    assert kwargs["sslmode"] == "require" and kwargs["sslrootcert"] == "/etc/ssl/luminar-ca.pem"
-    assert SECRET in s.conninfo() and "sslmode=require" in s.conninfo()
+    # A root certificate without an sslmode: production authenticates the server (verify-full).
+    assert kwargs["sslmode"] == "verify-full" and kwargs["sslrootcert"] == "/etc/ssl/luminar-ca.pem"
+    assert SECRET in s.conninfo() and "sslmode=verify-full" in s.conninfo()
 
 
 # -- .env files -------------------------------------------------------------------------------------------------------

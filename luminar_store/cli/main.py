@@ -11,6 +11,7 @@ from luminar_store.cli.ops import COMMANDS
 from luminar_store.cli.reports import reports_group
 from luminar_store.cli.roles import roles_group
 from luminar_store.cli.shim import node_shim_command
+from luminar_store.cli.tls import tls_group
 from luminar_store.errors import LuminarError
 
 __all__ = ["cli", "main", "LuminarGroup"]
@@ -42,7 +43,7 @@ def cli() -> None:
     start_cli()
 
 
-for _command in (*COMMANDS, node_shim_command, db_group, migrate_group, reports_group, roles_group):
+for _command in (*COMMANDS, node_shim_command, db_group, migrate_group, reports_group, roles_group, tls_group):
     cli.add_command(_command)
 
 

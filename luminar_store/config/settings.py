@@ -31,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field, fields, replace
 from urllib.parse import quote
 
 from luminar_store.config.environments import DEV_PASSWORD, ENVIRONMENTS, Environment, environment
+from luminar_store.config.tls import SSL_MODES, STRONG_SSL_MODES, check_tls_minimum
 from luminar_store.config.variables import SCOPED_SUFFIXES, DotenvRecord, Origins, loaded_dotenv, warn_unknown
 from luminar_store.errors import ConfigError
 from luminar_store.limits import DEFAULT_CLAIM_LEASE_MINUTES, MAX_STALE_MINUTES
@@ -45,8 +47,7 @@ from luminar_store.validation import NAIVE_TIMESTAMP_RULES
 
 __all__ = ["SSL_MODES", "DEFAULT_RETENTION_DAYS", "Settings", "load_settings"]
 
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-_STRONG_SSL = ("require", "verify-ca", "verify-full")
+log = logging.getLogger("luminar_store.config")
 
 DEFAULT_RETENTION_DAYS = 365
 
@@ -272,6 +273,8 @@ class _Resolver:
 
     def __init__(self, env: Environment, origins: Origins) -> None:
         self.env, self.origins, self.environ = env, origins, origins.environ
+        #: The variable that set sslmode (None: the environment's default), known after ``connection()``.
+        self.sslmode_from: str | None = None
 
     def connection(self) -> tuple[dict[str, object], bool]:
         env = self.env
@@ -303,6 +306,7 @@ class _Resolver:
             applied[field_name] = name
         values["port"] = _port(values["port"], own.get("port") or applied.get("port", "LUMINAR_DB_PORT"))
         values["sslmode"] = str(values["sslmode"]).strip().lower()
+        self.sslmode_from = own.get("sslmode") or applied.get("sslmode")
         for field_name, (name, value) in foreign.items():
             theirs = _port(value, name) if field_name == "port" else value
             if theirs != values[field_name]:
@@ -363,6 +367,8 @@ def load_settings(env: str | None = None, environ: Mapping[str, str] | None = No
     values, from_url = resolver.connection()
     if values["sslmode"] not in SSL_MODES:
         raise ConfigError(f"LUMINAR_DB_SSLMODE must be one of {', '.join(SSL_MODES)}, got {values['sslmode']!r}")
+    if rules.production and values["sslrootcert"] and resolver.sslmode_from is None:
+        values["sslmode"] = "verify-full"  # a root certificate is there: authenticate the server by name too
     replica_urls, read_host = resolver.replicas()
     if read_host:  # the network's LUMINAR_DB_READ_HOST: a replica of the same database on another host
         from psycopg.conninfo import make_conninfo
@@ -395,8 +401,21 @@ def load_settings(env: str | None = None, environ: Mapping[str, str] | None = No
         **pool,  # type: ignore[arg-type]
         **values,  # type: ignore[arg-type]
     )
-    _check_production(settings)
-    return settings
+    _check_production(settings, resolver.sslmode_from)
+    return _checked_replicas(settings, replica_urls, read_host)
+
+
+def _checked_replicas(settings: Settings, urls: tuple[str, ...], read_host: str) -> Settings:
+    """``settings`` with every replica URL meeting the primary's TLS minimum (``config.tls.check_tls_minimum``);
+    the last URL is ``LUMINAR_DB_READ_HOST``'s when that is set."""
+    checked = []
+    listed = len(urls) - (1 if read_host else 0)
+    for index, url in enumerate(urls):
+        if index < listed:
+            checked.append(check_tls_minimum(url, settings, "LUMINAR_DB_REPLICA_URLS", entry=index + 1))
+        else:
+            checked.append(check_tls_minimum(url, settings, "LUMINAR_DB_READ_HOST"))
+    return replace(settings, replica_urls=tuple(checked))
 
 
 def _naive_rule(environ: Mapping[str, str]) -> str:
@@ -407,14 +426,24 @@ def _naive_rule(environ: Mapping[str, str]) -> str:
     return rule
 
 
-def _check_production(s: Settings) -> None:
+def _check_production(s: Settings, sslmode_from: str | None) -> None:
+    """Production's TLS and password rules: below ``require`` is refused; ``require`` and ``verify-ca`` are accepted
+    with a warning (they do not authenticate the server's name), ``verify-full`` silently."""
     if not s.rules.production:
         return
-    where = "DATABASE_URL" if s.from_database_url else "LUMINAR_DB_SSLMODE"
-    if s.sslmode not in _STRONG_SSL:
+    where = sslmode_from or ("DATABASE_URL" if s.from_database_url else "LUMINAR_DB_SSLMODE")
+    if s.sslmode not in STRONG_SSL_MODES:
         raise ConfigError(
-            f"production requires TLS: {where} gives sslmode={s.sslmode}; use require, verify-ca or verify-full"
+            f"production requires TLS: {where} gives sslmode={s.sslmode}; set LUMINAR_DB_SSLMODE=verify-full with "
+            "LUMINAR_DB_SSLROOTCERT (or require / verify-ca, which do not authenticate the server)"
         )
+    if s.sslmode != "verify-full":
+        given = f"{where} gives sslmode={s.sslmode}" if sslmode_from else f"sslmode is {s.sslmode} by default"
+        log.warning("production: %s, which encrypts but does not authenticate the server (%s): a server with a "
+                    "certificate of another host is accepted; set LUMINAR_DB_SSLROOTCERT to the CA's certificate and "
+                    "LUMINAR_DB_SSLMODE=verify-full", given,
+                    "any certificate is accepted" if s.sslmode == "require" and not s.sslrootcert
+                    else "its name is not checked")
     where = "DATABASE_URL" if s.from_database_url else "LUMINAR_DB_PASSWORD"
     if not s.password:
         raise ConfigError(f"production requires a password: set {where} (see .env.production)")

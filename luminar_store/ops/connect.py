@@ -22,6 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from luminar_store.config import Settings
 from luminar_store.errors import ConfigError, DatabaseMissingError, DatabaseUnavailableError
+from luminar_store.ops.refusals import tls_refusal
 
 __all__ = ["MAINTENANCE_DATABASES", "connect", "maintenance", "database_exists", "server_info", "start_hint",
            "unreachable"]
@@ -72,10 +73,15 @@ def unreachable(settings: Settings, exc: Exception, *, dbname: str | None = None
                 waited: float = 0, as_admin: bool = False, secret: str | None = None) -> DatabaseUnavailableError:
     """The one "cannot reach" error, for the commands and the nodes' pools alike: where (host, port, database and
     environment, or ``where`` for a replica), how long it waited, the server's reason without the password
-    (``secret``, default the settings' password) and the fix for the environment."""
+    (``secret``, default the settings' password) and the fix for the environment. A refusal over TLS, a client
+    certificate or the server's address allow-list names that cause and its fix instead
+    (``luminar_store.ops.refusals``)."""
     who = " as administrator" if as_admin else ""
     where = where or (f"host {settings.host}, port {settings.port}, database {dbname or settings.name}, "
                       f"environment {settings.env}")
+    cause = None if as_admin else tls_refusal(exc, settings)
+    if cause is not None:  # the server answered and refused over TLS, a certificate or its allow-list: say which
+        return DatabaseUnavailableError(f"{cause} ({where})")
     after = f" after waiting {waited:g} s" if waited else ""
     hint = "check --admin-url" if as_admin else start_hint(settings)
     reason = _reason(exc, secret if secret is not None else settings.password or None)
