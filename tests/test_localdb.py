@@ -303,8 +303,36 @@ def test_every_db_command_has_help_with_an_example() -> None:
 def test_password_stays_out_of_every_db_output(db_command) -> None:
     secret = "Cli-Secret-9x"
     outputs = [db_command("start", LUMINAR_DB_PASSWORD=secret), db_command("status", "-v", LUMINAR_DB_PASSWORD=secret),
-               db_command("status", LUMINAR_DB_PASSWORD="wrong-one"), db_command("stop", LUMINAR_DB_PASSWORD=secret)]
+               db_command("status", LUMINAR_DB_PASSWORD=secret, LUMINAR_DB_OWNER_PASSWORD="wrong-one"),
+               db_command("stop", LUMINAR_DB_PASSWORD=secret)]
     assert outputs[0].exit_code == 0, outputs[0].output
     for result in outputs:
         assert secret not in result.output and "wrong-one" not in result.output
-    assert outputs[2].exit_code == 2  # the wrong password is refused: the server asks for it
+    assert outputs[2].exit_code == 2  # the wrong password is refused: the server asks for it (status is the owner's)
+
+
+def test_the_local_database_is_split_as_production_is(db_command, base: Path, cli_run) -> None:
+    """The cluster's superuser only provisions; the owner owns the schema; the nodes' login is neither, and works."""
+    started = db_command("start")
+    assert started.exit_code == 0, started.output
+    port = started.output.split("localhost:")[1].split("/")[0]
+    env = {"LUMINAR_ENV": "local", "LUMINAR_LOCAL_DIR": str(base / "cli"), "LUMINAR_DB_PORT": port,
+           "LUMINAR_DB_BACKEND": "embedded", "DATABASE_URL": None}
+    assert cli_run(["setup"], env).exit_code == 0
+    admin_file = (base / "cli" / "local").resolve() / "admin.pw"
+    assert admin_file.stat().st_mode & 0o777 == 0o600
+    nodes = load_settings("local", environ={k: v for k, v in env.items() if v is not None})
+    with psycopg.connect(nodes.as_owner().conninfo()) as owner:
+        assert owner.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public' "
+                             "AND tablename <> 'spatial_ref_sys'").fetchall() == [("luminar_owner",)]
+        roles = dict(owner.execute("SELECT rolname, rolsuper FROM pg_roles WHERE rolname IN "
+                                   "('luminar_admin', 'luminar_owner', 'luminar_dev')").fetchall())
+        assert roles == {"luminar_admin": True, "luminar_owner": False, "luminar_dev": False}
+        kinds = owner.execute("SELECT kind FROM node_identities WHERE login = 'luminar_dev' AND uid IS NULL "
+                              "ORDER BY kind").fetchall()
+        assert kinds == [("ingest",), ("miner",), ("validator",)]
+    with psycopg.connect(nodes.conninfo(), autocommit=True) as node:
+        node.execute("INSERT INTO raw_incident_reports (external_id, text_description, latitude, longitude, "
+                     "\"timestamp\") VALUES ('r-1', 'seen', 1, 2, now())")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            node.execute("DROP TABLE consensus_records")

@@ -29,8 +29,9 @@ yes_option = click.option("--yes", "-y", is_flag=True,
 
 
 def settings_for(env: str | None) -> Settings:
-    """The settings of ``--env`` (else ``LUMINAR_ENV``), by the one rule of ``luminar_store.config``."""
-    return load_settings(env)
+    """The settings of ``--env`` (else ``LUMINAR_ENV``), by the one rule of ``luminar_store.config``, connected as
+    the owner of the schema (``Settings.as_owner``): every command is an operator's."""
+    return load_settings(env).as_owner()
 
 
 def confirm(question: str, *, yes: bool, what: str) -> None:

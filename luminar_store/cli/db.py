@@ -10,24 +10,24 @@ a Docker engine answers, otherwise as the embedded cluster of ``luminar_store.op
 from __future__ import annotations
 
 import subprocess
-import time
 from collections import deque
 from pathlib import Path
 
 import click
 
-from luminar_store.cli.common import dir_option, env_option, settings_for, yes_option
+from luminar_store.cli.common import dir_option, env_option, yes_option
 from luminar_store.cli.ops import reset_target, show_status
-from luminar_store.config import ENVIRONMENTS, Settings, environment
-from luminar_store.errors import DatabaseUnavailableError, OperationError
+from luminar_store.config import ENVIRONMENTS, Settings, environment, load_settings
+from luminar_store.errors import OperationError
 from luminar_store.ops import cluster, compose, provision
-from luminar_store.ops.connect import server_info
+from luminar_store.ops.connect import connect, server_info
 
 __all__ = ["db_group"]
 
 
 def _local_settings(action: str, env: str | None) -> Settings:
-    settings = settings_for(env)
+    """The nodes' settings (with their owner) of an environment run on this machine."""
+    settings = load_settings(env)
     if not settings.rules.runs_here:
         here = ", ".join(e for e in ENVIRONMENTS if environment(e).runs_here)
         raise OperationError(f"db {action} runs a database on this machine, for LUMINAR_ENV={here}; "
@@ -35,15 +35,10 @@ def _local_settings(action: str, env: str | None) -> Settings:
     return settings
 
 
-def _wait_reachable(settings: Settings, timeout: float) -> dict[str, str | None]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return server_info(settings)
-        except DatabaseUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
+def _wait_reachable(settings: Settings, admin_url: str, timeout: float) -> None:
+    """Wait until the server answers its superuser (a container starting)."""
+    with connect(settings, dbname="postgres", admin_url=admin_url, retry_for=timeout):
+        pass
 
 
 def _backend(choice: str, settings: Settings) -> str:
@@ -96,17 +91,19 @@ def start_command(env: str | None, backend: str, timeout: int) -> None:
             return
         if compose.compose(settings, "up", "-d", service).returncode != 0:
             raise OperationError(f"docker compose could not start {service}; see the lines above")
-        info = _wait_reachable(settings, timeout)
-        provision.ensure_database(settings)
+        admin_url = compose.admin_conninfo(settings)
+        _wait_reachable(settings, admin_url, timeout)
+        provision.provision_local(settings, admin_url)
+        info = server_info(settings.as_owner())
         click.echo(f"started (docker compose, PostgreSQL {info['postgresql']}): {settings.safe_dsn()}")
         return
     local = cluster.cluster_for(settings)
     result = cluster.start(local, timeout=timeout)
-    provision.ensure_database(settings)
+    provision.provision_local(settings, local.admin_conninfo())
     if result == "already running":
         click.echo(f"already running (embedded cluster in {local.home}): {settings.safe_dsn()}")
         return
-    info = server_info(settings)
+    info = server_info(settings.as_owner())
     click.echo(f"started (embedded PostgreSQL {info['postgresql']}, PostGIS {info['postgis']}, data in "
                f"{local.home}): {settings.safe_dsn()}")
 

@@ -83,7 +83,7 @@ def _option(ctx: click.Context, name: str):
 def _settings(ctx: click.Context) -> Settings:
     dsn = _option(ctx, "dsn")
     environ = dict(os.environ, DATABASE_URL=dsn) if dsn else None
-    return load_settings(_option(ctx, "env"), environ)
+    return load_settings(_option(ctx, "env"), environ).as_owner()
 
 
 def _directory(ctx: click.Context) -> Path:

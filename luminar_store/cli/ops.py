@@ -16,9 +16,9 @@ from pathlib import Path
 import click
 
 from luminar_store.cli.common import confirm, dir_option, env_option, print_rows, settings_for, yes_option
-from luminar_store.config import ENVIRONMENTS, Settings, environment
+from luminar_store.config import ENVIRONMENTS, Settings, environment, load_settings
 from luminar_store.errors import OperationError
-from luminar_store.ops import provision, retention
+from luminar_store.ops import compose, provision, retention
 from luminar_store.ops import stats as metrics
 from luminar_store.ops.backup import backup_database, find_tool, read_archive
 from luminar_store.ops.connect import connect
@@ -84,11 +84,13 @@ def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | 
     Example: luminar-db setup --env=local --sample-data
     Example: python scripts/setup_database.py setup --env=local
     """
-    settings = settings_for(env)
+    nodes = load_settings(env)
+    settings = nodes.as_owner()
     if sample and not settings.rules.sample_data:
         raise OperationError(f"--sample-data is only for the local and testing databases, not {settings.env}")
     click.echo(f"Setting up {settings.target()}: {settings.safe_dsn()}")
-    result = provision.setup_database(settings, admin_conninfo=admin_url, migrations_dir=directory, out=click.echo)
+    result = provision.setup_database(settings, admin_conninfo=admin_url, migrations_dir=directory, out=click.echo,
+                                      nodes=nodes)
     made = [what for what, done in (("role " + settings.user, result.created_role),
                                     ("group roles " + ", ".join(result.created_groups), result.created_groups),
                                     ("database " + settings.name, result.created_database),
@@ -106,8 +108,10 @@ def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | 
 def reset_target(env: str | None, directory: Path | None, yes: bool, *, command: str) -> None:
     """The one reset (``reset`` and ``db reset``): check every precondition, name the target and what it holds,
     confirm, then drop and rebuild."""
-    settings = settings_for(env)
-    plan = provision.plan_reset(settings, migrations_dir=directory, what=command)
+    nodes = load_settings(env)
+    settings = nodes.as_owner()
+    plan = provision.plan_reset(settings, migrations_dir=directory, what=command,
+                                admin_url=compose.local_admin_url(nodes), nodes=nodes)
     click.echo(f"Target: {plan.target} - {plan.describe_loss()}")
     confirm(f"Drop {plan.target} and rebuild it empty with {plan.migrations} migrations?", yes=yes,
             what=f"{command} destroys every row of {plan.target}")

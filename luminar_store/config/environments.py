@@ -10,6 +10,10 @@ staging       localhost:5432             luminar_staging / luminar_subnet    no 
 production    central-db.luminar.network luminar_production / luminar_subnet no           no        no
 ============  =========================  ==================================  ===========  ========  ==============
 
+The local database is split as production is: ``luminar_owner`` owns the schema (migrations, operators' commands),
+``luminar_dev`` is the nodes' login (a member of the ingest, miner and validator groups), and the cluster's
+superuser only provisions. Elsewhere ``LUMINAR_DB_OWNER`` names the owner; unset, the one login does both.
+
 "runs here": ``luminar-db db start|stop`` may run the server on this machine. "reset": commands that drop the whole
 database (``reset``, ``db reset``) may run. Production additionally requires TLS and a real password. The testnet
 defaults are those of the network's ``.env.testnet`` (a database on the node's own machine).
@@ -44,6 +48,9 @@ class Environment:
     runs_here: bool = False
     resettable: bool = False
     sample_data: bool = False
+    #: The role that owns the schema and runs the migrations and operators' commands, when it is not the nodes'
+    #: login (``LUMINAR_DB_OWNER``); None: one login does both.
+    owner: str | None = None
 
     @property
     def production(self) -> bool:
@@ -52,7 +59,8 @@ class Environment:
 
 _TABLE = (
     Environment("local", "LUMINAR_LOCAL_DB_", "localhost", 5432, "luminar_local", "luminar_dev", DEV_PASSWORD,
-                "disable", 10, 5, 30.0, 3600.0, runs_here=True, resettable=True, sample_data=True),
+                "disable", 10, 5, 30.0, 3600.0, runs_here=True, resettable=True, sample_data=True,
+                owner="luminar_owner"),
     Environment("testing", "LUMINAR_TEST_DB_", "localhost", 5433, "luminar_test", "luminar_dev", DEV_PASSWORD,
                 "disable", 2, 3, 10.0, 600.0, runs_here=True, resettable=True, sample_data=True),
     Environment("testnet", "LUMINAR_TESTNET_DB_", "localhost", 5432, "luminar_testnet", "luminar_test",

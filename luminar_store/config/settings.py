@@ -80,6 +80,17 @@ class Settings:
     #: Minutes a claim of raw reports holds them (``LUMINAR_CLAIM_LEASE_MINUTES``, 1..``MAX_STALE_MINUTES``): an
     #: older claim is taken back by the next claim, or by ``release_stale_claims()``.
     claim_lease_minutes: int = DEFAULT_CLAIM_LEASE_MINUTES
+    #: The role that owns the schema, runs the migrations and the operators' commands (``LUMINAR_DB_OWNER``,
+    #: ``LUMINAR_DB_OWNER_PASSWORD``); None when the nodes' login is the owner too. Nodes never use it.
+    owner: str | None = None
+    owner_password: str = field(default="", repr=False)
+
+    def as_owner(self) -> Settings:
+        """The same target, connected as the owner (``owner``): what the operators' commands use. Itself when one
+        login does both."""
+        if not self.owner:
+            return self
+        return replace(self, user=self.owner, password=self.owner_password, owner=None, owner_password="")
 
     # -- connection strings -------------------------------------------------------------------------------------
     def connect_kwargs(self, *, dbname: str | None = None) -> dict[str, object]:
@@ -153,7 +164,7 @@ class Settings:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "password":
+            if f.name in ("password", "owner_password"):
                 value = "***" if value else ""
             elif f.name == "replica_urls":
                 value = len(value)
@@ -398,6 +409,7 @@ def load_settings(env: str | None = None, environ: Mapping[str, str] | None = No
         naive_timestamps=_naive_rule(environ),
         claim_lease_minutes=_int(environ, "LUMINAR_CLAIM_LEASE_MINUTES", DEFAULT_CLAIM_LEASE_MINUTES,
                                  maximum=MAX_STALE_MINUTES),
+        **_owner(environ, rules, str(values["user"])),
         **pool,  # type: ignore[arg-type]
         **values,  # type: ignore[arg-type]
     )
@@ -416,6 +428,20 @@ def _checked_replicas(settings: Settings, urls: tuple[str, ...], read_host: str)
         else:
             checked.append(check_tls_minimum(url, settings, "LUMINAR_DB_READ_HOST"))
     return replace(settings, replica_urls=tuple(checked))
+
+
+def _owner(environ: Mapping[str, str], rules: Environment, user: str) -> dict[str, object]:
+    """``owner`` and ``owner_password``: ``LUMINAR_DB_OWNER``, else the environment's owner when the nodes' login
+    is the environment's own (a login chosen by hand says nothing of an owner: it is its own); and
+    ``LUMINAR_DB_OWNER_PASSWORD``, else, for the environment's own owner, its development password. An owner that
+    is the nodes' login itself is no separate owner."""
+    owner = (environ.get("LUMINAR_DB_OWNER") or "").strip() or (rules.owner if user == rules.user else None)
+    if not owner or owner == user:
+        return {}
+    password = environ.get("LUMINAR_DB_OWNER_PASSWORD")
+    if password is None and owner == rules.owner:
+        password = rules.password
+    return {"owner": owner, "owner_password": password or ""}
 
 
 def _naive_rule(environ: Mapping[str, str]) -> str:

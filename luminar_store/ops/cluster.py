@@ -11,10 +11,14 @@ home is made under ``/var/tmp/luminar-<hash of the handle>`` and the handle link
     data/             the cluster (PGDATA), owned by the user the server runs as
     run/              the Unix socket directory
     postgresql.log    the server log
+    admin.pw          the bootstrap superuser's password (split clusters; readable by its owner only)
 
-The bootstrap superuser of the cluster is the configured role (``luminar_dev``), with a SCRAM password, as the
-``postgis/postgis`` image does with ``POSTGRES_USER``; so the Docker database and the embedded one answer the same
-connection string. ``pg_hba.conf`` asks every connection (Unix socket, 127.0.0.1, ::1) for that password.
+The bootstrap superuser of a split cluster (settings with an owner, as local's are) is ``luminar_admin``, whose
+random password is kept in ``admin.pw`` of the home (0600) for this machine's provisioning alone: the owner and the
+nodes' login are ordinary roles that provisioning makes (``luminar_store.ops.provision.provision_local``). A cluster
+made before that (no ``admin.pw``), or for settings without an owner, has the configured role as its bootstrap
+superuser, as the ``postgis/postgis`` image does with ``POSTGRES_USER``. ``pg_hba.conf`` asks every connection
+(Unix socket, 127.0.0.1, ::1) for a password.
 
 The database and PostGIS inside the cluster are made by ``luminar_store.ops.provision`` (as for a Docker or any
 other server); this module only runs the server.
@@ -34,6 +38,7 @@ import hashlib
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -45,6 +50,7 @@ from luminar_store.errors import ConfigError, OperationError
 
 __all__ = [
     "SERVICE_USER",
+    "ADMIN_ROLE",
     "find_bindir",
     "postgis_available",
     "service_user",
@@ -65,6 +71,8 @@ _PG_LIB = Path("/usr/lib/postgresql")
 _FALLBACK_BASE = Path("/var/tmp")
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, with the closing NUL
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+#: The bootstrap superuser of a split cluster: it only provisions.
+ADMIN_ROLE = "luminar_admin"
 
 
 # -- binaries and the service user ------------------------------------------------------------------------------
@@ -172,12 +180,29 @@ class Cluster:
     user: str = "luminar_dev"
     password: str = field(default=DEV_PASSWORD, repr=False)
     dbname: str = "luminar_local"
+    #: Whether a new cluster's bootstrap superuser is ``ADMIN_ROLE`` (True: the settings have an owner) rather than
+    #: ``user``.
+    split: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, handle: Path) -> Cluster:
         """The cluster that serves ``settings`` (host, port, role, password, database), kept at ``handle``."""
         return cls(handle=Path(handle), port=settings.port, host=settings.host, user=settings.user,
-                   password=settings.password, dbname=settings.name)
+                   password=settings.password, dbname=settings.name, split=bool(settings.owner))
+
+    @property
+    def admin_file(self) -> Path:
+        return self.home / "admin.pw"
+
+    def admin_conninfo(self, dbname: str = "postgres") -> str:
+        """A conninfo string of the cluster's bootstrap superuser: ``ADMIN_ROLE`` with the password of
+        ``admin_file``, or ``user`` in a cluster made without one (for connecting, never for printing)."""
+        from psycopg.conninfo import make_conninfo
+
+        if not self.admin_file.is_file():
+            return self.conninfo(dbname)
+        return make_conninfo(host=self.host, port=str(self.port), user=ADMIN_ROLE, dbname=dbname,
+                             password=self.admin_file.read_text().strip(), sslmode="disable", connect_timeout="10")
 
     @property
     def home(self) -> Path:
@@ -258,8 +283,9 @@ def locate(handle: Path) -> Path:
 def init(cluster: Cluster, *, timeout: float = 120) -> bool:
     """Create the cluster (``initdb``) unless it exists. Returns True when it was created now.
 
-    The configured role becomes the bootstrap superuser with the configured password (SCRAM); every connection,
-    local or TCP, must give it. Raises ``ConfigError`` without a password, ``OperationError`` when initdb fails.
+    The bootstrap superuser is ``ADMIN_ROLE`` with a new random password kept in ``admin_file`` when the cluster
+    is split, else the configured role with the configured password (SCRAM); every connection, local or TCP, must
+    give its password. Raises ``ConfigError`` without a password, ``OperationError`` when initdb fails.
     """
     home = locate(cluster.handle)
     data = home / "data"
@@ -270,17 +296,25 @@ def init(cluster: Cluster, *, timeout: float = 120) -> bool:
                           f"(local default {DEV_PASSWORD})")
     if data.exists():
         shutil.rmtree(data)  # the remains of an initdb that did not finish
+    superuser, password = cluster.user, cluster.password
+    if cluster.split:
+        superuser, password = ADMIN_ROLE, secrets.token_urlsafe(24)
+        fd = os.open(cluster.admin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(password + "\n")
     pwfile = home / "initdb.pw"
     pwfile.touch(mode=0o600)
     try:
-        pwfile.write_text(cluster.password + "\n")
+        pwfile.write_text(password + "\n")
         _give_to_server(pwfile)
-        done = _as_server([find_bindir() / "initdb", "-D", data, "-U", cluster.user, "--pwfile", pwfile,
+        done = _as_server([find_bindir() / "initdb", "-D", data, "-U", superuser, "--pwfile", pwfile,
                            "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale"], timeout=timeout)
     finally:
         pwfile.unlink(missing_ok=True)
     if done.returncode != 0:
         shutil.rmtree(data, ignore_errors=True)
+        cluster.admin_file.unlink(missing_ok=True)
         raise OperationError(f"initdb failed for {data}: {_last_line(done.stderr or done.stdout)}")
     with (data / "postgresql.conf").open("a") as conf:
         conf.write("\n# Where the cluster listens: rewritten by luminar_store.ops.cluster at every start.\n"

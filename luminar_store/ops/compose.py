@@ -2,12 +2,15 @@
 ``LUMINAR_ENV=testing``), for ``luminar-db db start|stop|status`` when a Docker engine answers.
 
 The compose file reads the connection from ``LUMINAR_DB_*`` (``LUMINAR_TEST_DB_*`` for the test service); the
-commands hand it the settings in force, so the container serves exactly what the settings connect to.
+commands hand it the settings in force, so the container serves exactly what the settings connect to. The
+image's superuser (``POSTGRES_USER``) is ``luminar_admin``: it only provisions (``init-scripts/`` at the first start,
+``provision.provision_local`` at every ``db start``); its password never reaches the nodes.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -17,9 +20,12 @@ from luminar_store.config import Settings
 from luminar_store.errors import OperationError
 from luminar_store.ops.cluster import project_root
 
-__all__ = ["SERVICES", "docker_answers", "compose_command", "service", "compose", "running"]
+__all__ = ["SERVICES", "ADMIN_USER", "docker_answers", "compose_command", "service", "compose", "running",
+           "admin_password", "admin_conninfo", "local_admin_url"]
 
 SERVICES = {"local": "luminar-db", "testing": "luminar-test-db"}
+#: The image's superuser (POSTGRES_USER in docker-compose.yml).
+ADMIN_USER = "luminar_admin"
 
 
 def docker_answers(*, timeout: float = 20) -> bool:
@@ -56,6 +62,48 @@ def service(settings: Settings) -> str:
                              "cluster: LUMINAR_DB_BACKEND=embedded") from None
 
 
+def _admin_file(settings: Settings) -> Path:
+    return project_root() / ".luminar" / f"{settings.env}.docker-admin.pw"
+
+
+def admin_password(settings: Settings) -> str:
+    """The password of the container's superuser (``LUMINAR_DB_ADMIN_PASSWORD``, else one made at random on first
+    use and kept in ``.luminar/<env>.docker-admin.pw``, readable by its owner only): it only provisions, and never
+    reaches the nodes."""
+    given = os.environ.get("LUMINAR_DB_ADMIN_PASSWORD")
+    if given:
+        return given
+    path = _admin_file(settings)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+def admin_conninfo(settings: Settings) -> str:
+    """The container's superuser's connection (for provisioning; never printed)."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(host=settings.host, port=str(settings.port), user=ADMIN_USER, dbname="postgres",
+                         password=admin_password(settings), sslmode="disable", connect_timeout="10")
+
+
+def local_admin_url(nodes: Settings) -> str | None:
+    """The administrator of the split database that ``nodes`` (the nodes' settings, with their owner) run on this
+    machine: the embedded cluster's superuser, else the container's; None for a database run elsewhere or one
+    login doing both (its own role then acts)."""
+    from luminar_store.ops import cluster
+
+    if not (nodes.owner and nodes.rules.runs_here):
+        return None
+    local = cluster.cluster_for(nodes)
+    if cluster.status(local).initialized:
+        return local.admin_conninfo()
+    return admin_conninfo(nodes) if nodes.env in SERVICES and running(nodes) else None
+
+
 def compose(settings: Settings, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
     """Run ``docker compose -f <project>/docker-compose.yml ARGS`` with the settings' connection handed over."""
     command = compose_command()
@@ -65,7 +113,8 @@ def compose(settings: Settings, *args: str, capture: bool = False) -> subprocess
     env = dict(os.environ)
     prefix = "LUMINAR_TEST_DB_" if settings.env == "testing" else "LUMINAR_DB_"
     env.update({f"{prefix}USER": settings.user, f"{prefix}PASSWORD": settings.password,
-                f"{prefix}NAME": settings.name, f"{prefix}PORT": str(settings.port)})
+                f"{prefix}NAME": settings.name, f"{prefix}PORT": str(settings.port),
+                "LUMINAR_DB_ADMIN_PASSWORD": admin_password(settings)})
     root = project_root()
     argv = [*command, "-f", str(root / "docker-compose.yml")]
     if settings.env == "testing":

@@ -48,6 +48,7 @@ __all__ = [
     "create_extension",
     "drop_extension",
     "setup_database",
+    "provision_local",
     "drop_database",
     "drop_created_database",
     "plan_reset",
@@ -96,6 +97,10 @@ class ResetPlan:
     migrations: int
     exists: bool
     rows: dict[str, int]
+    #: The server's administrator (a database run on this machine), who creates the database and PostGIS again.
+    admin_url: str | None = field(default=None, repr=False)
+    #: The nodes' settings of a split database run on this machine (their login is named again).
+    nodes: Settings | None = field(default=None, repr=False)
 
     @property
     def target(self) -> str:
@@ -218,6 +223,36 @@ def ensure_database(settings: Settings, *, admin_url: str | None = None) -> tupl
         return created, _create_postgis(conn)
 
 
+def provision_local(settings: Settings, admin_url: str) -> SetupResult:
+    """Provision a database run on this machine (``db start``) through its superuser's ``admin_url``: the owner
+    and the nodes' login (``settings`` as loaded: the nodes' login, with its owner), the group roles, the nodes'
+    login in the ingest, miner and validator groups, the database owned by the owner, PostGIS. Idempotent.
+
+    A cluster whose superuser is the nodes' login itself (made before the split) keeps working: the owner becomes
+    a member of that login's role, so that it may migrate the tables that login owns. Raises
+    ``DatabaseUnavailableError`` and ``OperationError`` as ``setup_database``.
+    """
+    from luminar_store.ops.roles import NODE_KINDS, provision_roles  # roles builds on this module
+
+    check_name(settings)
+    owner = settings.as_owner()
+    result = SetupResult()
+    with maintenance(settings, admin_url=admin_url) as server:
+        result.created_role = ensure_role(server, owner.user, owner.password)
+        if owner.user != settings.user:
+            ensure_role(server, settings.user, settings.password)
+        result.created_groups = provision_roles(server)
+        if owner.user != settings.user:
+            superuser = server.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %(login)s",
+                                       {"login": settings.user}).fetchone()[0]
+            groups = [settings.user] if superuser else list(NODE_KINDS.values())
+            for group in groups:
+                server.execute(sql.SQL("GRANT {} TO {}").format(
+                    sql.Identifier(group), sql.Identifier(owner.user if superuser else settings.user)))
+    result.created_database, result.created_postgis = ensure_database(owner, admin_url=admin_url)
+    return result
+
+
 def _migrations(directory: Path | None) -> tuple[Path, int]:
     """The migrations directory and how many files it holds; raises ``MigrationError`` when missing or unusable,
     ``OperationError`` when it holds none."""
@@ -237,14 +272,15 @@ def _migrate(settings: Settings, directory: Path, out: Out) -> list[str]:
 
 
 def setup_database(settings: Settings, *, admin_conninfo: str | None = None, migrations_dir: Path | None = None,
-                   out: Out = None) -> SetupResult:
+                   out: Out = None, nodes: Settings | None = None) -> SetupResult:
     """Create what is missing for ``settings`` and apply the migrations; idempotent.
 
     With ``admin_conninfo`` (a superuser's connection string) the role of the settings is created when missing
     and owns the new database, the group roles of ``luminar_store.ops.roles`` are created when missing, and PostGIS
     is created as the administrator. The migrations are found before
     anything is created. Raises ``DatabaseUnavailableError``, ``OperationError`` (no right to create, PostGIS
-    missing) or ``MigrationError``.
+    missing) or ``MigrationError``. ``nodes``: the nodes' settings of a split database run on this machine, whose
+    login is then named in ``node_identities`` for every uid of its kinds (``roles.name_local_node``).
     """
     check_name(settings)
     directory, _ = _migrations(migrations_dir)
@@ -257,7 +293,17 @@ def setup_database(settings: Settings, *, admin_conninfo: str | None = None, mig
             result.created_groups = provision_roles(server)
     result.created_database, result.created_postgis = ensure_database(settings, admin_url=admin_conninfo)
     result.applied = _migrate(settings, directory, out)
+    _name_local_nodes(settings, nodes)
     return result
+
+
+def _name_local_nodes(settings: Settings, nodes: Settings | None) -> None:
+    """Name the nodes' login of a split database run on this machine in ``node_identities`` (as its owner)."""
+    if nodes is not None and nodes.owner and nodes.rules.runs_here:
+        from luminar_store.ops.roles import name_local_node
+
+        with connect(settings) as conn:
+            name_local_node(conn, nodes.user)
 
 
 def drop_database(settings: Settings) -> bool:
@@ -293,8 +339,11 @@ def table_counts(conn: psycopg.Connection) -> dict[str, int]:
             for table in MAIN_TABLES if table in present}
 
 
-def plan_reset(settings: Settings, *, migrations_dir: Path | None = None, what: str = "reset") -> ResetPlan:
-    """Check every precondition of a reset and change nothing.
+def plan_reset(settings: Settings, *, migrations_dir: Path | None = None, what: str = "reset",
+               admin_url: str | None = None, nodes: Settings | None = None) -> ResetPlan:
+    """Check every precondition of a reset and change nothing. ``admin_url``: the server's administrator, who
+    then creates the database (owned by the settings' role) and PostGIS again; ``nodes`` as for
+    ``setup_database``.
 
     Raises ``OperationError`` (environment not resettable, a system database, no migration files, the role may
     not drop or create the database or will not get PostGIS back), ``MigrationError`` (migrations missing or
@@ -302,10 +351,10 @@ def plan_reset(settings: Settings, *, migrations_dir: Path | None = None, what: 
     """
     check_resettable(settings, what)
     directory, count = _migrations(migrations_dir)
-    with maintenance(settings) as server:
+    with maintenance(settings, admin_url=admin_url) as server:
         superuser, createdb, owner, postgis = server.execute(ROLE_RIGHTS, {"name": settings.name}).fetchone()
         exists = owner is not None
-    who = f"role {settings.user}"
+    who = "the administrator (--admin-url)" if admin_url else f"role {settings.user}"
     if exists and not (superuser or owner):
         raise OperationError(f"{who} may not drop database {settings.name} (it must own it or be a superuser); "
                              "nothing was dropped")
@@ -325,7 +374,8 @@ def plan_reset(settings: Settings, *, migrations_dir: Path | None = None, what: 
                 rows = table_counts(conn)
         except DatabaseMissingError:
             exists = False
-    return ResetPlan(settings=settings, migrations_dir=directory, migrations=count, exists=exists, rows=rows)
+    return ResetPlan(settings=settings, migrations_dir=directory, migrations=count, exists=exists, rows=rows,
+                     admin_url=admin_url, nodes=nodes)
 
 
 def carry_out_reset(plan: ResetPlan, *, out: Out = None) -> SetupResult:
@@ -337,6 +387,7 @@ def carry_out_reset(plan: ResetPlan, *, out: Out = None) -> SetupResult:
     settings = plan.settings
     drop_database(settings)
     result = SetupResult()
-    result.created_database, result.created_postgis = ensure_database(settings)
+    result.created_database, result.created_postgis = ensure_database(settings, admin_url=plan.admin_url)
     result.applied = _migrate(settings, plan.migrations_dir, out)
+    _name_local_nodes(settings, plan.nodes)
     return result

@@ -30,7 +30,7 @@ from luminar_store.errors import ConflictError, NotFoundError, OperationError, V
 from luminar_store.ops.provision import scram_verifier
 
 __all__ = ["GROUP_ROLES", "NODE_KINDS", "Node", "provision_roles", "missing_roles", "add_node", "revoke_node",
-           "list_nodes"]
+           "list_nodes", "name_local_node"]
 
 #: The group roles and what each is for (the migration grants each exactly this).
 GROUP_ROLES: dict[str, str] = {
@@ -52,6 +52,10 @@ SELECT n.login, n.kind, n.uid, n.created_at, coalesce(r.rolcanlogin, false) AS c
  ORDER BY n.kind, n.uid NULLS FIRST, n.login
 """
 UID_HOLDER = "SELECT login FROM node_identities WHERE kind = %(kind)s AND uid = %(uid)s AND login <> %(login)s"
+ADD_LOCAL_IDENTITY = """
+INSERT INTO node_identities (login, kind, uid, note) VALUES (%(login)s, %(kind)s, NULL, 'this machine''s nodes')
+ON CONFLICT (login, kind) DO NOTHING
+"""
 ADD_IDENTITY = """
 INSERT INTO node_identities (login, kind, uid) VALUES (%(login)s, %(kind)s, %(uid)s)
 ON CONFLICT (login, kind) DO UPDATE SET uid = EXCLUDED.uid
@@ -159,6 +163,13 @@ def revoke_node(admin: psycopg.Connection, login: str) -> list[str]:
     admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %(login)s",
                   {"login": login})
     return sorted(kinds)
+
+
+def name_local_node(conn: psycopg.Connection, login: str) -> None:
+    """Name ``login`` in ``node_identities`` for every uid of every kind (a database run on this machine: one
+    operator runs all its nodes under one login). ``conn`` is the owner's. Idempotent."""
+    for kind in NODE_KINDS:
+        conn.execute(ADD_LOCAL_IDENTITY, {"login": login, "kind": kind})
 
 
 def list_nodes(conn: psycopg.Connection) -> list[Node]:
