@@ -284,12 +284,15 @@ class LuminarDB:
     # -- raw reports ----------------------------------------------------------------------------------------------
     async def store_raw_report(self, report: RawIncidentReport | Mapping[str, Any]) -> uuid.UUID:
         """Store one raw report and return its ``report_id``; storing a known ``external_id`` (or the protocol's
-        non-UUID ``report_id``) again returns the first ``report_id`` and stores nothing.
+        non-UUID ``report_id``) again returns the first ``report_id`` and stores nothing. The reporter's id is stored
+        as its pseudonym when the settings say so (``LUMINAR_PSEUDONYMIZE``; ``ConfigError`` when on without
+        ``LUMINAR_PSEUDONYM_KEY``).
 
         Example: ``report_id = await db.store_raw_report({"report_id": "app-42", "text_description": "...",
         "geotag": {"lat": 40.7, "lng": -74.0}, "timestamp": now})``
         """
-        reports = RawReportRepository(self.database.connection)
+        database = self.database
+        reports = RawReportRepository(database.connection, pseudonyms=database.settings.pseudonyms)
         return await self._write("store_raw_report", lambda: reports.store(report))
 
     async def store_raw_reports(self, reports: Iterable[RawIncidentReport | Mapping[str, Any]], *,
@@ -299,7 +302,8 @@ class LuminarDB:
 
         Example: ``stored = await db.store_raw_reports(reports)``
         """
-        repo = RawReportRepository(self.database.connection)
+        database = self.database
+        repo = RawReportRepository(database.connection, pseudonyms=database.settings.pseudonyms)
         return await self._write("store_raw_reports", lambda: repo.store_many(reports, skip_existing=skip_existing),
                                  not_again=_one_shot(reports) or (None if skip_existing else (
                                      "skip_existing=False is not sent again here (a second COPY would be refused); "
@@ -467,7 +471,8 @@ class DatabaseTransaction:
     ``db`` (or of the ``LuminarDB`` given): committed when the block ends, rolled back when it raises, the
     connection returned to the pool either way. ``tx`` is what ``Database.transaction()`` yields: a
     ``psycopg.AsyncConnection`` inside the transaction; the repositories run on it
-    (``await RawReportRepository(tx).store(report)``), so their writes commit together.
+    (``await RawReportRepository(tx, pseudonyms=settings.pseudonyms).store(report)``), so their writes commit
+    together.
 
     Coming from the reference: its ``DatabaseTransaction`` yielded an **asyncpg** connection. Code that ran SQL on
     it changes as follows (and the column names are ours, see the README):

@@ -13,6 +13,8 @@ production    central-db.luminar.network luminar_production / luminar_subnet no 
 The local database is split as production is: ``luminar_owner`` owns the schema (migrations, operators' commands),
 ``luminar_dev`` is the nodes' login (a member of the ingest, miner and validator groups), and the cluster's
 superuser only provisions. Elsewhere ``LUMINAR_DB_OWNER`` names the owner; unset, the one login does both.
+Reporters' ids are stored pseudonymised (``luminar_store.privacy``) by default in testnet, staging and production,
+and as sent in local and testing, so that demos show the data as it was sent.
 
 "runs here": ``luminar-db db start|stop`` may run the server on this machine. "reset": commands that drop the whole
 database (``reset``, ``db reset``) may run. Production additionally requires TLS and a real password. The testnet
@@ -51,6 +53,8 @@ class Environment:
     #: The role that owns the schema and runs the migrations and operators' commands, when it is not the nodes'
     #: login (``LUMINAR_DB_OWNER``); None: one login does both.
     owner: str | None = None
+    #: Reporters' ids stored pseudonymised unless ``LUMINAR_PSEUDONYMIZE`` says otherwise.
+    pseudonymize: bool = False
 
     @property
     def production(self) -> bool:
@@ -64,11 +68,12 @@ _TABLE = (
     Environment("testing", "LUMINAR_TEST_DB_", "localhost", 5433, "luminar_test", "luminar_dev", DEV_PASSWORD,
                 "disable", 2, 3, 10.0, 600.0, runs_here=True, resettable=True, sample_data=True),
     Environment("testnet", "LUMINAR_TESTNET_DB_", "localhost", 5432, "luminar_testnet", "luminar_test",
-                "testnet_password", "disable", 10, 5, 20.0, 3600.0, runs_here=True, resettable=True),
+                "testnet_password", "disable", 10, 5, 20.0, 3600.0, runs_here=True, resettable=True,
+                pseudonymize=True),
     Environment("staging", "LUMINAR_STAGING_DB_", "localhost", 5432, "luminar_staging", "luminar_subnet", "",
-                "require", 20, 10, 60.0, 7200.0),
+                "require", 20, 10, 60.0, 7200.0, pseudonymize=True),
     Environment("production", None, "central-db.luminar.network", 5432, "luminar_production", "luminar_subnet", "",
-                "require", 50, 20, 60.0, 7200.0),
+                "require", 50, 20, 60.0, 7200.0, pseudonymize=True),
 )
 _BY_NAME = {e.name: e for e in _TABLE}
 ENVIRONMENTS = tuple(_BY_NAME)

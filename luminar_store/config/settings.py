@@ -21,6 +21,10 @@ How the target is chosen (one rule, for every command and the nodes alike):
    set in the shell wins over one from ``.env`` (``make db-start LUMINAR_DB_PORT=5434`` with ``.env.local``), and
    ``DB_POOL_SIZE`` wins over ``POOL_SIZE`` (the specification's out-of-memory knob).
 5. Pool and retention figures tune the client and apply whatever the environment.
+6. Reporters' ids are pseudonymised (``luminar_store.privacy``) when ``LUMINAR_PSEUDONYMIZE`` (``on`` / ``off``)
+   says so, by default in testnet, staging and production; production refuses ``off``. The key
+   (``LUMINAR_PSEUDONYM_KEY``) is checked when set (too short is refused) and required where reports are written
+   with pseudonymisation on (``Settings.pseudonyms``): commands that write no report (migrate, backup) run without it.
 
 Example::
 
@@ -43,6 +47,7 @@ from luminar_store.config.tls import SSL_MODES, STRONG_SSL_MODES, check_tls_mini
 from luminar_store.config.variables import SCOPED_SUFFIXES, DotenvRecord, Origins, loaded_dotenv, warn_unknown
 from luminar_store.errors import ConfigError
 from luminar_store.limits import DEFAULT_CLAIM_LEASE_MINUTES, MAX_STALE_MINUTES
+from luminar_store.privacy import KEY_VARIABLE, SWITCH_VARIABLE, Pseudonyms, check_key, key_missing
 from luminar_store.validation import NAIVE_TIMESTAMP_RULES
 
 __all__ = ["SSL_MODES", "DEFAULT_RETENTION_DAYS", "Settings", "load_settings"]
@@ -54,7 +59,7 @@ DEFAULT_RETENTION_DAYS = 365
 
 @dataclass(frozen=True)
 class Settings:
-    """Connection, TLS and pool settings in force. ``repr()`` never shows the password."""
+    """Connection, TLS and pool settings in force. ``repr()`` never shows the password or the pseudonym key."""
 
     env: str
     host: str
@@ -91,6 +96,10 @@ class Settings:
         if not self.owner:
             return self
         return replace(self, user=self.owner, password=self.owner_password, owner=None, owner_password="")
+    #: Whether reporters' ids are stored pseudonymised (``LUMINAR_PSEUDONYMIZE``; ``luminar_store.privacy``).
+    pseudonymize: bool = False
+    #: The key of the pseudonyms (``LUMINAR_PSEUDONYM_KEY``): a secret, never shown.
+    pseudonym_key: str = field(default="", repr=False)
 
     # -- connection strings -------------------------------------------------------------------------------------
     def connect_kwargs(self, *, dbname: str | None = None) -> dict[str, object]:
@@ -152,6 +161,17 @@ class Settings:
                    sslcert=parts.get("sslcert"), sslkey=parts.get("sslkey"))  # type: ignore[arg-type]
 
     @property
+    def pseudonyms(self) -> Pseudonyms | None:
+        """What writes reporters' ids: ``Pseudonyms`` under the key when pseudonymisation is on, ``None`` when
+        they are stored as sent. Raises ``ConfigError`` (naming ``LUMINAR_PSEUDONYM_KEY`` and how to make one)
+        when it is on without a key."""
+        if not self.pseudonymize:
+            return None
+        if not self.pseudonym_key:
+            raise key_missing(self.env)
+        return Pseudonyms(self.pseudonym_key)
+
+    @property
     def pool_max_size(self) -> int:
         return self.pool_size + self.max_overflow
 
@@ -164,7 +184,7 @@ class Settings:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("password", "owner_password"):
+            if f.name in ("password", "owner_password", "pseudonym_key"):
                 value = "***" if value else ""
             elif f.name == "replica_urls":
                 value = len(value)
@@ -407,6 +427,8 @@ def load_settings(env: str | None = None, environ: Mapping[str, str] | None = No
         connect_timeout=_int(environ, "LUMINAR_DB_CONNECT_TIMEOUT", 10),
         from_database_url=from_url,
         naive_timestamps=_naive_rule(environ),
+        pseudonymize=_pseudonymize(environ, rules),
+        pseudonym_key=_pseudonym_key(environ),
         claim_lease_minutes=_int(environ, "LUMINAR_CLAIM_LEASE_MINUTES", DEFAULT_CLAIM_LEASE_MINUTES,
                                  maximum=MAX_STALE_MINUTES),
         **_owner(environ, rules, str(values["user"])),
@@ -455,6 +477,30 @@ def _naive_rule(environ: Mapping[str, str]) -> str:
 def _check_production(s: Settings, sslmode_from: str | None) -> None:
     """Production's TLS and password rules: below ``require`` is refused; ``require`` and ``verify-ca`` are accepted
     with a warning (they do not authenticate the server's name), ``verify-full`` silently."""
+def _pseudonymize(environ: Mapping[str, str], rules: Environment) -> bool:
+    raw = (environ.get(SWITCH_VARIABLE) or "").strip().lower()
+    if not raw:
+        return rules.pseudonymize
+    if raw not in ("on", "off"):
+        raise ConfigError(f"{SWITCH_VARIABLE} must be on or off, got {raw!r:.20}")
+    if raw == "off" and rules.production:
+        raise ConfigError(f"production refuses {SWITCH_VARIABLE}=off: reporters' ids are stored pseudonymised "
+                          f"there; unset it and set {KEY_VARIABLE}")
+    return raw == "on"
+
+
+def _pseudonym_key(environ: Mapping[str, str]) -> str:
+    """The key when set (checked: too short is refused), else empty."""
+    raw = environ.get(KEY_VARIABLE) or ""
+    if not raw.strip():
+        return ""
+    check_key(raw)
+    return raw.strip()
+
+
+def _check_production(s: Settings, sslmode_from: str | None) -> None:
+    """Production's TLS and password rules: below ``require`` is refused; ``require`` and ``verify-ca`` are accepted
+    with a warning (they do not authenticate the server's name), ``verify-full`` silently."""
     if not s.rules.production:
         return
     where = sslmode_from or ("DATABASE_URL" if s.from_database_url else "LUMINAR_DB_SSLMODE")
@@ -475,3 +521,6 @@ def _check_production(s: Settings, sslmode_from: str | None) -> None:
         raise ConfigError(f"production requires a password: set {where} (see .env.production)")
     if s.password == DEV_PASSWORD:
         raise ConfigError(f"production refuses the development password: set {where} to the real secret")
+    if s.owner and s.owner_password in ("", DEV_PASSWORD):
+        raise ConfigError(f"production requires the owner's own password: set LUMINAR_DB_OWNER_PASSWORD for "
+                          f"LUMINAR_DB_OWNER={s.owner}")

@@ -15,6 +15,12 @@ returns the first ``report_id`` and changes nothing (a later version of the same
 ``INSERT ... ON CONFLICT DO NOTHING``); ``skip_existing=False`` is the plain COPY path, faster, and refuses the
 whole batch with ``ConflictError`` when one id is known.
 
+Reporters' ids: a repository given ``pseudonyms`` (``Settings.pseudonyms``; the facade always passes its settings')
+writes each report's ``reporter_id`` as its pseudonym (``luminar_store.privacy``), in the one place every write path
+builds its row (``_row``: ``store`` and both paths of ``store_many``), so the clear id never reaches the database.
+Without it the id is written as sent (local and testing). Code composing repositories in its own transaction passes
+them too: ``RawReportRepository(tx, pseudonyms=database.settings.pseudonyms)``.
+
 Example::
 
     reports = RawReportRepository(conn)
@@ -39,7 +45,8 @@ from luminar_store.errors import ConflictError, NotFoundError, ValidationError
 from luminar_store.limits import DEFAULT_CLAIM_LEASE_MINUTES, MAX_CLAIM, MAX_LIMIT, MAX_STALE_MINUTES
 from luminar_store.models import RawIncidentReport, RawReportRecord
 from luminar_store.models.inputs import DEFAULT_REPORT_SOURCE, REPORT_STATUSES
-from luminar_store.repositories._base import Repository, record_row
+from luminar_store.privacy import Pseudonyms
+from luminar_store.repositories._base import ConnectionSource, Repository, record_row
 
 __all__ = ["RawReportRepository", "REPORT_COLUMNS", "WRITE_COLUMNS", "MAX_CLAIM", "MAX_STALE_MINUTES",
            "DEFAULT_CLAIM_LEASE_MINUTES"]
@@ -251,17 +258,19 @@ SELECT coalesce(avg(extract(epoch FROM first_event.created_at - r.created_at)), 
 DEFAULT_FAILURE_MESSAGE = "marked failed (update_report_status)"
 
 
-def _row(r: RawIncidentReport) -> tuple[Any, ...]:
+def _row(r: RawIncidentReport, pseudonyms: Pseudonyms | None) -> tuple[Any, ...]:
+    """The row written for a report (WRITE_COLUMNS): the one place a reporter's id is pseudonymised."""
     g = r.geotag
-    return (r.external_id, r.reporter_id, r.crime_type, r.description, g["lat"], g["lng"], r.timestamp,
+    reporter = r.reporter_id if pseudonyms is None else pseudonyms(r.reporter_id)
+    return (r.external_id, reporter, r.crime_type, r.description, g["lat"], g["lng"], r.timestamp,
             list(r.media_urls), list(r.media_hashes), Jsonb(r.metadata), r.source or DEFAULT_REPORT_SOURCE)
 
 
-def _rows(reports: Iterable[Any]) -> Iterable[tuple[Any, ...]]:
+def _rows(reports: Iterable[Any], pseudonyms: Pseudonyms | None) -> Iterable[tuple[Any, ...]]:
     """Validated rows, streamed: a bad item stops the COPY (its transaction rolls back) naming its index."""
     for i, item in enumerate(reports):
         try:
-            yield _row(RawIncidentReport.coerce(item))
+            yield _row(RawIncidentReport.coerce(item), pseudonyms)
         except ValidationError as exc:
             raise ValidationError(f"reports[{i}].{exc.field}" if exc.field else f"reports[{i}]", exc.rule) from None
 
@@ -273,6 +282,12 @@ class RawReportRepository(Repository):
     (``luminar_store.repositories._errors``).
     """
 
+    def __init__(self, conn: ConnectionSource, *, pseudonyms: Pseudonyms | None = None) -> None:
+        """``conn`` as for every repository; ``pseudonyms``: what writes reporters' ids (``Settings.pseudonyms``),
+        ``None`` to write them as sent."""
+        super().__init__(conn)
+        self._pseudonyms = pseudonyms
+
     async def store(self, report: RawIncidentReport | Any) -> uuid.UUID:
         """Store one report (a ``RawIncidentReport`` or a mapping) and return its ``report_id``; a known
         ``external_id`` returns the first ``report_id`` and stores nothing.
@@ -282,7 +297,7 @@ class RawReportRepository(Repository):
         Example: ``report_id = await RawReportRepository(conn).store(report)``
         """
         r = RawIncidentReport.coerce(report)
-        params = dict(zip(WRITE_COLUMNS, _row(r), strict=True))
+        params = dict(zip(WRITE_COLUMNS, _row(r, self._pseudonyms), strict=True))
         async with self._connection() as conn:
             # A concurrent writer of the same external_id may commit between the two statements' snapshots, so
             # the pair is retried: the insert then conflicts and the lookup sees the winner's row.
@@ -316,13 +331,13 @@ class RawReportRepository(Repository):
                 if not staged:
                     async with cur.copy(COPY_REPORTS) as copy:
                         copy.set_types(COPY_TYPES)
-                        for row in _rows(reports):
+                        for row in _rows(reports, self._pseudonyms):
                             await copy.write_row(row)
                     return cur.rowcount
                 await cur.execute(CREATE_INCOMING_REPORTS)
                 async with cur.copy(COPY_INCOMING_REPORTS) as copy:
                     copy.set_types(COPY_TYPES)
-                    for row in _rows(reports):
+                    for row in _rows(reports, self._pseudonyms):
                         await copy.write_row(row)
                 await cur.execute(INSERT_INCOMING_REPORTS if skip_existing else MOVE_INCOMING_REPORTS)
                 stored = cur.rowcount
