@@ -18,7 +18,8 @@ from _cli import cli_env, one_line_error
 from psycopg import sql
 
 from luminar_store.access import LuminarDB
-from luminar_store.errors import PermissionDeniedError
+from luminar_store.config import load_settings
+from luminar_store.errors import ConfigError, PermissionDeniedError
 from luminar_store.ops.roles import GROUP_ROLES
 
 AT = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)  # a fixed past time: no dependence on the clock
@@ -286,3 +287,23 @@ def test_a_node_added_by_command_works_as_its_uid_and_revoking_it_ends_that(admi
 def test_a_miner_without_a_uid_and_a_reserved_name_are_refused(admin_cli):
     assert "needs --uid" in admin_cli("add-node", "miner_x", "--kind", "miner").output
     assert "reserved role name" in one_line_error(admin_cli("add-node", "luminar_miner", "--kind", "ingest"))
+
+
+# -- the owner's settings -----------------------------------------------------------------------------------------
+def test_local_is_split_and_a_login_chosen_by_hand_is_its_own_owner():
+    local = load_settings("local", environ={})
+    assert (local.user, local.owner) == ("luminar_dev", "luminar_owner")
+    assert (local.as_owner().user, local.as_owner().password, local.as_owner().owner) == \
+        ("luminar_owner", "dev_password", None)
+    assert "dev_password" not in repr(local) and local.public_dict()["owner_password"] == "***"
+    mine = load_settings("local", environ={"LUMINAR_DB_USER": "me", "LUMINAR_DB_PASSWORD": "pw"})
+    assert mine.owner is None and mine.as_owner() is mine
+    told = load_settings("testing", environ={"LUMINAR_DB_OWNER": "boss", "LUMINAR_DB_OWNER_PASSWORD": "b0ss"})
+    assert (told.as_owner().user, told.as_owner().password) == ("boss", "b0ss")
+
+
+def test_production_wants_the_owners_own_password():
+    base = {"LUMINAR_DB_PASSWORD": "real-secret", "LUMINAR_DB_SSLMODE": "verify-full", "LUMINAR_DB_OWNER": "boss"}
+    with pytest.raises(ConfigError, match="LUMINAR_DB_OWNER_PASSWORD"):
+        load_settings("production", environ=base)
+    assert load_settings("production", environ={**base, "LUMINAR_DB_OWNER_PASSWORD": "other"}).owner == "boss"
