@@ -74,16 +74,34 @@ def test_ports_are_the_spec_ones_on_loopback(services: dict) -> None:
 
 def test_database_settings_default_to_the_development_values(services: dict) -> None:
     env = services["luminar-db"]["environment"]
-    assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
-        "luminar_dev", "dev_password", "luminar_local")
+    assert (env["POSTGRES_DB"], env["LUMINAR_DB_OWNER"], env["LUMINAR_DB_USER"], env["LUMINAR_DB_PASSWORD"]) == (
+        "luminar_local", "luminar_owner", "luminar_dev", "dev_password")
     assert services["luminar-test-db"]["environment"]["POSTGRES_DB"] == "luminar_test"
+
+
+def test_the_images_superuser_only_provisions_and_has_no_default_password(services: dict) -> None:
+    for name in ("luminar-db", "luminar-test-db"):
+        env = services[name]["environment"]
+        assert env["POSTGRES_USER"] == "luminar_admin" != env["LUMINAR_DB_USER"]
+        assert env["POSTGRES_PASSWORD"] == ""  # the image refuses to initialise without one: no known default
+    given = config({"LUMINAR_DB_ADMIN_PASSWORD": "adm1n"})["services"]["luminar-db"]["environment"]
+    assert given["POSTGRES_PASSWORD"] == "adm1n"
+
+
+def test_grafana_has_no_default_password_and_reads_as_its_own_login(services: dict) -> None:
+    grafana = services["grafana"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == ""
+    assert "exit 1" in " ".join(grafana["entrypoint"])  # refuses to start without its passwords
+    assert not {"LUMINAR_DB_USER", "LUMINAR_DB_PASSWORD"} & set(grafana["environment"])
+    source = (ROOT / "init-scripts" / "grafana-datasource.yml").read_text()
+    assert "user: luminar_grafana" in source and "$LUMINAR_GRAFANA_DB_PASSWORD" in source
 
 
 def test_luminar_db_variables_reach_the_service() -> None:
     services = config({"LUMINAR_DB_PORT": "5440", "LUMINAR_DB_USER": "someone", "LUMINAR_DB_NAME": "elsewhere",
                        "LUMINAR_TEST_DB_PORT": "5441"})["services"]
     assert published(services["luminar-db"]) == [("5440", 5432)]
-    assert services["luminar-db"]["environment"]["POSTGRES_USER"] == "someone"
+    assert services["luminar-db"]["environment"]["LUMINAR_DB_USER"] == "someone"
     assert services["luminar-db"]["environment"]["POSTGRES_DB"] == "elsewhere"
     assert published(services["luminar-test-db"]) == [("5441", 5432)]
 
@@ -137,3 +155,38 @@ def test_init_scripts_are_executable_on_disk_and_in_git() -> None:
     modes = {Path(line.split("\t")[1]).name: line.split()[0] for line in listed.splitlines()}
     for script in scripts:
         assert modes.get(script.name) == "100755", f"git update-index --chmod=+x init-scripts/{script.name}"
+
+
+def test_the_roles_init_script_splits_a_fresh_database(pg_server, empty_db) -> None:
+    """30_luminar_roles.sh run as the image would run it (the superuser, POSTGRES_DB), on a real server."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    suffix = uuid.uuid4().hex[:8]
+    owner, node = f"own_{suffix}", f"node_{suffix}"
+    env = {"PATH": f"{os.environ['LUMINAR_PG_BINDIR']}:{os.environ['PATH']}", "PGHOST": pg_server.host,
+           "PGPORT": str(pg_server.port), "PGPASSWORD": pg_server.password or "", "POSTGRES_USER": pg_server.user,
+           "POSTGRES_DB": empty_db.name, "LUMINAR_DB_OWNER": owner, "LUMINAR_DB_OWNER_PASSWORD": "o'wn",
+           "LUMINAR_DB_USER": node, "LUMINAR_DB_PASSWORD": "n0de", "LUMINAR_GRAFANA_DB_PASSWORD": "gr4f"}
+    script = ROOT / "init-scripts" / "30_luminar_roles.sh"
+    try:
+        ran = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+        with psycopg.connect(empty_db.conninfo(), autocommit=True) as conn:
+            assert conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                                (empty_db.name,)).fetchone() == (owner,)
+            member = "SELECT array_agg(g.rolname ORDER BY g.rolname) FROM pg_auth_members m " \
+                     "JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = %s::regrole"
+            assert conn.execute(member, (node,)).fetchone() == (["luminar_ingest", "luminar_miner",
+                                                                 "luminar_validator"],)
+            assert conn.execute(member, ("luminar_grafana",)).fetchone() == (["luminar_monitor", "luminar_reader"],)
+            assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s) AND rolsuper",
+                                ([owner, node, "luminar_grafana"],)).fetchone() == (0,)
+    finally:
+        with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(empty_db.name),
+                                                                          sql.Identifier(pg_server.user)))
+            for role in (owner, node, "luminar_grafana"):
+                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

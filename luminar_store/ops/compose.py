@@ -115,6 +115,8 @@ def compose(settings: Settings, *args: str, capture: bool = False) -> subprocess
     env.update({f"{prefix}USER": settings.user, f"{prefix}PASSWORD": settings.password,
                 f"{prefix}NAME": settings.name, f"{prefix}PORT": str(settings.port),
                 "LUMINAR_DB_ADMIN_PASSWORD": admin_password(settings)})
+    if settings.owner and settings.env != "testing":
+        env.update({"LUMINAR_DB_OWNER": settings.owner, "LUMINAR_DB_OWNER_PASSWORD": settings.owner_password})
     root = project_root()
     argv = [*command, "-f", str(root / "docker-compose.yml")]
     if settings.env == "testing":
