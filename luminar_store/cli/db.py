@@ -99,7 +99,11 @@ def start_command(env: str | None, backend: str, timeout: int) -> None:
         return
     local = cluster.cluster_for(settings)
     result = cluster.start(local, timeout=timeout)
-    provision.provision_local(settings, local.admin_conninfo())
+    provisioned = provision.provision_local(settings, local.admin_conninfo())
+    if provisioned.nodes_superuser:
+        click.echo(f"note: this cluster was made before the role split: the nodes' login {settings.user} is its "
+                   f"superuser. To split it: make db-backup, stop it, move {local.home} away, make db-start, "
+                   "then make db-restore FILE=...", err=True)
     if result == "already running":
         click.echo(f"already running (embedded cluster in {local.home}): {settings.safe_dsn()}")
         return

@@ -198,7 +198,8 @@ def restore_command(path: Path, env: str | None, clean: bool, force: bool, yes: 
     \b
     Example: luminar-db restore backups/luminar_local_20250817T120000Z.dump --env=local --clean --yes
     """
-    settings = settings_for(env)
+    nodes = load_settings(env)
+    settings = nodes.as_owner()
     if settings.env == "production" and not force:
         raise OperationError(f"restoring into production is refused without --force; {settings.target()} is not "
                              "touched")
@@ -209,6 +210,7 @@ def restore_command(path: Path, env: str | None, clean: bool, force: bool, yes: 
                 what=f"restoring {'into production' if settings.env == 'production' else 'with --clean'} "
                      f"replaces the data of {settings.target()}")
     result = restore_database(settings, path, clean=clean, allow_production=force)
+    provision.name_local_nodes(settings, nodes)  # a backup of another machine names other nodes
     made = " (database created)" if result.created_database else ""
     click.echo(f"Restored {len(entries)} archive entries from {path} into {settings.target()}{made}, owned by role "
                f"{result.owner}, in {result.seconds:.1f} s")

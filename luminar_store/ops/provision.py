@@ -49,6 +49,7 @@ __all__ = [
     "drop_extension",
     "setup_database",
     "provision_local",
+    "name_local_nodes",
     "drop_database",
     "drop_created_database",
     "plan_reset",
@@ -83,6 +84,8 @@ class SetupResult:
 
     created_role: bool = False
     created_groups: list[str] = field(default_factory=list)
+    #: The nodes' login is the server's superuser (a local cluster made before the split): not least privilege.
+    nodes_superuser: bool = False
     created_database: bool = False
     created_postgis: bool = False
     applied: list[str] = field(default_factory=list)
@@ -245,6 +248,7 @@ def provision_local(settings: Settings, admin_url: str) -> SetupResult:
         if owner.user != settings.user:
             superuser = server.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %(login)s",
                                        {"login": settings.user}).fetchone()[0]
+            result.nodes_superuser = bool(superuser)
             groups = [settings.user] if superuser else list(NODE_KINDS.values())
             for group in groups:
                 server.execute(sql.SQL("GRANT {} TO {}").format(
@@ -293,17 +297,18 @@ def setup_database(settings: Settings, *, admin_conninfo: str | None = None, mig
             result.created_groups = provision_roles(server)
     result.created_database, result.created_postgis = ensure_database(settings, admin_url=admin_conninfo)
     result.applied = _migrate(settings, directory, out)
-    _name_local_nodes(settings, nodes)
+    name_local_nodes(settings, nodes)
     return result
 
 
-def _name_local_nodes(settings: Settings, nodes: Settings | None) -> None:
+def name_local_nodes(settings: Settings, nodes: Settings | None) -> None:
     """Name the nodes' login of a split database run on this machine in ``node_identities`` (as its owner)."""
     if nodes is not None and nodes.owner and nodes.rules.runs_here:
         from luminar_store.ops.roles import name_local_node
 
         with connect(settings) as conn:
-            name_local_node(conn, nodes.user)
+            if conn.execute("SELECT to_regclass('node_identities')").fetchone()[0] is not None:
+                name_local_node(conn, nodes.user)  # (a database restored from an older backup has none yet)
 
 
 def drop_database(settings: Settings) -> bool:
@@ -389,5 +394,5 @@ def carry_out_reset(plan: ResetPlan, *, out: Out = None) -> SetupResult:
     result = SetupResult()
     result.created_database, result.created_postgis = ensure_database(settings, admin_url=plan.admin_url)
     result.applied = _migrate(settings, plan.migrations_dir, out)
-    _name_local_nodes(settings, plan.nodes)
+    name_local_nodes(settings, plan.nodes)
     return result
