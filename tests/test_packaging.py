@@ -101,6 +101,7 @@ def test_the_wheel_holds_the_migrations_as_package_data_and_the_license(built):
     with zipfile.ZipFile(built.wheel) as whl:
         names = set(whl.namelist())
     wanted = {"luminar_store/migrations/__init__.py", "luminar_store/migrator/__init__.py",
+              "luminar_store/init_scripts/pg_hba.production.conf.template",
               *(f"luminar_store/migrations/{f}" for f in SQL_FILES)}
     assert wanted <= names, f"missing from the wheel: {sorted(wanted - names)}"
     assert any(".dist-info/" in n and n.endswith("/LICENSE") for n in names), sorted(names)  # licenses/ lately
