@@ -39,7 +39,7 @@ from luminar_store.ops.server_tls import (
     plan_server,
     prepare_server,
 )
-from tests._relay import Relay
+from _relay import Relay
 
 ADMIN, ADMIN_PW = "luminar_admin", "Adm1n-secret-pw"
 NODE_PW = {"miner_7": "M7-secret-pw", "miner_9": "M9-secret-pw"}
