@@ -5,6 +5,9 @@ On a scratch PostgreSQL + PostGIS server (started and removed as ``run.py`` does
 
 * bulk: ``db.store_crime_events`` of N events (default 50,000) in batches, rounds alternating audit off / on, each
   on an emptied ``crime_events`` after a ``CHECKPOINT``; the best round of each counts;
+* bulk as a node: the same through the facade logged in as a miner's login (group ``luminar_miner``, named in
+  ``node_identities``), the path under row-level security (staged through a temporary table; events pending, as a
+  node may store them);
 * single: ``db.store_crime_event`` calls (default 2,000 after 200 warm-up), blocks of 100 alternating off / on.
 
 "Off" is ``ALTER TABLE ... DISABLE TRIGGER`` of every ``<table>_audit_insert|update|delete`` trigger (the owner's
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import gc
 import json
@@ -72,12 +76,42 @@ async def set_audit(admin: Any, triggers: list[tuple[str, str]], *, enabled: boo
             sql.Identifier(table), verb, sql.Identifier(trigger)))
 
 
+#: The scratch server's node login for the bulk path under row-level security (trust authentication, no password).
+NODE_LOGIN = "luminar_bench_miner"
+
+
+async def make_node_login(admin: Any) -> None:
+    """A miner's login acting for every miner uid (``node_identities`` uid NULL), made once on the scratch server."""
+    from psycopg import sql
+
+    await admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE luminar_miner").format(sql.Identifier(NODE_LOGIN)))
+    await admin.execute("INSERT INTO node_identities (login, kind, uid, note) VALUES (%s, 'miner', NULL, %s)",
+                        (NODE_LOGIN, "benchmark"))
+
+
+async def bulk_rounds(label: str, facade: Any, admin: Any, triggers: list[tuple[str, str]], batches: list,
+                      plan: Plan) -> dict[str, list[float]]:
+    """``plan.rounds`` bulk runs per mode, alternating audit off / on, each on an emptied table."""
+    import paths
+    from run import _reset_table, say
+
+    seconds: dict[str, list[float]] = {"off": [], "on": []}
+    for r in range(plan.rounds):
+        for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
+            await set_audit(admin, triggers, enabled=mode == "on")
+            await _reset_table(admin)
+            took = await paths.bulk_facade(facade, batches)
+            seconds[mode].append(took)
+            say(f"{label} round {r + 1}/{plan.rounds} audit {mode}: {plan.events / took:,.0f} rows/s ({took:.1f} s)")
+    return seconds
+
+
 async def measure(settings: Any, plan: Plan) -> dict[str, Any]:
     """The bulk and single-store samples with the audit off and on."""
     import paths
     import psycopg
     from eventgen import World
-    from run import _reset_table, say, summary_us
+    from run import say, summary_us
 
     from luminar_store.access import LuminarDB
 
@@ -97,20 +131,21 @@ async def measure(settings: Any, plan: Plan) -> dict[str, Any]:
         batches = [(uid, list(events)) for uid, events in world.batches(plan.events, batch_size=plan.batch_size)]
         gc.collect()
         gc.freeze()
-        bulk: dict[str, list[float]] = {"off": [], "on": []}
-        for r in range(plan.rounds):
-            for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                await set_audit(admin, triggers, enabled=mode == "on")
-                await _reset_table(admin)
-                seconds = await paths.bulk_facade(facade, batches)
-                bulk[mode].append(seconds)
-                say(f"bulk round {r + 1}/{plan.rounds} audit {mode}: {plan.events / seconds:,.0f} rows/s "
-                    f"({seconds:.1f} s)")
-        out["bulk_seconds"] = bulk
+        out["bulk_seconds"] = await bulk_rounds("bulk", facade, admin, triggers, batches, plan)
         cur = await admin.execute("SELECT count(*), coalesce(sum(row_count), 0) FROM audit_log "
                                   "WHERE table_name = 'crime_events' AND operation = 'INSERT'")
         statements, rows = await cur.fetchone()
         out["bulk_audit_rows"] = {"insert_statements": statements, "rows_named": rows}
+
+        await make_node_login(admin)
+        node = LuminarDB(dataclasses.replace(settings, user=NODE_LOGIN, password=""))
+        await node.initialize()
+        try:
+            pending = [(uid, [e | {"verification_status": "pending"} for e in events]) for uid, events in batches]
+            out["node_bulk_seconds"] = await bulk_rounds("node bulk", node, admin, triggers, pending, plan)
+            pending.clear()
+        finally:
+            await node.close()
         batches.clear()
         gc.unfreeze()
         gc.collect()
@@ -150,10 +185,13 @@ def figures(raw: dict[str, Any], plan: Plan) -> list[Any]:
     from run import Figure
 
     bulk = {mode: plan.events / min(seconds) for mode, seconds in raw["bulk_seconds"].items()}
+    node = {mode: plan.events / min(seconds) for mode, seconds in raw["node_bulk_seconds"].items()}
     single = raw["single_us"]
     return [
         Figure("audit_bulk", "bulk store_crime_events, audit on", "rows/s", bulk["on"], bulk["off"], "audit off",
                "ratio >= 0.8", goal_value=0.8),
+        Figure("audit_node_bulk", "bulk store_crime_events as a node, audit on", "rows/s", node["on"], node["off"],
+               "audit off", "ratio >= 0.8", goal_value=0.8),
         Figure("audit_single_p50", "store_crime_event p50, audit on", "µs", single["on"]["p50"],
                single["off"]["p50"], "audit off", "(beside)", goal_on=""),
         Figure("audit_single_p99", "store_crime_event p99, audit on", "µs", single["on"]["p99"],

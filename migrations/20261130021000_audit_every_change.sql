@@ -77,7 +77,9 @@ CREATE FUNCTION %1$I() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $function$
 -- The audit of one statement on %2$I (written by migration 20261130021000_audit_every_change).
 DECLARE
-    uids integer[] := public.luminar_session_uids();
+    -- luminar_session_uids(), inlined: one function call less a statement.
+    uids integer[] := (SELECT array_agg(DISTINCT uid ORDER BY uid) FROM public.node_identities
+                        WHERE login = session_user AND uid IS NOT NULL);
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO public.audit_log (table_name, operation, row_id, row_count, row_ids, node_uids)
