@@ -14,12 +14,14 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from _async import run
+from _async import run, run_with_conn
 from _cli import cli_env
 
 from luminar_store.access import LuminarDB
 from luminar_store.migrator import Migrator
+from luminar_store.models import AuditEntry
 from luminar_store.ops import retention
+from luminar_store.repositories.audit import AuditRepository
 
 AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)  # a fixed past time: no dependence on the clock
 MINER, VALIDATOR = 11, 21
@@ -149,6 +151,23 @@ def test_a_bulk_store_is_audited_once_a_statement_with_its_keys(nodes, db_settin
     assert as_node(miner, lambda db: db.store_crime_events([event(title=f"bulk {n}") for n in range(count)],
                                                            miner_uid=MINER)) == 0
     assert owner_rows(db_settings, "SELECT count(*) FROM audit_log WHERE table_name = 'crime_events'") == [(1,)]
+
+
+def test_the_repository_reads_who_and_finds_a_row_inserted_in_bulk(nodes, db_settings):
+    miner = nodes["miner"]
+    as_node(miner, lambda db: db.store_crime_events([event(title=f"bulk {n}") for n in range(5)], miner_uid=MINER))
+    [(event_id,)] = owner_rows(db_settings, "SELECT event_id FROM crime_events WHERE title = 'bulk 3'")
+
+    async def read(conn):
+        audit = AuditRepository(conn)
+        return await audit.recent(table_name="crime_events"), await audit.for_row("crime_events", event_id)
+
+    [latest], [history] = run_with_conn(db_settings.conninfo(), read)
+    assert latest == history and isinstance(latest, AuditEntry)
+    assert (latest.operation, latest.row_id, latest.row_count, latest.actor) == ("INSERT", None, 5, miner.user)
+    assert str(event_id) in latest.row_ids and latest.node_uids == [MINER]
+    assert latest.client_addr.is_loopback and latest.application_name == "luminar_store"
+    assert latest.transaction_id > 0 and latest["row_count"] == 5
 
 
 def test_every_core_table_has_its_three_statement_triggers_with_transition_tables(db_settings):
