@@ -136,7 +136,9 @@ $migration$;
 
 -- Append-only. Privileges keep every node out (none has UPDATE, DELETE or TRUNCATE on audit_log); these guards
 -- refuse the owner's own plain changes too, except the DELETE of luminar_age_out_audit, which marks its transaction
--- (luminar.audit_age_out = its transaction id) for the length of that DELETE.
+-- (luminar.audit_age_out = its transaction id) for the length of that DELETE. A node setting that mark gains
+-- nothing (its privileges are checked first); the owner, who could also drop a trigger, is kept from slips and
+-- stray tools, not from itself: that takes the trail's copies elsewhere (backups, replicas, logical replication).
 CREATE FUNCTION luminar_audit_log_guard() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
 BEGIN
