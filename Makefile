@@ -19,7 +19,7 @@ TEST_WORKERS ?= 2
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
-        test lint demo bench faults sample-data db-backup db-restore db-stats clean release-claims
+        test lint demo bench bench-audit faults sample-data db-backup db-restore db-stats clean release-claims
 
 ##@ Getting started
 
@@ -99,6 +99,9 @@ demo: setup ## On a fresh machine: start and migrate the local database, load sa
 
 bench: setup ## Run the benchmarks (results in benchmarks/results/)
 	@$(PY) benchmarks/run.py
+
+bench-audit: setup ## Measure the audit trail's cost: bulk and single stores, audit on vs off (~2 min)
+	@$(PY) benchmarks/audit.py
 
 faults: setup ## Run the fault scenarios (long; figures in benchmarks/results/faults-*.json)
 	@$(PY) benchmarks/faults/run.py

@@ -28,7 +28,7 @@ def test_recent_is_empty_on_a_fresh_database(db_conninfo):
 def test_entries_from_triggers_newest_first(db_conninfo):
     async def body(conn):
         audit = AuditRepository(conn)
-        event_id = await insert_event(conn)  # inserts of events are not audited
+        event_id = await insert_event(conn)  # an insert is audited once a statement, by key
         await conn.execute("UPDATE crime_events SET verification_status = 'verified' WHERE event_id = %s",
                            (event_id,))
         zone = await RiskZoneRepository(conn).store({"name": "z", "boundary": SQUARE, "risk_level": 2,
@@ -38,8 +38,11 @@ def test_entries_from_triggers_newest_first(db_conninfo):
         entries = await audit.recent()
         assert all(isinstance(e, AuditEntry) for e in entries)
         assert [(e.table_name, e.operation) for e in entries] == [
-            ("crime_events", "DELETE"), ("risk_zones", "INSERT"), ("crime_events", "UPDATE")]
+            ("crime_events", "DELETE"), ("risk_zones", "INSERT"), ("crime_events", "UPDATE"),
+            ("crime_events", "INSERT")]
         assert entries[1].row_id == str(zone.zone_id) and entries[1].old_data is None
+        assert (entries[1].row_count, entries[1].row_ids, entries[1].new_data) == (1, [str(zone.zone_id)], None)
+        assert (entries[3].row_id, entries[3].row_count) == (str(event_id), 1)
         update = entries[2]
         assert update.row_id == str(event_id)
         assert update.old_data["verification_status"] == "pending"
@@ -48,7 +51,7 @@ def test_entries_from_triggers_newest_first(db_conninfo):
         assert update.actor and update.occurred_at.tzinfo is not None
         assert entries[0].new_data is None and entries[0].old_data["event_id"] == str(event_id)
 
-        assert [e.operation for e in await audit.recent(table_name="crime_events")] == ["DELETE", "UPDATE"]
+        assert [e.operation for e in await audit.recent(table_name="crime_events")] == ["DELETE", "UPDATE", "INSERT"]
         assert [e.table_name for e in await audit.recent(limit=1)] == ["crime_events"]
         assert await audit.recent(table_name="validator_performance") == []
 
@@ -65,11 +68,11 @@ def test_for_row_gives_one_rows_history_oldest_first(db_conninfo):
         await miners.record_round(43, "other", SCORES)
         await miners.record_round(43, "changed", SCORES)
         history = await audit.for_row("miner_performance", 42)
-        assert [e.operation for e in history] == ["REREGISTER", "REREGISTER"]
-        assert [(e.old_data["hotkey"], e.new_data["hotkey"]) for e in history] == [
+        assert [e.operation for e in history] == ["INSERT", "REREGISTER", "REREGISTER"]
+        assert [(e.old_data["hotkey"], e.new_data["hotkey"]) for e in history[1:]] == [
             ("first", "second"), ("second", "third")]
         assert await audit.for_row("miner_performance", "42") == history
-        assert len(await audit.for_row("miner_performance", 42, limit=1)) == 1
+        assert len(await audit.for_row("miner_performance", 42, limit=2)) == 2
         assert await audit.for_row("miner_performance", 44) == []
         assert await audit.for_row("validator_performance", 42) == []
 
@@ -80,7 +83,8 @@ def test_for_row_accepts_a_uuid(db_conninfo):
     async def body(conn):
         event_id = await insert_event(conn, timestamp=datetime.now(timezone.utc) - timedelta(hours=1))
         await conn.execute("UPDATE crime_events SET severity_level = 5 WHERE event_id = %s", (event_id,))
-        [entry] = await AuditRepository(conn).for_row("crime_events", event_id)
+        inserted, entry = await AuditRepository(conn).for_row("crime_events", event_id)
+        assert inserted.operation == "INSERT" and inserted.row_ids == [str(event_id)]
         assert entry.operation == "UPDATE" and entry.new_data["severity_level"] == 5
         assert await AuditRepository(conn).for_row("crime_events", uuid.uuid4()) == []
 

@@ -297,7 +297,8 @@ def test_update_verification(db_settings, conn):
     updated = run(with_repo(db_settings, go))
     assert (updated.verification_status, updated.validator_uid, updated.verification_score) == ("verified", 9, 0.93)
     assert updated.verified_at is not None and updated.updated_at >= updated.created_at
-    assert conn.execute("SELECT count(*) FROM audit_log WHERE table_name = 'crime_events'").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM audit_log WHERE table_name = 'crime_events' AND operation = 'UPDATE'"
+                        ).fetchone()[0] == 1
 
 
 def test_hotspot_where_ten_verified_events_are_not_where_pending_or_old_ones_are(db_settings):

@@ -262,10 +262,12 @@ def test_updated_at_triggers_move_forward(conn):
 
 def test_audit_trail_for_event_changes_and_reregistration(conn):
     event_id = insert_event(conn)
-    assert count(conn, "audit_log") == 0  # inserts (the bulk path) are not audited
+    # An insert is audited once a statement, by key (no copy of the row).
+    assert conn.execute("SELECT operation, row_id, row_count, new_data FROM audit_log").fetchall() == [
+        ("INSERT", str(event_id), 1, None)]
     conn.execute("UPDATE crime_events SET verification_status = 'verified' WHERE event_id = %s", [event_id])
     row = conn.execute("SELECT operation, row_id, old_data->>'verification_status', new_data->>'verification_status' "
-                       "FROM audit_log WHERE table_name = 'crime_events'").fetchone()
+                       "FROM audit_log WHERE table_name = 'crime_events' AND operation = 'UPDATE'").fetchone()
     assert row == ("UPDATE", str(event_id), "pending", "verified")
 
     conn.execute("INSERT INTO miner_performance (miner_uid, hotkey, total_rounds) VALUES (3, 'old', 0)")

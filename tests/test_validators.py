@@ -68,7 +68,8 @@ def test_reregistration_starts_a_fresh_record_and_is_audited(db_conninfo):
 
         again = await validators.record_validation(3, "new", agreed=True, score_given=0.5)
         assert again.reregistered is False and again.validated_events == 2
-        assert await count_rows(conn, "audit_log") == 1
+        cur = await conn.execute("SELECT count(*) FROM audit_log WHERE operation = 'REREGISTER'")
+        assert (await cur.fetchone())[0] == 1
 
     run_with_conn(db_conninfo, body)
 

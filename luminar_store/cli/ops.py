@@ -320,7 +320,8 @@ def clean_command(env: str | None, days: int | None, batch_size: int, yes: bool)
     """Delete data older than the retention period, in batches, after confirmation. Never drops anything.
 
     Old consensus records, events, reports no event still names, clusters, expired risk zones and audit entries
-    go; miners, validators and migrations stay.
+    (through the owner's luminar_age_out_audit: the trail is append-only) go; miners, validators and migrations
+    stay. It then says what it cannot reach: backups already taken (backups/) and local copies or replicas.
 
     \b
     Example: luminar-db clean --days 90
@@ -333,8 +334,10 @@ def clean_command(env: str | None, days: int | None, batch_size: int, yes: bool)
         total = sum(plan.values())
         cutoff = retention.cutoff_for(days)
         when = f"older than {days} days (before {cutoff:%Y-%m-%d %H:%M} UTC)"
+        beyond = retention.unreachable(days=days)
         if not total:
             click.echo(f"Nothing {when} in {settings.target()}.")
+            _say_unreachable(beyond)
             return
         click.echo(f"Target: {settings.target()} - rows {when}:")
         for table, count in plan.items():
@@ -347,6 +350,13 @@ def clean_command(env: str | None, days: int | None, batch_size: int, yes: bool)
         deleted = retention.delete_old_rows(conn, days=days, batch_size=batch_size, progress=report)
     click.echo(f"Deleted {sum(deleted.values()):,} rows from {settings.target()}: " +
                ", ".join(f"{table} {n:,}" for table, n in deleted.items() if n) + ".")
+    _say_unreachable(beyond)
+
+
+def _say_unreachable(beyond: retention.Unreachable) -> None:
+    click.echo("Not reached by clean:")
+    for line in beyond.lines():
+        click.echo(f"  {line}")
 
 
 COMMANDS = (setup_command, reset_command, sample_data_command, backup_command, restore_command, status_command,

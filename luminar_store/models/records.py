@@ -20,6 +20,7 @@ import decimal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -458,7 +459,13 @@ class RiskZone(Record):
 @dataclass(slots=True)
 class AuditEntry(Record):
     """A row of ``audit_log``: ``operation`` is INSERT, UPDATE, DELETE or REREGISTER; ``old_data``/``new_data`` are
-    the row before and after (``None`` where not applicable)."""
+    the row before and after (``None`` where not applicable).
+
+    Who: ``actor`` (the login), ``node_uids`` (its uids in ``node_identities``, ``None`` for none), ``client_addr``
+    (``None`` over a Unix socket), ``application_name``, ``transaction_id``. An INSERT entry stands for one statement:
+    ``row_count`` rows, their keys in ``row_ids`` (``row_id`` set when it was one row); so does a DELETE by
+    retention (keys only). UPDATE, DELETE and REREGISTER entries are one a row (``row_count``/``row_ids`` ``None``).
+    """
 
     audit_id: UUID
     table_name: str
@@ -468,3 +475,9 @@ class AuditEntry(Record):
     old_data: dict[str, Any] | None
     new_data: dict[str, Any] | None
     occurred_at: datetime
+    node_uids: list[int] | None = None
+    client_addr: IPv4Address | IPv6Address | None = None
+    application_name: str | None = None
+    transaction_id: int | None = None
+    row_count: int | None = None
+    row_ids: list[str] | None = None

@@ -1,7 +1,10 @@
 """The audit log, read only: rows written by the schema's triggers (and by re-registrations).
 
-``audit_log`` holds one row per audited change: the table, the operation (INSERT, UPDATE, DELETE, REREGISTER), the
-row's key as text (``row_id``: a UUID, or a miner/validator uid), the database user, and the row before and after.
+``audit_log`` is written by the schema's statement triggers (migration ``20261130021000_audit_every_change``) and
+is append-only. An INSERT entry stands for one statement: how many rows (``row_count``) and their keys (``row_ids``;
+``row_id`` too when it was one row). UPDATE, DELETE and REREGISTER entries are one a row: its key as text
+(``row_id``: a UUID, a miner/validator uid, a node login) and the row before and after. Every entry says who: the
+login (``actor``), its node uids, the client address, the application name and the transaction.
 
 Example::
 
@@ -25,7 +28,8 @@ __all__ = ["AuditRepository"]
 
 # The newest entries of every table (idx_audit_log_occurred_at, read backwards).
 RECENT = """
-SELECT audit_id, table_name, operation, row_id, actor, old_data, new_data, occurred_at
+SELECT audit_id, table_name, operation, row_id, actor, old_data, new_data, occurred_at, node_uids, client_addr,
+       application_name, transaction_id, row_count, row_ids
   FROM audit_log
  ORDER BY occurred_at DESC
  LIMIT %(limit)s
@@ -33,18 +37,22 @@ SELECT audit_id, table_name, operation, row_id, actor, old_data, new_data, occur
 
 # The newest entries of one table (idx_audit_log_table_time).
 RECENT_FOR_TABLE = """
-SELECT audit_id, table_name, operation, row_id, actor, old_data, new_data, occurred_at
+SELECT audit_id, table_name, operation, row_id, actor, old_data, new_data, occurred_at, node_uids, client_addr,
+       application_name, transaction_id, row_count, row_ids
   FROM audit_log
  WHERE table_name = %(table_name)s
  ORDER BY occurred_at DESC
  LIMIT %(limit)s
 """
 
-# The history of one row, oldest first (idx_audit_log_table_time narrows to the table).
+# The history of one row, oldest first (idx_audit_log_table_time narrows to the table): its own entries and the
+# statements that inserted (or retention deleted) it among others (row_ids, looked into only for those).
 FOR_ROW = """
-SELECT audit_id, table_name, operation, row_id, actor, old_data, new_data, occurred_at
+SELECT audit_id, table_name, operation, row_id, actor, old_data, new_data, occurred_at, node_uids, client_addr,
+       application_name, transaction_id, row_count, row_ids
   FROM audit_log
- WHERE table_name = %(table_name)s AND row_id = %(row_id)s
+ WHERE table_name = %(table_name)s
+   AND (row_id = %(row_id)s OR (row_count > 1 AND row_ids @> ARRAY[%(row_id)s::text]))
  ORDER BY occurred_at, audit_id
  LIMIT %(limit)s
 """

@@ -70,7 +70,7 @@ MINER_COLUMNS = """miner_uid, hotkey, integrity_score, clustering_score, novelty
 # (re-registration): the record restarts from this round only, with a new miner_id, registered_at = the round's
 # time and no coldkey or stake_amount; processed_reports / verified_events are the uid's current counts, which the
 # schema's BEFORE INSERT trigger put in EXCLUDED (with the same hotkey the row keeps its own, which the triggers
-# keep true); the AFTER UPDATE OF hotkey trigger writes the previous row to audit_log. `created`: the row was
+# keep true); the audit trigger writes the previous row to audit_log as a REREGISTER. `created`: the row was
 # inserted (an inserted tuple has xmax = 0; an updated one carries the updater's lock). `reregistered`: updated,
 # yet back to one round, which only the new-hotkey branch produces.
 # A round with a key (round_key) counts once: with the same hotkey and the key among recent_round_keys, the

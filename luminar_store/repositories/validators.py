@@ -39,8 +39,8 @@ VALIDATOR_COLUMNS = """validator_id, validator_uid, hotkey, validated_events, ag
 # Same hotkey: counts grow, accuracy and the mean score given (running_mean_score) are recomputed, stake changes
 # only when given.
 # New hotkey (re-registration): the record restarts from this validation with a new validator_id and stake (given
-# or 0) and no coldkey, and the trigger validator_performance_reregistered writes the previous row to audit_log
-# (as miner_performance's does). `created`: the row was inserted (xmax = 0); `reregistered`:
+# or 0) and no coldkey, and the audit trigger validator_performance_audit_update writes the previous row to
+# audit_log as a REREGISTER (as miner_performance's does). `created`: the row was inserted (xmax = 0); `reregistered`:
 # updated, yet back to one validation, which only the new-hotkey branch produces.
 RECORD_VALIDATION = """
 WITH prior AS (
