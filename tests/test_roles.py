@@ -158,7 +158,7 @@ TAMPERING = [
     "DELETE FROM audit_log",
     "TRUNCATE audit_log",
     "INSERT INTO audit_log (table_name, operation, row_id) VALUES ('crime_events', 'DELETE', 'x')",
-    "ALTER TABLE crime_events DISABLE TRIGGER crime_events_audit",
+    "ALTER TABLE crime_events DISABLE TRIGGER crime_events_audit_insert",
     "DROP TABLE consensus_records",
     "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
     "DELETE FROM crime_events",

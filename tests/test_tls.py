@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from _relay import Relay
 from psycopg import sql
 
 from luminar_store.cli.main import cli
@@ -39,7 +40,6 @@ from luminar_store.ops.server_tls import (
     plan_server,
     prepare_server,
 )
-from _relay import Relay
 
 ADMIN, ADMIN_PW = "luminar_admin", "Adm1n-secret-pw"
 NODE_PW = {"miner_7": "M7-secret-pw", "miner_9": "M9-secret-pw"}
