@@ -20,8 +20,9 @@
 -- hides nothing from them. public_event_cells, their common part, is granted to no one. The public views are
 -- security barriers: a reader's own conditions (a function of theirs in WHERE) run only on the rows they show, never
 -- on a suppressed one.
--- crime_hotspots is no longer the reader's: it suppresses nothing (a cell of one event is a hotspot there) and its
--- SECURITY INVOKER function reads crime_events with the caller's rights. The reader reads public_hotspots instead.
+-- crime_hotspots is no longer the reader's nor the monitor's: it suppresses nothing (a cell of one event is a
+-- hotspot there) and its SECURITY INVOKER function reads crime_events with the caller's rights. The reader and the
+-- monitor read public_hotspots instead.
 
 -- migrate:up
 -- k: the fewest verified events a public cell must hold to be shown.
@@ -77,10 +78,10 @@ CREATE VIEW public_hotspots WITH (security_barrier) AS
      GROUP BY cell_latitude, cell_longitude;
 
 GRANT SELECT ON public_crime_events, public_hotspots TO luminar_reader, luminar_monitor, luminar_analyst;
-REVOKE SELECT ON crime_hotspots FROM luminar_reader;
+REVOKE SELECT ON crime_hotspots FROM luminar_reader, luminar_monitor;
 
 -- migrate:down
-GRANT SELECT ON crime_hotspots TO luminar_reader;
+GRANT SELECT ON crime_hotspots TO luminar_reader, luminar_monitor;
 DROP VIEW IF EXISTS public_hotspots;
 DROP VIEW IF EXISTS public_crime_events;
 DROP VIEW IF EXISTS public_event_cells;

@@ -307,3 +307,17 @@ def test_production_wants_the_owners_own_password():
     with pytest.raises(ConfigError, match="LUMINAR_DB_OWNER_PASSWORD"):
         load_settings("production", environ=base)
     assert load_settings("production", environ={**base, "LUMINAR_DB_OWNER_PASSWORD": "other"}).owner == "boss"
+
+
+@pytest.mark.parametrize("group", sorted(GROUP_ROLES))
+def test_every_relation_a_role_may_read_can_be_read_by_its_logins(node_login, world, group):
+    """A grant that fails when used (a view whose function reads a table with the caller's rights) is a bug."""
+    login = node_login(group, {"luminar_miner": "miner", "luminar_validator": "validator"}.get(group), None)
+    with psycopg.connect(login.conninfo(), autocommit=True) as conn:
+        readable = [name for (name,) in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm') "
+            "AND has_table_privilege(c.oid, 'SELECT') ORDER BY 1").fetchall()]
+        assert readable, f"{group} may read nothing"
+        for name in readable:
+            conn.execute(sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(name))).fetchall()
