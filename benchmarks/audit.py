@@ -27,7 +27,6 @@ import datetime as dt
 import gc
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -244,10 +243,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the scratch server
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if (args.events is not None and args.events < 1000) or args.rounds < 1 or args.batch_size < 1:
@@ -258,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("error: asyncpg is missing; install it: .venv/bin/pip install -e '.[bench]'", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    from scratchpg import stop_on_sigterm
+
+    stop_on_sigterm()
     plan = Plan.from_args(args)
 
     from run import say, table

@@ -29,7 +29,6 @@ import gc
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -524,10 +523,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the scratch server
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -542,7 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1 or args.batch_size < 1:
         print("error: --rounds and --batch-size must be at least 1", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    from scratchpg import stop_on_sigterm
+
+    stop_on_sigterm()
     plan = Plan.from_args(args)
 
     from scratchpg import DBNAME, USER, ScratchServer

@@ -32,7 +32,7 @@ from psycopg.conninfo import make_conninfo
 
 from luminar_store.ops.cluster import find_bindir, is_root, service_user
 
-__all__ = ["ScratchServer", "SERVER_SETTINGS"]
+__all__ = ["ScratchServer", "SERVER_SETTINGS", "stop_on_sigterm"]
 
 #: Server settings of the scratch cluster: a small production-like configuration for a 2-core, few-GB machine.
 #: synchronous_commit=off takes the disk's fsync wait (1-3 ms on a small VM, and noisy) out of every single-row
@@ -52,6 +52,16 @@ SERVER_SETTINGS: dict[str, str] = {
 
 DBNAME = "luminar_bench"
 USER = "luminar_bench"
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the scratch servers
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends a run like Ctrl-C does: through the ``finally`` blocks, so no scratch server is left behind
+    (they run in their own session and would outlive us)."""
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-__all__ = ["run", "run_with_conn", "count_rows", "insert_event", "eventually", "clock"]
+__all__ = ["run", "run_with_conn", "with_facade", "count_rows", "insert_event", "eventually", "clock"]
 
 T = TypeVar("T")
 
@@ -33,6 +33,23 @@ def run(coro: Awaitable[T]) -> T:
 
 async def _await(coro: Awaitable[T]) -> T:
     return await coro
+
+
+def with_facade(settings: Any, body: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``body(db)`` with the facade (``LuminarDB``) connected as ``settings``' login, closed after; returns
+    its result."""
+    from luminar_store.access import LuminarDB
+
+    db = LuminarDB(settings)
+
+    async def go() -> T:
+        await db.initialize()
+        try:
+            return await body(db)
+        finally:
+            await db.close()
+
+    return run(go())
 
 
 def run_with_conn(conninfo: str, body: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:

@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from _async import run, run_with_conn
+from _async import run_with_conn, with_facade
 from _cli import cli_env
 
-from luminar_store.access import LuminarDB
 from luminar_store.migrator import Migrator
 from luminar_store.models import AuditEntry
 from luminar_store.ops import retention
@@ -45,20 +44,6 @@ def event(**over) -> dict:
     return data
 
 
-def as_node(settings, body):
-    """Run ``body(db)`` with the facade logged in as ``settings``' login; returns its result."""
-    db = LuminarDB(settings)
-
-    async def go():
-        await db.initialize()
-        try:
-            return await body(db)
-        finally:
-            await db.close()
-
-    return run(go())
-
-
 def owner_rows(db_settings, query: str, params=None) -> list[tuple]:
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as owner:
         return owner.execute(query, params).fetchall()
@@ -82,8 +67,8 @@ def nodes(node_login):
 
 def test_every_write_of_a_node_is_audited_with_who_did_it(nodes, db_settings):
     app, miner, validator = nodes["app"], nodes["miner"], nodes["validator"]
-    report_id = as_node(app, lambda db: db.store_raw_report(report(1)))
-    event_id = as_node(miner, lambda db: db.store_crime_event(event(related_reports=[report_id]), miner_uid=MINER))
+    report_id = with_facade(app, lambda db: db.store_raw_report(report(1)))
+    event_id = with_facade(miner, lambda db: db.store_crime_event(event(related_reports=[report_id]), miner_uid=MINER))
 
     async def judge(db):
         await db.update_event_verification(event_id, VALIDATOR, "verified", 0.9)
@@ -92,7 +77,7 @@ def test_every_write_of_a_node_is_audited_with_who_did_it(nodes, db_settings):
         await db.update_miner_performance(MINER, "hk-m", SCORES, round_number=2)  # its update: UPDATE
         return record
 
-    record = as_node(validator, judge)
+    record = with_facade(validator, judge)
 
     def entries(table: str, operation: str) -> list[tuple]:
         return owner_rows(db_settings, f"SELECT row_id, row_count, row_ids, old_data, new_data, {WHO} "  # noqa: S608
@@ -127,7 +112,7 @@ def test_every_write_of_a_node_is_audited_with_who_did_it(nodes, db_settings):
         assert_names(update[5:], validator.user, VALIDATOR)
 
     # The settlement of a report by a miner is an update of the report, audited with its old and new status.
-    as_node(miner, lambda db: db.claim_reports(MINER, limit=1))
+    with_facade(miner, lambda db: db.claim_reports(MINER, limit=1))
     [claim] = entries("raw_incident_reports", "UPDATE")
     assert (claim[3]["status"], claim[4]["status"], claim[4]["claimed_by"]) == ("pending", "processing", MINER)
     assert_names(claim[5:], miner.user, MINER)
@@ -136,7 +121,7 @@ def test_every_write_of_a_node_is_audited_with_who_did_it(nodes, db_settings):
 @pytest.mark.parametrize("count", [1, 3, 40])
 def test_a_bulk_store_is_audited_once_a_statement_with_its_keys(nodes, db_settings, count):
     miner = nodes["miner"]
-    stored = as_node(miner, lambda db: db.store_crime_events([event(title=f"bulk {n}") for n in range(count)],
+    stored = with_facade(miner, lambda db: db.store_crime_events([event(title=f"bulk {n}") for n in range(count)],
                                                              miner_uid=MINER))
     assert stored == count
     rows = owner_rows(db_settings, f"SELECT row_id, row_count, row_ids, new_data, {WHO} FROM audit_log "  # noqa: S608
@@ -148,14 +133,14 @@ def test_a_bulk_store_is_audited_once_a_statement_with_its_keys(nodes, db_settin
     assert row_id == (ids[0] if count == 1 else None)
     assert_names(tuple(who), miner.user, MINER)
     # A retried batch stores nothing and audits nothing.
-    assert as_node(miner, lambda db: db.store_crime_events([event(title=f"bulk {n}") for n in range(count)],
+    assert with_facade(miner, lambda db: db.store_crime_events([event(title=f"bulk {n}") for n in range(count)],
                                                            miner_uid=MINER)) == 0
     assert owner_rows(db_settings, "SELECT count(*) FROM audit_log WHERE table_name = 'crime_events'") == [(1,)]
 
 
 def test_the_repository_reads_who_and_finds_a_row_inserted_in_bulk(nodes, db_settings):
     miner = nodes["miner"]
-    as_node(miner, lambda db: db.store_crime_events([event(title=f"bulk {n}") for n in range(5)], miner_uid=MINER))
+    with_facade(miner, lambda db: db.store_crime_events([event(title=f"bulk {n}") for n in range(5)], miner_uid=MINER))
     [(event_id,)] = owner_rows(db_settings, "SELECT event_id FROM crime_events WHERE title = 'bulk 3'")
 
     async def read(conn):
@@ -196,7 +181,7 @@ def test_a_reregistration_is_still_kept_as_such(nodes, db_settings):
         await db.update_miner_performance(MINER, "first", SCORES)
         await db.update_miner_performance(MINER, "second", SCORES)
 
-    as_node(nodes["validator"], work)
+    with_facade(nodes["validator"], work)
     rows = owner_rows(db_settings, "SELECT operation, old_data->>'hotkey', new_data->>'hotkey', actor FROM audit_log "
                       "WHERE table_name = 'miner_performance' AND row_id = %s ORDER BY occurred_at, audit_id",
                       (str(MINER),))
@@ -230,7 +215,7 @@ TAMPERING = [
 
 @pytest.mark.parametrize("group", NODE_GROUPS)
 def test_no_node_role_can_change_the_trail(node_login, nodes, db_settings, group):
-    as_node(nodes["app"], lambda db: db.store_raw_report(report(5)))
+    with_facade(nodes["app"], lambda db: db.store_raw_report(report(5)))
     before = owner_rows(db_settings, "SELECT * FROM audit_log ORDER BY audit_id")
     settings = node_login(group)
     allowed = []
@@ -248,8 +233,8 @@ def test_no_node_role_can_change_the_trail(node_login, nodes, db_settings, group
 
 
 def test_even_the_owner_cannot_rewrite_the_trail_but_ages_it_out_through_the_function(nodes, db_settings):
-    as_node(nodes["app"], lambda db: db.store_raw_reports([report(n) for n in range(10, 13)]))
-    as_node(nodes["app"], lambda db: db.store_raw_report(report(14)))
+    with_facade(nodes["app"], lambda db: db.store_raw_reports([report(n) for n in range(10, 13)]))
+    with_facade(nodes["app"], lambda db: db.store_raw_report(report(14)))
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as owner:
         count = owner.execute("SELECT count(*) FROM audit_log").fetchone()[0]
         assert count >= 2
@@ -276,9 +261,9 @@ def test_even_the_owner_cannot_rewrite_the_trail_but_ages_it_out_through_the_fun
 # -- retention ------------------------------------------------------------------------------------------------------
 def test_retention_ages_audit_rows_out_and_audits_its_own_deletes_by_key_only(nodes, db_settings):
     now = datetime.now(UTC)
-    old_event = as_node(nodes["miner"], lambda db: db.store_crime_event(
+    old_event = with_facade(nodes["miner"], lambda db: db.store_crime_event(
         event(title="old", timestamp=now - timedelta(days=400)), miner_uid=MINER))
-    as_node(nodes["validator"], lambda db: db.update_event_verification(old_event, VALIDATOR, "verified", 0.9))
+    with_facade(nodes["validator"], lambda db: db.update_event_verification(old_event, VALIDATOR, "verified", 0.9))
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as owner:
         # An entry written 400 days ago (the owner may append; only the maintenance path removes).
         owner.execute("INSERT INTO audit_log (table_name, operation, row_id, occurred_at) "

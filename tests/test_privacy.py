@@ -14,9 +14,8 @@ from datetime import datetime, timezone
 
 import psycopg
 import pytest
-from _async import run
+from _async import with_facade
 
-from luminar_store.access import LuminarDB
 from luminar_store.config import load_settings
 from luminar_store.errors import ConfigError
 from luminar_store.privacy import MIN_KEY_LENGTH, Pseudonyms, is_pseudonym
@@ -97,19 +96,6 @@ def test_on_without_a_key_is_refused_where_reports_are_written_naming_how_to_mak
 def stored_reporters(settings) -> dict[str, str | None]:
     with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
         return dict(conn.execute("SELECT external_id, user_id FROM raw_incident_reports").fetchall())
-
-
-def with_facade(settings, body):
-    db = LuminarDB(settings)
-
-    async def go():
-        await db.initialize()
-        try:
-            return await body(db)
-        finally:
-            await db.close()
-
-    return run(go())
 
 
 def test_reports_are_stored_under_their_pseudonym_by_every_write_path(db_settings):

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from _async import run
+from _async import run, with_facade
 from _cli import cli_env, one_line_error
 from psycopg import sql
 
@@ -61,24 +61,10 @@ def world(db_settings):
     return run(seed())
 
 
-def as_node(settings, body):
-    """Run ``body(db)`` with the facade logged in as ``settings``' login; returns its result."""
-    db = LuminarDB(settings)
-
-    async def go():
-        await db.initialize()
-        try:
-            return await body(db)
-        finally:
-            await db.close()
-
-    return run(go())
-
-
 def refused(settings, body) -> str:
     """``body`` run as the node must fail with ``PermissionDeniedError``, nothing written; returns its text."""
     with pytest.raises(PermissionDeniedError) as caught:
-        as_node(settings, body)
+        with_facade(settings, body)
     return str(caught.value)
 
 
@@ -98,7 +84,7 @@ def test_a_miner_does_its_calls_and_nothing_more(node_login, world):
         assert (await db.get_miner_stats(MINER)).total_rounds == 1
         return True
 
-    assert as_node(miner, work)
+    assert with_facade(miner, work)
     # Another miner's work cannot be forged or changed.
     assert "row-level security" in refused(miner, lambda db: db.store_crime_event(event(), miner_uid=OTHER_MINER))
     refused(miner, lambda db: db.store_crime_events([event(title="forged")], miner_uid=OTHER_MINER))
@@ -125,7 +111,7 @@ def test_a_validator_gives_its_own_verdicts_and_keeps_scores(node_login, world):
         assert (await db.get_miner_stats(MINER)).total_rounds == 2
         return True
 
-    assert as_node(validator, work)
+    assert with_facade(validator, work)
     refused(validator, lambda db: db.store_consensus_record(world["mine"], OTHER_VALIDATOR, {"final": 0.1}, 3))
     refused(validator, lambda db: db.update_event_verification(world["mine"], OTHER_VALIDATOR, "rejected", 0.1))
     refused(validator, lambda db: db.store_crime_event(event(), miner_uid=MINER))
@@ -142,7 +128,7 @@ def test_an_app_files_reports_and_nothing_else(node_login, world):
         assert await db.store_raw_reports([report(n) for n in (22, 23)], skip_existing=False) == 2
         return True
 
-    assert as_node(app, work)
+    assert with_facade(app, work)
     refused(app, lambda db: db.store_crime_event(event(), miner_uid=MINER))
     refused(app, lambda db: db.get_recent_events(hours=24, limit=10))
 
@@ -207,12 +193,12 @@ def test_stale_claims_are_returned_by_the_owners_function(node_login, db_setting
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as owner:
         owner.execute("UPDATE raw_incident_reports SET claimed_at = %s WHERE status = 'processing'",
                       (AT - timedelta(days=2),))
-    assert as_node(miner, lambda db: db.release_stale_claims(60)) == 1
+    assert with_facade(miner, lambda db: db.release_stale_claims(60)) == 1
 
 
 def test_the_audit_trail_names_the_login_not_the_owner(node_login, db_settings, world):
     miner = node_login("luminar_miner", "miner", MINER)
-    as_node(miner, lambda db: db.locate_event(world["mine"], 48.87, 2.37))
+    with_facade(miner, lambda db: db.locate_event(world["mine"], 48.87, 2.37))
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as owner:
         actors = owner.execute("SELECT actor FROM audit_log WHERE row_id = %s AND operation = 'UPDATE'",
                                (str(world["mine"]),)).fetchall()
@@ -271,7 +257,7 @@ def test_a_node_added_by_command_works_as_its_uid_and_revoking_it_ends_that(admi
     assert ran.exit_code == 0, ran.output
     assert "s3cret-pw" not in ran.output and f"login {login}: miner (luminar_miner) for uid 11" in ran.output
     node = replace(db_settings, user=login, password="s3cret-pw")
-    stored = as_node(node, lambda db: db.store_crime_event(event(title="by command"), miner_uid=MINER))
+    stored = with_facade(node, lambda db: db.store_crime_event(event(title="by command"), miner_uid=MINER))
     assert stored
     taken = admin_cli("add-node", f"other_{uuid.uuid4().hex[:8]}", "--kind", "miner", "--uid", "11")
     assert taken.exit_code != 0 and f"miner uid 11 is login {login}'s" in one_line_error(taken)

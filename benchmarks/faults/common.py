@@ -415,14 +415,13 @@ def main(name: str, run: Callable[..., Awaitable[dict[str, object]]], argv: list
     return 0
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the scratch servers
-
-
 def stop_on_sigterm() -> None:
-    """SIGTERM ends the run like Ctrl-C does: through the ``finally`` blocks, so no scratch server is left behind
-    (they run in their own session and would outlive us)."""
-    signal.signal(signal.SIGTERM, _terminate)
+    """SIGTERM ends the run like Ctrl-C does (``scratchpg.stop_on_sigterm``)."""
+    if str(HERE.parent) not in sys.path:
+        sys.path.append(str(HERE.parent))  # for scratchpg; after faults/, whose names win
+    from scratchpg import stop_on_sigterm as through_finally_blocks
+
+    through_finally_blocks()
 
 
 def quiet_pool_logs() -> None:
