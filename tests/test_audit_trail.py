@@ -16,32 +16,20 @@ import psycopg
 import pytest
 from _async import run_with_conn, with_facade
 from _cli import cli_env
+from _nodes import event, report
 
 from luminar_store.migrator import Migrator
 from luminar_store.models import AuditEntry
 from luminar_store.ops import retention
+from luminar_store.ops.roles import GROUP_ROLES
 from luminar_store.repositories.audit import AuditRepository
 
-AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)  # a fixed past time: no dependence on the clock
 MINER, VALIDATOR = 11, 21
 AUDITED = ("raw_incident_reports", "crime_events", "consensus_records", "miner_performance",
            "validator_performance", "crime_clusters", "risk_zones", "node_identities")
-NODE_GROUPS = ("luminar_ingest", "luminar_miner", "luminar_validator", "luminar_reader", "luminar_analyst",
-               "luminar_sync", "luminar_monitor")
+NODE_GROUPS = tuple(GROUP_ROLES)
 SCORES = {"integrity": 0.9, "clustering": 0.9, "novelty": 0.9, "quality": 0.9}
 WHO = "actor, node_uids, client_addr, application_name, transaction_id"
-
-
-def report(n: int) -> dict:
-    return {"report_id": f"app-{n}", "text_description": f"Shop window broken ({n})", "user_id": f"u-{n}",
-            "geotag": {"lat": 48.85, "lng": 2.35}, "timestamp": AT}
-
-
-def event(**over) -> dict:
-    data = {"event_type": "vandalism", "geotag": {"lat": 48.85, "lng": 2.35}, "timestamp": AT, "severity": 2,
-            "confidence_score": 0.8, "title": "Window broken"}
-    data.update(over)
-    return data
 
 
 def owner_rows(db_settings, query: str, params=None) -> list[tuple]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import psycopg
 import pytest
 from _async import run, with_facade
 from _cli import cli_env, one_line_error
+from _nodes import AT, event, report
 from psycopg import sql
 
 from luminar_store.access import LuminarDB
@@ -22,20 +23,7 @@ from luminar_store.config import load_settings
 from luminar_store.errors import ConfigError, PermissionDeniedError
 from luminar_store.ops.roles import GROUP_ROLES
 
-AT = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)  # a fixed past time: no dependence on the clock
 MINER, OTHER_MINER, VALIDATOR, OTHER_VALIDATOR = 11, 12, 21, 22
-
-
-def report(n: int) -> dict:
-    return {"report_id": f"app-{n}", "text_description": f"Shop window broken ({n})", "user_id": f"u-{n}",
-            "geotag": {"lat": 48.85, "lng": 2.35}, "timestamp": AT}
-
-
-def event(**over) -> dict:
-    data = {"event_type": "vandalism", "geotag": {"lat": 48.85, "lng": 2.35}, "timestamp": AT, "severity": 2,
-            "confidence_score": 0.8, "title": "Window broken"}
-    data.update(over)
-    return data
 
 
 @pytest.fixture
