@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-__all__ = ["AT", "report", "event"]
+__all__ = ["AT", "report", "event", "allowed_statements"]
 
 AT = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -22,3 +22,18 @@ def event(**over) -> dict:
             "confidence_score": 0.8, "title": "Window broken"}
     data.update(over)
     return data
+
+
+def allowed_statements(conn, statements) -> list[str]:
+    """The ``statements`` that ``conn`` (a node's login, autocommit) was allowed to run; each refused one must be
+    refused for want of a privilege."""
+    import psycopg
+
+    allowed = []
+    for statement in statements:
+        try:
+            conn.execute(statement)
+            allowed.append(statement)
+        except psycopg.errors.InsufficientPrivilege:
+            pass
+    return allowed

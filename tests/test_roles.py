@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from _async import run, with_facade
 from _cli import cli_env, one_line_error
-from _nodes import AT, event, report
+from _nodes import AT, allowed_statements, event, report
 from psycopg import sql
 
 from luminar_store.access import LuminarDB
@@ -148,15 +148,8 @@ TAMPERING = [
                                             ("luminar_ingest", None, None), ("luminar_reader", None, None)])
 def test_no_node_can_rewrite_the_trail_change_the_schema_or_forge_scores(node_login, world, group, kind, uid):
     settings = node_login(group, kind, uid)
-    allowed = []
     with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
-        for statement in TAMPERING:
-            try:
-                conn.execute(statement)
-                allowed.append(statement)
-            except psycopg.errors.InsufficientPrivilege:
-                pass
-    assert allowed == []
+        assert allowed_statements(conn, TAMPERING) == []
 
 
 @pytest.mark.parametrize("group", ["luminar_miner", "luminar_ingest", "luminar_reader"])
