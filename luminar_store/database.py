@@ -54,6 +54,14 @@ __all__ = ["Database", "PRIMARY_RETRY_AFTER", "REPLICA_RETRY_AFTER"]
 
 log = logging.getLogger(__name__)
 
+# Whether the login is a superuser, or owns (or is a member of the owner of) the schema's tables: a node's login must
+# be neither (docs/security.md), or every node can rewrite the audit trail and the others' work.
+LOGIN_PRIVILEGE = """
+SELECT r.rolsuper,
+       EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = 'crime_events' AND pg_has_role(c.relowner, 'MEMBER'))
+  FROM pg_roles r WHERE r.rolname = current_user
+"""
+
 #: Seconds a replica that could not be reached is skipped (reads go to the primary meanwhile).
 REPLICA_RETRY_AFTER = 30.0
 #: Seconds a failed probe of the primary is reused: calls meanwhile fail at once with its message. Short, so that the
@@ -245,6 +253,19 @@ class Database:
                     f"{s.pool_timeout:g} s; lower DB_POOL_SIZE or raise the server's max_connections"
                 ) from None
         self._primary, self._replicas, self._loop = primary, replicas, loop
+        if not s.rules.runs_here:
+            await self._warn_if_privileged(pool)
+
+    async def _warn_if_privileged(self, pool: AsyncConnectionPool) -> None:
+        """Log one warning when a server run elsewhere (staging, production) is reached as a superuser or as the
+        owner of the schema: the nodes' login must be neither."""
+        async with pool.connection() as conn:
+            superuser, owner = await (await conn.execute(LOGIN_PRIVILEGE)).fetchone()
+        if superuser or owner:
+            log.warning("connected to %s as %s, %s: every node using this login can change the schema, the audit "
+                        "trail and the other nodes' work; give each node its own login (luminar-db roles add-node; "
+                        "docs/security.md)", self.settings.describe(), self.settings.user,
+                        "a superuser" if superuser else "the owner of the schema")
 
     def _replica(self, index: int, url: str) -> _Pool:
         s = self.settings

@@ -288,3 +288,19 @@ def test_every_relation_a_role_may_read_can_be_read_by_its_logins(node_login, wo
         assert readable, f"{group} may read nothing"
         for name in readable:
             conn.execute(sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(name))).fetchall()
+
+
+def test_a_node_reaching_staging_as_a_superuser_or_the_owner_is_warned_once(db_settings, node_login, caplog):
+    def staging(settings):
+        return load_settings("staging", environ={
+            "LUMINAR_STAGING_DB_HOST": settings.host, "LUMINAR_STAGING_DB_PORT": str(settings.port),
+            "LUMINAR_STAGING_DB_NAME": settings.name, "LUMINAR_STAGING_DB_USER": settings.user,
+            "LUMINAR_STAGING_DB_PASSWORD": settings.password, "LUMINAR_STAGING_DB_SSLMODE": "disable"})
+
+    with caplog.at_level("WARNING", logger="luminar_store.database"):
+        with_facade(staging(db_settings), lambda db: db.health_check())
+        warned = [r.getMessage() for r in caplog.records if r.name == "luminar_store.database"]
+        assert len(warned) == 1 and "a superuser" in warned[0] and "roles add-node" in warned[0]
+        caplog.clear()
+        with_facade(staging(node_login("luminar_miner", "miner", MINER)), lambda db: db.health_check())
+        assert [r for r in caplog.records if r.name == "luminar_store.database"] == []
