@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 from _async import with_facade
+from psycopg import sql
 
 from luminar_store.config import load_settings
 from luminar_store.errors import ConfigError
@@ -194,7 +195,8 @@ def test_the_reader_sees_generalised_points_and_no_free_text(node_login, events)
                            "severity_level FROM public_crime_events")
         rows = cur.fetchall()
         for view in ("public_crime_events", "public_hotspots"):
-            columns = {c.name for c in conn.execute(f"SELECT * FROM {view} LIMIT 0").description}
+            empty = conn.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(sql.Identifier(view)))
+            columns = {c.name for c in empty.description}
             assert not columns & FREE_TEXT, (view, columns & FREE_TEXT)
     busy = events["centres"]["busy"]
     assert len(rows) == events["k"]  # the busy cell's verified events; the pending one is not public
@@ -254,7 +256,7 @@ def test_the_reader_is_refused_the_raw_tables_and_the_unsuppressed_views(node_lo
         for table in ("raw_incident_reports", "crime_events", "audit_log", "public_event_cells", "crime_hotspots",
                       "recent_crime_events"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute(f"SELECT 1 FROM {table} LIMIT 1")
+                conn.execute(sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(table)))
 
 
 def test_the_down_section_removes_the_public_views_and_up_restores_them(db_settings):
@@ -289,7 +291,8 @@ def test_a_readers_own_function_never_sees_a_suppressed_row(node_login, events):
                         LANGUAGE plpgsql IMMUTABLE COST 0.0001 AS $$
                         BEGIN RAISE NOTICE '%,%', lat, lng; RETURN true; END $$""")
         for view in ("public_crime_events", "public_hotspots"):
-            conn.execute(f"SELECT * FROM {view} WHERE pg_temp.peek(latitude, longitude)").fetchall()
+            conn.execute(sql.SQL("SELECT * FROM {} WHERE pg_temp.peek(latitude, longitude)").format(
+                sql.Identifier(view))).fetchall()
     quiet = events["centres"]["quiet"]
     assert seen and not [m for m in seen if m == f"{quiet[0]},{quiet[1]}"]
     assert {tuple(map(float, m.split(","))) for m in seen} == {events["centres"]["busy"]}
