@@ -50,13 +50,20 @@ from contextvars import ContextVar
 
 import psycopg
 from psycopg import pq
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from luminar_store.config import Settings, load_settings
 from luminar_store.errors import DatabaseUnavailableError, LuminarError, PoolExhaustedError
 from luminar_store.ops.connect import unreachable
-from luminar_store.replicas import PRIMARY_WAL_POSITION, REPLICA_LAG, Lag, LagTracker, ReplicaStatus
+from luminar_store.replicas import (
+    PRIMARY_WAL_POSITION,
+    REPLICA_LAG,
+    Lag,
+    LagTracker,
+    ReplicaStatus,
+    replica_target,
+)
 from luminar_store.server_state import ServerState, ServerStatus
 from luminar_store.validation import set_naive_timestamps
 
@@ -283,30 +290,12 @@ class Database:
                         "docs/security.md)", self.settings.describe(), self.settings.user,
                         "a superuser" if superuser else "the owner of the schema")
 
-    def _replica_parts(self, index: int, url: str) -> tuple[str, str, dict[str, str]]:
-        """The pool name, the description (host, port, database; never the password) and the parsed URL of replica
-        ``index``. Raises ``DatabaseUnavailableError`` for a URL that is not a connection string (never echoed)."""
-        s = self.settings
-        try:
-            given = conninfo_to_dict(url)
-        except psycopg.ProgrammingError:
-            raise DatabaseUnavailableError(
-                f"LUMINAR_DB_REPLICA_URLS entry {index + 1} is not a valid connection string; "
-                "use postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
-            ) from None
-        where = f"replica {index + 1} (host {given.get('host', s.host)}, port {given.get('port', s.port)}, " \
-                f"database {given.get('dbname', s.name)})"
-        return f"luminar-replica{index}", where, given
-
     def _replica(self, index: int, url: str) -> _Pool:
         s = self.settings
-        label, where, given = self._replica_parts(index, url)
-        # What the replica URL leaves out is taken from the primary's settings (same credentials and TLS).
-        extra = {k: v for k, v in s.connect_kwargs().items() if k not in given and k not in ("host", "port", "dbname")}
-        extra["application_name"] = f"luminar_store_replica{index}"
-        entry = _Pool(label, where, make_conninfo(url, **extra), s,
-                      self._state(label, where, s.replica_cooldown, self._clock))
-        entry.lag = self._lag(label, where)
+        target = replica_target(s, index, url)
+        entry = _Pool(target.label, target.where, target.conninfo, s,
+                      self._state(target.label, target.where, s.replica_cooldown, self._clock))
+        entry.lag = self._lag(target.label, target.where)
         return entry
 
     def _lag(self, label: str, where: str) -> LagTracker:
@@ -394,7 +383,8 @@ class Database:
         """
         found = []
         for index, url in enumerate(self.settings.replica_urls):
-            label, where, _ = self._replica_parts(index, url)
+            target = replica_target(self.settings, index, url)
+            label, where = target.label, target.where
             state, tracker = self._states.get(label), self._lags.get(label)
             status = state.status() if state is not None else None
             up = status is None or status.up

@@ -21,11 +21,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from luminar_store.errors import DatabaseUnavailableError
+
+if TYPE_CHECKING:
+    from luminar_store.config import Settings
 
 __all__ = ["DEFAULT_REPLICA_COOLDOWN", "DEFAULT_REPLICA_MAX_LAG", "LAG_CHECK_EVERY", "PRIMARY_WAL_POSITION",
-           "REPLICA_LAG", "Lag", "LagTracker", "ReplicaStatus"]
+           "REPLICA_LAG", "Lag", "LagTracker", "ReplicaStatus", "ReplicaTarget", "replica_target"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,36 @@ SELECT pg_is_in_recovery(),
        greatest(pg_wal_lsn_diff(%(primary_lsn)s::pg_lsn, pg_last_wal_replay_lsn()), 0)::bigint,
        extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8
 """
+
+
+@dataclass(frozen=True)
+class ReplicaTarget:
+    """How to reach replica ``index`` of the settings: its pool name, how messages name it (host, port, database;
+    never the password) and the conninfo to connect with (password included: never print it)."""
+
+    index: int
+    label: str
+    where: str
+    conninfo: str = field(repr=False)
+
+
+def replica_target(settings: Settings, index: int, url: str) -> ReplicaTarget:
+    """Replica ``index`` (from 0) of ``settings.replica_urls``: what its URL leaves out (role, password, TLS) is
+    taken from the primary's settings. Raises ``DatabaseUnavailableError`` for a URL that is not a connection string
+    (never echoing it)."""
+    try:
+        given = conninfo_to_dict(url)
+    except Exception:  # psycopg.ProgrammingError: its message may echo the URL
+        raise DatabaseUnavailableError(
+            f"LUMINAR_DB_REPLICA_URLS entry {index + 1} is not a valid connection string; "
+            "use postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+        ) from None
+    s = settings
+    where = (f"replica {index + 1} (host {given.get('host', s.host)}, port {given.get('port', s.port)}, "
+             f"database {given.get('dbname', s.name)})")
+    extra = {k: v for k, v in s.connect_kwargs().items() if k not in given and k not in ("host", "port", "dbname")}
+    extra["application_name"] = f"luminar_store_replica{index}"
+    return ReplicaTarget(index, f"luminar-replica{index}", where, make_conninfo(url, **extra))
 
 
 @dataclass(frozen=True)
