@@ -519,7 +519,8 @@ class Database:
             return tracker is None or not tracker.lagging
         tracker.measuring = True
         try:
-            async with self.connection() as primary:
+            async with self.connection(timeout=min(self.settings.pool_timeout, _connect_wait(self.settings))
+                                       ) as primary:
                 primary_lsn = (await (await primary.execute(PRIMARY_WAL_POSITION)).fetchone())[0]
             row = await (await conn.execute(REPLICA_LAG, {"primary_lsn": primary_lsn})).fetchone()
         except (psycopg.Error, LuminarError) as exc:

@@ -29,9 +29,10 @@ from psycopg.conninfo import make_conninfo
 
 from luminar_store.config import Settings, load_settings
 from luminar_store.database import Database
+from luminar_store.errors import ConfigError
 from luminar_store.ops import cluster
 from luminar_store.ops.status import replica_rows
-from luminar_store.replicas import DEFAULT_REPLICA_COOLDOWN, LAG_CHECK_EVERY
+from luminar_store.replicas import DEFAULT_REPLICA_COOLDOWN, DEFAULT_REPLICA_MAX_LAG, LAG_CHECK_EVERY, Lag
 
 USER, PASSWORD, DBNAME = "luminar_repl", "Repl-secret-pw", "luminar_replicas"
 HOST = "127.0.0.1"
@@ -308,3 +309,20 @@ def test_status_lists_each_replica_with_health_and_lag(pair: Pair, cli_run) -> N
         (pair.replica_url(), pair.replica_url(dead))), LUMINAR_DB_SSLMODE="disable"))
     assert "replica 1" in result.output and "replica 2" in result.output and "lag" in result.output
     assert PASSWORD not in result.output and "Traceback" not in result.output
+
+
+def test_the_replica_settings_are_read_and_checked() -> None:
+    plain = load_settings("testing", environ={"LUMINAR_ENV": "testing"})
+    assert (plain.replica_cooldown, plain.replica_max_lag) == (DEFAULT_REPLICA_COOLDOWN, DEFAULT_REPLICA_MAX_LAG)
+    tuned = load_settings("testing", environ={"LUMINAR_ENV": "testing", "LUMINAR_DB_REPLICA_COOLDOWN": "2.5",
+                                              "LUMINAR_DB_REPLICA_MAX_LAG": "0"})
+    assert (tuned.replica_cooldown, tuned.replica_max_lag) == (2.5, 0)
+    for name, value in (("LUMINAR_DB_REPLICA_COOLDOWN", "-1"), ("LUMINAR_DB_REPLICA_MAX_LAG", "16MB")):
+        with pytest.raises(ConfigError, match=name):
+            load_settings("testing", environ={"LUMINAR_ENV": "testing", name: value})
+
+
+def test_an_idle_primary_is_no_lag() -> None:
+    assert Lag.from_row((True, 0, 3600.0)) == Lag(0, 0.0, True)  # replayed everything: an hour idle is not lag
+    assert Lag.from_row((True, 4096, 1.5)) == Lag(4096, 1.5, True)
+    assert Lag.from_row((False, None, None)) == Lag(0, 0.0, False)  # not a standby: nothing to replay
