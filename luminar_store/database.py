@@ -482,7 +482,7 @@ class Database:
         Example::
 
             await db.store_crime_event(event, miner_uid=7)
-            async with db.database.reading_own_writes():
+            async with db.reading_own_writes():  # the facade passes it on
                 events = await db.get_events_by_miner(7)
         """
         token = _OWN_WRITES.set(True)
