@@ -10,8 +10,9 @@ field): inputs by their model (``luminar_store.models``: a dataclass or a plain 
 aliases accepted), other arguments by the repository method that binds them. The facade checks nothing itself: it
 hands each repository the pool as its connection source (``luminar_store.repositories._base``), and the repository
 borrows a connection only after its checks.
-Reads go to a read replica when ``LUMINAR_DB_REPLICA_URLS`` names some (they may lag the primary slightly), writes
-to the primary.
+Reads go to a healthy read replica when ``LUMINAR_DB_REPLICA_URLS`` names some (they may lag the primary, by at most
+``LUMINAR_DB_REPLICA_MAX_LAG`` bytes of WAL), writes to the primary; inside ``async with db.reading_own_writes():``
+reads go to the primary too.
 
 Example::
 
@@ -35,6 +36,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -53,6 +55,7 @@ from luminar_store.models import (
     RawIncidentReport,
     RawReportRecord,
 )
+from luminar_store.replicas import ReplicaStatus
 from luminar_store.repositories.consensus import ConsensusRepository
 from luminar_store.repositories.crime_events import CrimeEventRepository
 from luminar_store.repositories.miners import MinerRepository
@@ -149,6 +152,25 @@ class LuminarDB:
         Example: ``if not db.server_status()["luminar-primary"].up: ...``
         """
         return self.database.server_status()
+
+    def replica_status(self) -> list[ReplicaStatus]:
+        """Each read replica's health, lag and whether reads use it (``Database.replica_status``). Asks no server.
+
+        Example: ``for replica in db.replica_status(): print(replica.line())``
+        """
+        return self.database.replica_status()
+
+    def reading_own_writes(self) -> AbstractAsyncContextManager[None]:
+        """Within the block this task's reads go to the primary, which has every write committed so far
+        (``Database.reading_own_writes``).
+
+        Example::
+
+            event_id = await db.store_crime_event(event, miner_uid=7)
+            async with db.reading_own_writes():
+                event = await db.get_event(event_id)
+        """
+        return self.database.reading_own_writes()
 
     async def _write(self, what: str, write: Callable[[], Awaitable[T]], *, not_again: str | None = None) -> T:
         """Run one write; when the connection is lost after it was sent (it may have committed), run it again as

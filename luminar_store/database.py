@@ -20,6 +20,14 @@ every attempt). While it is down every call fails within the connect timeout wit
 (a failure less than ``PRIMARY_RETRY_AFTER`` seconds old is reused without a new probe); the first call that finds
 it answering opens a **fresh pool** (one INFO: how long it was down). ``server_status()`` shows the state.
 
+Read replicas (``read_connection``): each has a circuit breaker. A replica that refuses or times out is marked down
+(one WARNING), its pool closed, and reads skip it at once for ``LUMINAR_DB_REPLICA_COOLDOWN`` seconds; then one read
+probes it (the others keep going elsewhere), and either it is back (one INFO, a fresh pool) or the cool-down starts
+again. So a dead replica costs one connect timeout per cool-down, not one per read. A replica more than
+``LUMINAR_DB_REPLICA_MAX_LAG`` bytes of WAL behind the primary is skipped until it catches up (``replicas``: measured
+by WAL positions, at most every few seconds). ``reading_own_writes()`` sends a task's reads to the primary;
+``replica_status()`` shows each replica's health and lag.
+
 Example::
 
     async with Database(load_settings()) as database:
@@ -36,21 +44,30 @@ import logging
 import select
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 import psycopg
 from psycopg import pq
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from luminar_store.config import Settings, load_settings
 from luminar_store.errors import DatabaseUnavailableError, LuminarError, PoolExhaustedError
 from luminar_store.ops.connect import unreachable
+from luminar_store.replicas import (
+    PRIMARY_WAL_POSITION,
+    REPLICA_LAG,
+    Lag,
+    LagTracker,
+    ReplicaStatus,
+    replica_target,
+)
 from luminar_store.server_state import ServerState, ServerStatus
 from luminar_store.validation import set_naive_timestamps
 
-__all__ = ["Database", "PRIMARY_RETRY_AFTER", "REPLICA_RETRY_AFTER"]
+__all__ = ["Database", "PRIMARY_RETRY_AFTER"]
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +79,6 @@ SELECT r.rolsuper,
   FROM pg_roles r WHERE r.rolname = current_user
 """
 
-#: Seconds a replica that could not be reached is skipped (reads go to the primary meanwhile).
-REPLICA_RETRY_AFTER = 30.0
 #: Seconds a failed probe of the primary is reused: calls meanwhile fail at once with its message. Short, so that the
 #: first call after the server is back is served within a fraction of a second.
 PRIMARY_RETRY_AFTER = 0.25
@@ -73,6 +88,9 @@ PRIMARY_RETRY_AFTER = 0.25
 # than it saved (hotspots over 1M events: 25 ms with JIT, 11 ms without). psycopg's default prepare_threshold (a
 # statement is prepared on its 5th execution) is kept: the hot statements are few and constant.
 _CONNECTION_KWARGS = {"autocommit": True, "options": "-c jit=off"}
+
+# Set by ``Database.reading_own_writes()``: this task's reads go to the primary.
+_OWN_WRITES: ContextVar[bool] = ContextVar("luminar_reading_own_writes", default=False)
 
 
 def _connect_wait(settings: Settings) -> float:
@@ -134,6 +152,7 @@ class _Pool:
         self.closed = False
         self.probing = asyncio.Lock()  # one probe (or reopening) of this server at a time
         self.opened: weakref.WeakSet[psycopg.AsyncConnection] = weakref.WeakSet()
+        self.lag: LagTracker | None = None  # replicas only
 
     def new_pool(self) -> AsyncConnectionPool:
         """A new (not yet opened) pool for this server; it becomes the current one."""
@@ -180,11 +199,14 @@ class Database:
             ``POOL_TIMEOUT``).
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
         """Pools for ``settings`` (default: ``load_settings()``, which raises ``ConfigError``); nothing connects
         before the first call or ``initialize()``. The settings' rule for naive datetimes
-        (``LUMINAR_NAIVE_TIMESTAMPS``) becomes the process's (``validation.set_naive_timestamps``)."""
+        (``LUMINAR_NAIVE_TIMESTAMPS``) becomes the process's (``validation.set_naive_timestamps``). ``clock``
+        (monotonic seconds) times the replicas' cool-downs and lag measurements: tests pass one they control."""
         self.settings = settings if settings is not None else load_settings()
+        self._clock = clock
+        self._lags: dict[str, LagTracker] = {}  # per replica, kept across event loops
         set_naive_timestamps(self.settings.naive_timestamps)
         self._primary: _Pool | None = None
         self._replicas: list[_Pool] = []
@@ -226,9 +248,10 @@ class Database:
             self._abandon()
             await self._open(loop)
 
-    def _state(self, label: str, where: str, retry_after: float) -> ServerState:
+    def _state(self, label: str, where: str, retry_after: float,
+               clock: Callable[[], float] = time.monotonic) -> ServerState:
         if label not in self._states:
-            self._states[label] = ServerState(where, retry_after=retry_after)
+            self._states[label] = ServerState(where, retry_after=retry_after, clock=clock)
         return self._states[label]
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -269,20 +292,16 @@ class Database:
 
     def _replica(self, index: int, url: str) -> _Pool:
         s = self.settings
-        try:
-            given = conninfo_to_dict(url)
-        except psycopg.ProgrammingError:
-            raise DatabaseUnavailableError(
-                f"LUMINAR_DB_REPLICA_URLS entry {index + 1} is not a valid connection string; "
-                "use postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
-            ) from None
-        # What the replica URL leaves out is taken from the primary's settings (same credentials and TLS).
-        extra = {k: v for k, v in s.connect_kwargs().items() if k not in given and k not in ("host", "port", "dbname")}
-        extra["application_name"] = f"luminar_store_replica{index}"
-        where = f"replica {index + 1} (host {given.get('host', s.host)}, port {given.get('port', s.port)}, " \
-                f"database {given.get('dbname', s.name)})"
-        label = f"luminar-replica{index}"
-        return _Pool(label, where, make_conninfo(url, **extra), s, self._state(label, where, REPLICA_RETRY_AFTER))
+        target = replica_target(s, index, url)
+        entry = _Pool(target.label, target.where, target.conninfo, s,
+                      self._state(target.label, target.where, s.replica_cooldown, self._clock))
+        entry.lag = self._lag(target.label, target.where)
+        return entry
+
+    def _lag(self, label: str, where: str) -> LagTracker:
+        if label not in self._lags:  # kept across event loops, like the server states
+            self._lags[label] = LagTracker(where, self.settings.replica_max_lag, clock=self._clock)
+        return self._lags[label]
 
     def _abandon(self) -> None:
         """Forget pools opened in another (finished) event loop: they cannot be awaited from this one.
@@ -352,6 +371,34 @@ class Database:
         """
         return {label: state.status() for label, state in self._states.items()}
 
+    def replica_status(self) -> list[ReplicaStatus]:
+        """Each configured replica, in order: health (up, cooling down, down), since when, lag (bytes and seconds,
+        and how old the measurement is) and whether reads use it now. For monitoring; it asks no server (lag is
+        measured by reads, at most every ``replicas.LAG_CHECK_EVERY`` seconds). Never shows a password.
+
+        Example::
+
+            for replica in database.replica_status():
+                print(replica.line())
+        """
+        found = []
+        for index, url in enumerate(self.settings.replica_urls):
+            target = replica_target(self.settings, index, url)
+            label, where = target.label, target.where
+            state, tracker = self._states.get(label), self._lags.get(label)
+            status = state.status() if state is not None else None
+            up = status is None or status.up
+            retry_in = state.retry_in() if state is not None else 0.0
+            health = "up" if up else "cooling down" if retry_in > 0 else "down"
+            lag = tracker.lag if tracker is not None else None
+            lagging = tracker is not None and tracker.lagging
+            found.append(ReplicaStatus(
+                name=label, where=where, health=health, since=None if up else status.since,  # type: ignore[union-attr]
+                retry_in=retry_in, reason=None if status is None else status.reason,
+                lag_bytes=None if lag is None else lag.bytes, lag_seconds=None if lag is None else lag.seconds,
+                lag_age=None if tracker is None else tracker.age(), in_use=up and not lagging))
+        return found
+
     def pool_stats(self) -> dict[str, dict[str, int]]:
         """psycopg_pool's counters per open pool (``pool_size``, ``pool_available``, ``requests_waiting`` ...)."""
         entries = [p for p in [self._primary, *self._replicas] if p is not None and p.pool is not None]
@@ -395,9 +442,14 @@ class Database:
 
     @asynccontextmanager
     async def read_connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A connection for reads: the replicas in turn when configured (an unreachable replica is skipped for
-        ``REPLICA_RETRY_AFTER`` seconds, logged once when lost and once when back), else the primary. Replicas may
-        lag the primary slightly.
+        """A connection for reads: a healthy replica when configured (in turn), else the primary; the primary
+        inside ``reading_own_writes()``. Replicas may lag the primary, by at most ``LUMINAR_DB_REPLICA_MAX_LAG``
+        bytes of WAL when last measured.
+
+        A replica is skipped, and the read goes to the next one or to the primary without waiting, while it is
+        cooling down (it refused or timed out less than ``LUMINAR_DB_REPLICA_COOLDOWN`` seconds ago), while one
+        read probes it after its cool-down, and while it is over the lag limit. Each change is logged once (lost /
+        back, behind / caught up), never per read.
 
         Example::
 
@@ -406,28 +458,78 @@ class Database:
         """
         if self._loop is not asyncio.get_running_loop() or self._primary is None:
             await self.initialize()
-        entry = self._pick_replica()
-        if entry is not None:
-            try:
-                loan = await self._checkout(entry, min(self.settings.pool_timeout, _connect_wait(self.settings)))
-            except LuminarError as exc:
-                # A lost replica was logged once by its ServerState; a busy one is not news.
-                log.debug("reading from the primary instead of %s: %s", entry.where, exc)
-            else:
+        if not _OWN_WRITES.get():
+            for entry in self._replica_candidates():
+                try:
+                    loan = await self._checkout(entry, min(self.settings.pool_timeout, _connect_wait(self.settings)))
+                except LuminarError as exc:
+                    # A lost replica was logged once by its ServerState; a busy one is not news.
+                    log.debug("reading elsewhere than %s: %s", entry.where, exc)
+                    continue
                 async with self._loaned(entry, loan) as conn:
-                    yield conn
-                return
+                    if await self._close_enough(entry, conn):
+                        yield conn
+                        return
         async with self.connection() as conn:
             yield conn
 
-    def _pick_replica(self) -> _Pool | None:
-        if not self._replicas:
-            return None
-        for _ in range(len(self._replicas)):
-            entry = self._replicas[next(self._next_replica) % len(self._replicas)]
-            if entry.state.recent_failure() is None:
-                return entry
-        return None
+    @asynccontextmanager
+    async def reading_own_writes(self) -> AsyncIterator[None]:
+        """Within the block, this task's reads (``read_connection()``, and so the facade's reads) go to the
+        primary, which has every write committed so far; a replica may not have it yet. Tasks started inside the
+        block inherit it.
+
+        Example::
+
+            await db.store_crime_event(event, miner_uid=7)
+            async with db.reading_own_writes():  # the facade passes it on
+                events = await db.get_events_by_miner(7)
+        """
+        token = _OWN_WRITES.set(True)
+        try:
+            yield
+        finally:
+            _OWN_WRITES.reset(token)
+
+    def _replica_candidates(self) -> list[_Pool]:
+        """The replicas a read may use now, in round-robin order: not cooling down after a failure, not being
+        probed by another read after its cool-down (half-open: one read probes, the others go elsewhere at once),
+        not over the lag limit by a fresh measurement."""
+        count = len(self._replicas)
+        if not count:
+            return []
+        start = next(self._next_replica)
+        found = []
+        for step in range(count):
+            entry = self._replicas[(start + step) % count]
+            if entry.state.recent_failure() is not None:
+                continue
+            if entry.pool is None and entry.probing.locked():
+                continue
+            if entry.lag is not None and entry.lag.skips():
+                continue
+            found.append(entry)
+        return found
+
+    async def _close_enough(self, entry: _Pool, conn: psycopg.AsyncConnection) -> bool:
+        """Whether ``entry`` may serve this read: its lag, measured now on ``conn`` when the last measurement is
+        stale (one measurement at a time per replica; reads meanwhile use the last one)."""
+        tracker = entry.lag
+        if tracker is None or not tracker.due():
+            return tracker is None or not tracker.lagging
+        tracker.measuring = True
+        try:
+            async with self.connection(timeout=min(self.settings.pool_timeout, _connect_wait(self.settings))
+                                       ) as primary:
+                primary_lsn = (await (await primary.execute(PRIMARY_WAL_POSITION)).fetchone())[0]
+            row = await (await conn.execute(REPLICA_LAG, {"primary_lsn": primary_lsn})).fetchone()
+        except (psycopg.Error, LuminarError) as exc:
+            log.debug("could not measure the lag of %s: %s", entry.where, exc)
+            return not tracker.lagging
+        finally:
+            tracker.measuring = False
+        tracker.record(Lag.from_row(row))
+        return not tracker.lagging
 
     @asynccontextmanager
     async def _lend(self, entry: _Pool, timeout: float) -> AsyncIterator[psycopg.AsyncConnection]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -54,14 +55,16 @@ class ServerState:
     when they changed the state (and logged it), ``False`` when the state was already that.
     """
 
-    def __init__(self, where: str, *, retry_after: float, logger: logging.Logger | None = None) -> None:
+    def __init__(self, where: str, *, retry_after: float, logger: logging.Logger | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """``where``: how log lines name the server (host, port, database; never a password). ``retry_after``:
-        seconds a failure stays fresh (``recent_failure``)."""
+        seconds a failure stays fresh (``recent_failure``). ``clock``: monotonic seconds (tests pass their own)."""
         self.where = where
         self.retry_after = retry_after
         self._log = logger or log
+        self._clock = clock
         self._up = True
-        self._since = time.monotonic()
+        self._since = clock()
         self._since_utc = datetime.now(timezone.utc)
         self._reason: str | None = None
         self._failed_at = float("-inf")
@@ -83,12 +86,12 @@ class ServerState:
             if not status.up:
                 print(f"down since {status.since:%H:%M:%S} ({status.down_for:.0f} s): {status.reason}")
         """
-        down_for = 0.0 if self._up else time.monotonic() - self._since
+        down_for = 0.0 if self._up else self._clock() - self._since
         return ServerStatus(self.where, self._up, self._since_utc, self._reason, down_for)
 
     def mark_down(self, message: str) -> bool:
         """Record a failed attempt (``message``: what callers are told). Logs a WARNING when the server was up."""
-        self._failed_at = time.monotonic()
+        self._failed_at = self._clock()
         self._reason = message
         if not self._up:
             return False
@@ -100,16 +103,22 @@ class ServerState:
         """Record a successful attempt. Logs an INFO with the time it was down when it was down."""
         if self._up:
             return False
-        down_for = time.monotonic() - self._since
-        self._up, self._since, self._since_utc = True, time.monotonic(), datetime.now(timezone.utc)
+        down_for = self._clock() - self._since
+        self._up, self._since, self._since_utc = True, self._clock(), datetime.now(timezone.utc)
         self._reason, self._failed_at = None, float("-inf")
         self._log.info("the database server is back after %.1f s down (%s)", down_for, self.where)
         return True
 
+    def retry_in(self) -> float:
+        """Seconds until a failure stops being fresh (0.0 when up or when it is time to try again)."""
+        if self._up:
+            return 0.0
+        return max(self.retry_after - (self._clock() - self._failed_at), 0.0)
+
     def recent_failure(self) -> str | None:
         """The last failure's message when the server is down and that failure is less than ``retry_after``
         seconds old (callers fail with it at once), else ``None`` (time to try again)."""
-        if self._up or time.monotonic() - self._failed_at >= self.retry_after:
+        if self._up or self._clock() - self._failed_at >= self.retry_after:
             return None
         return self._reason
 

@@ -265,16 +265,13 @@ def test_a_busy_pool_is_still_exhausted_not_unavailable(pg_server, db_settings):
     assert "all 1 connections" in run(go())
 
 
-def test_a_lost_replica_is_logged_once_and_reads_go_to_the_primary_until_it_is_back(pg_server, db_settings, log,
-                                                                                     monkeypatch):
-    monkeypatch.setattr("luminar_store.database.REPLICA_RETRY_AFTER", 0.2)
-
+def test_a_lost_replica_is_logged_once_and_reads_go_to_the_primary_until_it_is_back(pg_server, db_settings, log):
     async def go():
         async with Proxy(pg_server.host, pg_server.port) as proxy:
             replica = (f"postgresql://{pg_server.user}@{pg_server.host}:{proxy.port}/{db_settings.name}"
                        "?connect_timeout=1")
             settings = pg_server.settings(db_settings.name, LUMINAR_DB_REPLICA_URLS=replica,
-                                          LUMINAR_DB_CONNECT_TIMEOUT="1")
+                                          LUMINAR_DB_CONNECT_TIMEOUT="1", LUMINAR_DB_REPLICA_COOLDOWN="0.2")
             database = Database(settings)
 
             async def reader() -> str:

@@ -48,6 +48,7 @@ from luminar_store.config.variables import SCOPED_SUFFIXES, DotenvRecord, Origin
 from luminar_store.errors import ConfigError
 from luminar_store.limits import DEFAULT_CLAIM_LEASE_MINUTES, MAX_STALE_MINUTES
 from luminar_store.privacy import KEY_VARIABLE, SWITCH_VARIABLE, Pseudonyms, check_key, key_missing
+from luminar_store.replicas import DEFAULT_REPLICA_COOLDOWN, DEFAULT_REPLICA_MAX_LAG
 from luminar_store.validation import NAIVE_TIMESTAMP_RULES
 
 __all__ = ["SSL_MODES", "DEFAULT_RETENTION_DAYS", "Settings", "load_settings"]
@@ -76,6 +77,11 @@ class Settings:
     pool_timeout: float = 30.0
     pool_recycle: float = 3600.0
     replica_urls: tuple[str, ...] = field(default=(), repr=False)
+    #: Seconds a replica that refused or timed out is skipped before one read probes it again
+    #: (``LUMINAR_DB_REPLICA_COOLDOWN``; ``luminar_store.replicas``).
+    replica_cooldown: float = DEFAULT_REPLICA_COOLDOWN
+    #: Bytes of WAL a replica may be behind the primary and still serve reads (``LUMINAR_DB_REPLICA_MAX_LAG``).
+    replica_max_lag: int = DEFAULT_REPLICA_MAX_LAG
     retention_days: int = DEFAULT_RETENTION_DAYS
     connect_timeout: int = 10
     from_database_url: bool = False
@@ -423,6 +429,8 @@ def load_settings(env: str | None = None, environ: Mapping[str, str] | None = No
         env=rules.name,
         pool_size=pool_size,
         replica_urls=replica_urls,
+        replica_cooldown=_seconds(environ, "LUMINAR_DB_REPLICA_COOLDOWN", DEFAULT_REPLICA_COOLDOWN),
+        replica_max_lag=_int(environ, "LUMINAR_DB_REPLICA_MAX_LAG", DEFAULT_REPLICA_MAX_LAG, minimum=0),
         retention_days=_int(environ, "LUMINAR_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
         connect_timeout=_int(environ, "LUMINAR_DB_CONNECT_TIMEOUT", 10),
         from_database_url=from_url,

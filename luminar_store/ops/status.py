@@ -2,8 +2,9 @@
 
 Rows, in order: environment, database (password hidden), server (for environments that run on this machine: the
 embedded cluster or the compose service, and on which port), pool, retention, reachable, PostgreSQL, PostGIS,
-migrations. With ``verbose`` also the tables, views and applied migrations. When the database cannot be reached the
-report holds the rows gathered so far and the error, which the command raises after printing them.
+migrations, then one row per read replica (health, lag in bytes and seconds, whether reads use it). With
+``verbose`` also the tables, views and applied migrations. When the database cannot be reached the report
+holds the rows gathered so far and the error, which the command raises after printing them.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from luminar_store.config import Settings
 from luminar_store.errors import DatabaseUnavailableError
 from luminar_store.ops import cluster, compose
-from luminar_store.ops.connect import connect, server_info
+from luminar_store.ops.connect import connect, server_info, unreachable
+from luminar_store.replicas import PRIMARY_WAL_POSITION, REPLICA_LAG, Lag, replica_target
 
-__all__ = ["StatusReport", "collect_status", "server_line", "OBJECTS"]
+__all__ = ["StatusReport", "collect_status", "replica_rows", "server_line", "OBJECTS"]
 
 # Tables, partitioned tables, views and materialized views of the public schema, without those an extension owns
 # (PostGIS's spatial_ref_sys, geometry_columns, ...).
@@ -100,9 +104,40 @@ def collect_status(settings: Settings, *, migrations_dir: Path | None = None, ve
     report.rows += [("reachable", "yes"), ("PostgreSQL", info["postgresql"] or "?"), ("PostGIS", postgis)]
     line, report.applied = _migrations(settings, migrations_dir)
     report.rows.append(("migrations", line))
+    report.rows += replica_rows(settings)
     if verbose:
         with connect(settings) as conn:
             objects = conn.execute(OBJECTS).fetchall()
         report.tables = [name for name, is_table in objects if is_table]
         report.views = [name for name, is_table in objects if not is_table]
     return report
+
+
+def replica_rows(settings: Settings) -> list[tuple[str, str]]:
+    """One row per read replica, measured now: host, port and database (never a password), up or down (with the
+    reason), lag in bytes and seconds against the primary, and whether reads use it (down or over
+    ``LUMINAR_DB_REPLICA_MAX_LAG``: skipped). A replica that cannot be reached costs at most its connect timeout.
+    Raises ``DatabaseUnavailableError`` when the primary cannot be reached."""
+    if not settings.replica_urls:
+        return []
+    with connect(settings) as primary:
+        primary_lsn = primary.execute(PRIMARY_WAL_POSITION).fetchone()[0]
+    rows = [("replicas", f"{len(settings.replica_urls)}; cool-down {settings.replica_cooldown:g} s "
+                         f"(LUMINAR_DB_REPLICA_COOLDOWN), max lag {settings.replica_max_lag} bytes "
+                         "(LUMINAR_DB_REPLICA_MAX_LAG)")]
+    for index, url in enumerate(settings.replica_urls):
+        target = replica_target(settings, index, url)
+        try:
+            with psycopg.connect(target.conninfo, autocommit=True) as conn:
+                lag = Lag.from_row(conn.execute(REPLICA_LAG, {"primary_lsn": primary_lsn}).fetchone())
+        except (psycopg.Error, OSError) as exc:
+            reason = unreachable(settings, exc, where=target.where)
+            rows.append((f"replica {index + 1}", f"down: {reason}; reads skip it"))
+            continue
+        use = ("reads use it" if lag.bytes <= settings.replica_max_lag
+               else "reads skip it until it catches up (over LUMINAR_DB_REPLICA_MAX_LAG)")
+        kind = "" if lag.standby else " (not a standby: the primary's own data)"
+        address = target.where.split(" (", 1)[1].rstrip(")")
+        rows.append((f"replica {index + 1}", f"{address}: up{kind}; lag {lag.bytes} bytes, {lag.seconds:.1f} s; "
+                                             f"{use}"))
+    return rows
