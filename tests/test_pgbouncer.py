@@ -301,3 +301,21 @@ def test_migrate_through_the_pooler_fails_in_one_line(bouncer, cli_run):
     error = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(error) == 1 and "LUMINAR_DB_DIRECT_URL" in error[0], result.output
     assert "Traceback" not in result.output and bouncer.passwords["miner"] not in result.output
+
+
+# -- the settings (no server) ---------------------------------------------------------------------------------------
+def test_the_direct_url_names_only_where_the_primary_listens():
+    from luminar_store.config import load_settings
+    from luminar_store.errors import ConfigError
+
+    s = load_settings("local", environ={"LUMINAR_DB_PORT": "6432", "LUMINAR_DB_PGBOUNCER": "on",
+                                        "LUMINAR_DB_DIRECT_URL": "postgresql://10.0.0.5:5433"})
+    owner = s.as_owner()
+    assert (s.port, s.pgbouncer) == (6432, True)
+    assert (owner.host, owner.port, owner.user, owner.pgbouncer) == ("10.0.0.5", 5433, "luminar_owner", False)
+    for url in ("postgresql://owner:s3cret@10.0.0.5:5432", "postgresql://10.0.0.5/other_db", "not a url at all ="):
+        with pytest.raises(ConfigError) as caught:
+            load_settings("local", environ={"LUMINAR_DB_DIRECT_URL": url})
+        assert "LUMINAR_DB_DIRECT_URL" in str(caught.value) and "s3cret" not in str(caught.value)
+    with pytest.raises(ConfigError, match="LUMINAR_DB_PGBOUNCER must be on, off or auto"):
+        load_settings("local", environ={"LUMINAR_DB_PGBOUNCER": "yes"})
