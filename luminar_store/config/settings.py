@@ -96,12 +96,29 @@ class Settings:
     owner: str | None = None
     owner_password: str = field(default="", repr=False)
 
+    #: Whether the nodes reach the primary through PgBouncer in transaction pooling (``LUMINAR_DB_PGBOUNCER``:
+    #: ``on``, ``off``, or unset / ``auto``, None: the pools find out when they open). Behind it no statement is
+    #: prepared (PgBouncer before 1.21 does not carry prepared statements across its server connections).
+    pgbouncer: bool | None = None
+    #: Where the primary itself listens, around the pooler (``LUMINAR_DB_DIRECT_URL``: host, port and TLS only).
+    #: The owner's commands (migrations, whose advisory lock needs one server session) connect there.
+    direct_url: str | None = field(default=None, repr=False)
+
     def as_owner(self) -> Settings:
-        """The same target, connected as the owner (``owner``): what the operators' commands use. Itself when one
-        login does both."""
-        if not self.owner:
+        """The same target, connected as the owner (``owner``): what the operators' commands use; itself when one
+        login does both. With ``direct_url`` (``LUMINAR_DB_DIRECT_URL``) it connects there, around PgBouncer."""
+        direct = self.direct() if self.direct_url else self
+        if not direct.owner:
+            return direct
+        return replace(direct, user=self.owner, password=self.owner_password, owner=None, owner_password="")
+
+    def direct(self) -> Settings:
+        """These settings pointed at the primary's own address (``LUMINAR_DB_DIRECT_URL``), not at the pooler; itself
+        without one. Raises ``ConfigError`` when the URL names more than where and how to reach the server."""
+        if not self.direct_url:
             return self
-        return replace(self, user=self.owner, password=self.owner_password, owner=None, owner_password="")
+        route = _direct_route(self.direct_url)
+        return replace(self, direct_url=None, pgbouncer=False, **route)  # type: ignore[arg-type]
     #: Whether reporters' ids are stored pseudonymised (``LUMINAR_PSEUDONYMIZE``; ``luminar_store.privacy``).
     pseudonymize: bool = False
     #: The key of the pseudonyms (``LUMINAR_PSEUDONYM_KEY``): a secret, never shown.
@@ -439,6 +456,8 @@ def load_settings(env: str | None = None, environ: Mapping[str, str] | None = No
         pseudonym_key=_pseudonym_key(environ),
         claim_lease_minutes=_int(environ, "LUMINAR_CLAIM_LEASE_MINUTES", DEFAULT_CLAIM_LEASE_MINUTES,
                                  maximum=MAX_STALE_MINUTES),
+        pgbouncer=_pgbouncer(environ),
+        direct_url=_direct_url(environ),
         **_owner(environ, rules, str(values["user"])),
         **pool,  # type: ignore[arg-type]
         **values,  # type: ignore[arg-type]
@@ -472,6 +491,45 @@ def _owner(environ: Mapping[str, str], rules: Environment, user: str) -> dict[st
     if password is None and owner == rules.owner:
         password = rules.password
     return {"owner": owner, "owner_password": password or ""}
+
+
+_DIRECT_KEYS = {"host": "host", "port": "port", "sslmode": "sslmode", "sslrootcert": "sslrootcert"}
+
+
+def _direct_route(url: str) -> dict[str, object]:
+    """host, port (and TLS) of ``LUMINAR_DB_DIRECT_URL``; the login and the database stay the settings' own."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:  # psycopg.ProgrammingError: its message may echo the URL
+        raise ConfigError("LUMINAR_DB_DIRECT_URL is not a valid connection string; use postgresql://HOST:PORT "
+                          "(the primary's own address, around PgBouncer)") from None
+    extra = sorted(k for k, v in parts.items() if k not in _DIRECT_KEYS and v not in (None, ""))
+    if extra or not parts.get("host"):
+        raise ConfigError("LUMINAR_DB_DIRECT_URL names where the primary listens and nothing else: give "
+                          "postgresql://HOST:PORT (optionally ?sslmode=...&sslrootcert=...); the login is "
+                          "LUMINAR_DB_OWNER's and the database LUMINAR_DB_NAME's")
+    route: dict[str, object] = {f: parts[k] for k, f in _DIRECT_KEYS.items() if parts.get(k) not in (None, "")}
+    route["port"] = _port(route.get("port", 5432), "LUMINAR_DB_DIRECT_URL's port")
+    if "sslmode" in route and route["sslmode"] not in SSL_MODES:
+        raise ConfigError(f"LUMINAR_DB_DIRECT_URL's sslmode must be one of {', '.join(SSL_MODES)}")
+    return route
+
+
+def _direct_url(environ: Mapping[str, str]) -> str | None:
+    raw = (environ.get("LUMINAR_DB_DIRECT_URL") or "").strip()
+    if raw:
+        _direct_route(raw)  # refused now rather than at the first operator's command
+    return raw or None
+
+
+def _pgbouncer(environ: Mapping[str, str]) -> bool | None:
+    raw = (environ.get("LUMINAR_DB_PGBOUNCER") or "auto").strip().lower()
+    if raw not in ("on", "off", "auto"):
+        raise ConfigError(f"LUMINAR_DB_PGBOUNCER must be on, off or auto, got {raw!r:.20}; set "
+                          "LUMINAR_DB_PGBOUNCER=on when the nodes connect through PgBouncer")
+    return None if raw == "auto" else raw == "on"
 
 
 def _naive_rule(environ: Mapping[str, str]) -> str:

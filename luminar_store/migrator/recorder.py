@@ -73,6 +73,9 @@ MARK_FAILED = "UPDATE public.schema_migrations SET dirty = true, error = %s WHER
 UPDATE_CHECKSUM = "UPDATE public.schema_migrations SET checksum = %s WHERE version = %s"
 MARK_RESOLVED = "UPDATE public.schema_migrations SET dirty = false, error = NULL, checksum = %s WHERE version = %s"
 DELETE_RECORD = "DELETE FROM public.schema_migrations WHERE version = %s"
+# The server process of this session: through a connection pooler it differs from the process id the connection was
+# given at start-up (the pooler's own cancel key).
+BACKEND_PID = "SELECT pg_backend_pid()"
 TRY_LOCK = "SELECT pg_try_advisory_lock(%s::bigint)"
 LOCK = "SELECT pg_advisory_lock(%s::bigint)"
 SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, false)"
@@ -121,9 +124,13 @@ class Recorder:
         """Take the session advisory lock ``LOCK_KEY``, waiting up to ``timeout`` seconds (0: do not wait).
 
         A session lock outlives the per-file transactions and goes when the connection closes. Raises
-        ``MigrationError`` naming every holder (pid, application, client, user, since when) when it is not had.
+        ``MigrationError`` naming every holder (pid, application, client, user, since when) when it is not had, and
+        before taking it when the connection goes through a pooler (PgBouncer in transaction pooling hands each
+        transaction to any of its server sessions: the lock would be held by one of them, for nobody, and the
+        files' transactions run elsewhere).
         """
         conn = self.conn
+        self.refuse_pooler()
         if timeout <= 0:
             got = conn.execute(TRY_LOCK, [LOCK_KEY]).fetchone()[0]
         else:
@@ -143,6 +150,17 @@ class Recorder:
         raise MigrationError(
             f"another migration run holds the migration lock ({holders or 'holder gone'}); gave up after "
             f"{timeout:g} s (--lock-timeout); wait for it to finish, or stop it"
+        )
+
+    def refuse_pooler(self) -> None:
+        """Raise ``MigrationError`` when ``conn`` reaches PostgreSQL through a connection pooler, naming the fix."""
+        conn = self.conn
+        if conn.execute(BACKEND_PID).fetchone()[0] == conn.info.backend_pid:
+            return
+        raise MigrationError(
+            f"migrations need their own server session, and port {conn.info.port} on {conn.info.host} is a "
+            "connection pooler (PgBouncer?); set LUMINAR_DB_DIRECT_URL=postgresql://HOST:PORT to the primary's own "
+            "address (the owner's commands connect there, around the pooler), or give --dsn of the primary"
         )
 
     # -- reading ---------------------------------------------------------------------------------------------------

@@ -63,6 +63,8 @@ class Migrator:
                  environment: str | None = None, applied_by: str | None = None,
                  out: Callable[[str], object] | None = None) -> None:
         if isinstance(target, Settings):
+            # The primary's own address when the settings name one (LUMINAR_DB_DIRECT_URL): never through a pooler.
+            target = target.direct()
             self.settings = target if environment is None else replace(target, env=environment)
         else:
             self.settings = Settings.from_conninfo(target, environment or "local")
