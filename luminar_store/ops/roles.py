@@ -30,7 +30,7 @@ from luminar_store.errors import ConflictError, NotFoundError, OperationError, V
 from luminar_store.ops.provision import scram_verifier
 
 __all__ = ["GROUP_ROLES", "NODE_KINDS", "Node", "provision_roles", "missing_roles", "add_node", "revoke_node",
-           "list_nodes", "name_local_node"]
+           "check_login", "list_nodes", "name_local_node"]
 
 #: The group roles and what each is for (the migration grants each exactly this).
 GROUP_ROLES: dict[str, str] = {
@@ -97,7 +97,8 @@ def provision_roles(admin: psycopg.Connection) -> list[str]:
     return created
 
 
-def _login(login: str) -> str:
+def check_login(login: str) -> str:
+    """``login`` when it is a usable name for a node's login; ``ValidationError`` naming the rule otherwise."""
     if not isinstance(login, str) or not _LOGIN.match(login):
         raise ValidationError("login", "must be 1..63 lower-case letters, digits or _ and not start with a digit "
                                        f"(e.g. miner_7), got {login!r}")
@@ -116,7 +117,7 @@ def add_node(admin: psycopg.Connection, login: str, *, kind: str, uid: int | Non
     Raises ``ValidationError`` (bad login, kind or uid), ``ConflictError`` (the uid is another login's),
     ``OperationError`` (the group roles are missing: provision them first; the session may not create roles).
     """
-    login = _login(login)
+    login = check_login(login)
     if kind not in NODE_KINDS:
         raise ValidationError("kind", f"must be one of {', '.join(NODE_KINDS)}, got {kind!r}")
     if uid is not None and (isinstance(uid, bool) or not isinstance(uid, int) or uid < 0):
@@ -151,7 +152,7 @@ def revoke_node(admin: psycopg.Connection, login: str) -> list[str]:
 
     Raises ``ValidationError`` (bad login), ``NotFoundError`` (no such login).
     """
-    login = _login(login)
+    login = check_login(login)
     if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %(login)s", {"login": login}).fetchone():
         raise NotFoundError(f"login {login}: no such role on this server")
     with admin.transaction():
