@@ -157,3 +157,27 @@ def test_every_precondition_is_checked_before_anything_changes(pair: Pair) -> No
         realtime.subscribe(production, pair.source_url, admin_url=admin)
     with psycopg.connect(pair.conninfo(pair.local_port), autocommit=True) as conn:
         conn.execute("DELETE FROM raw_incident_reports")
+
+
+def test_the_commands_start_report_stop_and_drop_without_printing_a_secret(pair: Pair, cli_run) -> None:
+    env = {"LUMINAR_ENV": "testing", "LUMINAR_DB_HOST": HOST, "LUMINAR_DB_PORT": str(pair.local_port),
+           "LUMINAR_DB_NAME": DBNAME, "LUMINAR_DB_USER": USER, "LUMINAR_DB_PASSWORD": PASSWORD,
+           "LUMINAR_DB_SSLMODE": "disable", "LUMINAR_SYNC_SOURCE_URL": pair.source_url,
+           "LUMINAR_DB_ADMIN_URL": pair.conninfo(pair.local_port)}
+    outputs = []
+    try:
+        started = cli_run(["realtime", "start"], env)
+        outputs.append(started)
+        assert started.exit_code == 0 and "Subscribed" in started.output, started.output
+        arrives(lambda: "streaming" in cli_run(["realtime", "status"], env).output)
+        outputs.append(cli_run(["realtime", "status"], env))
+        assert "7/7 tables copied" in outputs[-1].output and "bytes behind" in outputs[-1].output
+        outputs.append(cli_run(["realtime", "stop"], env))
+        assert "disabled" in cli_run(["realtime", "status"], env).output
+        outputs.append(cli_run(["realtime", "start"], env))
+        assert "Restarted" in outputs[-1].output
+    finally:
+        outputs.append(cli_run(["realtime", "drop"], env))
+    assert "Dropped." in outputs[-1].output
+    for result in outputs:
+        assert REPLICATOR_PW not in result.output and PASSWORD not in result.output

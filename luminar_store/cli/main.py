@@ -9,6 +9,7 @@ from luminar_store.cli.common import start_cli
 from luminar_store.cli.db import db_group
 from luminar_store.cli.migrate import migrate_group
 from luminar_store.cli.ops import COMMANDS
+from luminar_store.cli.realtime import realtime_group
 from luminar_store.cli.reports import reports_group
 from luminar_store.cli.roles import roles_group
 from luminar_store.cli.shim import node_shim_command
@@ -45,7 +46,7 @@ def cli() -> None:
 
 
 for _command in (*COMMANDS, node_shim_command, bouncer_group, db_group, migrate_group, reports_group, roles_group,
-                 tls_group):
+                 tls_group, realtime_group):
     cli.add_command(_command)
 
 

@@ -95,6 +95,32 @@ def add_node_command(login: str, kind: str, uid: int | None, any_uid: bool, pass
                f"{'password' if password else 'certificate'} authentication.")
 
 
+@roles_group.command("add-replicator")
+@click.argument("login")
+@click.option("--password-env", metavar="VAR", required=True,
+              help="Name of an environment variable holding its password (sent as a SCRAM verifier).")
+@env_option
+@admin_option
+def add_replicator_command(login: str, password_env: str, env: str | None, admin_url: str) -> None:
+    """On central: the login a local copy's subscription connects as (luminar-db realtime): REPLICATION,
+    BYPASSRLS (the initial copy reads whole tables) and luminar_sync (read-only).
+
+    \b
+    Example: COPY_PW=... luminar-db roles add-replicator central_copy --password-env COPY_PW --env=production
+    """
+    from luminar_store.ops.realtime import add_replicator
+
+    password = os.environ.get(password_env)
+    if not password:
+        raise ConfigError(f"--password-env {password_env}: that variable is not set or empty")
+    settings = settings_for(env)
+    click.echo(f"Target: the server of {settings.target()}")
+    with connect(settings, admin_url=admin_url) as admin:
+        created = add_replicator(admin, login, password)
+    click.echo(f"{'Created' if created else 'Updated'} replicator login {login} (REPLICATION, BYPASSRLS, "
+               "luminar_sync).")
+
+
 @roles_group.command("revoke-node")
 @click.argument("login")
 @click.option("--yes", is_flag=True, help="Do not ask (needed when stdin is not a terminal).")
