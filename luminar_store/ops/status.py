@@ -9,6 +9,7 @@ holds the rows gathered so far and the error, which the command raises after pri
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,12 +106,25 @@ def collect_status(settings: Settings, *, migrations_dir: Path | None = None, ve
     line, report.applied = _migrations(settings, migrations_dir)
     report.rows.append(("migrations", line))
     report.rows += replica_rows(settings)
+    report.rows += realtime_rows(settings)
     if verbose:
         with connect(settings) as conn:
             objects = conn.execute(OBJECTS).fetchall()
         report.tables = [name for name, is_table in objects if is_table]
         report.views = [name for name, is_table in objects if not is_table]
     return report
+
+
+def realtime_rows(settings: Settings) -> list[tuple[str, str]]:
+    """A row for the real-time copy when this database subscribes to central (``ops.realtime``): its state,
+    tables copied, and the lag in bytes when ``LUMINAR_SYNC_SOURCE_URL`` names central."""
+    from luminar_store.ops import realtime
+
+    state = realtime.realtime_status(settings, os.environ.get("LUMINAR_SYNC_SOURCE_URL") or None)
+    if state.state == "none":
+        return []
+    lag = "" if state.lag_bytes is None else f", {state.lag_bytes:,} bytes behind central"
+    return [("realtime", f"{state.state}: {state.tables_ready}/{state.tables} tables copied{lag}")]
 
 
 def replica_rows(settings: Settings) -> list[tuple[str, str]]:
