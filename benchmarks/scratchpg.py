@@ -77,10 +77,11 @@ class ScratchServer:
     Raises ``RuntimeError`` naming the step and the server's last log line when ``initdb`` or ``pg_ctl`` fails.
     """
 
-    def __init__(self, *, durable: bool = False, host: str = "127.0.0.1") -> None:
+    def __init__(self, *, durable: bool = False, host: str = "127.0.0.1", extra: dict[str, str] | None = None) -> None:
         self.host = host
         self.port = 0
         self.durable = durable
+        self.extra = dict(extra or {})  # more server settings (wal_level = logical for a publishing server)
         self.bindir = find_bindir()
         self.home: Path | None = None
         self.running = False
@@ -137,6 +138,7 @@ class ScratchServer:
                         unix_socket_directories=str(self.home))
         if self.durable:
             settings["synchronous_commit"] = "on"
+        settings.update(self.extra)
         conf = "".join(f"{key} = '{value}'\n" for key, value in settings.items())
         with (self.data_dir / "postgresql.conf").open("a") as handle:
             handle.write("\n# luminar benchmark scratch server\n" + conf)
