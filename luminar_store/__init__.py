@@ -14,7 +14,7 @@ logging.getLogger("luminar_store").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "db", "Database", "errors", "models"]
+__all__ = ["__version__", "db", "Database", "errors", "models", "sync_manager"]
 
 
 def __getattr__(name: str):
@@ -27,6 +27,10 @@ def __getattr__(name: str):
         from luminar_store.database import Database
 
         return Database
+    if name == "sync_manager":
+        from luminar_store.syncing import sync_manager
+
+        return sync_manager
     if name in ("errors", "models"):
         import importlib
 

@@ -22,6 +22,7 @@ from luminar_store.config import Settings, load_settings
 from luminar_store.errors import OperationError
 from luminar_store.migrator import DEFAULT_DIR, migrate_database
 from luminar_store.ops import cluster, realtime
+from luminar_store.syncing import SyncManager
 
 USER, PASSWORD, DBNAME = "luminar_rt", "Rt-secret-pw", "luminar_rt"
 REPLICATOR, REPLICATOR_PW = "central_copy", "Copy-secret-pw"
@@ -183,3 +184,26 @@ def test_the_commands_start_report_stop_and_drop_without_printing_a_secret(pair:
     assert "Dropped." in outputs[-1].output
     for result in outputs:
         assert REPLICATOR_PW not in result.output and PASSWORD not in result.output
+
+
+def test_the_sync_manager_follows_by_logical_replication_when_it_can(pair: Pair) -> None:
+    with psycopg.connect(pair.conninfo(pair.local_port), autocommit=True) as conn:
+        conn.execute("DELETE FROM raw_incident_reports")  # the rows earlier copies left: a new copy starts empty
+    manager = SyncManager(pair.local())
+
+    async def go():
+        mode = await manager.start_real_time_sync(source_url=pair.source_url,
+                                                  admin_url=pair.conninfo(pair.local_port))
+        assert mode == "logical" and await manager.start_real_time_sync() == "logical"  # idempotent
+        central_sql(pair, REPORT, ("managed-1", "filed while the manager follows"))
+        await eventually(lambda: ("managed-1",) in local_rows(pair, "SELECT external_id FROM raw_incident_reports"),
+                         timeout=DEADLINE, every=0.1)
+        await manager.stop()
+
+    try:
+        run(go())
+        assert realtime.realtime_status(pair.local()).state == "disabled"
+    finally:
+        realtime.unsubscribe(pair.local(), admin_url=pair.conninfo(pair.local_port))
+        with psycopg.connect(pair.conninfo(pair.local_port), autocommit=True) as conn:
+            conn.execute("DELETE FROM raw_incident_reports")
