@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -20,6 +22,7 @@ from luminar_store.config import ENVIRONMENTS, Settings, environment, load_setti
 from luminar_store.errors import OperationError
 from luminar_store.ops import compose, provision, retention
 from luminar_store.ops import stats as metrics
+from luminar_store.ops import sync as sync_ops
 from luminar_store.ops.backup import backup_database, find_tool, read_archive
 from luminar_store.ops.connect import connect
 from luminar_store.ops.restore import restore_database
@@ -294,19 +297,67 @@ def stats_command(env: str | None, as_json: bool, hours: int, days: int, recent:
 # -- sync and clean ------------------------------------------------------------------------------------------------
 @click.command("sync")
 @env_option
-@click.option("--hours", type=click.IntRange(1), default=24, show_default=True, help="Hours of recent data to copy.")
-def sync_command(env: str | None, hours: int) -> None:
-    """Copy recent data from the central database into this one. NOT IMPLEMENTED YET: it exits with status 3.
+@click.option("--hours", type=click.IntRange(1, 24 * 3650), default=None,
+              help="Copy what central wrote in the last N hours, plus everything since the last sync "
+                   "[default: 24 when neither --since nor --full is given].")
+@click.option("--since", "since", type=click.DateTime(formats=["%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M:%S%z",
+                                                                "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%d"]),
+              default=None, help="Copy what central wrote from this time (e.g. 2026-11-01T00:00Z; no zone: UTC).")
+@click.option("--full", is_flag=True, help="Copy every row (a full replica), and every delete the audit trail holds.")
+@click.option("--source-env", type=click.Choice(ENVIRONMENTS), default="production", show_default=True,
+              envvar=sync_ops.SOURCE_ENV_VARIABLE, show_envvar=True,
+              help="The environment of central: its connection is the default source and its TLS minimum binds "
+                   f"{sync_ops.SOURCE_URL_VARIABLE}.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace local rows that hold a key central has under another id (refused by default).")
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=sync_ops.DEFAULT_BATCH_SIZE,
+              show_default=True, help="Rows a batch (one local transaction); memory stays about one batch.")
+def sync_command(env: str | None, hours: int | None, since: datetime | None, full: bool, source_env: str,
+                 overwrite: bool, batch_size: int) -> None:
+    """Copy from the central database into this one what was written in a window, with central's deletes.
 
-    Until it lands, copy data with `luminar-db backup` on one side and `luminar-db restore` on the other.
+    The source is LUMINAR_SYNC_SOURCE_URL (a read-only login, a member of luminar_sync; it must meet the TLS
+    minimum of --source-env), else the --source-env connection itself. The target must be a local, testing or
+    testnet database. Idempotent (a second run changes nothing) and resumable (an interrupted run continues from
+    each table's watermark). Local rows that hold a key of central's under another id are refused unless
+    --overwrite. See luminar_store.ops.sync.
 
+    \b
     Example: luminar-db sync --hours=24
+    Example: LUMINAR_SYNC_SOURCE_URL=postgresql://sync_reader@central-db.luminar.network/luminar_production \\
+             luminar-db sync --since 2026-11-01T00:00Z
+    Example: luminar-db setup --env=local && luminar-db sync --full
     """
-    error = click.ClickException(
-        f"sync --hours={hours} is not implemented yet (central-to-local replication is planned in a later "
-        "issue); nothing was copied. Meanwhile use `luminar-db backup` and `luminar-db restore`")
-    error.exit_code = 3
-    raise error
+    if sum(x is not None and x is not False for x in (hours, since, full or None)) > 1:
+        raise click.UsageError("give one of --hours, --since and --full")
+    settings = settings_for(env)
+    source = sync_ops.resolve_source(source_env)
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    if not full and since is None:
+        since = datetime.now(UTC) - timedelta(hours=hours or 24)
+    what = "everything" if full else f"what changed since {since:%Y-%m-%d %H:%M} UTC and since the last sync"
+    click.echo(f"Sync from {source.safe_dsn()} into {settings.target()}: {what}")
+    started = time.monotonic()
+    seen = 0
+
+    def show(table: str, n: int) -> None:
+        nonlocal seen
+        seen += n
+        rate = seen / max(time.monotonic() - started, 1e-6)
+        click.echo(f"\r  {table}: {seen:,} rows read ({rate:,.0f} rows/s)   ", err=True, nl=False)
+
+    result = sync_ops.sync(source, settings, since=since, full=full, overwrite=overwrite, batch_size=batch_size,
+                           progress=show if sys.stderr.isatty() else None)
+    if seen:
+        click.echo("", err=True)
+    for table, c in result.counts.items():
+        if c.read or c.changed:
+            click.echo(f"  {table}: {c.read:,} read, {c.inserted:,} inserted, {c.updated:,} updated, "
+                       f"{c.deleted:,} deleted")
+    click.echo(f"Synced {result.rows_changed:,} changed rows ({result.rows_read:,} read) from {result.source} into "
+               f"{settings.target()} in {result.seconds:.1f} s ({result.rows_per_second:,.0f} rows/s); run "
+               f"{result.run_id}.")
 
 
 @click.command("clean")
