@@ -18,8 +18,8 @@
 --   session of the tables' owner (luminar_sync_writing).
 --
 -- Central's side:
---   luminar_sync_deletes(since, from_xid)  the DELETE rows of the audit trail (table, key, time, transaction),
---               without their data, for the luminar_sync group, which has no right on audit_log itself.
+--   luminar_sync_deletes(since, from_xid)  the DELETE rows of the audit trail (table, primary key, time,
+--               transaction), without their data, for the luminar_sync group, which has no right on audit_log.
 --               Retention's deletes (keys-only rows, row_count set) are not listed: a copy ages out by its own
 --               `luminar-db clean`.
 
@@ -119,7 +119,13 @@ $$;
 CREATE FUNCTION luminar_sync_deletes(p_since timestamptz, p_from_xid bigint)
 RETURNS TABLE (table_name text, row_key text, occurred_at timestamptz, transaction_id bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-    SELECT a.table_name, a.row_id, a.occurred_at, a.transaction_id
+    -- The trail names a miner or validator by uid; a copy deletes by primary key (a uid registered again is
+    -- another row), which old_data holds.
+    SELECT a.table_name,
+           CASE a.table_name WHEN 'miner_performance' THEN a.old_data ->> 'miner_id'
+                             WHEN 'validator_performance' THEN a.old_data ->> 'validator_id'
+                             ELSE a.row_id END,
+           a.occurred_at, a.transaction_id
       FROM public.audit_log AS a
      WHERE a.operation = 'DELETE' AND a.row_count IS NULL AND a.row_id IS NOT NULL
        AND a.table_name IN ('raw_incident_reports', 'crime_events', 'consensus_records', 'miner_performance',

@@ -139,6 +139,20 @@ def test_an_insert_an_update_and_a_delete_on_central_appear_locally_and_a_second
         f"{central.host}:{central.port}/{central.name}"}
 
 
+def test_setup_replica_copies_everything_and_sync_since_then_changes_nothing(cli_run, central, reader, db_settings):
+    load(central, 100)
+    env = cli_env(db_settings, LUMINAR_SYNC_SOURCE_URL=source_url(reader), LUMINAR_SYNC_SOURCE_ENV="testing")
+    replica = cli_run(["setup", "--replica"], env)
+    assert replica.exit_code == 0, replica.output
+    assert checksums(db_settings) == checksums(central)
+    since = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%MZ")
+    again = cli_run(["sync", "--since", since], env)
+    assert again.exit_code == 0, again.output
+    assert "Synced 0 changed rows" in again.output
+    both = cli_run(["sync", "--since", since, "--full"], env)
+    assert both.exit_code != 0 and "one of --hours, --since and --full" in both.output
+
+
 # -- interrupted, resumed ------------------------------------------------------------------------------------------
 class Interrupted(Exception):
     pass
@@ -222,6 +236,25 @@ def test_local_only_rows_are_kept_and_a_local_row_holding_a_central_key_is_refus
     sync_ops.sync(reader, db_settings, since=since, overwrite=True)
     assert execute(db_settings, "SELECT hotkey FROM miner_performance WHERE miner_uid = 7") == [("central-hotkey",)]
     assert execute(db_settings, "SELECT 1 FROM raw_incident_reports WHERE report_id = %s", (mine,))
+
+
+def test_a_uid_deleted_and_registered_again_on_central_stays_and_retention_deletes_stay_central(
+        central, reader, db_settings):
+    execute(central, "INSERT INTO miner_performance (miner_uid, hotkey) VALUES (9, 'first')")
+    old = add_report(central, age=timedelta(days=400))
+    since = datetime.now(UTC) - timedelta(days=500)
+    sync_ops.sync(reader, db_settings, since=since)
+    execute(central, "DELETE FROM miner_performance WHERE miner_uid = 9")
+    execute(central, "INSERT INTO miner_performance (miner_uid, hotkey) VALUES (9, 'second')")
+    with psycopg.connect(central.conninfo(), autocommit=True) as conn:
+        from luminar_store.ops.retention import delete_old_rows
+
+        assert delete_old_rows(conn, days=365)["raw_incident_reports"] == 1
+    result = sync_ops.sync(reader, db_settings)
+    assert execute(db_settings, "SELECT hotkey FROM miner_performance WHERE miner_uid = 9") == [("second",)]
+    # Central's retention removed the old report; the copy keeps it until its own clean.
+    assert execute(db_settings, "SELECT 1 FROM raw_incident_reports WHERE report_id = %s", (old,))
+    assert result.counts["raw_incident_reports"].deleted == 0
 
 
 def test_a_second_source_is_refused(pg_server, central, reader, db_settings):

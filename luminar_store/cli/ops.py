@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -77,20 +78,32 @@ def _load_sample(settings: Settings, *, reports: int, days: int, seed: int, work
               help="A superuser's connection: creates the configured role, the group roles (luminar-db roles) and "
                    "PostGIS when missing. Never printed.")
 @dir_option
-def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | None, directory: Path | None) -> None:
-    """Create the database if missing (with PostGIS), apply the migrations, optionally load sample data.
+@click.option("--replica", is_flag=True,
+              help="Then copy everything from the central database (sync --full; LUMINAR_SYNC_SOURCE_URL, else "
+                   "LUMINAR_SYNC_SOURCE_ENV's connection, production by default): the full replica setup.")
+def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | None, directory: Path | None,
+                  replica: bool) -> None:
+    """Create the database if missing (with PostGIS), apply the migrations, optionally load sample data or copy
+    the central database (--replica).
 
     Idempotent: on a database that is already set up it only reports that nothing was missing, and
-    --sample-data loads nothing into a database that already holds reports.
+    --sample-data loads nothing into a database that already holds reports; --replica a second time copies only
+    what changed (see sync).
 
     \b
     Example: luminar-db setup --env=local --sample-data
-    Example: python scripts/setup_database.py setup --env=local
+    Example: python scripts/setup_database.py setup --env=local --replica
     """
     nodes = load_settings(env)
     settings = nodes.as_owner()
     if sample and not settings.rules.sample_data:
         raise OperationError(f"--sample-data is only for the local and testing databases, not {settings.env}")
+    if sample and replica:
+        raise click.UsageError("give --sample-data or --replica, not both")
+    source = None
+    if replica:
+        source = sync_ops.resolve_source(os.environ.get(sync_ops.SOURCE_ENV_VARIABLE) or "production")
+        sync_ops.check_target(source, settings)
     click.echo(f"Setting up {settings.target()}: {settings.safe_dsn()}")
     result = provision.setup_database(settings, admin_conninfo=admin_url, migrations_dir=directory, out=click.echo,
                                       nodes=nodes)
@@ -106,6 +119,8 @@ def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | 
             click.echo(f"{settings.name} already holds reports; no sample data loaded.")
         else:
             _load_sample(settings, reports=reports, days=7, seed=42, workers=None)
+    if source is not None:
+        _run_sync(source, settings, since=None, full=True, overwrite=False, batch_size=sync_ops.DEFAULT_BATCH_SIZE)
 
 
 def reset_target(env: str | None, directory: Path | None, yes: bool, *, command: str) -> None:
@@ -301,7 +316,7 @@ def stats_command(env: str | None, as_json: bool, hours: int, days: int, recent:
               help="Copy what central wrote in the last N hours, plus everything since the last sync "
                    "[default: 24 when neither --since nor --full is given].")
 @click.option("--since", "since", type=click.DateTime(formats=["%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M:%S%z",
-                                                                "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%d"]),
+                                                                "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
               default=None, help="Copy what central wrote from this time (e.g. 2026-11-01T00:00Z; no zone: UTC).")
 @click.option("--full", is_flag=True, help="Copy every row (a full replica), and every delete the audit trail holds.")
 @click.option("--source-env", type=click.Choice(ENVIRONMENTS), default="production", show_default=True,
@@ -326,7 +341,7 @@ def sync_command(env: str | None, hours: int | None, since: datetime | None, ful
     Example: luminar-db sync --hours=24
     Example: LUMINAR_SYNC_SOURCE_URL=postgresql://sync_reader@central-db.luminar.network/luminar_production \\
              luminar-db sync --since 2026-11-01T00:00Z
-    Example: luminar-db setup --env=local && luminar-db sync --full
+    Example: luminar-db sync --full   (the full replica; or: luminar-db setup --env=local --replica)
     """
     if sum(x is not None and x is not False for x in (hours, since, full or None)) > 1:
         raise click.UsageError("give one of --hours, --since and --full")
@@ -336,6 +351,12 @@ def sync_command(env: str | None, hours: int | None, since: datetime | None, ful
         since = since.replace(tzinfo=UTC)
     if not full and since is None:
         since = datetime.now(UTC) - timedelta(hours=hours or 24)
+    _run_sync(source, settings, since=since, full=full, overwrite=overwrite, batch_size=batch_size)
+
+
+def _run_sync(source: Settings, settings: Settings, *, since: datetime | None, full: bool, overwrite: bool,
+              batch_size: int) -> None:
+    """Name the source and target, run one sync with a progress line on a terminal, print what it did."""
     what = "everything" if full else f"what changed since {since:%Y-%m-%d %H:%M} UTC and since the last sync"
     click.echo(f"Sync from {source.safe_dsn()} into {settings.target()}: {what}")
     started = time.monotonic()

@@ -29,8 +29,9 @@ repeated pulls); with neither and no watermark yet, the call is refused.
 older than the window: they are fetched by key from the same snapshot before the batch is written.
 
 **Deletes.** Central's audit trail holds one DELETE row per deleted row; ``luminar_sync`` may not read it, so central
-grants it ``luminar_sync_deletes(since, from_xid)`` (migration 20261130031000): table, key, time and transaction of
-each delete, no data. A key deleted on central and present again in the snapshot (re-registered uid) is kept.
+grants it ``luminar_sync_deletes(since, from_xid)`` (migration 20261130031000): table, primary key, time and
+transaction of each delete, no data. Deleting by primary key, a uid registered again on central (a new row) stays,
+and a local-only row is never deleted.
 Retention's deletes are not listed: a copy ages out by its own ``luminar-db clean``.
 
 **Local data.** The copy follows one source: ``sync_state`` records it, and a run from another source is refused
@@ -73,7 +74,7 @@ from luminar_store.errors import ConfigError, ConflictError, OperationError
 from luminar_store.ops.connect import connect
 
 __all__ = ["TABLES", "COPY_ENVIRONMENTS", "SOURCE_URL_VARIABLE", "SOURCE_ENV_VARIABLE", "DEFAULT_BATCH_SIZE",
-           "TableCount", "SyncResult", "resolve_source", "source_identity", "sync"]
+           "TableCount", "SyncResult", "check_target", "resolve_source", "source_identity", "sync"]
 
 log = logging.getLogger("luminar_store.ops.sync")
 
@@ -90,26 +91,25 @@ _EPOCH = 1 << 32
 @dataclass(frozen=True)
 class _Table:
     name: str
-    key: str                      # primary key (uuid): pages and upserts
+    key: str                      # primary key (uuid): pages, upserts and deletes
     changed: str                  # the change time a window reads
-    delete_key: str               # the column the audit trail names a deleted row by
     natural: tuple[str, ...] = ()  # a unique natural key, when there is one
     # parents: (parent table, SELECT of the parent keys a staged batch names, from {stage})
     parents: tuple[tuple[str, str], ...] = ()
 
 
 _SPECS = (
-    _Table("crime_clusters", "cluster_id", "updated_at", "cluster_id"),
-    _Table("raw_incident_reports", "report_id", "updated_at", "report_id", ("external_id",)),
-    _Table("crime_events", "event_id", "updated_at", "event_id", (),
+    _Table("crime_clusters", "cluster_id", "updated_at"),
+    _Table("raw_incident_reports", "report_id", "updated_at", ("external_id",)),
+    _Table("crime_events", "event_id", "updated_at", (),
            (("crime_clusters", "SELECT DISTINCT cluster_id FROM {stage} WHERE cluster_id IS NOT NULL"),
             ("raw_incident_reports", "SELECT DISTINCT unnest(related_reports) FROM {stage}"))),
-    _Table("consensus_records", "record_id", "created_at", "record_id",
+    _Table("consensus_records", "record_id", "created_at",
            ("event_id", "validator_uid", "consensus_round"),
            (("crime_events", "SELECT DISTINCT event_id FROM {stage}"),)),
-    _Table("risk_zones", "zone_id", "updated_at", "zone_id"),
-    _Table("miner_performance", "miner_id", "updated_at", "miner_uid", ("miner_uid",)),
-    _Table("validator_performance", "validator_id", "updated_at", "validator_uid", ("validator_uid",)),
+    _Table("risk_zones", "zone_id", "updated_at"),
+    _Table("miner_performance", "miner_id", "updated_at", ("miner_uid",)),
+    _Table("validator_performance", "validator_id", "updated_at", ("validator_uid",)),
 )
 _BY_NAME = {t.name: t for t in _SPECS}
 #: The tables copied, in the order they are written (parents first).
@@ -217,7 +217,8 @@ def source_identity(settings: Settings) -> str:
     return f"{settings.host}:{settings.port}/{settings.name}"
 
 
-def _check_target(source: Settings, target: Settings) -> None:
+def check_target(source: Settings, target: Settings) -> None:
+    """Refuse (``OperationError``) a target outside ``COPY_ENVIRONMENTS`` and a target that is the source itself."""
     if target.env not in COPY_ENVIRONMENTS:
         raise OperationError(f"sync writes only into a {', '.join(COPY_ENVIRONMENTS[:-1])} or "
                              f"{COPY_ENVIRONMENTS[-1]} database, not into "
@@ -242,7 +243,7 @@ def sync(source: Settings, target: Settings, *, since: datetime | None = None, f
     """
     if not 1 <= batch_size <= 1_000_000:
         raise OperationError(f"batch_size must be between 1 and 1,000,000, got {batch_size}")
-    _check_target(source, target)
+    check_target(source, target)
     ident = source_identity(source)
     started = time.monotonic()
     with connect(target, autocommit=True) as local, connect(source, autocommit=True) as central:
@@ -363,19 +364,18 @@ class _Copier:
             if not keys:
                 continue
             spec = _BY_NAME[name]
-            kind = "integer" if spec.delete_key.endswith("_uid") else "uuid"
-            column, table = sql.Identifier(spec.delete_key), sql.Identifier(name)
-            # A key deleted and written again since (a re-registered uid) is in the snapshot: it stays.
+            column, table = sql.Identifier(spec.key), sql.Identifier(name)
+            # A key deleted and present again in the snapshot (a restored row) stays.
             present = {str(r[0]) for r in self.central.execute(
-                sql.SQL("SELECT {c} FROM {t} WHERE {c} = ANY(%(keys)s::text[]::{k}[])").format(
-                    c=column, t=table, k=sql.SQL(kind)), {"keys": keys})}
+                sql.SQL("SELECT {c} FROM {t} WHERE {c} = ANY(%(keys)s::uuid[])").format(c=column, t=table),
+                {"keys": keys})}
             gone = [k for k in keys if k not in present]
             if not gone:
                 continue
             with self.local.transaction():
                 self.local.execute(MARK_SYNC)
-                n = self.local.execute(sql.SQL("DELETE FROM {t} WHERE {c} = ANY(%(keys)s::text[]::{k}[])").format(
-                    c=column, t=table, k=sql.SQL(kind)), {"keys": gone}).rowcount
+                n = self.local.execute(sql.SQL("DELETE FROM {t} WHERE {c} = ANY(%(keys)s::uuid[])").format(
+                    c=column, t=table), {"keys": gone}).rowcount
             self.result.counts[name].deleted += n
 
     # -- one table's pass ------------------------------------------------------------------------------------------
