@@ -173,11 +173,14 @@ def test_an_interrupted_sync_resumes_with_no_duplicate_and_no_gap(central, reade
     partial = checksums(db_settings)
     assert 0 < sum(n for n, _ in partial.values()) < sum(n for n, _ in checksums(central).values())
     assert execute(db_settings, "SELECT status, error FROM sync_runs")[0][0] == "failed"
-    # Central moves on meanwhile.
+    # Central moves on meanwhile; and a run whose process was killed stays 'running' until the next one.
     add_report(central)
+    killed = execute(db_settings, "INSERT INTO sync_runs (source, mode) VALUES ('x:1/y', 'window') RETURNING run_id")
 
     resumed = sync_ops.sync(reader, db_settings, since=since, batch_size=40)
     assert checksums(db_settings) == checksums(central)
+    assert execute(db_settings, "SELECT status, error FROM sync_runs WHERE run_id = %s", killed[0]) == [
+        ("failed", "interrupted: the process ended before the run did")]
     total = {t: n for t, (n, _) in checksums(central).items()}
     for table, count in resumed.counts.items():  # what the first run wrote is found equal, not written again
         assert count.inserted == total[table] - partial[table][0], table
@@ -255,6 +258,30 @@ def test_a_uid_deleted_and_registered_again_on_central_stays_and_retention_delet
     # Central's retention removed the old report; the copy keeps it until its own clean.
     assert execute(db_settings, "SELECT 1 FROM raw_incident_reports WHERE report_id = %s", (old,))
     assert result.counts["raw_incident_reports"].deleted == 0
+
+
+def test_a_delete_local_data_still_needs_stops_the_run_in_one_line_and_a_second_sync_waits_for_none(
+        central, reader, db_settings):
+    report = add_report(central)
+    event = execute(central, """
+        INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, "timestamp", confidence_score,
+                                  related_reports)
+        VALUES (3, 'theft', 40.7, -74.0, now(), 0.9, ARRAY[%s::uuid]) RETURNING event_id""", (report,))[0][0]
+    sync_ops.sync(reader, db_settings, since=datetime.now(UTC) - timedelta(hours=1))
+    execute(db_settings, """
+        INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, "timestamp", confidence_score,
+                                  related_reports)
+        VALUES (8, 'local_only', 1, 2, now(), 0.5, ARRAY[%s::uuid])""", (report,))
+    execute(central, "DELETE FROM crime_events WHERE event_id = %s", (event,))
+    execute(central, "DELETE FROM raw_incident_reports WHERE report_id = %s", (report,))
+    with pytest.raises(OperationError, match=r"^sync stopped while copying deletes into .*related report") as stop:
+        sync_ops.sync(reader, db_settings)
+    assert "\n" not in str(stop.value)
+    assert execute(db_settings, "SELECT status FROM sync_runs ORDER BY run_id DESC LIMIT 1") == [("failed",)]
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as other:  # a sync in progress elsewhere
+        other.execute(sync_ops.LOCK, {"key": sync_ops.LOCK_KEY})
+        with pytest.raises(OperationError, match="another sync is writing"):
+            sync_ops.sync(reader, db_settings)
 
 
 def test_a_second_source_is_refused(pg_server, central, reader, db_settings):

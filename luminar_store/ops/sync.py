@@ -58,6 +58,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -70,7 +71,13 @@ from psycopg.types.json import Jsonb
 
 from luminar_store.config import Settings, load_settings
 from luminar_store.config.tls import check_tls_minimum
-from luminar_store.errors import ConfigError, ConflictError, OperationError
+from luminar_store.errors import (
+    ConfigError,
+    ConflictError,
+    DatabaseUnavailableError,
+    LuminarError,
+    OperationError,
+)
 from luminar_store.ops.connect import connect
 
 __all__ = ["TABLES", "COPY_ENVIRONMENTS", "SOURCE_URL_VARIABLE", "SOURCE_ENV_VARIABLE", "DEFAULT_BATCH_SIZE",
@@ -134,6 +141,12 @@ SAVE_STATE = """INSERT INTO sync_state (table_name, source, watermark_xid, run_i
                        run_id = EXCLUDED.run_id"""
 START_RUN = """INSERT INTO sync_runs (source, mode, since) VALUES (%(source)s, %(mode)s, %(since)s)
                RETURNING run_id"""
+# One sync a copy at a time: a session lock of the copy's database, taken without waiting.
+LOCK = "SELECT pg_try_advisory_lock(%(key)s)"
+LOCK_KEY = 0x6C756D73796E63  # 'lumsync'
+INTERRUPTED = """UPDATE sync_runs SET status = 'failed', finished_at = now(),
+                        error = 'interrupted: the process ended before the run did'
+                  WHERE status = 'running'"""
 END_RUN = """UPDATE sync_runs SET finished_at = now(), status = %(status)s, counts = %(counts)s, error = %(error)s
               WHERE run_id = %(run)s"""
 
@@ -250,6 +263,10 @@ def sync(source: Settings, target: Settings, *, since: datetime | None = None, f
         _session(local)
         _session(central)
         state = _read_state(local, ident)
+        if not local.execute(LOCK, {"key": LOCK_KEY}).fetchone()[0]:
+            raise OperationError(f"another sync is writing into {target.target()}; wait for it to end")
+        # Under the lock no other run is alive: one still 'running' ended with its process.
+        local.execute(INTERRUPTED)
         unfinished = [t for t in (DELETES, *TABLES) if t not in state]
         if not full and since is None and unfinished:
             raise OperationError(f"{target.target()}: {', '.join(unfinished)} never completed a first pass; give "
@@ -263,23 +280,43 @@ def sync(source: Settings, target: Settings, *, since: datetime | None = None, f
         copier = _Copier(central, local, result, batch_size=batch_size, overwrite=overwrite, progress=progress,
                          xmax=snap_xmax)
         try:
+            copier.current = DELETES
             copier.deletes(None if full else since, None if full else state.get(DELETES))
             _save(local, DELETES, ident, snap_xmin, run)
             for spec in _SPECS:
+                copier.current = spec.name
                 copier.table(spec, since=None if full else since, from_xid=None if full else state.get(spec.name),
                              full=full)
                 _save(local, spec.name, ident, snap_xmin, run)
         except BaseException as exc:
             result.seconds = time.monotonic() - started
-            _end(local, run, "failed", result, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            failure = _translated(exc, copier.current, source, target)
+            _end(local, run, "failed", result, str(failure or exc).splitlines()[0] if str(failure or exc) else
+                 type(exc).__name__)
+            if failure is not None:
+                raise failure from exc
             raise
         finally:
-            central.execute("ROLLBACK")
+            with contextlib.suppress(psycopg.Error):
+                central.execute("ROLLBACK")
         result.seconds = time.monotonic() - started
         _end(local, run, "done", result, None)
     log.info("sync %s -> %s: %d rows read, %d changed in %.1f s", ident, result.target, result.rows_read,
              result.rows_changed, result.seconds)
     return result
+
+
+def _translated(exc: BaseException, table: str, source: Settings, target: Settings) -> LuminarError | None:
+    """A server's failure as the project's error, one line naming the table and what to do; None for others."""
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseUnavailableError(
+            f"sync lost a connection while copying {table} ({source_identity(source)} -> {target.target()}): "
+            f"{' '.join(str(exc).split())[:200]}; run it again: it resumes from the last complete table")
+    if isinstance(exc, psycopg.Error):
+        reason = exc.diag.message_primary or type(exc).__name__
+        return OperationError(f"sync stopped while copying {table} into {target.target()}: {reason}; the batches "
+                              "before it are kept; fix the cause and run it again")
+    return None
 
 
 def _session(conn: psycopg.Connection) -> None:
@@ -338,6 +375,7 @@ class _Copier:
         # watermark is within 2^31 transactions of now; an older one read as newer is only read again).
         self.low, self.base = xmax % _EPOCH, xmax - xmax % _EPOCH
         self.columns: dict[str, list[str]] = {}
+        self.current = ""  # the table being copied, for messages
         for spec in _SPECS:
             cols = [r[0] for r in local.execute(COLUMNS, {"table": spec.name})]
             self.columns[spec.name] = cols
