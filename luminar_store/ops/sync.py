@@ -60,8 +60,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -69,7 +70,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from luminar_store.config import Settings, load_settings
+from luminar_store.config import Settings, environment, load_settings
 from luminar_store.config.tls import check_tls_minimum
 from luminar_store.errors import (
     ConfigError,
@@ -122,8 +123,7 @@ _BY_NAME = {t.name: t for t in _SPECS}
 #: The tables copied, in the order they are written (parents first).
 TABLES = tuple(t.name for t in _SPECS)
 # Deletes go children first, so that no delete waits on a child still there.
-_DELETE_ORDER = ("consensus_records", "crime_events", "raw_incident_reports", "crime_clusters", "risk_zones",
-                 "miner_performance", "validator_performance")
+_DELETE_ORDER = tuple(reversed(TABLES))
 
 MARK_SYNC = "SELECT set_config('luminar.sync', txid_current()::text, true)"
 SNAPSHOT = ("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
@@ -200,15 +200,13 @@ class _TlsFloor:
     sslkey: str | None = None
 
 
-def resolve_source(source_env: str = "production", *, environ: dict[str, str] | None = None) -> Settings:
+def resolve_source(source_env: str = "production", *, environ: Mapping[str, str] | None = None) -> Settings:
     """The central end: ``LUMINAR_SYNC_SOURCE_URL`` when set (checked against the TLS minimum of ``source_env``'s
     settings, or of its environment's defaults when those settings do not load here), else ``source_env``'s own
     settings (production by default).
 
     Raises ``ConfigError`` naming the variable and the fix, never showing the URL or its password.
     """
-    import os
-
     environ = dict(os.environ if environ is None else environ)
     url = (environ.get(SOURCE_URL_VARIABLE) or "").strip()
     try:
@@ -216,8 +214,6 @@ def resolve_source(source_env: str = "production", *, environ: dict[str, str] | 
     except ConfigError:
         if not url:
             raise
-        from luminar_store.config import environment
-
         primary = _TlsFloor(environment(source_env).sslmode)
     if not url:
         return primary  # type: ignore[return-value]
