@@ -143,6 +143,7 @@ START_RUN = """INSERT INTO sync_runs (source, mode, since) VALUES (%(source)s, %
                RETURNING run_id"""
 # One sync a copy at a time: a session lock of the copy's database, taken without waiting.
 LOCK = "SELECT pg_try_advisory_lock(%(key)s)"
+UNLOCK = "SELECT pg_advisory_unlock(%(key)s)"
 LOCK_KEY = 0x6C756D73796E63  # 'lumsync'
 INTERRUPTED = """UPDATE sync_runs SET status = 'failed', finished_at = now(),
                         error = 'interrupted: the process ended before the run did'
@@ -253,22 +254,38 @@ def sync(source: Settings, target: Settings, *, since: datetime | None = None, f
     if not 1 <= batch_size <= 1_000_000:
         raise OperationError(f"batch_size must be between 1 and 1,000,000, got {batch_size}")
     check_target(source, target)
-    ident = source_identity(source)
-    started = time.monotonic()
     with connect(target, autocommit=True) as local, connect(source, autocommit=True) as central:
         _session(local)
         _session(central)
-        state = _read_state(local, ident)
+        state = _read_state(local, source_identity(source))
         if not local.execute(LOCK, {"key": LOCK_KEY}).fetchone()[0]:
             raise OperationError(f"another sync is writing into {target.target()}; wait for it to end")
-        # Under the lock no other run is alive: one still 'running' ended with its process.
-        local.execute(INTERRUPTED)
-        unfinished = [t for t in (DELETES, *TABLES) if t not in state]
-        if not full and since is None and unfinished:
-            raise OperationError(f"{target.target()}: {', '.join(unfinished)} never completed a first pass; give "
-                                 "a window (--hours N or --since TIME) or --full")
-        mode = "full" if full else ("window" if since is not None else "watermark")
-        central.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            result = _one_run(local, central, state, source, target, since=since, full=full, overwrite=overwrite,
+                              batch_size=batch_size, progress=progress)
+        finally:
+            # Released here, not by closing: a closed session's backend may hold it a moment longer.
+            with contextlib.suppress(psycopg.Error):
+                local.execute(UNLOCK, {"key": LOCK_KEY})
+    log.info("sync %s -> %s: %d rows read, %d changed in %.1f s", result.source, result.target, result.rows_read,
+             result.rows_changed, result.seconds)
+    return result
+
+
+def _one_run(local: psycopg.Connection, central: psycopg.Connection, state: dict[str, int], source: Settings,
+             target: Settings, *, since: datetime | None, full: bool, overwrite: bool, batch_size: int,
+             progress: Callable[[str, int], object] | None) -> SyncResult:
+    """One run under the copy's lock: the checks, central's snapshot, the deletes, then each table's pass."""
+    started = time.monotonic()
+    ident = source_identity(source)
+    local.execute(INTERRUPTED)  # under the lock no other run is alive: one still 'running' ended with its process
+    unfinished = [t for t in (DELETES, *TABLES) if t not in state]
+    if not full and since is None and unfinished:
+        raise OperationError(f"{target.target()}: {', '.join(unfinished)} never completed a first pass; give a "
+                             "window (--hours N or --since TIME) or --full")
+    mode = "full" if full else ("window" if since is not None else "watermark")
+    central.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
         _check_central(central, local, ident)
         snap_xmin, snap_xmax = central.execute(SNAPSHOT).fetchone()
         run = local.execute(START_RUN, {"source": ident, "mode": mode, "since": since}).fetchone()[0]
@@ -287,18 +304,16 @@ def sync(source: Settings, target: Settings, *, since: datetime | None = None, f
         except BaseException as exc:
             result.seconds = time.monotonic() - started
             failure = _translated(exc, copier.current, source, target)
-            _end(local, run, "failed", result, str(failure or exc).splitlines()[0] if str(failure or exc) else
-                 type(exc).__name__)
+            said = str(failure or exc)
+            _end(local, run, "failed", result, said.splitlines()[0] if said else type(exc).__name__)
             if failure is not None:
                 raise failure from exc
             raise
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                central.execute("ROLLBACK")
-        result.seconds = time.monotonic() - started
-        _end(local, run, "done", result, None)
-    log.info("sync %s -> %s: %d rows read, %d changed in %.1f s", ident, result.target, result.rows_read,
-             result.rows_changed, result.seconds)
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            central.execute("ROLLBACK")
+    result.seconds = time.monotonic() - started
+    _end(local, run, "done", result, None)
     return result
 
 
