@@ -19,7 +19,8 @@ TEST_WORKERS ?= 2
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
-        test lint demo bench bench-audit faults sample-data db-backup db-restore db-stats clean release-claims
+        test lint demo bench bench-audit bench-sync faults sample-data db-backup db-restore db-stats db-sync clean \
+        release-claims
 
 ##@ Getting started
 
@@ -103,6 +104,9 @@ bench: setup ## Run the benchmarks (results in benchmarks/results/)
 bench-audit: setup ## Measure the audit trail's cost: bulk and single stores, audit on vs off (~2 min)
 	@$(PY) benchmarks/audit.py
 
+bench-sync: setup ## Measure sync's throughput between two scratch databases (REPORTS=N, default 20000; ~1 min)
+	@$(PY) benchmarks/sync.py --reports $(or $(REPORTS),20000)
+
 faults: setup ## Run the fault scenarios (long; figures in benchmarks/results/faults-*.json)
 	@$(PY) benchmarks/faults/run.py
 
@@ -120,6 +124,9 @@ db-restore: setup ## Replace the database's contents with a backup: make db-rest
 
 db-stats: setup ## Key metrics: reports, events, throughput, consensus accuracy, coverage by region, miners, nodes
 	@$(PY) scripts/setup_database.py stats
+
+db-sync: setup ## Copy from the central database (LUMINAR_SYNC_SOURCE_URL) what changed in the last HOURS (24); FULL=1: everything
+	@$(PY) scripts/setup_database.py sync $(if $(filter 1,$(FULL)),--full,--hours=$(or $(HOURS),24))
 
 clean: setup ## Delete data older than LUMINAR_RETENTION_DAYS (default 365; DAYS=N) in batches, asks first (FORCE=1: no question)
 	@$(PY) scripts/setup_database.py clean $(if $(DAYS),--days $(DAYS)) $(if $(filter 1,$(FORCE)),--yes)

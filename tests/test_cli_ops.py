@@ -233,10 +233,11 @@ def test_stats_of_an_empty_schema_say_so(cli_run, db_settings, empty_db):
     assert missing.exit_code != 0 and "no Luminar schema" in one_line_error(missing)
 
 
-def test_sync_says_it_is_not_implemented_and_fails(cli_run, db_settings):
-    result = cli_run(["sync", "--hours=24"], cli_env(db_settings))
-    assert result.exit_code == 3
-    assert "not implemented yet" in one_line_error(result)
+def test_sync_refuses_to_copy_a_database_into_itself(cli_run, db_settings):
+    result = cli_run(["sync", "--hours=24", "--env", "testing", "--source-env", "testing"],
+                     {**cli_env(db_settings), "LUMINAR_SYNC_SOURCE_URL": db_settings.safe_dsn().replace("***", "x")})
+    assert result.exit_code == 1
+    assert "same database" in one_line_error(result)
 
 
 # -- clean ---------------------------------------------------------------------------------------------------------

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -20,6 +23,7 @@ from luminar_store.config import ENVIRONMENTS, Settings, environment, load_setti
 from luminar_store.errors import OperationError
 from luminar_store.ops import compose, provision, retention
 from luminar_store.ops import stats as metrics
+from luminar_store.ops import sync as sync_ops
 from luminar_store.ops.backup import backup_database, find_tool, read_archive
 from luminar_store.ops.connect import connect
 from luminar_store.ops.restore import restore_database
@@ -74,20 +78,32 @@ def _load_sample(settings: Settings, *, reports: int, days: int, seed: int, work
               help="A superuser's connection: creates the configured role, the group roles (luminar-db roles) and "
                    "PostGIS when missing. Never printed.")
 @dir_option
-def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | None, directory: Path | None) -> None:
-    """Create the database if missing (with PostGIS), apply the migrations, optionally load sample data.
+@click.option("--replica", is_flag=True,
+              help="Then copy everything from the central database (sync --full; LUMINAR_SYNC_SOURCE_URL, else "
+                   "LUMINAR_SYNC_SOURCE_ENV's connection, production by default): the full replica setup.")
+def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | None, directory: Path | None,
+                  replica: bool) -> None:
+    """Create the database if missing (with PostGIS), apply the migrations, optionally load sample data or copy
+    the central database (--replica).
 
     Idempotent: on a database that is already set up it only reports that nothing was missing, and
-    --sample-data loads nothing into a database that already holds reports.
+    --sample-data loads nothing into a database that already holds reports; --replica a second time copies only
+    what changed (see sync).
 
     \b
     Example: luminar-db setup --env=local --sample-data
-    Example: python scripts/setup_database.py setup --env=local
+    Example: python scripts/setup_database.py setup --env=local --replica
     """
     nodes = load_settings(env)
     settings = nodes.as_owner()
     if sample and not settings.rules.sample_data:
         raise OperationError(f"--sample-data is only for the local and testing databases, not {settings.env}")
+    if sample and replica:
+        raise click.UsageError("give --sample-data or --replica, not both")
+    source = None
+    if replica:
+        source = sync_ops.resolve_source(os.environ.get(sync_ops.SOURCE_ENV_VARIABLE) or "production")
+        sync_ops.check_target(source, settings)
     click.echo(f"Setting up {settings.target()}: {settings.safe_dsn()}")
     result = provision.setup_database(settings, admin_conninfo=admin_url, migrations_dir=directory, out=click.echo,
                                       nodes=nodes)
@@ -103,6 +119,8 @@ def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | 
             click.echo(f"{settings.name} already holds reports; no sample data loaded.")
         else:
             _load_sample(settings, reports=reports, days=7, seed=42, workers=None)
+    if source is not None:
+        _run_sync(source, settings, since=None, full=True, overwrite=False, batch_size=sync_ops.DEFAULT_BATCH_SIZE)
 
 
 def reset_target(env: str | None, directory: Path | None, yes: bool, *, command: str) -> None:
@@ -294,19 +312,73 @@ def stats_command(env: str | None, as_json: bool, hours: int, days: int, recent:
 # -- sync and clean ------------------------------------------------------------------------------------------------
 @click.command("sync")
 @env_option
-@click.option("--hours", type=click.IntRange(1), default=24, show_default=True, help="Hours of recent data to copy.")
-def sync_command(env: str | None, hours: int) -> None:
-    """Copy recent data from the central database into this one. NOT IMPLEMENTED YET: it exits with status 3.
+@click.option("--hours", type=click.IntRange(1, 24 * 3650), default=None,
+              help="Copy what central wrote in the last N hours, plus everything since the last sync "
+                   "[default: 24 when neither --since nor --full is given].")
+@click.option("--since", "since", type=click.DateTime(formats=["%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M:%S%z",
+                                                                "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+              default=None, help="Copy what central wrote from this time (e.g. 2026-11-01T00:00Z; no zone: UTC).")
+@click.option("--full", is_flag=True, help="Copy every row (a full replica), and every delete the audit trail holds.")
+@click.option("--source-env", type=click.Choice(ENVIRONMENTS), default="production", show_default=True,
+              envvar=sync_ops.SOURCE_ENV_VARIABLE, show_envvar=True,
+              help="The environment of central: its connection is the default source and its TLS minimum binds "
+                   f"{sync_ops.SOURCE_URL_VARIABLE}.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace local rows that hold a key central has under another id (refused by default).")
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=sync_ops.DEFAULT_BATCH_SIZE,
+              show_default=True, help="Rows a batch (one local transaction); memory stays about one batch.")
+def sync_command(env: str | None, hours: int | None, since: datetime | None, full: bool, source_env: str,
+                 overwrite: bool, batch_size: int) -> None:
+    """Copy from the central database into this one what was written in a window, with central's deletes.
 
-    Until it lands, copy data with `luminar-db backup` on one side and `luminar-db restore` on the other.
+    The source is LUMINAR_SYNC_SOURCE_URL (a read-only login, a member of luminar_sync; it must meet the TLS
+    minimum of --source-env), else the --source-env connection itself. The target must be a local, testing or
+    testnet database. Idempotent (a second run changes nothing) and resumable (an interrupted run continues from
+    each table's watermark). Local rows that hold a key of central's under another id are refused unless
+    --overwrite. See luminar_store.ops.sync.
 
+    \b
     Example: luminar-db sync --hours=24
+    Example: LUMINAR_SYNC_SOURCE_URL=postgresql://sync_reader@central-db.luminar.network/luminar_production \\
+             luminar-db sync --since 2026-11-01T00:00Z
+    Example: luminar-db sync --full   (the full replica; or: luminar-db setup --env=local --replica)
     """
-    error = click.ClickException(
-        f"sync --hours={hours} is not implemented yet (central-to-local replication is planned in a later "
-        "issue); nothing was copied. Meanwhile use `luminar-db backup` and `luminar-db restore`")
-    error.exit_code = 3
-    raise error
+    if sum(x is not None and x is not False for x in (hours, since, full or None)) > 1:
+        raise click.UsageError("give one of --hours, --since and --full")
+    settings = settings_for(env)
+    source = sync_ops.resolve_source(source_env)
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    if not full and since is None:
+        since = datetime.now(UTC) - timedelta(hours=hours or 24)
+    _run_sync(source, settings, since=since, full=full, overwrite=overwrite, batch_size=batch_size)
+
+
+def _run_sync(source: Settings, settings: Settings, *, since: datetime | None, full: bool, overwrite: bool,
+              batch_size: int) -> None:
+    """Name the source and target, run one sync with a progress line on a terminal, print what it did."""
+    what = "everything" if full else f"what changed since {since:%Y-%m-%d %H:%M} UTC and since the last sync"
+    click.echo(f"Sync from {source.safe_dsn()} into {settings.target()}: {what}")
+    started = time.monotonic()
+    seen = 0
+
+    def show(table: str, n: int) -> None:
+        nonlocal seen
+        seen += n
+        rate = seen / max(time.monotonic() - started, 1e-6)
+        click.echo(f"\r  {table}: {seen:,} rows read ({rate:,.0f} rows/s)   ", err=True, nl=False)
+
+    result = sync_ops.sync(source, settings, since=since, full=full, overwrite=overwrite, batch_size=batch_size,
+                           progress=show if sys.stderr.isatty() else None)
+    if seen:
+        click.echo("", err=True)
+    for table, c in result.counts.items():
+        if c.read or c.changed:
+            click.echo(f"  {table}: {c.read:,} read, {c.inserted:,} inserted, {c.updated:,} updated, "
+                       f"{c.deleted:,} deleted")
+    click.echo(f"Synced {result.rows_changed:,} changed rows ({result.rows_read:,} read) from {result.source} into "
+               f"{settings.target()} in {result.seconds:.1f} s ({result.rows_per_second:,.0f} rows/s); run "
+               f"{result.run_id}.")
 
 
 @click.command("clean")
