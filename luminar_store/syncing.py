@@ -7,8 +7,8 @@ cluster). Where it cannot (a node without those rights: the usual case), the sam
 (``luminar_store.ops.sync``, with their watermarks) at an interval in a background task, until ``stop()``. Either
 way one log line says which, and why.
 
-Central is ``LUMINAR_SYNC_SOURCE_URL`` (or ``source_url=``); the local database is the settings' (written as its
-owner), never production.
+Central is ``LUMINAR_SYNC_SOURCE_URL`` (or ``source_url=``; checked against production's TLS minimum), else the
+production settings; the local database is the settings' (written as its owner), never production.
 
 Example::
 
@@ -25,10 +25,11 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from luminar_store.config import Settings, load_settings
-from luminar_store.errors import ConfigError, LuminarError, OperationError
+from luminar_store.errors import LuminarError, OperationError
 
 __all__ = ["SyncManager", "sync_manager", "DEFAULT_PULL_INTERVAL"]
 
@@ -37,14 +38,15 @@ log = logging.getLogger(__name__)
 #: Seconds between two pulls when logical replication cannot be used.
 DEFAULT_PULL_INTERVAL = 60.0
 
-Pull = Callable[[Settings, str], Any]
+Pull = Callable[[Settings, Settings, "datetime | None"], Any]
 
 
-def _default_pull(local: Settings, source_url: str) -> Any:
-    """One bounded pull from central into ``local`` from the watermarks on (``luminar_store.ops.sync``)."""
+def _default_pull(local: Settings, source: Settings, since: datetime | None) -> Any:
+    """One bounded pull from central (``source``) into ``local``: since ``since`` on the first, from the
+    watermarks on after (``luminar_store.ops.sync.sync``)."""
     from luminar_store.ops.sync import sync
 
-    return sync(local, source_url=source_url)
+    return sync(source, local, since=since)
 
 
 class SyncManager:
@@ -64,28 +66,30 @@ class SyncManager:
         self.last_error: str | None = None
 
     async def start_real_time_sync(self, *, source_url: str | None = None, admin_url: str | None = None,
-                                   interval: float = DEFAULT_PULL_INTERVAL) -> str:
-        """Start keeping the local database current; returns ``"logical"`` or ``"pull"``. Idempotent while
-        running. Raises ``ConfigError`` without a source (``LUMINAR_SYNC_SOURCE_URL``), ``OperationError`` for a
-        production target."""
+                                   interval: float = DEFAULT_PULL_INTERVAL, hours: int = 24,
+                                   source_env: str = "production") -> str:
+        """Start keeping the local database current; returns ``"logical"`` or ``"pull"``. Pulls copy the last
+        ``hours`` first when the copy has never been synced, then from the watermarks on. ``source_env``: the
+        environment whose TLS minimum central's URL must meet (production). Idempotent while running.
+        Raises ``ConfigError`` when central is not named (``LUMINAR_SYNC_SOURCE_URL``, or the production settings)
+        or its URL is below the TLS minimum, ``OperationError`` for a production target."""
         if self.mode is not None:
             return self.mode
         from luminar_store.ops import compose
+        from luminar_store.ops.sync import SOURCE_URL_VARIABLE, resolve_source
 
         nodes = self._settings or load_settings()
         local = nodes.as_owner()
         if local.rules.production:
             raise OperationError(f"{local.target()} is production: a central database is never a copy")
-        source = source_url or os.environ.get("LUMINAR_SYNC_SOURCE_URL")
-        if not source:
-            raise ConfigError("LUMINAR_SYNC_SOURCE_URL is not set: name central's connection (a read-only or "
-                              "replicator login)")
+        environ = dict(os.environ, **({SOURCE_URL_VARIABLE: source_url} if source_url else {}))
+        source = await asyncio.to_thread(resolve_source, source_env, environ=environ)
         admin = admin_url or os.environ.get("LUMINAR_DB_ADMIN_URL") or \
             await asyncio.to_thread(compose.local_admin_url, nodes)
         self._local, self._admin = local, admin
         if admin:
             try:
-                await asyncio.to_thread(self._follow, local, source, admin)
+                await asyncio.to_thread(self._follow, local, source.conninfo(), admin)
                 self.mode = "logical"
                 log.info("following central by logical replication into %s", local.target())
                 return self.mode
@@ -96,7 +100,7 @@ class SyncManager:
         log.info("logical replication cannot be used (%s): pulling from central every %g s instead", reason,
                  interval)
         self.mode = "pull"
-        self._task = asyncio.create_task(self._pull_every(local, source, interval))
+        self._task = asyncio.create_task(self._pull_every(local, source, interval, hours))
         return self.mode
 
     @staticmethod
@@ -106,10 +110,12 @@ class SyncManager:
         if not realtime.set_enabled(local, True, admin_url=admin):
             realtime.subscribe(local, source, admin_url=admin)
 
-    async def _pull_every(self, local: Settings, source: str, interval: float) -> None:
+    async def _pull_every(self, local: Settings, source: Settings, interval: float, hours: int) -> None:
         while True:
+            # The first pull of a copy never synced copies the window; after one, the watermarks say what is new.
+            since = None if self.pulls else datetime.now(timezone.utc) - timedelta(hours=hours)
             try:
-                await asyncio.to_thread(self._pull, local, source)
+                await asyncio.to_thread(self._pull, local, source, since)
                 self.pulls += 1
                 self.last_error = None
             except LuminarError as exc:

@@ -192,7 +192,7 @@ def test_the_sync_manager_follows_by_logical_replication_when_it_can(pair: Pair)
     manager = SyncManager(pair.local())
 
     async def go():
-        mode = await manager.start_real_time_sync(source_url=pair.source_url,
+        mode = await manager.start_real_time_sync(source_url=pair.source_url, source_env="testing",
                                                   admin_url=pair.conninfo(pair.local_port))
         assert mode == "logical" and await manager.start_real_time_sync() == "logical"  # idempotent
         central_sql(pair, REPORT, ("managed-1", "filed while the manager follows"))

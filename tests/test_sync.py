@@ -13,14 +13,15 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from _async import eventually, run
+from _cli import cli_env, one_line_error
 from psycopg import sql
 
 from luminar_store.config import Settings
 from luminar_store.errors import ConfigError, ConflictError, OperationError
 from luminar_store.ops import sync as sync_ops
 from luminar_store.ops.synthetic import load_sample_data
-from tests._async import eventually, run
-from tests._cli import cli_env, one_line_error
+from luminar_store.syncing import SyncManager
 
 
 @pytest.fixture
@@ -325,3 +326,24 @@ def test_the_cli_names_the_source_setting_when_it_is_weaker_than_the_minimum(cli
     assert result.exit_code == 1
     line = one_line_error(result)
     assert "LUMINAR_SYNC_SOURCE_URL" in line and "s3cret" not in result.output
+
+
+# -- the sync manager's pulls ---------------------------------------------------------------------------------------
+def test_the_sync_manager_pulls_at_an_interval_where_logical_replication_cannot_be_used(central, reader,
+                                                                                        db_settings):
+    manager = SyncManager(db_settings)
+
+    async def go():
+        # The session's server has wal_level = replica: no subscription is possible, pulls take over.
+        mode = await manager.start_real_time_sync(source_url=source_url(reader), source_env="testing",
+                                                  admin_url=db_settings.conninfo(), interval=0.2)
+        assert mode == "pull"
+        report = add_report(central)
+        await eventually(lambda: execute(db_settings, "SELECT count(*) FROM raw_incident_reports "
+                                                      "WHERE report_id = %s", (report,)) == [(1,)],
+                         timeout=30, every=0.2)
+        assert manager.pulls >= 1 and manager.last_error is None
+        await manager.stop()
+        assert manager.mode is None
+
+    run(go())
