@@ -207,3 +207,29 @@ def test_the_sync_manager_follows_by_logical_replication_when_it_can(pair: Pair)
         realtime.unsubscribe(pair.local(), admin_url=pair.conninfo(pair.local_port))
         with psycopg.connect(pair.conninfo(pair.local_port), autocommit=True) as conn:
             conn.execute("DELETE FROM raw_incident_reports")
+
+
+def test_sync_pulls_between_the_two_servers(pair: Pair) -> None:
+    """``sync`` (pulls with watermarks) between two real servers: a full copy, then an insert, an update and a
+    delete on central arrive with the next pull, and a pull with nothing new changes nothing."""
+    from luminar_store.ops import sync as sync_ops
+
+    local = pair.local()
+    with psycopg.connect(pair.conninfo(pair.local_port), autocommit=True) as conn:
+        conn.execute("DELETE FROM raw_incident_reports")
+        conn.execute("DELETE FROM sync_state")
+    central_sql(pair, REPORT, ("pulled-base", "there at the full copy"))
+    central_sql(pair, REPORT, ("pulled-gone", "deleted on central later"))
+    central = Settings.from_conninfo(pair.source_url, env="testing")
+    sync_ops.sync(central, local, full=True)
+    rows = lambda: dict(local_rows(pair, "SELECT external_id, status FROM raw_incident_reports"))  # noqa: E731
+    with psycopg.connect(pair.conninfo(pair.central_port), autocommit=True) as conn:
+        assert rows() == dict(conn.execute("SELECT external_id, status FROM raw_incident_reports").fetchall())
+    central_sql(pair, REPORT, ("pulled-new", "filed between two pulls"))
+    central_sql(pair, "UPDATE raw_incident_reports SET status = 'failed' WHERE external_id = 'pulled-base'")
+    central_sql(pair, "DELETE FROM raw_incident_reports WHERE external_id = 'pulled-gone'")
+    sync_ops.sync(central, local)
+    after = rows()
+    assert (after["pulled-new"], after["pulled-base"], "pulled-gone" in after) == ("pending", "failed", False)
+    again = sync_ops.sync(central, local)
+    assert sum(count.changed for count in again.counts.values()) == 0

@@ -339,10 +339,11 @@ def test_the_sync_manager_pulls_at_an_interval_where_logical_replication_cannot_
                                                   admin_url=db_settings.conninfo(), interval=0.2)
         assert mode == "pull"
         report = add_report(central)
+        # Arrived, and the pull that brought it is counted (the count follows the pull's commit).
         await eventually(lambda: execute(db_settings, "SELECT count(*) FROM raw_incident_reports "
-                                                      "WHERE report_id = %s", (report,)) == [(1,)],
-                         timeout=30, every=0.2)
-        assert manager.pulls >= 1 and manager.last_error is None
+                                                      "WHERE report_id = %s", (report,)) == [(1,)]
+                         and manager.pulls >= 1, timeout=30, every=0.2)
+        assert manager.last_error is None
         await manager.stop()
         assert manager.mode is None
 
