@@ -22,6 +22,14 @@ admin_option = click.option(
     help="A superuser's (or CREATEROLE role's) connection; the database is the environment's. Never printed.")
 
 
+def _password_from(variable: str) -> str:
+    """The password held by environment variable ``variable`` (never on the command line, never printed)."""
+    password = os.environ.get(variable)
+    if not password:
+        raise ConfigError(f"--password-env {variable}: that variable is not set or empty")
+    return password
+
+
 @click.group("roles")
 def roles_group() -> None:
     """Who may do what: the group roles of each kind of user, and each node's own login.
@@ -81,11 +89,7 @@ def add_node_command(login: str, kind: str, uid: int | None, any_uid: bool, pass
     """
     if kind != "ingest" and uid is None and not any_uid:
         raise click.UsageError(f"a {kind} node needs --uid (or --any-uid for a single operator's node)")
-    password = None
-    if password_env:
-        password = os.environ.get(password_env)
-        if not password:
-            raise ConfigError(f"--password-env {password_env}: that variable is not set or empty")
+    password = _password_from(password_env) if password_env else None
     settings = settings_for(env)
     click.echo(f"Target: {settings.target()}")
     with connect(settings, admin_url=admin_url) as admin:
@@ -110,9 +114,7 @@ def add_replicator_command(login: str, password_env: str, env: str | None, admin
     """
     from luminar_store.ops.realtime import add_replicator
 
-    password = os.environ.get(password_env)
-    if not password:
-        raise ConfigError(f"--password-env {password_env}: that variable is not set or empty")
+    password = _password_from(password_env)
     settings = settings_for(env)
     click.echo(f"Target: the server of {settings.target()}")
     with connect(settings, admin_url=admin_url) as admin:
