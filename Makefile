@@ -19,7 +19,7 @@ TEST_WORKERS ?= 2
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
-        test lint demo bench bench-audit faults sample-data db-backup db-restore db-stats clean release-claims
+        test lint demo bench bench-audit gistar-fixture faults sample-data db-backup db-restore db-stats clean release-claims
 
 ##@ Getting started
 
@@ -102,6 +102,10 @@ bench: setup ## Run the benchmarks (results in benchmarks/results/)
 
 bench-audit: setup ## Measure the audit trail's cost: bulk and single stores, audit on vs off (~2 min)
 	@$(PY) benchmarks/audit.py
+
+gistar-fixture: setup ## Recompute tests/fixtures/gistar_esda.json with PySAL esda (installs esda, libpysal into .venv)
+	@$(PY) -m pip install --quiet esda libpysal
+	@$(PY) tests/fixtures/make_gistar_fixture.py
 
 faults: setup ## Run the fault scenarios (long; figures in benchmarks/results/faults-*.json)
 	@$(PY) benchmarks/faults/run.py
