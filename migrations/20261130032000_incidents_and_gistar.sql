@@ -18,7 +18,7 @@
 -- cylindrical equal-area projection): every cell has the same area (cell_m squared) anywhere, and a cell is a pair
 -- of integers (cell_row, cell_col) = floor(y / cell_m), floor(x / cell_m) that does not depend on the data or the
 -- window. Cells are squares on the map, not on the ground: with its standard parallels at 30 degrees, a 400 m cell
--- at 48 degrees is ~520 m east-west by ~310 m north-south (equal area, unequal sides). luminar_cell(geotag, cell_m)
+-- at 48 degrees is ~310 m east-west by ~520 m north-south (equal area, unequal sides). luminar_cell(geotag, cell_m)
 -- and luminar_cell_centre(row, col, cell_m) (rounded to 6 decimals, ~0.1 m: no float noise) are the one definition.
 --
 -- Gi*. luminar_gistar_grid(rows, cols, counts) computes Getis-Ord Gi* (Getis & Ord 1992, Ord & Getis 1995) on the
@@ -32,7 +32,8 @@
 -- the confidence: 99 when q <= 0.01, 95 when q <= 0.05, 90 when q <= 0.10, else 0; gi_bin is +-3/2/1 (hot or cold
 -- by the sign of z) or 0, as ArcGIS's Gi_Bin; class is 'hot', 'cold' or 'not significant'. z (and so p, q) is NULL
 -- when it is undefined: no incident, all cells equal, or a cell neighbouring every cell (W_i = n).
--- luminar_gistar(days, cell_m DEFAULT 400) runs it over the incidents of the last `days` days: the grid is every
+-- luminar_gistar(days, cell_m) runs it over the incidents of the last `days` days (the default cell, 400 m, is
+-- luminar_store.limits.DEFAULT_CELL_M, passed by the caller, as the agreement tolerance is): the grid is every
 -- cell of the bounding box of the window's incident cells, empty ones included (at most
 -- luminar_gistar_max_cells(), one million; larger is refused with SQLSTATE 22023 naming the fix: a larger cell or
 -- a shorter window). Rows come in grid order (row, then column); no incident: no row.
@@ -235,7 +236,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
      ORDER BY c.cell_row, c.cell_col
 $$;
 
-CREATE FUNCTION luminar_gistar(p_days integer, p_cell_m double precision DEFAULT 400)
+CREATE FUNCTION luminar_gistar(p_days integer, p_cell_m double precision)
 RETURNS TABLE (
     cell_row    integer,
     cell_col    integer,

@@ -191,6 +191,14 @@ def test_cells_are_equal_area_squares_of_cell_m_metres(conn):
             "4326)::geography) FROM luminar_cell(ST_SetSRID(ST_MakePoint(10, %s), 4326), 400) AS x (r, c)",
             (lat,)).fetchone()[0]
         assert area == pytest.approx(400 * 400, rel=0.01), lat
+    # squares on the map, not on the ground: at 48 degrees about 310 m east-west by 520 m north-south
+    east_west, north_south = conn.execute(
+        "SELECT ST_Distance(ST_Transform(ST_SetSRID(ST_MakePoint(0, y), 6933), 4326)::geography, "
+        "                   ST_Transform(ST_SetSRID(ST_MakePoint(400, y), 6933), 4326)::geography), "
+        "       ST_Distance(ST_Transform(ST_SetSRID(ST_MakePoint(0, y), 6933), 4326)::geography, "
+        "                   ST_Transform(ST_SetSRID(ST_MakePoint(0, y + 400), 6933), 4326)::geography) "
+        "FROM (SELECT ST_Y(ST_Transform(ST_SetSRID(ST_MakePoint(0, 48), 4326), 6933)) AS y) AS row48").fetchone()
+    assert east_west == pytest.approx(310, rel=0.02) and north_south == pytest.approx(518, rel=0.02)
 
 
 def test_the_facade_returns_significant_hotspots_and_refuses_bad_arguments(db_settings):
@@ -307,4 +315,4 @@ def test_the_down_section_restores_event_counts_and_up_brings_incidents_back(db_
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
         assert conn.execute("SELECT to_regprocedure('luminar_gistar(integer, double precision)')").fetchone()[0] \
             is not None
-        assert conn.execute("SELECT count(*) FROM luminar_gistar(7)").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM luminar_gistar(7, 400)").fetchone()[0] == 1
