@@ -19,8 +19,8 @@ TEST_WORKERS ?= 2
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
-        test lint demo bench bench-audit bench-sync faults sample-data db-backup db-restore db-stats db-sync clean \
-        release-claims
+        test lint demo bench bench-audit bench-sync gistar-fixture faults sample-data db-backup db-restore db-stats \
+        db-sync clean release-claims
 
 ##@ Getting started
 
@@ -106,6 +106,10 @@ bench-audit: setup ## Measure the audit trail's cost: bulk and single stores, au
 
 bench-sync: setup ## Measure sync's throughput between two scratch databases (REPORTS=N, default 20000; ~1 min)
 	@$(PY) benchmarks/sync.py --reports $(or $(REPORTS),20000)
+
+gistar-fixture: setup ## Recompute tests/fixtures/gistar_esda.json with PySAL esda (installs esda, libpysal into .venv)
+	@$(PY) -m pip install --quiet esda libpysal
+	@$(PY) tests/fixtures/make_gistar_fixture.py
 
 faults: setup ## Run the fault scenarios (long; figures in benchmarks/results/faults-*.json)
 	@$(PY) benchmarks/faults/run.py

@@ -44,7 +44,8 @@ import psycopg
 
 from luminar_store.config import Settings, load_dotenv_file, load_settings
 from luminar_store.database import Database
-from luminar_store.errors import DatabaseUnavailableError, WriteInDoubtError
+from luminar_store.errors import DatabaseUnavailableError, ValidationError, WriteInDoubtError
+from luminar_store.limits import DEFAULT_CELL_M, HOTSPOT_MIN_INCIDENTS
 from luminar_store.models import (
     CrimeEvent,
     CrimeEventRecord,
@@ -54,6 +55,7 @@ from luminar_store.models import (
     MinerStats,
     RawIncidentReport,
     RawReportRecord,
+    SignificantHotspot,
 )
 from luminar_store.replicas import ReplicaStatus
 from luminar_store.repositories.consensus import ConsensusRepository
@@ -227,16 +229,42 @@ class LuminarDB:
         return await CrimeEventRepository(self.database.read_connection).within_radius(
             latitude, longitude, radius_m, hours=hours, days=days, limit=limit)
 
-    async def get_crime_hotspots(self, days: int = 7, *, cell_degrees: float = 0.01, min_incidents: int = 1,
-                                 limit: int = 100) -> list[Hotspot]:
-        """Verified events of the last ``days`` (1..3650) grouped by square cells of ``cell_degrees`` (0.01° ≈
-        1.1 km), biggest first. Each ``Hotspot`` has ``latitude``/``longitude`` (cell centre), ``incident_count``,
-        ``avg_severity``, ``max_severity``, ``crime_types``, ``first_seen``, ``last_seen``.
+    async def get_crime_hotspots(self, days: int = 7, *, cell_degrees: float = 0.01,
+                                 min_incidents: int = HOTSPOT_MIN_INCIDENTS, limit: int = 100,
+                                 significant: bool = False) -> list[Hotspot] | list[SignificantHotspot]:
+        """Verified incidents of the last ``days`` (1..3650) grouped by square cells of ``cell_degrees`` (0.01° ≈
+        1.1 km), biggest first (then the most recent), cells of at least ``min_incidents`` (default
+        ``HOTSPOT_MIN_INCIDENTS``, 2: a cell of one incident is not a hotspot; pass 1 for every cell). Incidents,
+        not events: the events of several miners sharing their lowest related report count once. Each ``Hotspot``
+        has ``latitude``/``longitude`` (cell centre, 6 decimals), ``incident_count``, ``avg_severity``,
+        ``max_severity``, ``crime_types``, ``first_seen``, ``last_seen``.
+
+        ``significant=True`` returns ``get_significant_hotspots(days)`` instead (Getis-Ord Gi*; ``cell_degrees``
+        and ``min_incidents`` do not apply there).
 
         Example: ``hotspots = await db.get_crime_hotspots(days=7)``
         """
+        if not isinstance(significant, bool):
+            raise ValidationError("significant", f"must be True or False, got {type(significant).__name__}")
+        if significant:
+            return await self.get_significant_hotspots(days, limit=limit)
         return await CrimeEventRepository(self.database.read_connection).hotspots(
             days, cell_degrees=cell_degrees, min_incidents=min_incidents, limit=limit)
+
+    async def get_significant_hotspots(self, days: int = 7, *, cell_m: float = DEFAULT_CELL_M,
+                                       min_confidence: int = 90, limit: int = 100) -> list[SignificantHotspot]:
+        """Where verified incidents of the last ``days`` are significantly concentrated (or sparse): Getis-Ord Gi*
+        over square equal-area cells of ``cell_m`` metres (default 400), empty cells of the window's extent
+        included, Benjamini-Hochberg adjusted. The cells of at least ``min_confidence`` (90, 95, 99; 0: all),
+        largest ``|z|`` first. Each ``SignificantHotspot`` has the cell, its centre, ``incidents``, ``z``, ``p``,
+        ``q``, ``confidence``, ``gi_bin`` and ``classification`` (hot, cold, not significant).
+
+        Raises ``ValidationError`` for a bad argument, before any SQL.
+
+        Example: ``hot = [h for h in await db.get_significant_hotspots(days=7) if h.classification == "hot"]``
+        """
+        return await CrimeEventRepository(self.database.read_connection).significant_hotspots(
+            days, cell_m=cell_m, min_confidence=min_confidence, limit=limit)
 
     async def get_event(self, event_id: uuid.UUID | str) -> CrimeEventRecord | None:
         """One event by ``event_id``, or ``None``. Example: ``event = await db.get_event(event_id)``"""

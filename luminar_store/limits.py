@@ -33,6 +33,11 @@ __all__ = [
     "MIN_CELL_DEGREES",
     "GRID_DEGREES",
     "MAX_GRID_CELLS",
+    "HOTSPOT_MIN_INCIDENTS",
+    "DEFAULT_CELL_M",
+    "MIN_CELL_M",
+    "MAX_CELL_M",
+    "CONFIDENCES",
     "AGREEMENT_TOLERANCE",
     "SUCCESS_THRESHOLD",
     "MAX_FUTURE_SKEW",
@@ -79,6 +84,15 @@ MAX_CELL_DEGREES = 10.0
 GRID_DEGREES = 0.01
 #: Most grid cells a radius query reads one by one; a larger box goes through the GiST index instead.
 MAX_GRID_CELLS = 256
+#: The fewest incidents a cell needs to be listed by ``get_crime_hotspots`` by default: a cell of one incident is a
+#: place where something happened, not a hotspot (on sample data 65 of 76 cells held one).
+HOTSPOT_MIN_INCIDENTS = 2
+#: Side of the equal-area Gi* cells in metres (EPSG:6933 squares; ``luminar_cell`` in SQL): default and bounds.
+DEFAULT_CELL_M = 400.0
+MIN_CELL_M = 50.0
+MAX_CELL_M = 50_000.0
+#: The confidence levels (percent) a Gi* cell is classified at; 0 is "not significant".
+CONFIDENCES = (0, 90, 95, 99)
 #: A validator's final score agrees with its round when it lies within this distance of the round's mean (the SQL
 #: function ``score_agrees`` adds 1e-9 for binary rounding; every caller passes this tolerance to it).
 AGREEMENT_TOLERANCE = 0.1

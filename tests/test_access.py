@@ -65,7 +65,9 @@ def test_the_specifications_calls_as_written(db_settings):
         assert await db.get_crime_hotspots(days=7) == []  # nothing verified yet
         verified = await db.update_event_verification(event.event_id, validator_uid, "verified", 0.85)
         assert verified.verification_status == "verified" and verified.validator_uid == 7
-        hotspots = await db.get_crime_hotspots(days=7)
+        # A cell of one incident is below the default threshold (HOTSPOT_MIN_INCIDENTS, 2); min_incidents=1 lists it
+        assert await db.get_crime_hotspots(days=7) == []
+        hotspots = await db.get_crime_hotspots(days=7, min_incidents=1)
         assert [(h.incident_count, h.avg_severity, h.max_severity) for h in hotspots] == [(1, 4.0, 4)]
         assert abs(hotspots[0].latitude - 40.7128) < 0.01 and abs(hotspots[0].longitude + 74.006) < 0.01
 

@@ -216,11 +216,11 @@ def test_text_flow_events_are_stored_unlocated_and_kept_out_of_spatial_queries(d
         first = await db.get_event(ids[0])
         recent = await db.get_recent_events(hours=1)
         near = await db.get_events_within_radius(0.0, 0.0, 1_000_000)
-        hotspots = await db.get_crime_hotspots(days=7)
+        hotspots = await db.get_crime_hotspots(days=7, min_incidents=1)
         stats = await db.get_database_stats()
         located = await db.locate_event(ids[0], 40.7128, -74.0060)
         near_after = await db.get_events_within_radius(40.7128, -74.0060, 100)
-        hotspots_after = await db.get_crime_hotspots(days=7)
+        hotspots_after = await db.get_crime_hotspots(days=7, min_incidents=1)
         await db.close()
         return ids, first, recent, near, hotspots, stats, located, near_after, hotspots_after
 
@@ -346,7 +346,7 @@ def test_the_reference_event_shape_and_the_validators_calls(db):
         record_id = await db.store_consensus_record(event_id, VALIDATOR, SCORES, 1)
         await db.update_miner_performance(MINER, "hotkey_string", SCORES)
         event = await db.get_event(event_id)
-        hotspots = await db.get_crime_hotspots(days=7)
+        hotspots = await db.get_crime_hotspots(days=7, min_incidents=1)
         await db.close()
         return report_id, event, record_id, hotspots
 

@@ -31,6 +31,7 @@ __all__ = [
     "RawReportRecord",
     "CrimeEventRecord",
     "Hotspot",
+    "SignificantHotspot",
     "DatabaseStats",
     "MinerPerformance",
     "MinerRoundResult",
@@ -190,11 +191,13 @@ class CrimeEventRecord(_Located):
 
 @dataclass(slots=True)
 class Hotspot(Record):
-    """A square cell of ``cell_degrees`` (0.01° ≈ 1.1 km) holding verified events of the period.
+    """A square cell of ``cell_degrees`` (0.01° ≈ 1.1 km) holding verified incidents of the period.
 
-    ``latitude``/``longitude`` are the cell's centre; ``avg_severity`` is rounded to 2 decimals (events without a
-    severity left out; ``None`` when none has one, as ``max_severity``); ``crime_types`` sorted;
-    ``first_seen``/``last_seen`` the oldest and newest event's time.
+    ``incident_count`` counts incidents, not events: the events of several miners sharing their lowest related
+    report count once (the schema's ``luminar_incidents``), placed at the event consensus chose.
+    ``latitude``/``longitude`` are the cell's centre (rounded to 6 decimals); ``avg_severity`` is rounded to 2
+    decimals (incidents without a severity left out; ``None`` when none has one, as ``max_severity``);
+    ``crime_types`` sorted; ``first_seen``/``last_seen`` the oldest and newest incident's time.
     """
 
     latitude: float
@@ -205,6 +208,32 @@ class Hotspot(Record):
     crime_types: list[str]
     first_seen: datetime
     last_seen: datetime
+
+
+@dataclass(slots=True)
+class SignificantHotspot(Record):
+    """One equal-area cell of the Getis-Ord Gi* analysis (the schema's ``luminar_gistar(days, cell_m)``).
+
+    ``cell_row``/``cell_col`` name the square of ``cell_m`` metres in EPSG:6933; ``latitude``/``longitude`` its
+    centre (6 decimals). ``incidents`` counted in it, ``neighbours`` the cells of its 3 x 3 block in the grid (itself
+    included). ``z`` the Gi* z-score and ``p`` its one-tailed normal p-value (as PySAL esda's ``p_norm``), ``q`` the
+    Benjamini-Hochberg adjusted two-sided p-value; all three ``None`` when undefined. ``confidence`` is 99, 95, 90
+    (``q`` at most 0.01, 0.05, 0.10) or 0; ``gi_bin`` -3..3 (sign of ``z`` times the level); ``classification``
+    (the SQL column ``class``) reads ``"hot"``, ``"cold"`` or ``"not significant"``.
+    """
+
+    cell_row: int
+    cell_col: int
+    latitude: float
+    longitude: float
+    incidents: int
+    neighbours: int
+    z: float | None
+    p: float | None
+    q: float | None
+    confidence: int
+    gi_bin: int
+    classification: str
 
 
 @dataclass(slots=True)

@@ -6,7 +6,9 @@ a bounding box conservatively from the metres, then either reads the newest even
 (``idx_events_cell_time``, merged; up to ``MAX_GRID_CELLS`` cells) or, for larger boxes and near the poles, every
 event inside the box through the GiST index on ``geotag``; both refine with the exact geodesic
 ``ST_DWithin(geography, geography, metres)``. A geography cast of the column alone would not use an index.
-Hotspots of 0.01° cells group the stored cells and look up the crime types only of the cells returned.
+Hotspots count incidents, not events (the schema's ``luminar_incidents``: events sharing their lowest related
+report count once): 0.01° cells group the representatives' stored cells; ``significant_hotspots`` runs the Getis-Ord
+Gi* analysis (``luminar_gistar``) over square equal-area cells in metres.
 
 An *unlocated* event (a miner's text-flow event: ``latitude``/``longitude``, ``location_source`` and so ``geotag``,
 ``cell_row``/``cell_col`` NULL) is counted by the totals and listed by recent, by miner and by report, but never by a
@@ -40,22 +42,26 @@ from luminar_store import validation as v
 from luminar_store.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from luminar_store.geo import search_boxes
 from luminar_store.limits import (
+    CONFIDENCES,
+    DEFAULT_CELL_M,
     GRID_DEGREES,
     MAX_CELL_DEGREES,
+    MAX_CELL_M,
     MAX_DAYS,
     MAX_GRID_CELLS,
     MAX_HOURS,
     MAX_LIMIT,
     MAX_RADIUS_M,
     MIN_CELL_DEGREES,
+    MIN_CELL_M,
 )
-from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot
+from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot, SignificantHotspot
 from luminar_store.repositories._base import Repository, record_row
 from luminar_store.repositories._sources import Placement, place
 
 __all__ = ["CrimeEventRepository", "EVENT_COLUMNS", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M",
            "GRID_DEGREES", "MAX_GRID_CELLS", "search_boxes", "grid_cell_count", "window_hours", "record_row",
-           "hotspot_query", "HOTSPOT_ORDER", "WRITE_COLUMNS"]
+           "hotspot_query", "HOTSPOT_ORDER", "WRITE_COLUMNS", "significant_hotspot_query"]
 
 # "No time bound" is a window of 1000 years: one SQL text (and one index-friendly condition) for both cases.
 _ALL_TIME_HOURS = 24 * 365 * 1000
@@ -277,50 +283,22 @@ HOTSPOT_ORDER = "incident_count DESC, last_seen DESC, latitude, longitude"
 
 # name: hotspots
 # Hotspots of 0.01° cells (GRID_DEGREES): the result of crime_hotspots_since(%(days)s, 0.01) with at least
-# %(min_incidents)s incidents, biggest first, at most %(limit)s, without sorting every cell's crime types; located
-# events only (an unlocated event has no cell: without the condition it would form a NULL cell). The counts
-# group the stored cells read from idx_events_verified_time alone; only the returned cells then list their crime
-# types, skipping from type to type through idx_events_verified_cell_type (one index probe per type). Events
-# without a severity are counted but left out of avg_severity (NULL when none has one), as avg() does.
+# %(min_incidents)s incidents, biggest first, at most %(limit)s. Incidents, not events: the rows of the schema's
+# luminar_incidents (one per incident, at the event consensus chose), grouped by the representative's stored cell
+# (cell_row/cell_col, the same floor(degrees / 0.01) as crime_hotspots_since). Centres are rounded to 6 decimals as
+# the function rounds them. Incidents without a severity are counted but left out of avg_severity (NULL when none
+# has one), as avg() does.
 HOTSPOTS = """
-WITH cells AS (
-    SELECT e.cell_row, e.cell_col, count(*) AS incident_count, sum(e.severity_level) AS severity_sum,
-           count(e.severity_level) AS severity_count, max(e.severity_level) AS max_severity,
-           min(e."timestamp") AS first_seen, max(e."timestamp") AS last_seen
-      FROM crime_events AS e
-     WHERE e.verification_status = 'verified' AND e."timestamp" >= now() - make_interval(days => %(days)s)
-       AND e.latitude IS NOT NULL
-     GROUP BY e.cell_row, e.cell_col
-    HAVING count(*) >= %(min_incidents)s
-), top AS (
-    SELECT (cell_row::float8 + 0.5) * 0.01::float8 AS latitude, (cell_col::float8 + 0.5) * 0.01::float8 AS longitude,
-           incident_count, round(severity_sum::numeric / nullif(severity_count, 0), 2)::float8 AS avg_severity,
-           max_severity,
-           first_seen, last_seen, cell_row, cell_col
-      FROM cells
-     ORDER BY {hotspot_order}
-     LIMIT %(limit)s
-)
-SELECT t.latitude, t.longitude, t.incident_count, t.avg_severity, t.max_severity,
-       ARRAY(WITH RECURSIVE types (event_type) AS (
-                 (SELECT e.event_type FROM crime_events AS e
-                   WHERE e.verification_status = 'verified' AND e.cell_row = t.cell_row AND e.cell_col = t.cell_col
-                     AND e."timestamp" >= now() - make_interval(days => %(days)s)
-                   ORDER BY e.event_type
-                   LIMIT 1)
-                 UNION ALL
-                 SELECT (SELECT e.event_type FROM crime_events AS e
-                          WHERE e.verification_status = 'verified' AND e.cell_row = t.cell_row
-                            AND e.cell_col = t.cell_col AND e.event_type > types.event_type
-                            AND e."timestamp" >= now() - make_interval(days => %(days)s)
-                          ORDER BY e.event_type
-                          LIMIT 1)
-                   FROM types
-                  WHERE types.event_type IS NOT NULL)
-             SELECT event_type FROM types WHERE event_type IS NOT NULL) AS crime_types,
-       t.first_seen, t.last_seen
-  FROM top AS t
+SELECT round(((i.cell_row::float8 + 0.5) * 0.01::float8)::numeric, 6)::float8 AS latitude,
+       round(((i.cell_col::float8 + 0.5) * 0.01::float8)::numeric, 6)::float8 AS longitude,
+       count(*) AS incident_count, round(avg(i.severity_level), 2)::float8 AS avg_severity,
+       max(i.severity_level) AS max_severity, array_agg(DISTINCT i.event_type ORDER BY i.event_type) AS crime_types,
+       min(i."timestamp") AS first_seen, max(i."timestamp") AS last_seen
+  FROM luminar_incidents(now() - make_interval(days => %(days)s)) AS i
+ GROUP BY i.cell_row, i.cell_col
+HAVING count(*) >= %(min_incidents)s
  ORDER BY {hotspot_order}
+ LIMIT %(limit)s
 """.replace("{hotspot_order}", HOTSPOT_ORDER)
 
 # name: hotspots_any_cell
@@ -334,6 +312,19 @@ SELECT latitude, longitude, incident_count, avg_severity::float8 AS avg_severity
  ORDER BY {hotspot_order}
  LIMIT %(limit)s
 """.replace("{hotspot_order}", HOTSPOT_ORDER)
+
+# name: significant_hotspots
+# The Getis-Ord Gi* cells of the schema's luminar_gistar(%(days)s, %(cell_m)s) (incidents of the last days, square
+# equal-area cells of cell_m metres, BH-adjusted) whose confidence is at least %(min_confidence)s (0: every cell of
+# the grid), the strongest first (largest |z|; undefined z last), then by position; at most %(limit)s.
+SIGNIFICANT_HOTSPOTS = """
+SELECT cell_row, cell_col, latitude, longitude, incidents, neighbours, z, p, q, confidence, gi_bin,
+       class AS classification
+  FROM luminar_gistar(%(days)s, %(cell_m)s)
+ WHERE confidence >= %(min_confidence)s
+ ORDER BY abs(z) DESC NULLS LAST, cell_row, cell_col
+ LIMIT %(limit)s
+"""
 
 # name: count_events
 # All events and the verified ones (for database statistics).
@@ -373,6 +364,22 @@ def hotspot_query(days: int = 7, *, cell_degrees: float = GRID_DEGREES, min_inci
               "min_incidents": v.integer("min_incidents", min_incidents, minimum=1),
               "limit": _limit(limit)}
     return (HOTSPOTS if params["cell"] == GRID_DEGREES else HOTSPOTS_ANY_CELL), params
+
+
+def significant_hotspot_query(days: int = 7, *, cell_m: float = DEFAULT_CELL_M, min_confidence: int = 90,
+                              limit: int = 100) -> tuple[str, dict[str, Any]]:
+    """The Gi* hotspot query and its bound parameters (``SIGNIFICANT_HOTSPOTS``).
+
+    Raises ``ValidationError`` (``days`` 1..3650, ``cell_m`` 50..50,000 metres, ``min_confidence`` one of 0, 90,
+    95, 99, ``limit`` 1..10,000).
+    """
+    min_confidence = v.integer("min_confidence", min_confidence)
+    if min_confidence not in CONFIDENCES:
+        raise ValidationError("min_confidence", f"must be one of {', '.join(map(str, CONFIDENCES))} (percent), "
+                              f"got {min_confidence}")
+    return SIGNIFICANT_HOTSPOTS, {"days": v.integer("days", days, minimum=1, maximum=MAX_DAYS),
+                                  "cell_m": v.number("cell_m", cell_m, minimum=MIN_CELL_M, maximum=MAX_CELL_M),
+                                  "min_confidence": min_confidence, "limit": _limit(limit)}
 
 
 #: The columns INSERT_EVENT and COPY_EVENTS write, in order (the bound names of INSERT_EVENT). The input's
@@ -771,14 +778,32 @@ class CrimeEventRepository(Repository):
     async def hotspots(self, days: int = 7, *, cell_degrees: float = GRID_DEGREES, min_incidents: int = 1,
                        limit: int = 100) -> list[Hotspot]:
         """Cells of ``cell_degrees`` (0.0001..10; 0.01 ≈ 1.1 km) holding at least ``min_incidents`` verified
-        events of the last ``days`` (1..3650), in ``HOTSPOT_ORDER`` (biggest first, then most recent): the rows of
-        the schema's ``crime_hotspots_since(days, cell_degrees)``, computed from the stored grid cells for 0.01°
+        incidents of the last ``days`` (1..3650), in ``HOTSPOT_ORDER`` (biggest first, then most recent): the rows
+        of the schema's ``crime_hotspots_since(days, cell_degrees)``, grouped by the stored grid cells for 0.01°
         (always current: an event verified a moment ago counts). The query is ``hotspot_query``'s.
 
         Example: ``spots = await CrimeEventRepository(conn).hotspots(days=7)``
         """
         query, params = hotspot_query(days, cell_degrees=cell_degrees, min_incidents=min_incidents, limit=limit)
         return await self._all(query, params, Hotspot, binary=True)
+
+    async def significant_hotspots(self, days: int = 7, *, cell_m: float = DEFAULT_CELL_M, min_confidence: int = 90,
+                                   limit: int = 100) -> list[SignificantHotspot]:
+        """Getis-Ord Gi* over square equal-area cells of ``cell_m`` metres (50..50,000; EPSG:6933) of the verified
+        incidents of the last ``days`` (1..3650): the cells whose confidence (Benjamini-Hochberg adjusted) is at
+        least ``min_confidence`` (90, 95, 99; 0 for every cell of the grid, empty ones included), largest ``|z|``
+        first, at most ``limit`` (1..10,000). The schema's ``luminar_gistar(days, cell_m)`` computes them.
+
+        Raises ``ValidationError`` for a bad argument (before any SQL), and naming ``cell_m`` when the window's
+        incidents span more than a million cells (a larger cell or fewer days fixes it).
+
+        Example: ``hot = await CrimeEventRepository(conn).significant_hotspots(days=7, min_confidence=95)``
+        """
+        query, params = significant_hotspot_query(days, cell_m=cell_m, min_confidence=min_confidence, limit=limit)
+        try:
+            return await self._all(query, params, SignificantHotspot, binary=True)
+        except ValidationError as exc:  # luminar_gistar refuses a grid of too many cells (SQLSTATE 22023)
+            raise ValidationError("cell_m", f"{exc.rule}; use a larger cell_m or fewer days") from exc
 
     async def counts(self) -> tuple[int, int]:
         """``(all events, verified events)``."""
