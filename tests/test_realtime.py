@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 from _async import eventually, run
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from luminar_store.config import Settings, load_settings
@@ -74,7 +75,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             cluster.start(server)
             started.append(server)
             with psycopg.connect(server.conninfo("postgres"), autocommit=True) as admin:
-                admin.execute(f"CREATE DATABASE {DBNAME}")  # a fixed name
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DBNAME)))
             migrate_database(make_conninfo(host=HOST, port=server.port, user=USER, password=PASSWORD,
                                            dbname=DBNAME), DEFAULT_DIR)
         pair = Pair(made["central"].port, made["local"].port)
