@@ -95,6 +95,15 @@ def arrives(check) -> None:
     run(eventually(check, timeout=DEADLINE, every=0.1))
 
 
+@pytest.fixture(autouse=True)
+def empty_copy(pair: Pair) -> None:
+    """Each test starts from an empty local copy (a new subscription's initial copy needs one): the rows an earlier
+    test's copy left stay after its subscription is dropped."""
+    with psycopg.connect(pair.conninfo(pair.local_port), autocommit=True) as conn:
+        conn.execute("DELETE FROM raw_incident_reports")
+        conn.execute("DELETE FROM sync_state")
+
+
 def central_sql(pair: Pair, statement: str, params: tuple = ()) -> None:
     with psycopg.connect(pair.conninfo(pair.central_port), autocommit=True) as conn:
         conn.execute(statement, params)
@@ -157,8 +166,6 @@ def test_every_precondition_is_checked_before_anything_changes(pair: Pair) -> No
                                                        "LUMINAR_DB_SSLMODE": "verify-full"})
     with pytest.raises(OperationError, match="production"):
         realtime.subscribe(production, pair.source_url, admin_url=admin)
-    with psycopg.connect(pair.conninfo(pair.local_port), autocommit=True) as conn:
-        conn.execute("DELETE FROM raw_incident_reports")
 
 
 def test_the_commands_start_report_stop_and_drop_without_printing_a_secret(pair: Pair, cli_run) -> None:
@@ -188,8 +195,6 @@ def test_the_commands_start_report_stop_and_drop_without_printing_a_secret(pair:
 
 
 def test_the_sync_manager_follows_by_logical_replication_when_it_can(pair: Pair) -> None:
-    with psycopg.connect(pair.conninfo(pair.local_port), autocommit=True) as conn:
-        conn.execute("DELETE FROM raw_incident_reports")  # the rows earlier copies left: a new copy starts empty
     manager = SyncManager(pair.local())
 
     async def go():
@@ -206,8 +211,6 @@ def test_the_sync_manager_follows_by_logical_replication_when_it_can(pair: Pair)
         assert realtime.realtime_status(pair.local()).state == "disabled"
     finally:
         realtime.unsubscribe(pair.local(), admin_url=pair.conninfo(pair.local_port))
-        with psycopg.connect(pair.conninfo(pair.local_port), autocommit=True) as conn:
-            conn.execute("DELETE FROM raw_incident_reports")
 
 
 def test_sync_pulls_between_the_two_servers(pair: Pair) -> None:
@@ -216,9 +219,6 @@ def test_sync_pulls_between_the_two_servers(pair: Pair) -> None:
     from luminar_store.ops import sync as sync_ops
 
     local = pair.local()
-    with psycopg.connect(pair.conninfo(pair.local_port), autocommit=True) as conn:
-        conn.execute("DELETE FROM raw_incident_reports")
-        conn.execute("DELETE FROM sync_state")
     central_sql(pair, REPORT, ("pulled-base", "there at the full copy"))
     central_sql(pair, REPORT, ("pulled-gone", "deleted on central later"))
     central = Settings.from_conninfo(pair.source_url, env="testing")
