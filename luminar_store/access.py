@@ -229,27 +229,27 @@ class LuminarDB:
         return await CrimeEventRepository(self.database.read_connection).within_radius(
             latitude, longitude, radius_m, hours=hours, days=days, limit=limit)
 
-    async def get_crime_hotspots(self, days: int = 7, *, cell_degrees: float = 0.01,
+    async def get_crime_hotspots(self, days: int = 7, *, cell_m: float = DEFAULT_CELL_M,
                                  min_incidents: int = HOTSPOT_MIN_INCIDENTS, limit: int = 100,
                                  significant: bool = False) -> list[Hotspot] | list[SignificantHotspot]:
-        """Verified incidents of the last ``days`` (1..3650) grouped by square cells of ``cell_degrees`` (0.01° ≈
-        1.1 km), biggest first (then the most recent), cells of at least ``min_incidents`` (default
-        ``HOTSPOT_MIN_INCIDENTS``, 2: a cell of one incident is not a hotspot; pass 1 for every cell). Incidents,
-        not events: the events of several miners sharing their lowest related report count once. Each ``Hotspot``
-        has ``latitude``/``longitude`` (cell centre, 6 decimals), ``incident_count``, ``avg_severity``,
-        ``max_severity``, ``crime_types``, ``first_seen``, ``last_seen``.
+        """Verified incidents of the last ``days`` (1..3650) grouped by square equal-area cells of ``cell_m``
+        metres (default 400, the cells of ``get_significant_hotspots``), biggest first (then the most recent),
+        cells of at least ``min_incidents`` (default ``HOTSPOT_MIN_INCIDENTS``, 2: a cell of one incident is not a
+        hotspot; pass 1 for every cell). Incidents, not events: the events of several miners sharing their lowest
+        related report count once. Each ``Hotspot`` has ``latitude``/``longitude`` (cell centre, 6 decimals),
+        ``incident_count``, ``avg_severity``, ``max_severity``, ``crime_types``, ``first_seen``, ``last_seen``.
 
-        ``significant=True`` returns ``get_significant_hotspots(days)`` instead (Getis-Ord Gi*; ``cell_degrees``
-        and ``min_incidents`` do not apply there).
+        ``significant=True`` returns ``get_significant_hotspots(days, cell_m=cell_m)`` instead (Getis-Ord Gi*;
+        ``min_incidents`` does not apply there).
 
         Example: ``hotspots = await db.get_crime_hotspots(days=7)``
         """
         if not isinstance(significant, bool):
             raise ValidationError("significant", f"must be True or False, got {type(significant).__name__}")
         if significant:
-            return await self.get_significant_hotspots(days, limit=limit)
+            return await self.get_significant_hotspots(days, cell_m=cell_m, limit=limit)
         return await CrimeEventRepository(self.database.read_connection).hotspots(
-            days, cell_degrees=cell_degrees, min_incidents=min_incidents, limit=limit)
+            days, cell_m=cell_m, min_incidents=min_incidents, limit=limit)
 
     async def get_significant_hotspots(self, days: int = 7, *, cell_m: float = DEFAULT_CELL_M,
                                        min_confidence: int = 90, limit: int = 100) -> list[SignificantHotspot]:

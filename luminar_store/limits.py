@@ -29,8 +29,6 @@ __all__ = [
     "MAX_ASSIGN",
     "MAX_SCORES",
     "MAX_SCORE_NAME",
-    "MAX_CELL_DEGREES",
-    "MIN_CELL_DEGREES",
     "GRID_DEGREES",
     "MAX_GRID_CELLS",
     "HOTSPOT_MIN_INCIDENTS",
@@ -77,9 +75,6 @@ MAX_ASSIGN = 10_000
 #: Most scores one consensus record may carry, and the longest score name.
 MAX_SCORES = 64
 MAX_SCORE_NAME = 64
-#: Hotspot cell sizes accepted, in degrees.
-MIN_CELL_DEGREES = 0.0001
-MAX_CELL_DEGREES = 10.0
 #: Side of the stored grid cells (``cell_row``/``cell_col`` of ``crime_events``) in degrees; the default hotspot cell.
 GRID_DEGREES = 0.01
 #: Most grid cells a radius query reads one by one; a larger box goes through the GiST index instead.

@@ -15,8 +15,6 @@ from luminar_store.models import CrimeEvent
 from luminar_store.repositories.crime_events import (
     EVENTS_WITHIN_BOX,
     EVENTS_WITHIN_RADIUS,
-    HOTSPOTS,
-    HOTSPOTS_ANY_CELL,
     MAX_GRID_CELLS,
     CrimeEventRepository,
     grid_cell_count,
@@ -301,25 +299,35 @@ def test_update_verification(db_settings, conn):
                         ).fetchone()[0] == 1
 
 
-def test_hotspot_where_ten_verified_events_are_not_where_pending_or_old_ones_are(db_settings):
-    rng = random.Random(3)
+def cell_centre(conn, lat: float, lng: float, cell_m: float = 400.0) -> tuple[float, float]:
+    """The centre of the equal-area hotspot cell holding a point (the schema's luminar_cell, luminar_cell_centre)."""
+    return conn.execute("SELECT ctr.latitude, ctr.longitude FROM luminar_cell(ST_SetSRID(ST_MakePoint(%s, %s), 4326), "
+                        "%s) AS c CROSS JOIN LATERAL luminar_cell_centre(c.cell_row, c.cell_col, %s) AS ctr",
+                        (lng, lat, cell_m, cell_m)).fetchone()
 
-    def around(lat, lng, n, **over):
-        return [event(lat + rng.uniform(-0.002, 0.002), lng + rng.uniform(-0.002, 0.002),
+
+def test_hotspot_where_ten_verified_events_are_not_where_pending_or_old_ones_are(db_settings, conn):
+    rng = random.Random(3)
+    # points within ~50 m of a 400 m cell's centre: one cell each (a cell is >= 300 m a side at these latitudes)
+    manhattan_c, paris_c, la_c, london_c = (cell_centre(conn, *p) for p in
+                                            [(40.715, -74.005), (48.855, 2.355), (34.055, -118.245), (51.505, -0.125)])
+
+    def around(centre, n, **over):
+        return [event(centre[0] + rng.uniform(-0.0004, 0.0004), centre[1] + rng.uniform(-0.0004, 0.0004),
                       severity=1 + i % 5, **over) for i in range(n)]
 
-    manhattan = around(40.715, -74.005, 10, verification_status="verified")
-    small = around(48.855, 2.355, 3, verification_status="verified", event_type="assault")
-    pending_la = around(34.055, -118.245, 12)  # pending
-    old_london = around(51.505, -0.125, 15, verification_status="verified", ago=timedelta(days=20))
+    manhattan = around(manhattan_c, 10, verification_status="verified")
+    small = around(paris_c, 3, verification_status="verified", event_type="assault")
+    pending_la = around(la_c, 12)  # pending
+    old_london = around(london_c, 15, verification_status="verified", ago=timedelta(days=20))
 
     async def go(repo):
         await repo.store_many(manhattan + small + pending_la + old_london, miner_uid=1)
         return await repo.hotspots(days=7), await repo.hotspots(days=30), await repo.hotspots(7, min_incidents=5)
 
     week, month, big = run(with_repo(db_settings, go))
-    assert [(round(h.latitude, 3), round(h.longitude, 3), h.incident_count) for h in week] == \
-        [(40.715, -74.005, 10), (48.855, 2.355, 3)]
+    assert [(h.latitude, h.longitude, h.incident_count) for h in week] == \
+        [(*manhattan_c, 10), (*paris_c, 3)]  # centres of 6 decimals, no float noise
     top = week[0]
     assert top.avg_severity == pytest.approx(sum(e["severity"] for e in manhattan) / 10, abs=0.01)
     assert top.max_severity == 5 and top.crime_types == ["theft"] and top.first_seen <= top.last_seen
@@ -327,32 +335,29 @@ def test_hotspot_where_ten_verified_events_are_not_where_pending_or_old_ones_are
     assert [h.incident_count for h in big] == [10]
 
 
-def test_grid_hotspots_equal_the_schema_function_and_see_a_just_verified_event(db_settings, conn):
+def test_hotspots_see_a_just_verified_event_and_every_cell_size_counts_the_same(db_settings, conn):
     rng = random.Random(5)
-    events = _sample_events(rng, [NYC, (51.5074, -0.1278), (-0.003, -0.004), (0.004, 179.996)], 2500)
+    events = _sample_events(rng, [NYC, (51.5074, -0.1278), (-0.003, -0.004), (0.004, 179.996)], 1200)
+    far = cell_centre(conn, -45.123, 170.456)
 
     async def go(repo):
         await repo.store_many(events, miner_uid=4)
-        await repo._conn.execute("ANALYZE crime_events")
-        async with repo._conn.transaction():  # one now() for both forms
-            for days, min_incidents, limit in [(7, 1, 100), (3, 5, 7), (30, 2, 10_000), (1, 1, 3)]:
-                params = {"days": days, "cell": 0.01, "min_incidents": min_incidents, "limit": limit}
-                grid = await (await repo._conn.execute(HOTSPOTS, params)).fetchall()
-                function = await (await repo._conn.execute(HOTSPOTS_ANY_CELL, params)).fetchall()
-                assert grid == function and grid, params
         # a new cell: nothing verified yet, then one verification makes it a hotspot at once
-        eid = await repo.store(event(-45.123, 170.456, event_type="arson"), miner_uid=4)
+        eid = await repo.store(event(*far, event_type="arson"), miner_uid=4)
         before = await repo.hotspots(7, limit=10_000)
         await repo.update_verification(eid, status="verified", validator_uid=1)
         after = await repo.hotspots(7, limit=10_000)
-        wide = await repo.hotspots(7, cell_degrees=0.5, limit=10_000)  # other cell sizes: the schema function
+        wide = await repo.hotspots(7, cell_m=50_000, limit=10_000)
         return before, after, wide
 
     before, after, wide = run(with_repo(db_settings, go))
-    new_cell = [h for h in after if (round(h.latitude, 3), round(h.longitude, 3)) == (-45.125, 170.455)]
     assert not [h for h in before if h.latitude < -40]
-    assert [(h.incident_count, h.crime_types, h.avg_severity) for h in new_cell] == [(1, ["arson"], 3.0)]
-    assert sum(h.incident_count for h in wide) == sum(h.incident_count for h in after)
+    assert [(h.incident_count, h.crime_types, h.avg_severity) for h in after if h.latitude < -40] == \
+        [(1, ["arson"], 3.0)]
+    assert [(h.latitude, h.longitude) for h in after if h.latitude < -40] == [far]
+    assert sum(h.incident_count for h in wide) == sum(h.incident_count for h in after) == conn.execute(
+        "SELECT count(*) FROM crime_events WHERE verification_status = 'verified' "
+        "AND \"timestamp\" >= now() - interval '7 days'").fetchone()[0]  # each event its own incident here
     assert conn.execute("SELECT count(*) FROM crime_events WHERE cell_row <> floor(latitude / 0.01) "
                         "OR cell_col <> floor(longitude / 0.01)").fetchone()[0] == 0
 
@@ -367,7 +372,8 @@ def test_grid_hotspots_equal_the_schema_function_and_see_a_just_verified_event(d
     lambda repo: repo.within_radius(0, 0, -5),
     lambda repo: repo.within_radius(0, 0, 5, hours=1, days=1),
     lambda repo: repo.hotspots(days=0),
-    lambda repo: repo.hotspots(days=7, cell_degrees=float("nan")),
+    lambda repo: repo.hotspots(days=7, cell_m=float("nan")),
+    lambda repo: repo.hotspots(days=7, cell_m=10),
     lambda repo: repo.by_miner(-3),
     lambda repo: repo.store(event(), miner_uid="7"),
     lambda repo: repo.store(CrimeEvent, miner_uid=1),

@@ -281,7 +281,7 @@ def test_three_miners_reporting_one_incident_count_once(db_settings):
                             "ORDER BY event_type").fetchall()
         assert rows == [(rows[0][0], 1, "theft"), (events[1], 3, "vandalism")]  # consensus's choice: score 0.9
         assert conn.execute("SELECT incident_count FROM crime_hotspots").fetchall() == [(2,)]
-        assert conn.execute("SELECT sum(incident_count) FROM crime_hotspots_since(7, 1.0)").fetchone()[0] == 2
+        assert conn.execute("SELECT sum(incident_count) FROM crime_hotspots_since(7, 50000)").fetchone()[0] == 2
 
 
 def test_an_event_without_reports_is_an_incident_of_its_own(conn):

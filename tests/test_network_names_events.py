@@ -369,7 +369,7 @@ def test_an_unlocated_event_is_counted_but_never_found_by_place_until_located(db
         for radius in (5_000, 900_000):  # the grid cells, then the GiST box
             assert [e.event_id for e in await events.within_radius(*NYC, radius, days=1)] == [located]
         assert [(h.incident_count, h.latitude is not None) for h in await events.hotspots(days=1)] == [(1, True)]
-        assert [h.incident_count for h in await events.hotspots(days=1, cell_degrees=0.5)] == [1]
+        assert [h.incident_count for h in await events.hotspots(days=1, cell_m=50_000)] == [1]
         clusters = ClusterRepository(aconn)
         cluster = await clusters.store({"centre": NYC_GEOTAG, "radius_m": 500, "time_start": NOW - timedelta(days=1),
                                         "time_end": NOW})
@@ -391,7 +391,7 @@ def test_an_unlocated_event_is_counted_but_never_found_by_place_until_located(db
         assert {e.event_id for e in await events.within_radius(*NYC, 5_000, days=1)} == {located, first}
         assert {e.event_id for e in await events.within_radius(*NYC, 900_000, days=1)} == {located, first}
         assert [h.incident_count for h in await events.hotspots(days=1)] == [2]
-        assert [h.incident_count for h in await events.hotspots(days=1, cell_degrees=0.5)] == [2]
+        assert [h.incident_count for h in await events.hotspots(days=1, cell_m=50_000)] == [2]
         assert [e.event_id for e in await events.unlocated()] == [second]
         assert await clusters.assign_events(cluster.cluster_id, [located, first]) == 1
         return first, second
@@ -412,7 +412,7 @@ def test_the_hotspot_view_leaves_unlocated_events_out(conn):
         conn.execute(INSERT_UNLOCATED, {"miner": 1, "at": NOW - timedelta(hours=1), "request": None,
                                         "created": NOW})
     assert conn.execute("SELECT count(*) FROM crime_hotspots").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM crime_hotspots_since(7, 1.0)").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM crime_hotspots_since(7, 50000)").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM crime_events").fetchone()[0] == 3
 
 

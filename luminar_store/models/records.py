@@ -191,10 +191,11 @@ class CrimeEventRecord(_Located):
 
 @dataclass(slots=True)
 class Hotspot(Record):
-    """A square cell of ``cell_degrees`` (0.01° ≈ 1.1 km) holding verified incidents of the period.
+    """A square equal-area cell of ``cell_m`` metres (default 400; the cells of the Gi* analysis) holding verified
+    incidents of the period.
 
     ``incident_count`` counts incidents, not events: the events of several miners sharing their lowest related
-    report count once (the schema's ``luminar_incidents``), placed at the event consensus chose.
+    report count once (the schema's ``crime_incidents``), placed at the event consensus chose.
     ``latitude``/``longitude`` are the cell's centre (rounded to 6 decimals); ``avg_severity`` is rounded to 2
     decimals (incidents without a severity left out; ``None`` when none has one, as ``max_severity``);
     ``crime_types`` sorted; ``first_seen``/``last_seen`` the oldest and newest incident's time.

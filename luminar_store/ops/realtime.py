@@ -20,7 +20,7 @@ Example::
 
     >>> subscribe(local_owner_settings, central_url, admin_url=admin)
     >>> realtime_status(local_owner_settings, central_url)
-    Replication(state='streaming', tables_ready=7, tables=7, lag_bytes=0, ...)
+    Replication(state='streaming', tables_ready=8, tables=8, lag_bytes=0, ...)
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ __all__ = ["PUBLICATION", "SUBSCRIPTION", "COPIED_TABLES", "Replication", "add_r
 
 PUBLICATION = "luminar_changes"
 SUBSCRIPTION = "luminar_from_central"
-#: The tables a copy holds (the publication's, in the order a person reads them).
-COPIED_TABLES = ("raw_incident_reports", "crime_events", "consensus_records", "miner_performance",
+#: The tables a copy holds (the publication's, in the order a person reads them). crime_incidents is kept by
+#: triggers on central, which do not fire for applied changes: the copy receives central's rows.
+COPIED_TABLES = ("raw_incident_reports", "crime_events", "crime_incidents", "consensus_records", "miner_performance",
                  "validator_performance", "crime_clusters", "risk_zones")
 
 LATEST_MIGRATION = "SELECT max(version) FROM schema_migrations WHERE NOT dirty"

@@ -206,10 +206,11 @@ def recent_events(conn: psycopg.Connection, limit: int = 5) -> list[tuple]:
 
 
 def top_hotspots(conn: psycopg.Connection, limit: int = 5, days: int = 7) -> list[tuple]:
-    """The busiest hotspot cells (about 1 km) of verified events of the last ``days`` days, in the one hotspot order
-    (``crime_events.HOTSPOT_ORDER``: most incidents, then most recent): (latitude, longitude, incidents, average
-    severity, crime types, last seen). The query is ``crime_events.hotspot_query``'s, the facade's own. Raises
-    ``ValidationError`` for ``days`` or ``limit`` out of range, ``psycopg.Error`` when the schema is missing."""
+    """The busiest hotspot cells (equal-area, 400 m) of verified incidents of the last ``days`` days, in the one
+    hotspot order (``crime_events.HOTSPOT_ORDER``: most incidents, then most recent): (latitude, longitude,
+    incidents, average severity, crime types, last seen). The query is ``crime_events.hotspot_query``'s, the
+    facade's own. Raises ``ValidationError`` for ``days`` or ``limit`` out of range, ``psycopg.Error`` when the
+    schema is missing."""
     query, params = hotspot_query(days, limit=limit)
     with conn.cursor(row_factory=record_row(Hotspot)) as cur:
         spots = cur.execute(query, params, binary=True).fetchall()

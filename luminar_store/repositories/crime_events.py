@@ -6,9 +6,9 @@ a bounding box conservatively from the metres, then either reads the newest even
 (``idx_events_cell_time``, merged; up to ``MAX_GRID_CELLS`` cells) or, for larger boxes and near the poles, every
 event inside the box through the GiST index on ``geotag``; both refine with the exact geodesic
 ``ST_DWithin(geography, geography, metres)``. A geography cast of the column alone would not use an index.
-Hotspots count incidents, not events (the schema's ``luminar_incidents``: events sharing their lowest related
-report count once): 0.01° cells group the representatives' stored cells; ``significant_hotspots`` runs the Getis-Ord
-Gi* analysis (``luminar_gistar``) over square equal-area cells in metres.
+Hotspots count incidents, not events (the schema's ``crime_incidents``, kept current by triggers: events sharing
+their lowest related report count once) on square equal-area cells in metres, the same cells for the listing
+(``hotspots``) and the Getis-Ord Gi* analysis (``significant_hotspots``, ``luminar_gistar``).
 
 An *unlocated* event (a miner's text-flow event: ``latitude``/``longitude``, ``location_source`` and so ``geotag``,
 ``cell_row``/``cell_col`` NULL) is counted by the totals and listed by recent, by miner and by report, but never by a
@@ -45,14 +45,12 @@ from luminar_store.limits import (
     CONFIDENCES,
     DEFAULT_CELL_M,
     GRID_DEGREES,
-    MAX_CELL_DEGREES,
     MAX_CELL_M,
     MAX_DAYS,
     MAX_GRID_CELLS,
     MAX_HOURS,
     MAX_LIMIT,
     MAX_RADIUS_M,
-    MIN_CELL_DEGREES,
     MIN_CELL_M,
 )
 from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot, SignificantHotspot
@@ -282,32 +280,15 @@ SELECT {event_columns}
 HOTSPOT_ORDER = "incident_count DESC, last_seen DESC, latitude, longitude"
 
 # name: hotspots
-# Hotspots of 0.01° cells (GRID_DEGREES): the result of crime_hotspots_since(%(days)s, 0.01) with at least
+# Hotspots: the rows of the schema's crime_hotspots_since(%(days)s, %(cell_m)s) (the window's incidents by
+# equal-area cell of cell_m metres, the cells of the Gi* analysis; centres rounded to 6 decimals) with at least
 # %(min_incidents)s incidents, biggest first, at most %(limit)s. Incidents, not events: the rows of the schema's
-# luminar_incidents (one per incident, at the event consensus chose), grouped by the representative's stored cell
-# (cell_row/cell_col, the same floor(degrees / 0.01) as crime_hotspots_since). Centres are rounded to 6 decimals as
-# the function rounds them. Incidents without a severity are counted but left out of avg_severity (NULL when none
-# has one), as avg() does.
+# crime_incidents (one per incident, at the event consensus chose). Incidents without a severity are counted but
+# left out of avg_severity (NULL when none has one), as avg() does.
 HOTSPOTS = """
-SELECT round(((i.cell_row::float8 + 0.5) * 0.01::float8)::numeric, 6)::float8 AS latitude,
-       round(((i.cell_col::float8 + 0.5) * 0.01::float8)::numeric, 6)::float8 AS longitude,
-       count(*) AS incident_count, round(avg(i.severity_level), 2)::float8 AS avg_severity,
-       max(i.severity_level) AS max_severity, array_agg(DISTINCT i.event_type ORDER BY i.event_type) AS crime_types,
-       min(i."timestamp") AS first_seen, max(i."timestamp") AS last_seen
-  FROM luminar_incidents(now() - make_interval(days => %(days)s)) AS i
- GROUP BY i.cell_row, i.cell_col
-HAVING count(*) >= %(min_incidents)s
- ORDER BY {hotspot_order}
- LIMIT %(limit)s
-""".replace("{hotspot_order}", HOTSPOT_ORDER)
-
-# name: hotspots_any_cell
-# Cells of %(cell)s degrees of verified events of the last %(days)s days (the schema's crime_hotspots_since),
-# biggest first: for cell sizes other than GRID_DEGREES.
-HOTSPOTS_ANY_CELL = """
 SELECT latitude, longitude, incident_count, avg_severity::float8 AS avg_severity, max_severity, crime_types,
        first_seen, last_seen
-  FROM crime_hotspots_since(%(days)s, %(cell)s)
+  FROM crime_hotspots_since(%(days)s, %(cell_m)s)
  WHERE incident_count >= %(min_incidents)s
  ORDER BY {hotspot_order}
  LIMIT %(limit)s
@@ -350,20 +331,19 @@ def grid_cell_count(box: dict[str, float | None]) -> int:
     return rows * cols
 
 
-def hotspot_query(days: int = 7, *, cell_degrees: float = GRID_DEGREES, min_incidents: int = 1,
+def hotspot_query(days: int = 7, *, cell_m: float = DEFAULT_CELL_M, min_incidents: int = 1,
                   limit: int = 100) -> tuple[str, dict[str, Any]]:
     """The hotspot query and its bound parameters: the one definition of a hotspot listing (cells of
-    ``crime_hotspots_since(days, cell_degrees)`` with at least ``min_incidents`` verified events, in
+    ``crime_hotspots_since(days, cell_m)`` with at least ``min_incidents`` verified incidents, in
     ``HOTSPOT_ORDER``, at most ``limit``), run by ``CrimeEventRepository.hotspots`` and by the statistics command.
 
-    Raises ``ValidationError`` (``days`` 1..3650, ``cell_degrees`` 0.0001..10, ``min_incidents`` >= 1, ``limit``
+    Raises ``ValidationError`` (``days`` 1..3650, ``cell_m`` 50..50,000 metres, ``min_incidents`` >= 1, ``limit``
     1..10,000).
     """
-    params = {"days": v.integer("days", days, minimum=1, maximum=MAX_DAYS),
-              "cell": v.number("cell_degrees", cell_degrees, minimum=MIN_CELL_DEGREES, maximum=MAX_CELL_DEGREES),
-              "min_incidents": v.integer("min_incidents", min_incidents, minimum=1),
-              "limit": _limit(limit)}
-    return (HOTSPOTS if params["cell"] == GRID_DEGREES else HOTSPOTS_ANY_CELL), params
+    return HOTSPOTS, {"days": v.integer("days", days, minimum=1, maximum=MAX_DAYS),
+                      "cell_m": v.number("cell_m", cell_m, minimum=MIN_CELL_M, maximum=MAX_CELL_M),
+                      "min_incidents": v.integer("min_incidents", min_incidents, minimum=1),
+                      "limit": _limit(limit)}
 
 
 def significant_hotspot_query(days: int = 7, *, cell_m: float = DEFAULT_CELL_M, min_confidence: int = 90,
@@ -775,16 +755,16 @@ class CrimeEventRepository(Repository):
         """
         return await self._many(UNLOCATED_EVENTS, {"limit": _limit(limit)})
 
-    async def hotspots(self, days: int = 7, *, cell_degrees: float = GRID_DEGREES, min_incidents: int = 1,
+    async def hotspots(self, days: int = 7, *, cell_m: float = DEFAULT_CELL_M, min_incidents: int = 1,
                        limit: int = 100) -> list[Hotspot]:
-        """Cells of ``cell_degrees`` (0.0001..10; 0.01 ≈ 1.1 km) holding at least ``min_incidents`` verified
-        incidents of the last ``days`` (1..3650), in ``HOTSPOT_ORDER`` (biggest first, then most recent): the rows
-        of the schema's ``crime_hotspots_since(days, cell_degrees)``, grouped by the stored grid cells for 0.01°
-        (always current: an event verified a moment ago counts). The query is ``hotspot_query``'s.
+        """Equal-area cells of ``cell_m`` metres (50..50,000; default 400, the Gi* cells) holding at least
+        ``min_incidents`` verified incidents of the last ``days`` (1..3650), in ``HOTSPOT_ORDER`` (biggest first,
+        then most recent): the rows of the schema's ``crime_hotspots_since(days, cell_m)`` (always current: an
+        event verified a moment ago counts). The query is ``hotspot_query``'s.
 
         Example: ``spots = await CrimeEventRepository(conn).hotspots(days=7)``
         """
-        query, params = hotspot_query(days, cell_degrees=cell_degrees, min_incidents=min_incidents, limit=limit)
+        query, params = hotspot_query(days, cell_m=cell_m, min_incidents=min_incidents, limit=limit)
         return await self._all(query, params, Hotspot, binary=True)
 
     async def significant_hotspots(self, days: int = 7, *, cell_m: float = DEFAULT_CELL_M, min_confidence: int = 90,

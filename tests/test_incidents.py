@@ -1,0 +1,142 @@
+"""crime_incidents is kept current by the triggers on crime_events (migration 20261130045000).
+
+After any sequence of writes, the table equals a recomputation from crime_events (``luminar_rebuild_incidents()``
+changes nothing), and two writers verifying events of one incident at the same moment both count.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+
+import psycopg
+import pytest
+from _async import clock
+
+NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
+_clock = clock(globals())
+
+INSERT = ("INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, \"timestamp\", severity_level, "
+          "confidence_score, verification_status, verification_score, related_reports) "
+          "VALUES (%s, %s, %s, %s, %s, %s, 0.8, %s, %s, %s) RETURNING event_id")
+# The table recomputed from scratch, as the first form of luminar_incidents did it: the one check of every state.
+FROM_SCRATCH = """
+SELECT DISTINCT ON (k.key) k.key, e.event_id, (count(*) OVER (PARTITION BY k.key))::integer, e.latitude,
+       e.longitude, e."timestamp", e.event_type, e.severity_level
+  FROM crime_events AS e
+ CROSS JOIN LATERAL (SELECT luminar_incident_key(e.related_reports, e.event_id) AS key) AS k
+ WHERE e.verification_status = 'verified' AND e.latitude IS NOT NULL
+ ORDER BY k.key, e.verification_score DESC NULLS LAST, e.created_at, e.event_id
+"""
+TABLE = ("SELECT incident_key, event_id, events, latitude, longitude, \"timestamp\", event_type, severity_level "
+         "FROM crime_incidents ORDER BY incident_key")
+
+
+def reports(conn, n: int) -> list[uuid.UUID]:
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO raw_incident_reports (external_id, text_description, latitude, longitude, "
+                        "\"timestamp\") VALUES (%s, 'seen', 40.7, -74.0, %s)",
+                        [(f"r-{uuid.uuid4().hex[:8]}", NOW - timedelta(hours=1)) for _ in range(n)])
+    return [r[0] for r in conn.execute("SELECT report_id FROM raw_incident_reports").fetchall()]
+
+
+def current(conn) -> bool:
+    return conn.execute(TABLE).fetchall() == sorted(conn.execute(FROM_SCRATCH).fetchall())
+
+
+def test_after_every_kind_of_write_the_table_equals_a_recomputation(conn):
+    rng = random.Random(12)
+    ids = reports(conn, 6)
+    events: list[uuid.UUID] = []
+
+    def insert_many(n: int) -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            for _ in range(n):
+                related = rng.sample(ids, rng.choice([0, 1, 1, 2, 3]))
+                cur.execute(INSERT, (rng.randint(1, 4), rng.choice(["theft", "assault"]),
+                                     40.7 + rng.uniform(-0.02, 0.02), -74.0 + rng.uniform(-0.02, 0.02),
+                                     NOW - timedelta(hours=rng.uniform(0, 200)), rng.randint(1, 5),
+                                     rng.choice(["verified", "pending", "rejected"]),
+                                     rng.choice([None, 0.5, 0.9]), related))
+                events.append(cur.fetchone()[0])
+
+    steps = [
+        lambda: insert_many(30),
+        lambda: conn.execute("UPDATE crime_events SET verification_status = 'verified', verification_score = 0.95 "
+                             "WHERE event_id = ANY(%s)", (rng.sample(events, 8),)),
+        lambda: conn.execute("UPDATE crime_events SET verification_status = 'disputed' WHERE event_id = ANY(%s)",
+                             (rng.sample(events, 5),)),
+        lambda: conn.execute("UPDATE crime_events SET latitude = latitude + 0.01 WHERE event_id = ANY(%s)",
+                             (rng.sample(events, 5),)),
+        lambda: conn.execute("UPDATE crime_events SET related_reports = %s WHERE event_id = ANY(%s)",
+                             (rng.sample(ids, 2), rng.sample(events, 4))),
+        lambda: conn.execute("UPDATE crime_events SET latitude = NULL, longitude = NULL, location_source = NULL "
+                             "WHERE event_id = ANY(%s)", (rng.sample(events, 2),)),
+        lambda: conn.execute("UPDATE crime_events SET title = 'seen again' WHERE event_id = ANY(%s)",
+                             (rng.sample(events, 10),)),
+        lambda: conn.execute("DELETE FROM crime_events WHERE event_id = ANY(%s)", (rng.sample(events, 4),)),
+    ]
+    for i, step in enumerate(steps * 3):
+        step()
+        events[:] = [r[0] for r in conn.execute("SELECT event_id FROM crime_events").fetchall()]
+        assert current(conn), f"step {i % len(steps)} of round {i // len(steps)}"
+    assert conn.execute("SELECT luminar_rebuild_incidents()").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM crime_incidents").fetchone()[0] > 10
+    assert conn.execute("SELECT max(events) FROM crime_incidents").fetchone()[0] > 1  # shared reports merged
+    conn.execute("TRUNCATE crime_events CASCADE")
+    assert conn.execute("SELECT count(*) FROM crime_incidents").fetchone()[0] == 0
+
+
+def test_a_drifted_table_is_put_right_by_the_rebuild(conn):
+    with conn.cursor() as cur:
+        for i in range(4):
+            cur.execute(INSERT, (1, "theft", 40.7 + i / 100, -74.0, NOW - timedelta(hours=1), 3, "verified", 0.9, []))
+    keys = [r[0] for r in conn.execute("SELECT incident_key FROM crime_incidents ORDER BY incident_key")]
+    conn.execute("DELETE FROM crime_incidents WHERE incident_key = %s", (keys[0],))
+    conn.execute("UPDATE crime_incidents SET events = 7 WHERE incident_key = %s", (keys[-1],))
+    assert not current(conn)
+    assert conn.execute("SELECT luminar_rebuild_incidents()").fetchone()[0] == 2
+    assert current(conn)
+
+
+def test_two_writers_verifying_one_incident_at_once_both_count(db_conninfo, conn):
+    report = reports(conn, 1)[0]
+    first, second = (conn.execute(INSERT, (m, "robbery", 40.71, -74.0, NOW - timedelta(hours=1), 4, "pending",
+                                           None, [report])).fetchone()[0] for m in (1, 2))
+    verify = "UPDATE crime_events SET verification_status = 'verified', verification_score = %s WHERE event_id = %s"
+    with psycopg.connect(db_conninfo) as one, psycopg.connect(db_conninfo) as two:
+        one.execute(verify, (0.7, first))  # holds the incident's lock until it commits
+        failure: list[BaseException] = []
+
+        def second_writer() -> None:
+            try:
+                two.execute(verify, (0.9, second))
+                two.commit()
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                failure.append(exc)
+
+        writer = threading.Thread(target=second_writer)
+        writer.start()
+        deadline = time.monotonic() + 60
+        while not conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                               ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the second writer never waited for the first"
+            time.sleep(0.05)
+        one.commit()
+        writer.join(60)
+        assert not writer.is_alive() and not failure
+    row = conn.execute("SELECT event_id, events FROM crime_incidents WHERE incident_key = %s", (report,)).fetchone()
+    assert row == (second, 2)  # both verified events, the higher score represents the incident
+    assert current(conn)
+
+
+@pytest.mark.parametrize("role", ["luminar_miner", "luminar_reader"])
+def test_no_node_writes_the_table_and_the_public_reader_does_not_read_it(conn, role):
+    may = conn.execute("SELECT has_table_privilege(%s, 'crime_incidents', 'SELECT'), "
+                       "has_table_privilege(%s, 'crime_incidents', 'INSERT'), "
+                       "has_function_privilege(%s, 'luminar_refresh_incidents(uuid[])', 'EXECUTE')",
+                       (role, role, role)).fetchone()
+    assert may == ((role == "luminar_miner"), False, False)
