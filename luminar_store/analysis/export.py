@@ -214,8 +214,8 @@ def write_geojson(conn: psycopg.Connection, request: ExportRequest, out: TextIO)
     returns how many features each layer gave. Raises ``ValidationError`` (``cell_m``, see ``layer_features``)."""
     counts = dict.fromkeys(request.layers, 0)
     with snapshot(conn, request) as window:
-        out.write('{"type":"FeatureCollection","luminar":' + json.dumps(_header(request, window)) +
-                  ',"features":[')
+        out.write('{"type":"FeatureCollection","luminar":' + json.dumps(_header(request, window), separators=(",", ":"))
+                  + ',"features":[')
         first = True
         for layer in request.layers:
             for feature in layer_features(conn, request, layer):

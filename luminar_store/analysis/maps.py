@@ -41,9 +41,8 @@ CLUSTER_COLOUR = "#6a3d9a"
 EVENT_COLOUR = "#333333"
 #: The name each layer has in the map's layer control.
 LAYER_NAMES = {"zones": "Risk zones", "hotspots": "Hotspots (Gi*)", "clusters": "Clusters", "events": "Incidents"}
-HOTSPOT_LEGEND = ("Hotspots, Gi* bin: -3 -2 -1 cold, +1 +2 +3 hot, at 90 % (1), 95 % (2), 99 % (3) confidence "
-                  "(FDR-adjusted)")
-RISK_LEGEND = "Risk zones: risk level 1 (low) to 5 (high)"
+HOTSPOT_LEGEND = "Gi* hotspot bin: 1, 2, 3 = 90, 95, 99 % confidence; cold below 0, hot above"
+RISK_LEGEND = "Risk zone level: 1 (low) to 5 (high)"
 INSTALL_HINT = "the map needs folium, the optional extra 'maps': pip install 'luminar_store[maps]'"
 
 _TOOLTIPS = {
@@ -65,8 +64,10 @@ def _style(layer: str, properties: dict[str, Any]) -> dict[str, Any]:
         colour = HOTSPOT_COLOURS[properties.get("gi_bin") or 0]
         return {"color": colour, "weight": 1, "fillColor": colour, "fillOpacity": 0.6}
     if layer == "clusters":
-        return {"color": CLUSTER_COLOUR, "weight": 2, "fillOpacity": 0.1, "radius": properties.get("radius_m")}
-    return {"color": EVENT_COLOUR, "weight": 1, "fillColor": EVENT_COLOUR, "fillOpacity": 0.8, "radius": 3}
+        return {"color": CLUSTER_COLOUR, "weight": 2, "fill": True, "fillColor": CLUSTER_COLOUR, "fillOpacity": 0.1,
+                "radius": properties.get("radius_m")}  # metres: the layer draws folium.Circle
+    return {"color": EVENT_COLOUR, "weight": 1, "fill": True, "fillColor": EVENT_COLOUR, "fillOpacity": 0.8,
+            "radius": 3}  # pixels: folium.CircleMarker
 
 
 def _bounds(layers: Layers) -> list[list[float]] | None:

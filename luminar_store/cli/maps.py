@@ -7,6 +7,7 @@ unless ``--force``. The summary goes to stderr when the GeoJSON goes to stdout.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def geojson_command(env: str | None, days: int, cell_m: float, layers: tuple[str
     started = time.monotonic()
     if str(out) == "-":
         with _connect_checked(settings) as conn:
-            counts = write_geojson(conn, request, click.get_text_stream("stdout"))
+            counts = write_geojson(conn, request, sys.stdout)
         click.echo(f"Exported {_summary(counts)} ({time.monotonic() - started:.1f} s).", err=True)
         return
 
