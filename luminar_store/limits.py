@@ -47,6 +47,7 @@ __all__ = [
     "MAX_IDEMPOTENCY_KEY",
     "MAX_ROUND_KEY",
     "RECENT_ROUND_KEYS",
+    "GEOJSON_DECIMALS",
 ]
 
 #: Most rows one listing query returns.
@@ -111,3 +112,6 @@ MAX_IDEMPOTENCY_KEY = 200
 #: ``miner_recent_round_keys_bounded`` CHECK of ``miner_performance`` allows the same).
 MAX_ROUND_KEY = 200
 RECENT_ROUND_KEYS = 32
+#: Decimals of the coordinates the GeoJSON export and the map write (6: ~0.1 m, as the Gi* cells' corners and
+#: centres are rounded in SQL).
+GEOJSON_DECIMALS = 6

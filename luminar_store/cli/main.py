@@ -7,6 +7,7 @@ import click
 from luminar_store.cli.bouncer import bouncer_group
 from luminar_store.cli.common import start_cli
 from luminar_store.cli.db import db_group
+from luminar_store.cli.maps import export_group, map_command
 from luminar_store.cli.migrate import migrate_group
 from luminar_store.cli.ops import COMMANDS
 from luminar_store.cli.realtime import realtime_group
@@ -46,7 +47,7 @@ def cli() -> None:
 
 
 for _command in (*COMMANDS, node_shim_command, bouncer_group, db_group, migrate_group, reports_group, roles_group,
-                 tls_group, realtime_group):
+                 tls_group, realtime_group, export_group, map_command):
     cli.add_command(_command)
 
 

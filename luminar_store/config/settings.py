@@ -51,11 +51,17 @@ from luminar_store.privacy import KEY_VARIABLE, SWITCH_VARIABLE, Pseudonyms, che
 from luminar_store.replicas import DEFAULT_REPLICA_COOLDOWN, DEFAULT_REPLICA_MAX_LAG
 from luminar_store.validation import NAIVE_TIMESTAMP_RULES
 
-__all__ = ["SSL_MODES", "DEFAULT_RETENTION_DAYS", "Settings", "load_settings"]
+__all__ = ["SSL_MODES", "DEFAULT_RETENTION_DAYS", "DEFAULT_MAP_TILES_URL", "DEFAULT_MAP_TILES_ATTRIBUTION",
+           "Settings", "load_settings"]
 
 log = logging.getLogger("luminar_store.config")
 
 DEFAULT_RETENTION_DAYS = 365
+#: The map's base layer when ``LUMINAR_MAP_TILES_URL`` is not set: OpenStreetMap's standard tiles, with the credit
+#: their licence asks for.
+DEFAULT_MAP_TILES_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+DEFAULT_MAP_TILES_ATTRIBUTION = ('&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> '
+                                 "contributors")
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,10 @@ class Settings:
     pseudonymize: bool = False
     #: The key of the pseudonyms (``LUMINAR_PSEUDONYM_KEY``): a secret, never shown.
     pseudonym_key: str = field(default="", repr=False)
+    #: The base map of ``luminar-db map``: a tile URL template with ``{z}``, ``{x}`` and ``{y}``
+    #: (``LUMINAR_MAP_TILES_URL``) and the credit shown under it (``LUMINAR_MAP_TILES_ATTRIBUTION``).
+    map_tiles_url: str = DEFAULT_MAP_TILES_URL
+    map_tiles_attribution: str = DEFAULT_MAP_TILES_ATTRIBUTION
 
     # -- connection strings -------------------------------------------------------------------------------------
     def connect_kwargs(self, *, dbname: str | None = None) -> dict[str, object]:
@@ -458,6 +468,7 @@ def load_settings(env: str | None = None, environ: Mapping[str, str] | None = No
                                  maximum=MAX_STALE_MINUTES),
         pgbouncer=_pgbouncer(environ),
         direct_url=_direct_url(environ),
+        **_map_tiles(environ),
         **_owner(environ, rules, str(values["user"])),
         **pool,  # type: ignore[arg-type]
         **values,  # type: ignore[arg-type]
@@ -530,6 +541,22 @@ def _pgbouncer(environ: Mapping[str, str]) -> bool | None:
         raise ConfigError(f"LUMINAR_DB_PGBOUNCER must be on, off or auto, got {raw!r:.20}; set "
                           "LUMINAR_DB_PGBOUNCER=on when the nodes connect through PgBouncer")
     return None if raw == "auto" else raw == "on"
+
+
+def _map_tiles(environ: Mapping[str, str]) -> dict[str, str]:
+    url = (environ.get("LUMINAR_MAP_TILES_URL") or "").strip()
+    attribution = (environ.get("LUMINAR_MAP_TILES_ATTRIBUTION") or "").strip()
+    if not url:
+        return {"map_tiles_url": DEFAULT_MAP_TILES_URL,
+                "map_tiles_attribution": attribution or DEFAULT_MAP_TILES_ATTRIBUTION}
+    if not url.startswith(("https://", "http://")) or not all(k in url for k in ("{z}", "{x}", "{y}")):
+        raise ConfigError(f"LUMINAR_MAP_TILES_URL must be an http(s) URL template with {{z}}, {{x}} and {{y}}, got "
+                          f"{url!r:.80}; e.g. LUMINAR_MAP_TILES_URL={DEFAULT_MAP_TILES_URL}")
+    if not attribution and url != DEFAULT_MAP_TILES_URL:
+        raise ConfigError("LUMINAR_MAP_TILES_ATTRIBUTION is missing: a map on LUMINAR_MAP_TILES_URL's tiles must "
+                          "credit their source (their terms ask for it); set it to the credit line the tile server "
+                          "gives")
+    return {"map_tiles_url": url, "map_tiles_attribution": attribution or DEFAULT_MAP_TILES_ATTRIBUTION}
 
 
 def _naive_rule(environ: Mapping[str, str]) -> str:
