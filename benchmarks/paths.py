@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from luminar_store.access import LuminarDB
 from luminar_store.config import Settings
+from luminar_store.limits import HOTSPOT_MIN_INCIDENTS
 from luminar_store.repositories import crime_events as repo
 
 __all__ = [
@@ -155,7 +156,8 @@ def _radius_params(args: dict) -> dict:
 
 
 def _hotspot_params(args: dict) -> dict:
-    return {"days": args["days"], "cell": 0.01, "min_incidents": 1, "limit": args["limit"]}
+    # the facade's defaults (cell and threshold), bound as the facade binds them
+    return repo.hotspot_query(args["days"], min_incidents=HOTSPOT_MIN_INCIDENTS, limit=args["limit"])[1]
 
 
 #: name → (facade call, repository SQL, SQL parameters): the baseline runs the SQL on a bare connection and
