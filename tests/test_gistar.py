@@ -232,18 +232,20 @@ def test_the_facade_returns_significant_hotspots_and_refuses_bad_arguments(db_se
     assert refused == ["days", "cell_m", "cell_m", "min_confidence", "significant"]
 
 
-def test_a_grid_of_more_than_a_million_cells_is_refused_naming_cell_m(db_settings):
-    with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
-        insert_incidents(conn, [NYC, (48.8566, 2.3522)])  # New York and Paris
+def test_far_apart_regions_make_small_grids_and_one_huge_region_is_refused_naming_cell_m(db_settings, conn):
+    insert_incidents(conn, [NYC, (48.8566, 2.3522)])  # New York and Paris: two regions of one cell each
+    assert conn.execute("SELECT count(*) FROM luminar_gistar(7, 50)").fetchone()[0] == 2
+    # a chain of incidents 7 km apart (less than the 10 km region gap) over 60 km: one region, ~1.4M cells of 50 m
+    insert_incidents(conn, [(40.0 + i * 0.045, -100.0 + i * 0.06) for i in range(14)])
 
-    async def body(conn):
+    async def body(aconn):
         with pytest.raises(ValidationError) as err:
-            await CrimeEventRepository(conn).significant_hotspots(7, cell_m=50)
+            await CrimeEventRepository(aconn).significant_hotspots(7, cell_m=50)
         return err.value
 
     async def main():
-        async with await psycopg.AsyncConnection.connect(db_settings.conninfo(), autocommit=True) as conn:
-            return await body(conn)
+        async with await psycopg.AsyncConnection.connect(db_settings.conninfo(), autocommit=True) as aconn:
+            return await body(aconn)
 
     error = run(main())
     assert error.field == "cell_m" and "larger cell_m" in error.rule
