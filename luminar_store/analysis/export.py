@@ -3,7 +3,8 @@
 One query a layer, each named here and nowhere else; ``luminar-db export geojson`` and ``luminar-db map`` both read
 through them, as the caller's login (the commands run as the owner):
 
-- ``hotspots``: the significant cells (confidence 90, 95 or 99) of the schema's ``luminar_gistar(days, cell_m)``,
+- ``hotspots``: the significant cells (confidence 90, 95 or 99) of the schema's
+  ``luminar_significant_hotspots(days, cell_m)`` (the last analyze's while fresh, else ``luminar_gistar``),
   each as its square (``luminar_cell_polygon``, the one definition of a cell's shape) with ``z``, ``p``, ``q``,
   ``confidence``, ``gi_bin``, ``class`` and ``incidents``;
 - ``clusters``: the ``crime_clusters`` whose time span reaches into the window (``time_end`` at or after its
@@ -63,14 +64,14 @@ LAYERS = ("zones", "hotspots", "clusters", "events")
 WINDOW = "SELECT now() - make_interval(days => %(days)s), now()"
 
 # name: hotspot_features
-# The significant Gi* cells (confidence > 0: 90, 95 or 99) of luminar_gistar(%(days)s, %(cell_m)s), each as its
-# square; hot ones first, the strongest first.
+# The significant Gi* cells (confidence > 0: 90, 95 or 99) of luminar_significant_hotspots(%(days)s, %(cell_m)s)
+# (the last analyze's while fresh, else computed now), each as its square; hot ones first, the strongest first.
 HOTSPOT_FEATURES = """
 SELECT 'cell_' || g.cell_row || '_' || g.cell_col AS id,
        ST_AsGeoJSON(luminar_cell_polygon(g.cell_row, g.cell_col, %(cell_m)s), %(decimals)s, 0)::json AS geometry,
        g.cell_row, g.cell_col, %(cell_m)s::float8 AS cell_m, g.latitude, g.longitude, g.incidents, g.neighbours,
-       g.z, g.p, g.q, g.confidence, g.gi_bin, g.class
-  FROM luminar_gistar(%(days)s, %(cell_m)s) AS g
+       g.z, g.p, g.q, g.confidence, g.gi_bin, g.class, g.computed_at
+  FROM luminar_significant_hotspots(%(days)s, %(cell_m)s) AS g
  WHERE g.confidence > 0
  ORDER BY g.gi_bin DESC, abs(g.z) DESC, g.cell_row, g.cell_col
 """

@@ -220,7 +220,8 @@ class SignificantHotspot(Record):
     included). ``z`` the Gi* z-score and ``p`` its one-tailed normal p-value (as PySAL esda's ``p_norm``), ``q`` the
     Benjamini-Hochberg adjusted two-sided p-value; all three ``None`` when undefined. ``confidence`` is 99, 95, 90
     (``q`` at most 0.01, 0.05, 0.10) or 0; ``gi_bin`` -3..3 (sign of ``z`` times the level); ``classification``
-    (the SQL column ``class``) reads ``"hot"``, ``"cold"`` or ``"not significant"``.
+    (the SQL column ``class``) reads ``"hot"``, ``"cold"`` or ``"not significant"``. ``computed_at``: when the
+    analysis ran (the last ``luminar-db analyze`` while fresh, else the call itself).
     """
 
     cell_row: int
@@ -235,6 +236,7 @@ class SignificantHotspot(Record):
     confidence: int
     gi_bin: int
     classification: str
+    computed_at: datetime | None = None
 
 
 @dataclass(slots=True)

@@ -295,12 +295,24 @@ SELECT latitude, longitude, incident_count, avg_severity::float8 AS avg_severity
 """.replace("{hotspot_order}", HOTSPOT_ORDER)
 
 # name: significant_hotspots
-# The Getis-Ord Gi* cells of the schema's luminar_gistar(%(days)s, %(cell_m)s) (incidents of the last days, square
-# equal-area cells of cell_m metres, BH-adjusted) whose confidence is at least %(min_confidence)s (0: every cell of
-# the grid), the strongest first (largest |z|; undefined z last), then by position; at most %(limit)s.
+# The significant Getis-Ord Gi* cells (confidence >= %(min_confidence)s, at least 90) of the incidents of the last
+# %(days)s days on square equal-area cells of %(cell_m)s metres: the schema's luminar_significant_hotspots (the
+# last analyze's cells while fresh, else luminar_gistar computed now); the strongest first (largest |z|), then by
+# position; at most %(limit)s.
 SIGNIFICANT_HOTSPOTS = """
 SELECT cell_row, cell_col, latitude, longitude, incidents, neighbours, z, p, q, confidence, gi_bin,
-       class AS classification
+       class AS classification, computed_at
+  FROM luminar_significant_hotspots(%(days)s, %(cell_m)s)
+ WHERE confidence >= %(min_confidence)s
+ ORDER BY abs(z) DESC NULLS LAST, cell_row, cell_col
+ LIMIT %(limit)s
+"""
+
+# name: gistar_cells
+# Every cell of the Gi* grid (min_confidence 0), computed now by the schema's luminar_gistar, in the same order.
+GISTAR_CELLS = """
+SELECT cell_row, cell_col, latitude, longitude, incidents, neighbours, z, p, q, confidence, gi_bin,
+       class AS classification, now() AS computed_at
   FROM luminar_gistar(%(days)s, %(cell_m)s)
  WHERE confidence >= %(min_confidence)s
  ORDER BY abs(z) DESC NULLS LAST, cell_row, cell_col
@@ -348,7 +360,8 @@ def hotspot_query(days: int = 7, *, cell_m: float = DEFAULT_CELL_M, min_incident
 
 def significant_hotspot_query(days: int = 7, *, cell_m: float = DEFAULT_CELL_M, min_confidence: int = 90,
                               limit: int = 100) -> tuple[str, dict[str, Any]]:
-    """The Gi* hotspot query and its bound parameters (``SIGNIFICANT_HOTSPOTS``).
+    """The Gi* hotspot query and its bound parameters: ``SIGNIFICANT_HOTSPOTS`` (the last analyze's cells while
+    fresh) for a confidence of 90 or more, ``GISTAR_CELLS`` (every cell, computed now) for 0.
 
     Raises ``ValidationError`` (``days`` 1..3650, ``cell_m`` 50..50,000 metres, ``min_confidence`` one of 0, 90,
     95, 99, ``limit`` 1..10,000).
@@ -357,9 +370,10 @@ def significant_hotspot_query(days: int = 7, *, cell_m: float = DEFAULT_CELL_M, 
     if min_confidence not in CONFIDENCES:
         raise ValidationError("min_confidence", f"must be one of {', '.join(map(str, CONFIDENCES))} (percent), "
                               f"got {min_confidence}")
-    return SIGNIFICANT_HOTSPOTS, {"days": v.integer("days", days, minimum=1, maximum=MAX_DAYS),
-                                  "cell_m": v.number("cell_m", cell_m, minimum=MIN_CELL_M, maximum=MAX_CELL_M),
-                                  "min_confidence": min_confidence, "limit": _limit(limit)}
+    query = SIGNIFICANT_HOTSPOTS if min_confidence else GISTAR_CELLS
+    return query, {"days": v.integer("days", days, minimum=1, maximum=MAX_DAYS),
+                   "cell_m": v.number("cell_m", cell_m, minimum=MIN_CELL_M, maximum=MAX_CELL_M),
+                   "min_confidence": min_confidence, "limit": _limit(limit)}
 
 
 #: The columns INSERT_EVENT and COPY_EVENTS write, in order (the bound names of INSERT_EVENT). The input's
