@@ -91,11 +91,12 @@ test: setup ## Run the test suite (starts its own PostgreSQL; works as root)
 lint: setup ## Check the code with ruff
 	@$(VENV)/bin/ruff check .
 
-demo: setup ## On a fresh machine: start and migrate the local database, load sample data, show stats and hotspots
+demo: setup ## On a fresh machine: start and migrate the local database, load sample data, analyse it, show stats and hotspots
 	@$(MAKE) --no-print-directory db-start
 	@$(MAKE) --no-print-directory db-migrate
 	@$(LUMINAR) db status --verbose
 	@$(PY) scripts/setup_database.py sample-data --if-empty
+	@$(LUMINAR) analyze
 	@$(PY) scripts/setup_database.py stats --recent 5 --hotspots 5
 
 bench: setup ## Run the benchmarks (results in benchmarks/results/)

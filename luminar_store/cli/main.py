@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from luminar_store.cli.analyze import analyze_command
 from luminar_store.cli.bouncer import bouncer_group
 from luminar_store.cli.common import start_cli
 from luminar_store.cli.db import db_group
@@ -47,7 +48,7 @@ def cli() -> None:
 
 
 for _command in (*COMMANDS, node_shim_command, bouncer_group, db_group, migrate_group, reports_group, roles_group,
-                 tls_group, realtime_group, export_group, map_command):
+                 tls_group, realtime_group, export_group, map_command, analyze_command):
     cli.add_command(_command)
 
 

@@ -1,0 +1,162 @@
+"""``luminar-db analyze``: refresh every crime intelligence figure of the database in one run.
+
+A run is a list of steps (``STEPS``), each one SQL function of the schema run in its own transaction as the owner,
+each returning its figures:
+
+- ``hotspots``: the significant Getis-Ord Gi* cells of the window (``luminar_store_gistar``), kept in
+  ``gistar_cells`` for the readers (``get_significant_hotspots`` reads them while the run is fresh);
+
+and the steps the analysis modules add (clusters, near repeats, risk zones). Every step is safe to run again: it
+replaces what the previous run of the same parameters made and never touches what nodes stored.
+
+One run at a time: a run holds a session advisory lock (``RUN_LOCK``) and a second run, from cron or by hand, is
+refused at once naming the first one's start, changing nothing. Each run is recorded in ``analysis_runs`` (started,
+finished, parameters, figures; the error of a failed step, with the steps before it kept). Safe for cron and
+``pg_cron``: exit status 0 on success, 1 with one line on stderr otherwise.
+
+Example::
+
+    >>> result = analyze(owner_settings, AnalysisPlan(days=7))
+    >>> result.headline()
+    '7 days, 400 m cells: 23 hot cells (9 at 99 %), 4 cold; ...'
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+
+from luminar_store import validation as v
+from luminar_store.config import Settings
+from luminar_store.errors import OperationError
+from luminar_store.limits import DEFAULT_CELL_M, MAX_CELL_M, MAX_DAYS, MIN_CELL_M
+from luminar_store.ops.connect import connect
+
+__all__ = ["AnalysisPlan", "AnalysisResult", "Step", "STEPS", "RUN_LOCK", "analyze"]
+
+#: The advisory lock (two int4 keys) a run holds: one analyze at a time per database.
+RUN_LOCK = (1818585412, 2)
+
+START_RUN = "INSERT INTO analysis_runs (started_at, parameters) VALUES (now(), %s) RETURNING run_id, started_at"
+FINISH_RUN = "UPDATE analysis_runs SET finished_at = clock_timestamp(), figures = %s, error = %s WHERE run_id = %s"
+RUNNING = ("SELECT started_at FROM analysis_runs WHERE finished_at IS NULL AND error IS NULL "
+           "ORDER BY started_at DESC LIMIT 1")
+
+# name: store_gistar
+STORE_GISTAR = "SELECT luminar_store_gistar(%(days)s, %(cell_m)s)"
+# name: gistar_figures
+GISTAR_FIGURES = """
+SELECT count(*) FILTER (WHERE class = 'hot') AS hot,
+       count(*) FILTER (WHERE class = 'hot' AND confidence = 99) AS hot_99,
+       count(*) FILTER (WHERE class = 'cold') AS cold
+  FROM gistar_cells WHERE days = %(days)s AND cell_m = %(cell_m)s
+"""
+
+
+@dataclass(frozen=True)
+class AnalysisPlan:
+    """The parameters of a run: the window (``days``) and the Gi* cell side (``cell_m``, metres)."""
+
+    days: int = 7
+    cell_m: float = DEFAULT_CELL_M
+
+    def __post_init__(self) -> None:
+        v.integer("days", self.days, minimum=1, maximum=MAX_DAYS)
+        v.number("cell_m", self.cell_m, minimum=MIN_CELL_M, maximum=MAX_CELL_M)
+
+    def params(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a run: its name, what the progress bar says, and the work (conn, plan) -> figures."""
+
+    name: str
+    label: str
+    work: Callable[[psycopg.Connection, AnalysisPlan], dict[str, Any]]
+
+
+@dataclass
+class AnalysisResult:
+    """The figures of each step, in order, and the run's time in seconds."""
+
+    plan: AnalysisPlan
+    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def headline(self) -> str:
+        """One line an operator reads: what the run found."""
+        parts = []
+        spots = self.figures.get("hotspots")
+        if spots is not None:
+            parts.append(f"{spots['hot']:,} hot cells ({spots['hot_99']:,} at 99 %), {spots['cold']:,} cold")
+        for name, figures in self.figures.items():
+            if name != "hotspots" and "headline" in figures:
+                parts.append(str(figures["headline"]))
+        total = sum(self.seconds.values())
+        return (f"{self.plan.days} days, {self.plan.cell_m:g} m cells: " + "; ".join(parts)
+                + f" ({total:.1f} s)")
+
+
+def _hotspots(conn: psycopg.Connection, plan: AnalysisPlan) -> dict[str, Any]:
+    params = {"days": plan.days, "cell_m": plan.cell_m}
+    stored = conn.execute(STORE_GISTAR, params).fetchone()[0]  # type: ignore[index]
+    hot, hot_99, cold = conn.execute(GISTAR_FIGURES, params).fetchone()  # type: ignore[misc]
+    return {"cells": stored, "hot": hot, "hot_99": hot_99, "cold": cold}
+
+
+#: The steps of a run, in order.
+STEPS: list[Step] = [Step("hotspots", "significant hotspots (Gi*)", _hotspots)]
+
+
+def _refused(exc: psycopg.Error) -> OperationError:
+    diag = exc.diag
+    text = diag.message_primary or str(exc).splitlines()[0]
+    if diag.message_hint:
+        text += f" ({diag.message_hint})"
+    return OperationError(f"analyze stopped: {text}")
+
+
+def analyze(settings: Settings, plan: AnalysisPlan | None = None, *,
+            progress: Callable[[Step], None] | None = None) -> AnalysisResult:
+    """Run every step of ``STEPS`` for ``plan`` on the database of ``settings`` (the owner's), one transaction a
+    step; ``progress(step)`` is called as each step begins. Returns the figures.
+
+    Raises ``OperationError`` when another run holds the lock (naming when it started), when the schema lacks the
+    analysis (naming ``luminar-db migrate``), or when a step fails (its message; the steps before it stay done and
+    the run's record keeps the error)."""
+    plan = plan or AnalysisPlan()
+    result = AnalysisResult(plan)
+    with connect(settings, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('analysis_runs') IS NULL").fetchone()[0]:  # type: ignore[index]
+            raise OperationError(f"database {settings.name} lacks the analysis tables; run: luminar-db migrate")
+        if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", RUN_LOCK).fetchone()[0]:  # type: ignore[index]
+            began = conn.execute(RUNNING).fetchone()
+            since = f" (running since {began[0]:%Y-%m-%d %H:%M:%S %Z})" if began else ""
+            raise OperationError(f"another analyze is running on {settings.target()}{since}; nothing was changed")
+        try:
+            run_id, _ = conn.execute(START_RUN, (json.dumps(plan.params()),)).fetchone()  # type: ignore[misc]
+            error = None
+            try:
+                for step in STEPS:
+                    if progress is not None:
+                        progress(step)
+                    began = time.monotonic()
+                    with conn.transaction():
+                        result.figures[step.name] = step.work(conn, plan)
+                    result.seconds[step.name] = time.monotonic() - began
+            except psycopg.Error as exc:
+                error = _refused(exc)
+            conn.execute(FINISH_RUN, (json.dumps(result.figures, default=str),
+                                      None if error is None else str(error), run_id))
+            if error is not None:
+                raise error
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", RUN_LOCK)
+    return result
