@@ -35,14 +35,17 @@
 -- holding at least luminar_hotspot_min_incidents() (2 = luminar_store.limits.HOTSPOT_MIN_INCIDENTS) incidents, in
 -- the hotspot order. luminar_gistar reads the same cells of the same table.
 --
--- Gi* over the whole world. The grid was every cell of the bounding box of the window's incidents: a network spanning
--- cities on several continents made billions of 400 m cells, and luminar_gistar refused it. The study area is now
--- the union of the bounding boxes of the window's regions: incident cells closer than luminar_gistar_region_gap_m()
--- (10 km) to one another form one region (a city and its suburbs); the cells of each region's box, empty ones
--- included, are the grid (a rectangle for one region, as esda's lattice). Far-apart regions share the mean and
--- variance of the test, never a neighbour. luminar_gistar also runs with work_mem of 64 MB (its sorts and hash
--- tables of a few hundred thousand cells stayed in memory), and luminar_normal_tail is no longer STRICT, so the
--- planner inlines it (a function call per cell cost 5 s of 8.6 s over 115,600 cells; NULL in, NULL out, as before).
+-- Gi* over the whole world, region by region. The grid was every cell of the bounding box of the window's
+-- incidents: a network spanning cities on several continents made billions of 400 m cells, and luminar_gistar
+-- refused it. Now incident cells closer than luminar_gistar_region_gap_m() (10 km) to one another form one region
+-- (a city and its suburbs), and each region is a study area of its own: Gi* (its mean, variance and the
+-- Benjamini-Hochberg adjustment) over the cells of the region's bounding box, empty ones included (a rectangle, as
+-- esda's lattice; one region gives exactly the former result). A quiet city's concentrations are measured against
+-- that city, not against the busiest one. A cell inside two regions' boxes is reported once, by the region holding
+-- incidents there. A region of more than luminar_gistar_max_cells() cells is refused, naming cell_m. The risk zones
+-- are made of these cells (one definition of the study area). luminar_gistar runs with work_mem of 64 MB and no JIT,
+-- and luminar_normal_tail is no longer STRICT, so the planner inlines it (a function call per cell cost 5 s of
+-- 8.6 s over 115,600 cells; NULL in, NULL out, as before).
 --
 -- Rights: as luminar_incidents: miners, validators, the analyst, and the sync role (real-time copies read it).
 
@@ -399,23 +402,21 @@ RETURNS TABLE (
     gi_bin      smallint,
     class       text
 )
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET work_mem = '64MB' AS $$
+-- No JIT: the planner cannot see how many rows the arrays and generate_series give, guesses wildly, and compiled the
+-- statement for seconds where it runs in a fraction of that.
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET work_mem = '64MB' SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
     v_rows   integer[];
     v_cols   integer[];
     v_counts double precision[];
     v_cells  bigint;
-    v_r0     integer[];
-    v_r1     integer[];
-    v_c0     integer[];
-    v_c1     integer[];
 BEGIN
     IF p_days IS NULL OR p_days < 1 OR p_cell_m IS NULL OR NOT p_cell_m > 0 OR p_cell_m = 'Infinity' THEN
         RAISE EXCEPTION 'luminar_gistar: days must be >= 1 and cell_m a positive number of metres'
             USING ERRCODE = '22023';
     END IF;
-    -- The cells holding incidents (read once), then the extent they span.
+    -- The cells holding incidents (read once).
     SELECT array_agg(k.cell_row), array_agg(k.cell_col), array_agg(k.x)
       INTO v_rows, v_cols, v_counts
       FROM (SELECT luminar_cell_index(i.grid_y, p_cell_m) AS cell_row,
@@ -426,41 +427,53 @@ BEGIN
     IF v_rows IS NULL THEN
         RETURN;
     END IF;
-    -- The regions (incident cells within the gap of one another, in cell units) and their boxes.
-    SELECT array_agg(b.r0), array_agg(b.r1), array_agg(b.c0), array_agg(b.c1),
-           sum((b.r1 - b.r0 + 1)::bigint * (b.c1 - b.c0 + 1)::bigint)
-      INTO v_r0, v_r1, v_c0, v_c1, v_cells
-      FROM (SELECT min(k.r) AS r0, max(k.r) AS r1, min(k.c) AS c0, max(k.c) AS c1
+    -- The largest region's box: a region of more than a million cells is refused.
+    SELECT max(b.cells) INTO v_cells
+      FROM (SELECT (max(k.r) - min(k.r) + 1)::bigint * (max(k.c) - min(k.c) + 1)::bigint AS cells
               FROM (SELECT u.r, u.c,
                            ST_ClusterDBSCAN(ST_MakePoint(u.c, u.r), luminar_gistar_region_gap_m() / p_cell_m, 1)
                                OVER () AS region
                       FROM unnest(v_rows, v_cols) AS u (r, c)) AS k
              GROUP BY k.region) AS b;
     IF v_cells > luminar_gistar_max_cells() THEN
-        RAISE EXCEPTION 'luminar_gistar: the window''s incidents span % cells of % m, more than %', v_cells,
-            p_cell_m, luminar_gistar_max_cells()
+        RAISE EXCEPTION 'luminar_gistar: a region of the window''s incidents spans % cells of % m, more than %',
+            v_cells, p_cell_m, luminar_gistar_max_cells()
             USING ERRCODE = '22023', HINT = 'Use a larger cell_m or fewer days.';
     END IF;
-    -- Every cell of the boxes (once where boxes overlap), the empty ones with 0.
-    WITH per_cell AS (
-        SELECT u.r, u.c, u.x FROM unnest(v_rows, v_cols, v_counts) AS u (r, c, x)
-    ), cells AS (
-        SELECT DISTINCT gr.r, gc.c
-          FROM unnest(v_r0, v_r1, v_c0, v_c1) AS b (r0, r1, c0, c1)
-         CROSS JOIN LATERAL generate_series(b.r0, b.r1) AS gr (r)
-         CROSS JOIN LATERAL generate_series(b.c0, b.c1) AS gc (c)
-    ), grid AS (
-        SELECT g.r, g.c, coalesce(pc.x, 0.0) AS x
-          FROM cells AS g
-          LEFT JOIN per_cell AS pc ON pc.r = g.r AND pc.c = g.c
-    )
-    SELECT array_agg(g.r ORDER BY g.r, g.c), array_agg(g.c ORDER BY g.r, g.c), array_agg(g.x ORDER BY g.r, g.c)
-      INTO v_rows, v_cols, v_counts
-      FROM grid AS g;
+    -- Each region's box, empty cells with 0 (by grouping, not a join: the planner cannot see how many cells there
+    -- are), Gi* on each region's grid; a cell inside two regions' boxes is reported once, by the region holding
+    -- incidents there (else the first region).
     RETURN QUERY
+        WITH occupied AS (
+            SELECT u.r, u.c, u.x,
+                   ST_ClusterDBSCAN(ST_MakePoint(u.c, u.r), luminar_gistar_region_gap_m() / p_cell_m, 1)
+                       OVER () AS region
+              FROM unnest(v_rows, v_cols, v_counts) AS u (r, c, x)
+        ), bounds AS (
+            SELECT o.region, min(o.r) AS r0, max(o.r) AS r1, min(o.c) AS c0, max(o.c) AS c1
+              FROM occupied AS o GROUP BY o.region
+        ), extent AS (
+            SELECT b.region, gr.r, gc.c, 0.0::double precision AS x
+              FROM bounds AS b
+             CROSS JOIN LATERAL generate_series(b.r0, b.r1) AS gr (r)
+             CROSS JOIN LATERAL generate_series(b.c0, b.c1) AS gc (c)
+            UNION ALL
+            SELECT o.region, o.r, o.c, o.x FROM occupied AS o
+        ), filled AS (
+            SELECT e.region, e.r, e.c, sum(e.x) AS x FROM extent AS e GROUP BY e.region, e.r, e.c
+        ), grids AS (
+            SELECT f.region, array_agg(f.r ORDER BY f.r, f.c) AS rs, array_agg(f.c ORDER BY f.r, f.c) AS cs,
+                   array_agg(f.x ORDER BY f.r, f.c) AS xs
+              FROM filled AS f GROUP BY f.region
+        ), scored AS (
+            SELECT DISTINCT ON (s.cell_row, s.cell_col) s.*
+              FROM grids AS g
+             CROSS JOIN LATERAL luminar_gistar_grid(g.rs, g.cs, g.xs) AS s
+             ORDER BY s.cell_row, s.cell_col, s.incidents DESC, g.region
+        )
         SELECT s.cell_row, s.cell_col, ctr.latitude, ctr.longitude, s.incidents::integer, s.neighbours, s.z, s.p,
                s.q, s.confidence, s.gi_bin, s.class
-          FROM luminar_gistar_grid(v_rows, v_cols, v_counts) AS s
+          FROM scored AS s
          CROSS JOIN LATERAL luminar_cell_centre(s.cell_row, s.cell_col, p_cell_m) AS ctr
          ORDER BY s.cell_row, s.cell_col;
 END
