@@ -19,7 +19,7 @@ TEST_WORKERS ?= 2
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
-        test lint demo bench bench-audit bench-sync gistar-fixture faults sample-data db-backup db-restore db-stats \
+        test lint demo bench bench-audit bench-sync gistar-fixture mann-kendall-fixture faults sample-data db-backup db-restore db-stats \
         db-sync clean release-claims
 
 ##@ Getting started
@@ -110,6 +110,10 @@ bench-sync: setup ## Measure sync's throughput between two scratch databases (RE
 gistar-fixture: setup ## Recompute tests/fixtures/gistar_esda.json with PySAL esda (installs esda, libpysal into .venv)
 	@$(PY) -m pip install --quiet esda libpysal
 	@$(PY) tests/fixtures/make_gistar_fixture.py
+
+mann-kendall-fixture: setup ## Recompute tests/fixtures/mann_kendall.json with pymannkendall (installs it into .venv)
+	@$(PY) -m pip install --quiet pymannkendall
+	@$(PY) tests/fixtures/make_mann_kendall_fixture.py
 
 faults: setup ## Run the fault scenarios (long; figures in benchmarks/results/faults-*.json)
 	@$(PY) benchmarks/faults/run.py

@@ -49,6 +49,9 @@ __all__ = [
     "MAX_IDEMPOTENCY_KEY",
     "MAX_ROUND_KEY",
     "RECENT_ROUND_KEYS",
+    "DEFAULT_ZONE_DAYS",
+    "DEFAULT_TREND_WEEKS",
+    "MAX_TREND_WEEKS",
 ]
 
 #: Most rows one listing query returns.
@@ -116,3 +119,10 @@ MAX_IDEMPOTENCY_KEY = 200
 #: ``miner_recent_round_keys_bounded`` CHECK of ``miner_performance`` allows the same).
 MAX_ROUND_KEY = 200
 RECENT_ROUND_KEYS = 32
+#: Risk zone analysis (``luminar_analyze_risk_zones``): the Gi* window in days whose hot cells make the zones (and
+#: whose incidents are a zone's recent incidents and density), and how many weekly counts its trend test reads by
+#: default and at most (10 years). Fewer than 8 weeks of data is "insufficient data" (SQL:
+#: ``luminar_trend_min_weeks()``).
+DEFAULT_ZONE_DAYS = 28
+DEFAULT_TREND_WEEKS = 12
+MAX_TREND_WEEKS = 520
