@@ -17,6 +17,8 @@ import pytest
 from _async import clock, run_with_conn, with_facade
 
 from luminar_store.errors import ValidationError
+from luminar_store.ops.synthetic import DEFAULT_SEED, load_sample_data
+from luminar_store.ops.synthetic.world import build_world
 from luminar_store.repositories.risk_zones import RiskZoneRepository, analyze_risk_zones
 
 NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
@@ -247,3 +249,15 @@ def test_only_the_owner_runs_the_analysis_and_the_network_kinds_look_up_risk(con
                                              "luminar_reader"))
     assert all(may(r, risk_at) for r in ("luminar_miner", "luminar_validator", "luminar_analyst"))
     assert not may("luminar_reader", risk_at)
+
+
+def test_the_sample_data_plants_a_rising_zone_that_the_analysis_finds_increasing(conn):
+    load_sample_data(conn, reports=1000, seed=DEFAULT_SEED, now=NOW.timestamp())  # the demo's data: 13 weeks
+    done = analyze_risk_zones(conn)
+    rising = build_world(DEFAULT_SEED).rising
+    assert rising is not None and done.weeks == 12 and done.regions > 10  # cities on several continents
+    trend, p, weekly = conn.execute(
+        "SELECT trend_direction, trend_p_value, metadata -> 'weekly_incidents' FROM risk_zones "
+        "WHERE made_by = 'analysis' AND ST_Covers(boundary, ST_SetSRID(ST_MakePoint(%s, %s), 4326))",
+        (rising.lng, rising.lat)).fetchone()
+    assert (trend, p < 0.05) == ("increasing", True), weekly
