@@ -140,6 +140,7 @@ BEGIN
         SELECT c.cell_row AS r, c.cell_col AS c, i."timestamp" AS ts, i.event_type AS t
           FROM luminar_incidents(v_now - make_interval(days => greatest(p_days, 7 * (p_weeks + 1)))) AS i
          CROSS JOIN LATERAL luminar_cell(i.geotag, p_cell_m) AS c;
+    ANALYZE luminar_zone_incidents;
     SELECT count(*) FILTER (WHERE li.ts >= v_now - make_interval(days => p_days)),
            min(li.ts) FILTER (WHERE li.ts >= v_now - make_interval(days => 7 * (p_weeks + 1)))
       INTO incidents, v_first
@@ -166,6 +167,7 @@ BEGIN
           FROM occupied AS o
           JOIN tile_regions AS tg
             ON tg.tr = floor(o.r::double precision / v_tile) AND tg.tc = floor(o.c::double precision / v_tile);
+    ANALYZE luminar_zone_cells;
     SELECT zc.region, (max(zc.r) - min(zc.r) + 1)::bigint * (max(zc.c) - min(zc.c) + 1)::bigint INTO v_region, v_cells
       FROM luminar_zone_cells AS zc
      GROUP BY zc.region
@@ -181,18 +183,25 @@ BEGIN
     -- 3. and 4. Hot cells per region (Gi* over the region's whole extent), grouped into rook-connected zones.
     DROP TABLE IF EXISTS pg_temp.luminar_zone_hot;
     CREATE TEMP TABLE luminar_zone_hot ON COMMIT DROP AS
+        -- Each region's extent, empty cells with 0, by grouping (not a join: the planner cannot see how many
+        -- cells generate_series gives and joined every cell of the extent with every occupied cell of the region).
         WITH bounds AS (
             SELECT zc.region, min(zc.r) AS r0, max(zc.r) AS r1, min(zc.c) AS c0, max(zc.c) AS c1
               FROM luminar_zone_cells AS zc
              GROUP BY zc.region
-        ), grids AS (
-            SELECT b.region, array_agg(gr.r ORDER BY gr.r, gc.c) AS rs, array_agg(gc.c ORDER BY gr.r, gc.c) AS cs,
-                   array_agg(coalesce(zc.x, 0.0) ORDER BY gr.r, gc.c) AS xs
+        ), extent AS (
+            SELECT b.region, gr.r, gc.c, 0.0::double precision AS x
               FROM bounds AS b
              CROSS JOIN LATERAL generate_series(b.r0, b.r1) AS gr (r)
              CROSS JOIN LATERAL generate_series(b.c0, b.c1) AS gc (c)
-              LEFT JOIN luminar_zone_cells AS zc ON zc.region = b.region AND zc.r = gr.r AND zc.c = gc.c
-             GROUP BY b.region
+            UNION ALL
+            SELECT zc.region, zc.r, zc.c, zc.x FROM luminar_zone_cells AS zc
+        ), filled AS (
+            SELECT e.region, e.r, e.c, sum(e.x) AS x FROM extent AS e GROUP BY e.region, e.r, e.c
+        ), grids AS (
+            SELECT f.region, array_agg(f.r) AS rs, array_agg(f.c) AS cs, array_agg(f.x) AS xs
+              FROM filled AS f
+             GROUP BY f.region
         ), hot AS (
             SELECT g.region, s.cell_row AS r, s.cell_col AS c, s.incidents AS x, s.z
               FROM grids AS g
@@ -203,6 +212,7 @@ BEGIN
                              OVER (PARTITION BY h.region) AS part,
                h.r, h.c, h.x, h.z
           FROM hot AS h;
+    ANALYZE luminar_zone_hot;
     SELECT count(*) INTO hot_cells FROM luminar_zone_hot;
 
     -- 5. and 6. Replace the analysis zones.
@@ -222,7 +232,7 @@ BEGIN
           JOIN luminar_zone_incidents AS li ON li.r = h.r AND li.c = h.c
          WHERE li.ts >= v_now - make_interval(days => p_days)
          GROUP BY h.region, h.part
-    ), weekly AS (
+    ), weekly AS MATERIALIZED (
         SELECT h.region, h.part, greatest(0, floor(extract(epoch FROM v_now - li.ts) / 604800.0))::integer AS week,
                count(*) AS n
           FROM luminar_zone_hot AS h
@@ -230,11 +240,11 @@ BEGIN
          WHERE li.ts >= v_now - make_interval(days => 7 * weeks)
          GROUP BY 1, 2, 3
     ), series AS (
-        SELECT zc.region, zc.part,
-               (SELECT array_agg(coalesce(w.n, 0)::double precision ORDER BY k.week DESC)
-                  FROM generate_series(0, weeks - 1) AS k (week)
-                  LEFT JOIN weekly AS w ON w.region = zc.region AND w.part = zc.part AND w.week = k.week) AS counts
+        SELECT zc.region, zc.part, array_agg(coalesce(w.n, 0)::double precision ORDER BY k.week DESC) AS counts
           FROM zone_cells AS zc
+         CROSS JOIN generate_series(0, weeks - 1) AS k (week)
+          LEFT JOIN weekly AS w ON w.region = zc.region AND w.part = zc.part AND w.week = k.week
+         GROUP BY zc.region, zc.part
     ), made AS (
         SELECT zc.*, ST_Transform(zc.shape, 4326) AS boundary, coalesce(rc.n, 0) AS recent_n,
                (SELECT coalesce(array_agg(tc.t ORDER BY tc.k DESC, tc.t), '{}')
