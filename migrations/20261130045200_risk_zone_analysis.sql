@@ -33,7 +33,8 @@
 -- 4. Zones: rook-connected groups of hot cells (cells sharing an edge; ST_ClusterDBSCAN on cell indexes with eps
 --    1.2: rook neighbours lie 1 apart, diagonal ones 1.41). Rook, not queen: squares touching only at a corner
 --    union to a MultiPolygon; squares sharing edges union to one Polygon (holes allowed), the column's type.
---    Diagonal-only hot cells are separate zones.
+--    Diagonal-only hot cells are separate zones. (A ring of cells pinched at a corner is still one valid Polygon:
+--    its hole touches its shell at one point, which the OGC rules allow; checked.)
 -- 5. Each zone: boundary, the union of its cells (exact: EPSG:6933 is cylindrical, so its squares are
 --    longitude/latitude rectangles); recent_incidents, its incidents of the last `days`; crime_density, those per
 --    km2 (its cells' area: cells x cell_m^2, equal-area); crime_types, their types (most frequent first); risk level
@@ -42,11 +43,13 @@
 --    seen) weeks, the first incident seen being the oldest of all incidents (any zone, any region) of the last
 --    weeks + 1 weeks (one more, to see whether data starts before the oldest counted week): so every counted week
 --    lies after the data's start, and a zone's zeros are weeks with no incident, not weeks with no data. Fewer than
---    luminar_trend_min_weeks() (8) weeks is 'insufficient data' (p NULL), else luminar_mann_kendall at alpha 0.05. metadata holds the cells, the weekly
---    counts (oldest first), S, Var(S), z, the peak and mean z and the parameters.
+--    luminar_trend_min_weeks() (8) weeks is 'insufficient data' (p NULL), else luminar_mann_kendall at alpha 0.05
+--    (each zone tested alone, not corrected for the number of zones: among many zones with no trend, about one in
+--    twenty reads increasing or decreasing by chance; trend_p_value says how strongly). metadata holds the cells,
+--    the weekly counts (oldest first), S, Var(S), z, the peak and mean z and the parameters.
 -- 6. The previous analysis zones are deleted and the new ones inserted, in one transaction: a re-run replaces
 --    them (never duplicates) and never touches zones stored by nodes (made_by = 'node').
--- It returns what it did: zones, hot cells, regions, incidents read, zones replaced, weeks tested.
+-- It returns what it did: zones, hot cells, regions, incidents of the Gi* window, zones replaced, weeks tested.
 --
 -- luminar_risk_at(latitude, longitude): the valid zone (node or analysis) covering the point with the highest
 -- risk (level, then score), or no row.

@@ -261,3 +261,26 @@ def test_the_sample_data_plants_a_rising_zone_that_the_analysis_finds_increasing
         "WHERE made_by = 'analysis' AND ST_Covers(boundary, ST_SetSRID(ST_MakePoint(%s, %s), 4326))",
         (rising.lng, rising.lat)).fetchone()
     assert (trend, p < 0.05) == ("increasing", True), weekly
+
+
+def test_the_down_section_removes_the_analysis_and_up_brings_it_back(db_settings):
+    from luminar_store.migrator import DEFAULT_DIR, Migrator
+
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
+        planted_city(conn, weeks=6)
+        made = analyze_risk_zones(conn).zones
+        conn.execute("INSERT INTO risk_zones (name, boundary, risk_level, risk_score, trend_direction) VALUES "
+                     "('Docks', ST_MakeEnvelope(0, 0, 1, 1, 4326), 2, 0.5, 'insufficient data')")
+    migrator = Migrator(db_settings.conninfo(), DEFAULT_DIR)
+    while migrator.rollback().version != "20261130045200":
+        pass
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
+        assert made > 0 and conn.execute("SELECT name, trend_direction FROM risk_zones").fetchall() == [("Docks", None)]
+        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'risk_zones' "
+                            "AND column_name IN ('made_by', 'trend_p_value')").fetchone() == (0,)
+        assert conn.execute("SELECT to_regprocedure('luminar_mann_kendall(double precision[], double precision)')"
+                            ).fetchone() == (None,)
+    migrator.migrate()
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
+        assert conn.execute("SELECT made_by FROM risk_zones").fetchall() == [("node",)]
+        assert analyze_risk_zones(conn).zones == made
