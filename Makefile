@@ -19,7 +19,7 @@ TEST_WORKERS ?= 2
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
-        test lint demo bench bench-audit bench-sync gistar-fixture mann-kendall-fixture faults sample-data db-backup db-restore db-stats \
+        test lint demo bench bench-audit bench-sync gistar-fixture faults sample-data db-backup db-restore db-stats \
         db-sync clean release-claims
 
 ##@ Getting started
@@ -111,6 +111,7 @@ gistar-fixture: setup ## Recompute tests/fixtures/gistar_esda.json with PySAL es
 	@$(PY) -m pip install --quiet esda libpysal
 	@$(PY) tests/fixtures/make_gistar_fixture.py
 
+.PHONY: mann-kendall-fixture
 mann-kendall-fixture: setup ## Recompute tests/fixtures/mann_kendall.json with pymannkendall (installs it into .venv)
 	@$(PY) -m pip install --quiet pymannkendall
 	@$(PY) tests/fixtures/make_mann_kendall_fixture.py
