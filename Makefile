@@ -112,6 +112,11 @@ gistar-fixture: setup ## Recompute tests/fixtures/gistar_esda.json with PySAL es
 	@$(PY) -m pip install --quiet esda libpysal
 	@$(PY) tests/fixtures/make_gistar_fixture.py
 
+.PHONY: mann-kendall-fixture
+mann-kendall-fixture: setup ## Recompute tests/fixtures/mann_kendall.json with pymannkendall (installs it into .venv)
+	@$(PY) -m pip install --quiet pymannkendall
+	@$(PY) tests/fixtures/make_mann_kendall_fixture.py
+
 faults: setup ## Run the fault scenarios (long; figures in benchmarks/results/faults-*.json)
 	@$(PY) benchmarks/faults/run.py
 

@@ -55,6 +55,7 @@ from luminar_store.models import (
     MinerStats,
     RawIncidentReport,
     RawReportRecord,
+    RiskZone,
     SignificantHotspot,
 )
 from luminar_store.replicas import ReplicaStatus
@@ -62,6 +63,7 @@ from luminar_store.repositories.consensus import ConsensusRepository
 from luminar_store.repositories.crime_events import CrimeEventRepository
 from luminar_store.repositories.miners import MinerRepository
 from luminar_store.repositories.raw_reports import RawReportRepository
+from luminar_store.repositories.risk_zones import RiskZoneRepository
 from luminar_store.repositories.validators import ValidatorRepository
 from luminar_store.server_state import ServerStatus
 
@@ -265,6 +267,31 @@ class LuminarDB:
         """
         return await CrimeEventRepository(self.database.read_connection).significant_hotspots(
             days, cell_m=cell_m, min_confidence=min_confidence, limit=limit)
+
+    async def get_risk_zones(self, *, made_by: str | None = None, min_level: int = 1,
+                             limit: int = 100) -> list[RiskZone]:
+        """Risk zones valid now, highest risk first (``risk_level``, then ``risk_score``): those a node stored
+        (``made_by="node"``), those the risk zone analysis made from contiguous Gi* hot cells
+        (``made_by="analysis"``: ``crime_density`` per km², ``recent_incidents``, ``trend_direction`` increasing,
+        decreasing, stable or insufficient data with its Mann-Kendall ``trend_p_value``), or both (``None``); of at
+        least ``min_level`` (1..5), at most ``limit`` (1..10,000).
+
+        Raises ``ValidationError`` naming the field, before any SQL.
+
+        Example: ``rising = [z for z in await db.get_risk_zones(made_by="analysis") if z.trend_p_value]``
+        """
+        zones = RiskZoneRepository(self.database.read_connection)
+        return await zones.current(made_by=made_by, min_level=min_level, limit=limit)
+
+    async def get_risk_at(self, latitude: float, longitude: float) -> RiskZone | None:
+        """The risk at a location: the zone valid now covering the point with the highest risk (level, then score),
+        or ``None`` when no zone covers it.
+
+        Raises ``ValidationError`` (``latitude`` in [-90, 90], ``longitude`` in [-180, 180]) before any SQL.
+
+        Example: ``zone = await db.get_risk_at(40.7128, -74.0060); level = zone.risk_level if zone else 0``
+        """
+        return await RiskZoneRepository(self.database.read_connection).risk_at(latitude, longitude)
 
     async def get_event(self, event_id: uuid.UUID | str) -> CrimeEventRecord | None:
         """One event by ``event_id``, or ``None``. Example: ``event = await db.get_event(event_id)``"""

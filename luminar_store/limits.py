@@ -48,6 +48,9 @@ __all__ = [
     "MAX_ROUND_KEY",
     "RECENT_ROUND_KEYS",
     "GEOJSON_DECIMALS",
+    "DEFAULT_ZONE_DAYS",
+    "DEFAULT_TREND_WEEKS",
+    "MAX_TREND_WEEKS",
 ]
 
 #: Most rows one listing query returns.
@@ -115,3 +118,10 @@ RECENT_ROUND_KEYS = 32
 #: Decimals of the coordinates the GeoJSON export and the map write (6: ~0.1 m, as the Gi* cells' corners and
 #: centres are rounded in SQL).
 GEOJSON_DECIMALS = 6
+#: Risk zone analysis (``luminar_analyze_risk_zones``): the Gi* window in days whose hot cells make the zones (and
+#: whose incidents are a zone's recent incidents and density), and how many weekly counts its trend test reads by
+#: default and at most (10 years). Fewer than 8 weeks of data is "insufficient data" (SQL:
+#: ``luminar_trend_min_weeks()``).
+DEFAULT_ZONE_DAYS = 28
+DEFAULT_TREND_WEEKS = 12
+MAX_TREND_WEEKS = 520

@@ -28,7 +28,7 @@ from luminar_store.ops.backup import backup_database, find_tool, read_archive
 from luminar_store.ops.connect import connect
 from luminar_store.ops.restore import restore_database
 from luminar_store.ops.status import collect_status
-from luminar_store.ops.synthetic import load_sample_data
+from luminar_store.ops.synthetic import DEFAULT_DAYS, load_sample_data
 
 __all__ = [
     "COMMANDS", "setup_command", "sample_data_command", "backup_command", "restore_command", "reset_command",
@@ -118,7 +118,7 @@ def setup_command(env: str | None, sample: bool, reports: int, admin_url: str | 
         if _holds_reports(settings):
             click.echo(f"{settings.name} already holds reports; no sample data loaded.")
         else:
-            _load_sample(settings, reports=reports, days=7, seed=42, workers=None)
+            _load_sample(settings, reports=reports, days=DEFAULT_DAYS, seed=42, workers=None)
     if source is not None:
         _run_sync(source, settings, since=None, full=True, overwrite=False, batch_size=sync_ops.DEFAULT_BATCH_SIZE)
 
@@ -157,8 +157,8 @@ def reset_command(env: str | None, directory: Path | None, yes: bool) -> None:
 @env_option
 @click.option("--reports", type=click.IntRange(1, 100_000_000), default=1000, show_default=True,
               help="Raw incident reports to generate.")
-@click.option("--days", type=click.IntRange(1, 3650), default=7, show_default=True,
-              help="Spread the reports over this many days before now.")
+@click.option("--days", type=click.IntRange(1, 3650), default=DEFAULT_DAYS, show_default=True,
+              help="Spread the reports over this many days before now (13 weeks: a trend to test).")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=42, show_default=True,
               help="Same seed, same data; a second run of a seed adds new rows (run 1, 2, ...).")
 @click.option("--workers", type=click.IntRange(1, 16), default=None,

@@ -45,6 +45,7 @@ __all__ = [
     "CrimeCluster",
     "RiskZone",
     "AuditEntry",
+    "ZoneAnalysis",
 ]
 
 
@@ -469,8 +470,10 @@ class CrimeCluster(_Located):
 @dataclass(slots=True)
 class RiskZone(Record):
     """A stored risk zone; ``boundary`` is a GeoJSON Polygon mapping (coordinates as ``[lng, lat]``).
-    ``crime_density`` is in crimes per km² (``None`` when unknown), ``trend_direction`` increasing, decreasing or
-    stable (or ``None``)."""
+    ``crime_density`` is in crimes per km² (``None`` when unknown), ``trend_direction`` increasing, decreasing,
+    stable or insufficient data (or ``None``), ``trend_p_value`` its Mann-Kendall p-value (``None`` when not
+    tested). ``made_by`` is ``"node"`` for a zone a node stored, ``"analysis"`` for one made by the risk zone
+    analysis (the schema's ``luminar_analyze_risk_zones``; a re-run replaces those)."""
 
     zone_id: UUID
     name: str
@@ -486,6 +489,8 @@ class RiskZone(Record):
     crime_density: float | None
     recent_incidents: int
     trend_direction: str | None
+    trend_p_value: float | None = None
+    made_by: str = "node"
 
 
 @dataclass(slots=True)
@@ -513,3 +518,18 @@ class AuditEntry(Record):
     transaction_id: int | None = None
     row_count: int | None = None
     row_ids: list[str] | None = None
+
+
+@dataclass(slots=True)
+class ZoneAnalysis(Record):
+    """What one run of the risk zone analysis (``luminar_analyze_risk_zones``) did: ``zones`` made, from
+    ``hot_cells`` hot cells in ``regions`` regions, over ``incidents`` incidents of its Gi* window; ``replaced`` the
+    previous analysis zones it deleted; ``weeks`` the weekly counts its trend tests read (fewer than 8: every zone's
+    trend is "insufficient data")."""
+
+    zones: int
+    hot_cells: int
+    regions: int
+    incidents: int
+    replaced: int
+    weeks: int

@@ -9,7 +9,9 @@ What a run writes (all tables of the schema but the audit log):
 - crime events that group the reports of one incident (``related_reports`` are real report ids), with severity,
   confidence, risk score, the hotspot's crime cluster, and a verification decided by the validators' scores;
 - consensus records (2-4 validators per scored event), miners and validators with plausible histories, and risk
-  zones around the busiest hotspots.
+  zones around the busiest hotspots;
+- one planted rising zone: a hotspot of the first city (New York) whose weekly incidents grow over the window, so
+  that the risk zone analysis has a real increasing trend to find (the default window, 91 days, holds 13 weeks).
 
 Deterministic: the same seed on an empty database writes the same rows (given ``now``). A later run of the same
 seed continues as run 1, 2, ... (external ids ``syn-<seed>-r<run>-<n>``), so nothing collides.
@@ -45,7 +47,9 @@ __all__ = [
 ]
 
 DEFAULT_REPORTS = 1000
-DEFAULT_DAYS = 7
+#: 13 weeks: enough weekly counts for the risk zone analysis's trend test (12 by default, at least 8), and the planted
+#: rising zone (``stream.RISING_SHARE``) rises over them.
+DEFAULT_DAYS = 91
 DEFAULT_SEED = 42
 MAX_REPORTS = 100_000_000
 
@@ -100,7 +104,7 @@ async def populate_sample_data(reports: int = DEFAULT_REPORTS, days: int = DEFAU
                                *, settings: Settings | None = None, now: float | None = None,
                                batch_size: int = 20_000, workers: int = 1) -> LoadSummary:
     """The specification's call: write sample data into the database of ``settings`` (default
-    ``load_settings()``, i.e. ``LUMINAR_ENV``), off the event loop. Defaults: 1,000 reports over 7 days, seed 42.
+    ``load_settings()``, i.e. ``LUMINAR_ENV``), off the event loop. Defaults: 1,000 reports over 91 days, seed 42.
     One writer by default: forking writer processes from the loop's worker thread is avoided unless asked for.
 
     Raises like ``load_sample_data``, plus ``OperationError`` in production and ``DatabaseUnavailableError``

@@ -61,6 +61,10 @@ CONSENSUS_COLUMNS = (
 )
 
 BLOCK = 1_000  # reports per independently seeded block
+#: The share of incidents that happen at the world's rising hotspot (``World.rising``), on days drawn with a density
+#: growing with the square of the time since the start of the window (weekly counts rise from about zero, faster and
+#: faster): the planted zone whose trend the risk zone analysis finds increasing.
+RISING_SHARE = 0.08
 TEMPO_SECONDS = 72 * 60  # one scoring round: 360 chain blocks of 12 s
 _REPORTS_PER_INCIDENT = tuple(accumulate((50, 24, 12, 6, 4, 2, 1, 1)))  # 1..8 reports
 _MEDIA_COUNT = tuple(accumulate((45, 30, 15, 10)))  # 0..3 photos or videos
@@ -209,12 +213,13 @@ class RunStream:
     def _incident(self, room: int) -> list[tuple]:
         rng = self.rng
         r = rng.random
-        ci = pick(r(), self.world.city_cum)
+        rising = self.world.rising if r() < RISING_SHARE else None
+        ci = pick(r(), self.world.city_cum) if rising is None else rising.city_index
         plan = self.world.cities[ci]
         city = plan.city
         hotspot: Hotspot | None = None
-        if r() < 0.6:  # concentrated: tens of metres around a hotspot
-            hotspot = plan.hotspots[pick(r(), plan.hotspot_cum)]
+        if r() < 0.6 or rising is not None:  # concentrated: tens of metres around a hotspot
+            hotspot = plan.hotspots[pick(r(), plan.hotspot_cum)] if rising is None else rising
             lat, lng = offset(hotspot.lat, hotspot.lng, rng.gauss(0, hotspot.radius_m), rng.gauss(0, hotspot.radius_m))
             place, place_json = hotspot.name, json.dumps(hotspot.name, ensure_ascii=False)
             crime = _CRIMES[pick(r(), hotspot.crime_cum)]
@@ -223,7 +228,7 @@ class RunStream:
             sigma = city.spread_km * 300
             lat, lng = offset(dlat, dlng, rng.gauss(0, sigma), rng.gauss(0, sigma))
             crime = _CRIMES[pick(r(), self.world.crime_cum)]
-        ts = self._incident_time(crime.profile, city.utc_offset)
+        ts = self._incident_time(crime.profile, city.utc_offset, rising=rising is not None)
         n = min(room, pick(r(), _REPORTS_PER_INCIDENT) + 1 + (2 if crime.slug == "shooting" else 0))
         weapon = rng.choice(crime.weapons) if crime.weapons and r() < crime.weapon_rate else None
         victims = pick(r(), _VICTIM_CUM[crime.slug])
@@ -273,11 +278,13 @@ class RunStream:
             return [self._processed(row, *done) for row in rows]
         return [self._unprocessed(row) for row in rows]
 
-    def _incident_time(self, profile: str, utc_offset: float) -> float:
+    def _incident_time(self, profile: str, utc_offset: float, *, rising: bool = False) -> float:
+        """A time in the window with the crime's rhythm of the day; ``rising``: on a day drawn with a density
+        growing with the square of the time since the window's start."""
         r = self.rng.random
         cum = _PROFILE_CUM[profile]
         for _ in range(8):
-            day = int(r() * self.days)
+            day = int((1.0 - r() ** (1 / 3)) * self.days) if rising else int(r() * self.days)  # days before today
             local_now = self.now + utc_offset * 3600
             midnight = local_now - local_now % 86400 - day * 86400
             ts = midnight + pick(r(), cum) * 3600 + r() * 3600 - utc_offset * 3600

@@ -96,7 +96,8 @@ class Node:
 
 @dataclass
 class World:
-    """Everything a run draws from: cities with hotspots, the overall crime mix, miners and validators."""
+    """Everything a run draws from: cities with hotspots, the overall crime mix, miners and validators, and the
+    hotspot planted as a rising zone."""
 
     seed: int
     cities: list[CityPlan]
@@ -105,6 +106,8 @@ class World:
     miners: list[Node]
     validators: list[Node]
     miner_cum: tuple[float, ...] = field(default=())
+    #: The planted rising zone: the hotspot whose incidents grow week by week (``stream.RISING_SHARE`` of all).
+    rising: Hotspot | None = None
 
     @property
     def hotspots(self) -> list[Hotspot]:
@@ -199,6 +202,15 @@ def build_world(seed: int) -> World:
         miners[0].active = True
     world = World(seed=seed, cities=plans, city_cum=tuple(accumulate(c.weight for c in CITIES)),
                   crime_cum=tuple(accumulate(c.weight for c in CRIME_TYPES)), miners=miners, validators=validators)
+    # The planted rising zone: a hotspot of its own, 2.5 km north-east of the first city's centre, placed without a
+    # draw (the rest of the world is as before); never picked by the city's hotspot weights (its cumulative weights
+    # end before it), only by stream.RISING_SHARE.
+    first = plans[0]
+    lat, lng = offset(first.city.lat, first.city.lng, 1770.0, 1770.0)
+    world.rising = Hotspot(key=f"{seed}:0:rising", city_index=0, district=first.city.districts[0],
+                           kind="nightlife strip", name=f"{first.streets[0]}, {first.city.districts[0]}", lat=lat,
+                           lng=lng, radius_m=30.0, weight=0.0, crime_cum=_crime_cum("nightlife strip"))
+    first.hotspots.append(world.rising)
     # Better miners win more work: weight by skill squared, inactive miners none.
     world.miner_cum = tuple(accumulate((m.skill ** 2 if m.active else 0.0) for m in miners))
     return world
