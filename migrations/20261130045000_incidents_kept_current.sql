@@ -165,6 +165,15 @@ $$;
 CREATE FUNCTION luminar_gistar_region_gap_m() RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 10000.0::double precision $$;
 
+-- The region of each cell: cells closer than luminar_gistar_region_gap_m() (in cell units of cell_m metres) join
+-- one region (DBSCAN with one point a cluster: connected components). The one definition of a Gi* study area.
+CREATE FUNCTION luminar_gistar_regions(p_rows integer[], p_cols integer[], p_cell_m double precision)
+RETURNS TABLE (cell_row integer, cell_col integer, region integer)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT u.r, u.c, ST_ClusterDBSCAN(ST_MakePoint(u.c, u.r), luminar_gistar_region_gap_m() / p_cell_m, 1) OVER ()
+      FROM unnest(p_rows, p_cols) AS u (r, c)
+$$;
+
 CREATE FUNCTION luminar_hotspot_min_incidents() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 2 $$;
 
@@ -429,11 +438,9 @@ BEGIN
     END IF;
     -- The largest region's box: a region of more than a million cells is refused.
     SELECT max(b.cells) INTO v_cells
-      FROM (SELECT (max(k.r) - min(k.r) + 1)::bigint * (max(k.c) - min(k.c) + 1)::bigint AS cells
-              FROM (SELECT u.r, u.c,
-                           ST_ClusterDBSCAN(ST_MakePoint(u.c, u.r), luminar_gistar_region_gap_m() / p_cell_m, 1)
-                               OVER () AS region
-                      FROM unnest(v_rows, v_cols) AS u (r, c)) AS k
+      FROM (SELECT (max(k.cell_row) - min(k.cell_row) + 1)::bigint * (max(k.cell_col) - min(k.cell_col) + 1)::bigint
+                   AS cells
+              FROM luminar_gistar_regions(v_rows, v_cols, p_cell_m) AS k
              GROUP BY k.region) AS b;
     IF v_cells > luminar_gistar_max_cells() THEN
         RAISE EXCEPTION 'luminar_gistar: a region of the window''s incidents spans % cells of % m, more than %',
@@ -445,10 +452,9 @@ BEGIN
     -- incidents there (else the first region).
     RETURN QUERY
         WITH occupied AS (
-            SELECT u.r, u.c, u.x,
-                   ST_ClusterDBSCAN(ST_MakePoint(u.c, u.r), luminar_gistar_region_gap_m() / p_cell_m, 1)
-                       OVER () AS region
+            SELECT u.r, u.c, u.x, g.region
               FROM unnest(v_rows, v_cols, v_counts) AS u (r, c, x)
+              JOIN luminar_gistar_regions(v_rows, v_cols, p_cell_m) AS g ON g.cell_row = u.r AND g.cell_col = u.c
         ), bounds AS (
             SELECT o.region, min(o.r) AS r0, max(o.r) AS r1, min(o.c) AS c0, max(o.c) AS c1
               FROM occupied AS o GROUP BY o.region
@@ -627,6 +633,7 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
       FROM (SELECT ST_Transform(p_geotag, luminar_grid_srid()) AS g) AS projected
 $$;
 DROP FUNCTION IF EXISTS luminar_incident_buckets();
+DROP FUNCTION IF EXISTS luminar_gistar_regions(integer[], integer[], double precision);
 DROP FUNCTION IF EXISTS luminar_hotspot_min_incidents();
 DROP FUNCTION IF EXISTS luminar_cell_index(double precision, double precision);
 DROP FUNCTION IF EXISTS luminar_grid_xy(geometry);

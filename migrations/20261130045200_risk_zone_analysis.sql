@@ -20,16 +20,13 @@
 -- 0.001, 0.0001); luminar_risk_score(z) = 1 - 2 P(Z > z) for z > 0 (the two-sided confidence, 0..1), 0 for z <= 0.
 --
 -- The analysis. luminar_analyze_risk_zones(days, cell_m, weeks), run by the owner (it replaces rows):
--- 1. The incidents of the last max(days, 7 (weeks + 1)) days, each in its equal-area cell (luminar_cell; cell_m
---    metres).
--- 2. Regions. Gi* compares a cell with the mean of its grid; over the bounding box of incidents on several
---    continents the grid is mostly ocean (and more than luminar_gistar_max_cells()), so it runs per region: a
---    region is a connected group (queen contiguity) of occupied tiles of luminar_zone_region_m() (10 km) square,
---    so two regions lie at least 10 km apart. Each region's grid is the bounding box of its incident cells, empty
---    cells included, as luminar_gistar's: on incidents of one region the Gi* is luminar_gistar(days, cell_m)'s
---    (a test checks it). A region of more than luminar_gistar_max_cells() cells is refused (SQLSTATE 22023, naming
---    the fix: a larger cell_m or fewer days).
--- 3. Hot cells: Gi* class 'hot' at confidence >= 95 (Benjamini-Hochberg q <= 0.05, within the region).
+-- 1. The incidents of the last max(days, 7 (weeks + 1)) days (crime_incidents), each in its equal-area cell
+--    (luminar_cell_index of its grid position; cell_m metres).
+-- 2. and 3. Hot cells: the cells luminar_gistar(days, cell_m) classes 'hot' at confidence >= 95 (Benjamini-Hochberg
+--    q <= 0.05). luminar_gistar runs Gi* region by region (luminar_gistar_regions: incident cells within 10 km
+--    form a region, a study area of its own), so a network on several continents is analysed city by city; a
+--    region of more than luminar_gistar_max_cells() cells is refused (SQLSTATE 22023, naming the fix). The zones
+--    are made of exactly these cells: one definition of a hot cell.
 -- 4. Zones: rook-connected groups of hot cells (cells sharing an edge; ST_ClusterDBSCAN on cell indexes with eps
 --    1.2: rook neighbours lie 1 apart, diagonal ones 1.41). Rook, not queen: squares touching only at a corner
 --    union to a MultiPolygon; squares sharing edges union to one Polygon (holes allowed), the column's type.
@@ -71,9 +68,6 @@ CREATE INDEX idx_risk_zones_analysis ON risk_zones (zone_id) WHERE made_by = 'an
 
 CREATE FUNCTION luminar_trend_min_weeks() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 8 $$;
-
-CREATE FUNCTION luminar_zone_region_m() RETURNS double precision
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 10000.0::double precision $$;
 
 CREATE FUNCTION luminar_mann_kendall(p_counts double precision[], p_alpha double precision DEFAULT 0.05,
                                      OUT trend text, OUT p double precision, OUT z double precision,
@@ -126,23 +120,20 @@ LANGUAGE plpgsql VOLATILE SET jit = off AS $$
 DECLARE
     v_now      timestamptz := now();
     v_first    timestamptz;
-    v_tile     integer;
-    v_region   integer;
-    v_cells    bigint;
 BEGIN
     IF p_days IS NULL OR p_days < 1 OR p_cell_m IS NULL OR NOT p_cell_m > 0 OR p_cell_m = 'Infinity'
        OR p_weeks IS NULL OR p_weeks < 1 THEN
         RAISE EXCEPTION 'luminar_analyze_risk_zones: days and weeks must be >= 1 and cell_m a positive number of '
                         'metres' USING ERRCODE = '22023';
     END IF;
-    v_tile := greatest(1, ceil(luminar_zone_region_m() / p_cell_m))::integer;
 
-    -- 1. The incidents, each in its cell (read once).
+    -- 1. The incidents, each in its cell (read once; crime_incidents holds their grid position).
     DROP TABLE IF EXISTS pg_temp.luminar_zone_incidents;
     CREATE TEMP TABLE luminar_zone_incidents ON COMMIT DROP AS
-        SELECT c.cell_row AS r, c.cell_col AS c, i."timestamp" AS ts, i.event_type AS t
-          FROM luminar_incidents(v_now - make_interval(days => greatest(p_days, 7 * (p_weeks + 1)))) AS i
-         CROSS JOIN LATERAL luminar_cell(i.geotag, p_cell_m) AS c;
+        SELECT luminar_cell_index(i.grid_y, p_cell_m) AS r, luminar_cell_index(i.grid_x, p_cell_m) AS c,
+               i."timestamp" AS ts, i.event_type AS t
+          FROM crime_incidents AS i
+         WHERE i."timestamp" >= v_now - make_interval(days => greatest(p_days, 7 * (p_weeks + 1)));
     ANALYZE luminar_zone_incidents;
     SELECT count(*) FILTER (WHERE li.ts >= v_now - make_interval(days => p_days)),
            min(li.ts) FILTER (WHERE li.ts >= v_now - make_interval(days => 7 * (p_weeks + 1)))
@@ -150,71 +141,21 @@ BEGIN
       FROM luminar_zone_incidents AS li;
     weeks := least(p_weeks, coalesce(floor(extract(epoch FROM v_now - v_first) / 604800.0), 0))::integer;
 
-    -- 2. The cells of the Gi* window, and their regions.
-    DROP TABLE IF EXISTS pg_temp.luminar_zone_cells;
-    CREATE TEMP TABLE luminar_zone_cells ON COMMIT DROP AS
-        WITH occupied AS (
-            SELECT li.r, li.c, count(*)::double precision AS x
-              FROM luminar_zone_incidents AS li
-             WHERE li.ts >= v_now - make_interval(days => p_days)
-             GROUP BY li.r, li.c
-        ), tiles AS (
-            SELECT DISTINCT floor(o.r::double precision / v_tile) AS tr, floor(o.c::double precision / v_tile) AS tc
-              FROM occupied AS o
-        ), tile_regions AS (
-            SELECT t.tr, t.tc, ST_ClusterDBSCAN(ST_MakePoint(t.tc, t.tr), 1.5, 1) OVER ()
-                   AS region
-              FROM tiles AS t
-        )
-        SELECT tg.region, o.r, o.c, o.x
-          FROM occupied AS o
-          JOIN tile_regions AS tg
-            ON tg.tr = floor(o.r::double precision / v_tile) AND tg.tc = floor(o.c::double precision / v_tile);
-    ANALYZE luminar_zone_cells;
-    SELECT zc.region, (max(zc.r) - min(zc.r) + 1)::bigint * (max(zc.c) - min(zc.c) + 1)::bigint INTO v_region, v_cells
-      FROM luminar_zone_cells AS zc
-     GROUP BY zc.region
-     ORDER BY 2 DESC
-     LIMIT 1;
-    IF v_cells > luminar_gistar_max_cells() THEN
-        RAISE EXCEPTION 'luminar_analyze_risk_zones: a region of the window''s incidents spans % cells of % m, more '
-                        'than %', v_cells, p_cell_m, luminar_gistar_max_cells()
-            USING ERRCODE = '22023', HINT = 'Use a larger cell_m or fewer days.';
-    END IF;
-    SELECT count(DISTINCT zc.region) INTO regions FROM luminar_zone_cells AS zc;
+    -- 2. The regions of the Gi* window (luminar_gistar_regions, the study areas of luminar_gistar).
+    SELECT count(DISTINCT g.region) INTO regions
+      FROM (SELECT array_agg(o.r) AS rs, array_agg(o.c) AS cs
+              FROM (SELECT DISTINCT li.r, li.c FROM luminar_zone_incidents AS li
+                     WHERE li.ts >= v_now - make_interval(days => p_days)) AS o) AS occupied
+     CROSS JOIN LATERAL luminar_gistar_regions(occupied.rs, occupied.cs, p_cell_m) AS g;
 
-    -- 3. and 4. Hot cells per region (Gi* over the region's whole extent), grouped into rook-connected zones.
+    -- 3. and 4. The hot cells of luminar_gistar (95 % or more), grouped into rook-connected zones (regions lie
+    -- 10 km apart: no zone joins two).
     DROP TABLE IF EXISTS pg_temp.luminar_zone_hot;
     CREATE TEMP TABLE luminar_zone_hot ON COMMIT DROP AS
-        -- Each region's extent, empty cells with 0, by grouping (not a join: the planner cannot see how many
-        -- cells generate_series gives and joined every cell of the extent with every occupied cell of the region).
-        WITH bounds AS (
-            SELECT zc.region, min(zc.r) AS r0, max(zc.r) AS r1, min(zc.c) AS c0, max(zc.c) AS c1
-              FROM luminar_zone_cells AS zc
-             GROUP BY zc.region
-        ), extent AS (
-            SELECT b.region, gr.r, gc.c, 0.0::double precision AS x
-              FROM bounds AS b
-             CROSS JOIN LATERAL generate_series(b.r0, b.r1) AS gr (r)
-             CROSS JOIN LATERAL generate_series(b.c0, b.c1) AS gc (c)
-            UNION ALL
-            SELECT zc.region, zc.r, zc.c, zc.x FROM luminar_zone_cells AS zc
-        ), filled AS (
-            SELECT e.region, e.r, e.c, sum(e.x) AS x FROM extent AS e GROUP BY e.region, e.r, e.c
-        ), grids AS (
-            SELECT f.region, array_agg(f.r) AS rs, array_agg(f.c) AS cs, array_agg(f.x) AS xs
-              FROM filled AS f
-             GROUP BY f.region
-        ), hot AS (
-            SELECT g.region, s.cell_row AS r, s.cell_col AS c, s.incidents AS x, s.z
-              FROM grids AS g
-             CROSS JOIN LATERAL luminar_gistar_grid(g.rs, g.cs, g.xs) AS s
-             WHERE s.class = 'hot' AND s.confidence >= 95
-        )
-        SELECT h.region, ST_ClusterDBSCAN(ST_MakePoint(h.c, h.r), 1.2, 1)
-                             OVER (PARTITION BY h.region) AS part,
-               h.r, h.c, h.x, h.z
-          FROM hot AS h;
+        SELECT 0 AS region, ST_ClusterDBSCAN(ST_MakePoint(s.cell_col, s.cell_row), 1.2, 1) OVER () AS part,
+               s.cell_row AS r, s.cell_col AS c, s.incidents::double precision AS x, s.z
+          FROM luminar_gistar(p_days, p_cell_m) AS s
+         WHERE s.class = 'hot' AND s.confidence >= 95;
     ANALYZE luminar_zone_hot;
     SELECT count(*) INTO hot_cells FROM luminar_zone_hot;
 
@@ -312,7 +253,6 @@ DROP FUNCTION IF EXISTS luminar_analyze_risk_zones(integer, double precision, in
 DROP FUNCTION IF EXISTS luminar_risk_score(double precision);
 DROP FUNCTION IF EXISTS luminar_risk_level(double precision);
 DROP FUNCTION IF EXISTS luminar_mann_kendall(double precision[], double precision);
-DROP FUNCTION IF EXISTS luminar_zone_region_m();
 DROP FUNCTION IF EXISTS luminar_trend_min_weeks();
 DELETE FROM risk_zones WHERE made_by = 'analysis';
 UPDATE risk_zones SET trend_direction = NULL WHERE trend_direction = 'insufficient data';

@@ -33,8 +33,16 @@ import psycopg
 
 from luminar_store import validation as v
 from luminar_store.config import Settings
-from luminar_store.errors import OperationError
-from luminar_store.limits import DEFAULT_CELL_M, MAX_CELL_M, MAX_DAYS, MIN_CELL_M
+from luminar_store.errors import LuminarError, OperationError
+from luminar_store.limits import (
+    DEFAULT_CELL_M,
+    DEFAULT_TREND_WEEKS,
+    DEFAULT_ZONE_DAYS,
+    MAX_CELL_M,
+    MAX_DAYS,
+    MAX_TREND_WEEKS,
+    MIN_CELL_M,
+)
 from luminar_store.ops.connect import connect
 
 __all__ = ["AnalysisPlan", "AnalysisResult", "Step", "STEPS", "RUN_LOCK", "analyze"]
@@ -60,14 +68,19 @@ SELECT count(*) FILTER (WHERE class = 'hot') AS hot,
 
 @dataclass(frozen=True)
 class AnalysisPlan:
-    """The parameters of a run: the window (``days``) and the Gi* cell side (``cell_m``, metres)."""
+    """The parameters of a run: the window (``days``) and the Gi* cell side (``cell_m``, metres) of the hotspots;
+    the risk zones' Gi* window (``zone_days``) and how many weekly counts their trend test reads (``weeks``)."""
 
     days: int = 7
     cell_m: float = DEFAULT_CELL_M
+    zone_days: int = DEFAULT_ZONE_DAYS
+    weeks: int = DEFAULT_TREND_WEEKS
 
     def __post_init__(self) -> None:
         v.integer("days", self.days, minimum=1, maximum=MAX_DAYS)
         v.number("cell_m", self.cell_m, minimum=MIN_CELL_M, maximum=MAX_CELL_M)
+        v.integer("zone_days", self.zone_days, minimum=1, maximum=MAX_DAYS)
+        v.integer("weeks", self.weeks, minimum=1, maximum=MAX_TREND_WEEKS)
 
     def params(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,8 +124,30 @@ def _hotspots(conn: psycopg.Connection, plan: AnalysisPlan) -> dict[str, Any]:
     return {"cells": stored, "hot": hot, "hot_99": hot_99, "cold": cold}
 
 
+# name: zone_trends
+ZONE_TRENDS = """
+SELECT count(*) FILTER (WHERE trend_direction = 'increasing') AS increasing,
+       count(*) FILTER (WHERE trend_direction = 'decreasing') AS decreasing
+  FROM risk_zones WHERE made_by = 'analysis'
+"""
+
+
+def _zones(conn: psycopg.Connection, plan: AnalysisPlan) -> dict[str, Any]:
+    from luminar_store.repositories.risk_zones import analyze_risk_zones
+
+    done = analyze_risk_zones(conn, plan.zone_days, cell_m=plan.cell_m, weeks=plan.weeks)
+    increasing, decreasing = conn.execute(ZONE_TRENDS).fetchone()  # type: ignore[misc]
+    figures = {"zones": done.zones, "hot_cells": done.hot_cells, "regions": done.regions,
+               "incidents": done.incidents, "replaced": done.replaced, "weeks": done.weeks,
+               "increasing": increasing, "decreasing": decreasing}
+    figures["headline"] = (f"{done.zones:,} risk zones ({increasing:,} increasing, {decreasing:,} decreasing over "
+                           f"{done.weeks} weeks)")
+    return figures
+
+
 #: The steps of a run, in order.
-STEPS: list[Step] = [Step("hotspots", "significant hotspots (Gi*)", _hotspots)]
+STEPS: list[Step] = [Step("hotspots", "significant hotspots (Gi*)", _hotspots),
+                     Step("zones", "risk zones and their trends", _zones)]
 
 
 def _refused(exc: psycopg.Error) -> OperationError:
@@ -153,6 +188,8 @@ def analyze(settings: Settings, plan: AnalysisPlan | None = None, *,
                     result.seconds[step.name] = time.monotonic() - began
             except psycopg.Error as exc:
                 error = _refused(exc)
+            except LuminarError as exc:
+                error = OperationError(f"analyze stopped: {exc}")
             conn.execute(FINISH_RUN, (json.dumps(result.figures, default=str),
                                       None if error is None else str(error), run_id))
             if error is not None:
