@@ -128,3 +128,14 @@ def test_running_means_of_rounds_one_by_one_and_in_bulk_agree(conn, db_conninfo)
     assert one_by_one.avg_overall_score == pytest.approx(reference, abs=1e-9)
     assert miner[1] == pytest.approx(miner[2], abs=1e-9) == pytest.approx(reference, abs=1e-9)
     assert validator[1] == pytest.approx(validator[2], abs=1e-9) == pytest.approx(reference, abs=1e-9)
+
+
+def test_the_schema_and_the_limits_module_name_the_same_hotspot_cell_and_threshold(conn):
+    from luminar_store.limits import DEFAULT_CELL_M, HOTSPOT_MIN_INCIDENTS
+
+    assert conn.execute("SELECT luminar_hotspot_min_incidents()").fetchone()[0] == HOTSPOT_MIN_INCIDENTS
+    default = conn.execute("SELECT pg_get_function_arguments('crime_hotspots_since(integer, double precision, "
+                           "integer, integer)'::regprocedure)").fetchone()[0]
+    assert f"p_cell_m double precision DEFAULT {DEFAULT_CELL_M:g}" in default, default
+    view = conn.execute("SELECT pg_get_viewdef('crime_hotspots')").fetchone()[0]
+    assert f"crime_hotspots_since(7, ({DEFAULT_CELL_M:g})::double precision, luminar_hotspot_min_incidents())" in view
