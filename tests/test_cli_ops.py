@@ -220,7 +220,7 @@ def test_stats_lists_recent_events_and_hotspots_for_the_demo(cli_run, db_setting
     lines = table.output.splitlines()
     events_at = lines.index("recent events:")
     assert len([line for line in lines[events_at + 1:events_at + 4] if " UTC  " in line]) == 3
-    assert any(line.startswith("hotspots (verified events, last 7 days):") for line in lines)
+    assert any(line.startswith("hotspots (verified incidents by 400 m cell, last 7 days):") for line in lines)
     data = json.loads(cli_run(["stats", "--json", "--recent", "3", "--hotspots", "2"], cli_env(db_settings)).output)
     assert len(data["recent_events"]) == 3 and 1 <= len(data["hotspots"]) <= 2
     assert data["hotspots"][0]["incident_count"] >= data["hotspots"][-1]["incident_count"]

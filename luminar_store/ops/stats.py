@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from luminar_store.limits import AGREEMENT_TOLERANCE
+from luminar_store.limits import AGREEMENT_TOLERANCE, DEFAULT_CELL_M
 from luminar_store.models import Hotspot
 from luminar_store.repositories.crime_events import hotspot_query, record_row
 
@@ -228,7 +228,7 @@ def format_recent_events(rows: list[tuple]) -> str:
 
 def format_hotspots(rows: list[tuple], days: int = 7) -> str:
     """Hotspot cells, one a line."""
-    lines = [f"hotspots (verified events, last {days} days):"] if rows else [f"hotspots (last {days} days): none"]
+    lines = [f"hotspots (verified incidents by {DEFAULT_CELL_M:g} m cell, last {days} days):"] if rows else [f"hotspots (last {days} days): none"]
     for lat, lng, incidents, severity, types, last in rows:
         avg = "-" if severity is None else f"{severity:.2f}"
         lines.append(f"  {lat:8.3f}, {lng:8.3f}  {incidents:>4} incidents  avg severity {avg}  "
