@@ -228,7 +228,8 @@ def format_recent_events(rows: list[tuple]) -> str:
 
 def format_hotspots(rows: list[tuple], days: int = 7) -> str:
     """Hotspot cells, one a line."""
-    lines = [f"hotspots (verified incidents by {DEFAULT_CELL_M:g} m cell, last {days} days):"] if rows else [f"hotspots (last {days} days): none"]
+    title = f"hotspots (verified incidents by {DEFAULT_CELL_M:g} m cell, last {days} days):"
+    lines = [title] if rows else [f"hotspots (last {days} days): none"]
     for lat, lng, incidents, severity, types, last in rows:
         avg = "-" if severity is None else f"{severity:.2f}"
         lines.append(f"  {lat:8.3f}, {lng:8.3f}  {incidents:>4} incidents  avg severity {avg}  "

@@ -282,9 +282,9 @@ HOTSPOT_ORDER = "incident_count DESC, last_seen DESC, latitude, longitude"
 # name: hotspots
 # Hotspots: the rows of the schema's crime_hotspots_since(%(days)s, %(cell_m)s, %(min_incidents)s, %(limit)s) (the
 # window's incidents by equal-area cell of cell_m metres, the cells of the Gi* analysis; centres rounded to 6
-# decimals): cells of at least min_incidents incidents, biggest first, at most limit. Incidents, not events: the rows of the schema's
-# crime_incidents (one per incident, at the event consensus chose). Incidents without a severity are counted but
-# left out of avg_severity (NULL when none has one), as avg() does.
+# decimals): cells of at least min_incidents incidents, biggest first, at most limit. Incidents, not events: the
+# rows of the schema's crime_incidents (one per incident, at the event consensus chose). Incidents without a
+# severity are counted but left out of avg_severity (NULL when none has one), as avg() does.
 HOTSPOTS = """
 SELECT latitude, longitude, incident_count, avg_severity::float8 AS avg_severity, max_severity, crime_types,
        first_seen, last_seen
