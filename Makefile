@@ -19,7 +19,7 @@ TEST_WORKERS ?= 2
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
-        test lint demo bench bench-audit bench-sync gistar-fixture faults sample-data db-backup db-restore db-stats \
+        test lint demo bench bench-audit bench-sync gistar-fixture dbscan-fixture faults sample-data db-backup db-restore db-stats \
         db-sync clean release-claims
 
 ##@ Getting started
@@ -110,6 +110,10 @@ bench-sync: setup ## Measure sync's throughput between two scratch databases (RE
 gistar-fixture: setup ## Recompute tests/fixtures/gistar_esda.json with PySAL esda (installs esda, libpysal into .venv)
 	@$(PY) -m pip install --quiet esda libpysal
 	@$(PY) tests/fixtures/make_gistar_fixture.py
+
+dbscan-fixture: setup ## Recompute tests/fixtures/dbscan_sklearn.json with scikit-learn's DBSCAN (installs scikit-learn into .venv)
+	@$(PY) -m pip install --quiet scikit-learn
+	@$(PY) tests/fixtures/make_dbscan_fixture.py
 
 faults: setup ## Run the fault scenarios (long; figures in benchmarks/results/faults-*.json)
 	@$(PY) benchmarks/faults/run.py
