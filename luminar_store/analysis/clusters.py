@@ -23,8 +23,16 @@ from typing import Any
 import psycopg
 
 from luminar_store import validation as v
-from luminar_store.limits import (DEFAULT_ANALYSIS_DAYS, DEFAULT_CLUSTER_EPS_M, DEFAULT_CLUSTER_MIN_POINTS, MAX_CLUSTER_EPS_M,
-                                  MAX_CLUSTER_MIN_POINTS, MAX_DAYS, MIN_CLUSTER_EPS_M, MIN_CLUSTER_MIN_POINTS)
+from luminar_store.limits import (
+    DEFAULT_ANALYSIS_DAYS,
+    DEFAULT_CLUSTER_EPS_M,
+    DEFAULT_CLUSTER_MIN_POINTS,
+    MAX_CLUSTER_EPS_M,
+    MAX_CLUSTER_MIN_POINTS,
+    MAX_DAYS,
+    MIN_CLUSTER_EPS_M,
+    MIN_CLUSTER_MIN_POINTS,
+)
 from luminar_store.repositories._errors import translated
 
 __all__ = ["ANALYZE_CLUSTERS", "ClusterRun", "analyze_clusters", "cluster_parameters"]

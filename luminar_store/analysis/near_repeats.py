@@ -22,8 +22,15 @@ import psycopg
 
 from luminar_store import validation as v
 from luminar_store.errors import ValidationError
-from luminar_store.limits import (DEFAULT_ANALYSIS_DAYS, DEFAULT_NEAR_REPEAT_HOURS, DEFAULT_NEAR_REPEAT_M,
-                                  DEFAULT_SAME_ADDRESS_M, MAX_DAYS, MAX_NEAR_REPEAT_HOURS, MAX_NEAR_REPEAT_M)
+from luminar_store.limits import (
+    DEFAULT_ANALYSIS_DAYS,
+    DEFAULT_NEAR_REPEAT_HOURS,
+    DEFAULT_NEAR_REPEAT_M,
+    DEFAULT_SAME_ADDRESS_M,
+    MAX_DAYS,
+    MAX_NEAR_REPEAT_HOURS,
+    MAX_NEAR_REPEAT_M,
+)
 from luminar_store.repositories._errors import translated
 
 __all__ = ["FLAG_NEAR_REPEATS", "NearRepeatRun", "flag_near_repeats", "near_repeat_parameters"]
