@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         migrate_database(conninfo)
         t = time.perf_counter()
         load(conninfo, args.events, args.seed)
-        print(f"loaded {args.events:,} events in {time.perf_counter() - t:.0f} s")
+        print(f"loaded {args.events:,} events in {time.perf_counter() - t:.0f} s", flush=True)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             for days in args.days:
                 verified = conn.execute("SELECT count(*) FROM crime_events WHERE verification_status = 'verified' "
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                     results["runs"].append(row)
                     print(f"{name:>20} {days:>3} d ({verified:,} verified events): {row['seconds']:7.2f} s  "
                           + ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("seconds", "run", "days",
-                                                                                      "verified_events")))
+                                                                                      "verified_events")), flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"analysis-{started:%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(results, indent=1, default=str) + "\n")

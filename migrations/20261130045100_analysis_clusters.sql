@@ -43,7 +43,8 @@
 --                      every type's incident count
 --     avg_severity     mean severity of its incidents, 2 decimals; time_start, time_end the first and last incident
 --     confidence_score 1 - 2^(-n / min_points), 4 decimals: 0.5 for a cluster at the density threshold, 0.75 at
---                      twice it, 0.875 at three times (how far above the threshold the cluster lies)
+--                      twice it, 0.875 at three times (how far above the threshold the cluster lies; the exponent
+--                      is capped at 64, where the value is 1 to 4 decimals, as 2^-n underflows a double)
 --     metadata         {"algorithm": "dbscan", "eps_m", "min_points", "window_days", "events", "crime_types",
 --                      "margin"}; pattern_description a sentence of the same facts
 --   Replacing. The run's clusters are upserted (a row changes only when a value differs); the analysis clusters
@@ -231,7 +232,8 @@ BEGIN
            jsonb_build_object('algorithm', 'dbscan', 'eps_m', p_eps_m, 'min_points', p_min_points,
                               'window_days', p_days, 'events', s.events, 'crime_types', s.crime_types,
                               'margin', s.margin),
-           'geographic', round((1.0 - 2.0 ^ (-s.n::double precision / p_min_points))::numeric, 4)::double precision,
+           'geographic', round((1.0 - 2.0 ^ (-least(s.n::double precision / p_min_points, 64.0)))::numeric, 4)
+                             ::double precision,
            format('%s incidents within %s m of (%s, %s), mostly %s (%s), %s to %s', s.n, s.radius_m, s.latitude,
                   s.longitude, replace(s.dominant, '_', ' '), s.dominant_n,
                   to_char(s.time_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),
