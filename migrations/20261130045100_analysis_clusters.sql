@@ -14,10 +14,12 @@
 -- (itself included) within eps_m metres; clusters are the core incidents joined by chains of such neighbours, plus
 -- the border incidents within eps_m of a core; the rest is noise. ST_ClusterDBSCAN is planar, so metres need a
 -- projection, and no projection keeps every distance. Two passes make it exact up to a stated margin:
---   1. Components. ST_ClusterDBSCAN(minpoints 1) on longitude/latitude degrees with an eps in degrees large enough
---      that every pair within eps_m on the sphere is linked (|dlat| <= eps/R; hav(dlon) <= hav(eps/R) /
---      cos^2(highest |latitude| of the window)). A DBSCAN cluster never spans two components. Components of fewer
---      than min_points incidents are noise and go no further.
+--   1. Components. Incidents go into cells of eps/R radians of latitude by dlon_max of longitude, where
+--      hav(dlon_max) = hav(eps/R) / cos^2(highest |latitude| of the window): a pair within eps_m on the sphere has
+--      |dlat| <= eps/R and |dlon| <= dlon_max, so it lies in the same or neighbouring cells. The occupied cells
+--      are linked to their queen neighbours (ST_ClusterDBSCAN(minpoints 1) on the cells: a few per hotspot, not
+--      its hundreds of incidents), and a component is the incidents of linked cells. A DBSCAN cluster never spans
+--      two components. Components of fewer than min_points incidents are noise and go no further.
 --   2. Each component is projected by the spherical stereographic projection centred on its own centre (the mean
 --      of its unit vectors), divided by s = (1 + k_max) / 2, where k_max is the largest point scale in the
 --      component (k = 1 / (1 - hav(c)), c the angle from the centre), and ST_ClusterDBSCAN(eps_m, min_points) runs
@@ -121,7 +123,8 @@ DECLARE
     v_since     timestamptz;
     v_e         double precision;  -- eps in radians
     v_lat_max   double precision;
-    v_eps_deg   double precision;
+    v_cell_h    double precision;
+    v_cell_w    double precision;
     v_incidents integer;
     v_clusters  integer;
     v_margin    double precision;
@@ -150,16 +153,25 @@ BEGIN
           FROM luminar_incidents(v_since) AS i;
     SELECT count(*), max(abs(p.latitude)) INTO v_incidents, v_lat_max FROM luminar_cluster_points AS p;
 
-    -- Pass 1's eps in degrees: a superset of the eps_m neighbours (see the header), with a relative slack of 1e-9.
-    v_eps_deg := degrees(sqrt(v_e ^ 2 + (2.0 * asin(least(1.0, sin(v_e / 2.0)
-                                                          / greatest(cos(radians(coalesce(v_lat_max, 0))), 1e-12)))) ^ 2))
-                 * (1.0 + 1e-9);
+    -- Pass 1's cells (see the header), with a relative slack of 1e-9: a pair within eps_m lies in the same or
+    -- neighbouring cells.
+    v_cell_h := degrees(v_e) * (1.0 + 1e-9);
+    v_cell_w := CASE WHEN coalesce(v_lat_max, 0) >= 89.0 THEN 360.0
+                     ELSE degrees(2.0 * asin(least(1.0, sin(v_e / 2.0) / cos(radians(coalesce(v_lat_max, 0))))))
+                          * (1.0 + 1e-9)
+                END;
 
     DROP TABLE IF EXISTS pg_temp.luminar_cluster_members;
     CREATE TEMP TABLE luminar_cluster_members ON COMMIT DROP AS
-    WITH linked AS (
-        SELECT p.*, ST_ClusterDBSCAN(ST_MakePoint(p.longitude, p.latitude), v_eps_deg, 1) OVER () AS comp
+    WITH celled AS (
+        SELECT p.*, floor(p.latitude / v_cell_h) AS cy, floor(p.longitude / v_cell_w) AS cx
           FROM luminar_cluster_points AS p
+    ), cells AS (
+        -- occupied cells touching (queen neighbours: planar distance of at most sqrt(2) in cell units) are linked
+        SELECT c.cy, c.cx, ST_ClusterDBSCAN(ST_MakePoint(c.cx, c.cy), 1.5, 1) OVER () AS comp
+          FROM (SELECT DISTINCT ce.cy, ce.cx FROM celled AS ce) AS c
+    ), linked AS (
+        SELECT ce.*, cl.comp FROM celled AS ce JOIN cells AS cl ON cl.cy = ce.cy AND cl.cx = ce.cx
     ), sized AS (
         SELECT l.*, count(*) OVER (PARTITION BY l.comp) AS n FROM linked AS l
     ), unit AS (
