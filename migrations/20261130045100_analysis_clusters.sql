@@ -31,8 +31,8 @@
 --   2 k_max / (1 + k_max) times it. The neighbour relation therefore equals the haversine one for every pair whose
 --   distance differs from eps_m by more than the relative margin (k_max - 1) / (k_max + 1) = h / (2 - h), h the
 --   haversine of the component's angular radius: ~ c^2 / 8, 1.2e-6 for a component 20 km in radius (0.25 mm at
---   200 m), 6e-9 at 2 km. The run returns the largest margin of its components, and each cluster stores its own
---   (metadata.margin). tests/test_analysis.py compares with scikit-learn on a fixture holding no pair within 1e-6
+--   200 m), 6e-9 at 2 km. The run returns the largest margin of its components (not stored with the clusters: it
+--   moves with every incident that enters or leaves a component, and would rewrite them all). tests/test_analysis.py compares with scikit-learn on a fixture holding no pair within 1e-6
 --   of eps. A known limit: a cluster straddling the antimeridian (longitude +-180) is split in two by pass 1.
 --   What is written, for each cluster (made_by 'analysis', cluster_type 'geographic', miner_uid NULL):
 --     cluster_id       md5 of the lowest member incident key and the parameters (days, eps_m, min_points), as a
@@ -47,8 +47,8 @@
 --     confidence_score 1 - 2^(-n / min_points), 4 decimals: 0.5 for a cluster at the density threshold, 0.75 at
 --                      twice it, 0.875 at three times (how far above the threshold the cluster lies; the exponent
 --                      is capped at 64, where the value is 1 to 4 decimals, as 2^-n underflows a double)
---     metadata         {"algorithm": "dbscan", "eps_m", "min_points", "window_days", "events", "crime_types",
---                      "margin"}; pattern_description a sentence of the same facts
+--     metadata         {"algorithm": "dbscan", "eps_m", "min_points", "window_days", "events", "crime_types"};
+--                      pattern_description a sentence of the same facts
 --   Replacing. The run's clusters are upserted (a row changes only when a value differs); the analysis clusters
 --   of the window (made_by 'analysis', time_end at or after the window's start) the run did not produce are
 --   deleted. Every event of the window (any status, time at or after the start) whose incident is in a cluster
@@ -65,9 +65,9 @@
 -- same_address_m (a repeat at the same address is a repeat victimisation, not a near repeat). The witness is the
 -- most recent such earlier incident (then the lowest key). The window's incidents go into grid cells at least
 -- distance_m wide (rows of distance_m / R radians of latitude; columns as wide in longitude at the window's highest
--- latitude), indexed by (type, cell, time): for each incident and each of the 3 x 3 cells around it an index scan
--- backwards in time stops at the first candidate within distance_m (luminar_haversine_m); the most recent of the
--- nine is the witness. (A GiST box per incident enumerated every candidate pair: 125 s for the benchmark's
+-- latitude), indexed by (type, cell, time): for each incident, index scans backwards in time, in its own cell and
+-- then in the 8 around it, stop at the first candidate within distance_m (luminar_haversine_m) or at the own
+-- cell's witness; the most recent is the witness. (A GiST box per incident enumerated every candidate pair: 125 s for the benchmark's
 -- 139,000 incidents, whose hotspots hold hundreds of same-type incidents a week.) As for clusters, a pair across the
 -- antimeridian is not seen.
 -- Every event of the window sharing a flagged incident's key gets one near_repeats row (incident_event_id: the
@@ -221,7 +221,7 @@ BEGIN
                    AS latitude,
                round(degrees(atan2(sum(m.uy), sum(m.ux)))::numeric, 6)::double precision AS longitude,
                round(avg(m.severity_level), 2)::double precision AS avg_severity,
-               min(m."timestamp") AS time_start, max(m."timestamp") AS time_end, max(m.margin) AS margin
+               min(m."timestamp") AS time_start, max(m."timestamp") AS time_end
           FROM luminar_cluster_members AS m
          GROUP BY m.cluster_id
     ), typed AS (
@@ -239,7 +239,7 @@ BEGIN
           JOIN typed AS ty ON ty.cluster_id = c.cluster_id
           JOIN luminar_cluster_members AS m ON m.cluster_id = c.cluster_id
          GROUP BY c.cluster_id, c.n, c.events, c.latitude, c.longitude, c.avg_severity, c.time_start, c.time_end,
-                  c.margin, ty.crime_types, ty.dominant, ty.dominant_n
+                  ty.crime_types, ty.dominant, ty.dominant_n
     )
     INSERT INTO crime_clusters AS cc (cluster_id, miner_uid, latitude, longitude, radius_m, event_count,
                                       dominant_crime_type, avg_severity, time_start, time_end, metadata,
@@ -247,8 +247,7 @@ BEGIN
     SELECT s.cluster_id, NULL, s.latitude, s.longitude, s.radius_m, s.n, s.dominant, s.avg_severity, s.time_start,
            s.time_end,
            jsonb_build_object('algorithm', 'dbscan', 'eps_m', p_eps_m, 'min_points', p_min_points,
-                              'window_days', p_days, 'events', s.events, 'crime_types', s.crime_types,
-                              'margin', s.margin),
+                              'window_days', p_days, 'events', s.events, 'crime_types', s.crime_types),
            'geographic', round((1.0 - 2.0 ^ (-least(s.n::double precision / p_min_points, 64.0)))::numeric, 4)
                              ::double precision,
            format('%s incidents within %s m of (%s, %s), mostly %s (%s), %s to %s', s.n, s.radius_m, s.latitude,
@@ -386,33 +385,60 @@ BEGIN
     CREATE INDEX ON luminar_near_points (type_no, cy, cx, "timestamp" DESC, incident_key);
     ANALYZE luminar_near_points;
 
-    -- For each incident and each of the 3 x 3 cells around it, the most recent earlier candidate that qualifies: an
-    -- index scan backwards in time that stops at the first (in a dense place the first or second row); then the
-    -- most recent of the nine. Enumerating every candidate pair instead (a GiST box per incident) cost 125 s for
-    -- 139,000 incidents of the benchmark's world, whose hotspots hold hundreds of same-type incidents a week.
+    -- For each incident, its own cell first: an index scan backwards in time that stops at the first qualifying
+    -- candidate (in a dense place the first or second row). Then the 8 cells around it, each scan stopping at the
+    -- first candidate or at the own cell's witness (an older one cannot win): a cell whose rows are mostly out of
+    -- reach is not read through the whole time window. The witness is the most recent (then the lowest key).
+    -- Enumerating every candidate pair instead (a GiST box per incident) cost 125 s for 139,000 incidents of the
+    -- benchmark's world, whose hotspots hold hundreds of same-type incidents a week.
     DROP TABLE IF EXISTS pg_temp.luminar_near_flags;
     CREATE TEMP TABLE luminar_near_flags ON COMMIT DROP AS
-    SELECT b.incident_key, b.event_id, w.event_id AS earlier_event_id, w.distance_m,
-           extract(epoch FROM b."timestamp" - w."timestamp")::double precision / 3600.0 AS hours_after
-      FROM luminar_near_points AS b
-     CROSS JOIN LATERAL (
-        SELECT c.* FROM generate_series(-1, 1) AS dy
-         CROSS JOIN generate_series(-1, 1) AS dx
-         CROSS JOIN LATERAL (
-            SELECT a.event_id, a."timestamp", a.incident_key, d.distance_m
+    WITH candidates AS (
+        SELECT b.incident_key, b.event_id, b."timestamp", w.*
+          FROM luminar_near_points AS b
+          LEFT JOIN LATERAL (
+            SELECT a.event_id AS earlier_event_id, a."timestamp" AS earlier_at, a.incident_key AS earlier_key,
+                   d.distance_m
               FROM luminar_near_points AS a
              CROSS JOIN LATERAL (SELECT luminar_haversine_m(a.latitude, a.longitude, b.latitude, b.longitude)
                                         AS distance_m) AS d
-             WHERE a.type_no = b.type_no AND a.cy = b.cy + dy AND a.cx = b.cx + dx
+             WHERE a.type_no = b.type_no AND a.cy = b.cy AND a.cx = b.cx
                AND a."timestamp" < b."timestamp"
                AND a."timestamp" >= b."timestamp" - make_interval(secs => p_hours * 3600.0)
                AND a.incident_key <> b.incident_key
-               AND d.distance_m <= p_distance_m
-               AND d.distance_m > p_same_address_m
+               AND d.distance_m <= p_distance_m AND d.distance_m > p_same_address_m
              ORDER BY a."timestamp" DESC, a.incident_key
-             LIMIT 1) AS c
-         ORDER BY c."timestamp" DESC, c.incident_key
-         LIMIT 1) AS w;
+             LIMIT 1) AS own ON true
+          LEFT JOIN LATERAL (
+            SELECT c.* FROM (VALUES (-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+                            AS o (dy, dx)
+             CROSS JOIN LATERAL (
+                SELECT a.event_id AS earlier_event_id, a."timestamp" AS earlier_at, a.incident_key AS earlier_key,
+                       d.distance_m
+                  FROM luminar_near_points AS a
+                 CROSS JOIN LATERAL (SELECT luminar_haversine_m(a.latitude, a.longitude, b.latitude, b.longitude)
+                                            AS distance_m) AS d
+                 WHERE a.type_no = b.type_no AND a.cy = b.cy + o.dy AND a.cx = b.cx + o.dx
+                   AND a."timestamp" < b."timestamp"
+                   AND a."timestamp" >= greatest(own.earlier_at,
+                                                 b."timestamp" - make_interval(secs => p_hours * 3600.0))
+                   AND a.incident_key <> b.incident_key
+                   AND d.distance_m <= p_distance_m AND d.distance_m > p_same_address_m
+                 ORDER BY a."timestamp" DESC, a.incident_key
+                 LIMIT 1) AS c
+             ORDER BY c.earlier_at DESC, c.earlier_key
+             LIMIT 1) AS around ON true
+         CROSS JOIN LATERAL (SELECT own.earlier_event_id, own.earlier_at, own.earlier_key, own.distance_m
+                              WHERE own.earlier_event_id IS NOT NULL
+                             UNION ALL
+                             SELECT around.earlier_event_id, around.earlier_at, around.earlier_key, around.distance_m
+                              WHERE around.earlier_event_id IS NOT NULL
+                             ORDER BY 2 DESC, 3
+                             LIMIT 1) AS w
+    )
+    SELECT c.incident_key, c.event_id, c.earlier_event_id, c.distance_m,
+           extract(epoch FROM c."timestamp" - c.earlier_at)::double precision / 3600.0 AS hours_after
+      FROM candidates AS c;
     SELECT count(*) INTO v_flagged FROM luminar_near_flags;
     CREATE INDEX ON luminar_near_flags (incident_key);
     ANALYZE luminar_near_flags;

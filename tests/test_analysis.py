@@ -127,7 +127,7 @@ def test_a_rerun_keeps_ids_writes_no_event_row_and_leaves_node_clusters_alone(co
     assert row[0] == pytest.approx(b_centre[0], abs=1e-6) and row[2] == pytest.approx(30.0, abs=0.2)
     assert row[3:6] == ("theft", pytest.approx(1 - 2 ** (-6 / 5), abs=1e-4), "geographic")
     assert row[6] == {"algorithm": "dbscan", "eps_m": 200.0, "min_points": 5, "window_days": 7, "events": 6,
-                      "crime_types": {"theft": 6}, "margin": pytest.approx(0.0, abs=1e-9)}
+                      "crime_types": {"theft": 6}}
 
     audited, before = event_updates(conn), conn.execute("SELECT cluster_id, updated_at FROM crime_clusters "
                                                         "ORDER BY cluster_id").fetchall()
