@@ -19,7 +19,7 @@ TEST_WORKERS ?= 2
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
-        test lint demo bench bench-audit bench-sync gistar-fixture faults sample-data db-backup db-restore db-stats \
+        test lint demo bench bench-audit bench-sync gistar-fixture dbscan-fixture faults sample-data db-backup db-restore db-stats \
         db-sync clean release-claims
 
 ##@ Getting started
@@ -116,6 +116,10 @@ gistar-fixture: setup ## Recompute tests/fixtures/gistar_esda.json with PySAL es
 mann-kendall-fixture: setup ## Recompute tests/fixtures/mann_kendall.json with pymannkendall (installs it into .venv)
 	@$(PY) -m pip install --quiet pymannkendall
 	@$(PY) tests/fixtures/make_mann_kendall_fixture.py
+
+dbscan-fixture: setup ## Recompute tests/fixtures/dbscan_sklearn.json with scikit-learn's DBSCAN (installs scikit-learn into .venv)
+	@$(PY) -m pip install --quiet scikit-learn
+	@$(PY) tests/fixtures/make_dbscan_fixture.py
 
 faults: setup ## Run the fault scenarios (long; figures in benchmarks/results/faults-*.json)
 	@$(PY) benchmarks/faults/run.py

@@ -45,23 +45,27 @@ import psycopg
 from luminar_store.config import Settings, load_dotenv_file, load_settings
 from luminar_store.database import Database
 from luminar_store.errors import DatabaseUnavailableError, ValidationError, WriteInDoubtError
-from luminar_store.limits import DEFAULT_CELL_M, HOTSPOT_MIN_INCIDENTS
+from luminar_store.limits import DEFAULT_ANALYSIS_DAYS, DEFAULT_CELL_M, HOTSPOT_MIN_INCIDENTS
 from luminar_store.models import (
+    CrimeCluster,
     CrimeEvent,
     CrimeEventRecord,
     DatabaseStats,
     Hotspot,
     MinerRoundResult,
     MinerStats,
+    NearRepeat,
     RawIncidentReport,
     RawReportRecord,
     RiskZone,
     SignificantHotspot,
 )
 from luminar_store.replicas import ReplicaStatus
+from luminar_store.repositories.clusters import ClusterRepository
 from luminar_store.repositories.consensus import ConsensusRepository
 from luminar_store.repositories.crime_events import CrimeEventRepository
 from luminar_store.repositories.miners import MinerRepository
+from luminar_store.repositories.near_repeats import NearRepeatRepository
 from luminar_store.repositories.raw_reports import RawReportRepository
 from luminar_store.repositories.risk_zones import RiskZoneRepository
 from luminar_store.repositories.validators import ValidatorRepository
@@ -292,6 +296,31 @@ class LuminarDB:
         Example: ``zone = await db.get_risk_at(40.7128, -74.0060); level = zone.risk_level if zone else 0``
         """
         return await RiskZoneRepository(self.database.read_connection).risk_at(latitude, longitude)
+
+    async def get_crime_clusters(self, days: int = DEFAULT_ANALYSIS_DAYS, *, analysis_only: bool = False,
+                                 limit: int = 100) -> list[CrimeCluster]:
+        """Crime clusters whose time window ends within the last ``days`` days (1..3650), newest first, then the
+        biggest: those miners stored (``made_by == "node"``) and those the database's DBSCAN run made
+        (``"analysis"``: ``event_count`` counts incidents; ``metadata`` holds the run's ``eps_m``, ``min_points``,
+        ``window_days``); ``analysis_only=True`` for the latter alone.
+
+        Raises ``ValidationError`` for a bad argument, before any SQL.
+
+        Example: ``clusters = await db.get_crime_clusters(days=7, analysis_only=True)``
+        """
+        return await ClusterRepository(self.database.read_connection).recent(days, analysis_only=analysis_only,
+                                                                            limit=limit)
+
+    async def get_near_repeats(self, days: int = 7, *, limit: int = 100) -> list[NearRepeat]:
+        """Near repeats among the incidents of the last ``days`` days (1..3650), newest first, one per incident: an
+        incident that followed an earlier one of the same type within the run's distance and hours, at another
+        address (written by the analysis run, ``luminar_store.analysis.near_repeats``).
+
+        Raises ``ValidationError`` for a bad argument, before any SQL.
+
+        Example: ``for n in await db.get_near_repeats(days=7): print(n.event_type, n.distance_m, n.hours_after)``
+        """
+        return await NearRepeatRepository(self.database.read_connection).recent(days, limit=limit)
 
     async def get_event(self, event_id: uuid.UUID | str) -> CrimeEventRecord | None:
         """One event by ``event_id``, or ``None``. Example: ``event = await db.get_event(event_id)``"""

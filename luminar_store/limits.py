@@ -51,6 +51,18 @@ __all__ = [
     "DEFAULT_ZONE_DAYS",
     "DEFAULT_TREND_WEEKS",
     "MAX_TREND_WEEKS",
+    "DEFAULT_ANALYSIS_DAYS",
+    "DEFAULT_CLUSTER_EPS_M",
+    "MIN_CLUSTER_EPS_M",
+    "MAX_CLUSTER_EPS_M",
+    "DEFAULT_CLUSTER_MIN_POINTS",
+    "MIN_CLUSTER_MIN_POINTS",
+    "MAX_CLUSTER_MIN_POINTS",
+    "DEFAULT_NEAR_REPEAT_M",
+    "MAX_NEAR_REPEAT_M",
+    "DEFAULT_NEAR_REPEAT_HOURS",
+    "MAX_NEAR_REPEAT_HOURS",
+    "DEFAULT_SAME_ADDRESS_M",
 ]
 
 #: Most rows one listing query returns.
@@ -125,3 +137,21 @@ GEOJSON_DECIMALS = 6
 DEFAULT_ZONE_DAYS = 28
 DEFAULT_TREND_WEEKS = 12
 MAX_TREND_WEEKS = 520
+#: The window (days back from now) the database's analyses (clusters, near repeats) look at by default.
+DEFAULT_ANALYSIS_DAYS = 30
+#: DBSCAN over incidents (``luminar_analyze_clusters``): the neighbourhood radius in metres (great-circle) and the
+#: fewest incidents within it, itself included, that make an incident a core one; defaults and accepted bounds.
+DEFAULT_CLUSTER_EPS_M = 200.0
+MIN_CLUSTER_EPS_M = 1.0
+MAX_CLUSTER_EPS_M = 10_000.0
+DEFAULT_CLUSTER_MIN_POINTS = 5
+MIN_CLUSTER_MIN_POINTS = 2
+MAX_CLUSTER_MIN_POINTS = 10_000
+#: Near repeats (``luminar_flag_near_repeats``): an incident within this distance (metres) and time (hours) after an
+#: earlier one of the same type is a near repeat (Ratcliffe: risk raised within a few hundred metres and days), unless
+#: it lies within the same-address distance of it (a repeat at the same address); defaults and upper bounds.
+DEFAULT_NEAR_REPEAT_M = 200.0
+MAX_NEAR_REPEAT_M = 5_000.0
+DEFAULT_NEAR_REPEAT_HOURS = 168.0
+MAX_NEAR_REPEAT_HOURS = 24.0 * 365
+DEFAULT_SAME_ADDRESS_M = 10.0

@@ -46,6 +46,7 @@ __all__ = [
     "RiskZone",
     "AuditEntry",
     "ZoneAnalysis",
+    "NearRepeat",
 ]
 
 
@@ -443,7 +444,9 @@ class ConsensusAccuracy(Record):
 @dataclass(slots=True)
 class CrimeCluster(_Located):
     """A stored crime cluster. ``cluster_type`` is geographic, temporal or behavioral (or ``None``),
-    ``confidence_score`` in [0, 1]. ``distance_m`` (metres from the point) is set by
+    ``confidence_score`` in [0, 1]. ``made_by`` is ``"node"`` (a miner stored it) or ``"analysis"`` (the database's
+    DBSCAN run, ``luminar_store.analysis.clusters``: then ``event_count`` counts incidents, and ``metadata`` holds the
+    run's parameters and ``events``). ``distance_m`` (metres from the point) is set by
     ``ClusterRepository.within_radius`` only."""
 
     cluster_id: UUID
@@ -462,6 +465,7 @@ class CrimeCluster(_Located):
     cluster_type: str | None
     confidence_score: float | None
     pattern_description: str | None
+    made_by: str = "node"
     distance_m: float | None = None
 
     centre = _Located.geotag  # a cluster's point is its centre
@@ -533,3 +537,27 @@ class ZoneAnalysis(Record):
     incidents: int
     replaced: int
     weeks: int
+
+
+@dataclass(slots=True)
+class NearRepeat(_Located):
+    """An incident that followed an earlier incident of the same type nearby, at another address (a near repeat;
+    ``luminar_store.analysis.near_repeats``). ``event_id`` is the incident's representative event (``latitude``,
+    ``longitude``, ``timestamp``, ``event_type`` are its), ``earlier_event_id`` the earlier incident's (its point and
+    time in ``earlier_latitude``, ``earlier_longitude``, ``earlier_timestamp``); ``distance_m`` between them
+    (great-circle metres), ``hours_after``; ``parameters`` the run's (``window_days``, ``distance_m``, ``hours``,
+    ``same_address_m``); ``computed_at`` when the flag was written as it is."""
+
+    event_id: UUID
+    earlier_event_id: UUID
+    event_type: str
+    latitude: float
+    longitude: float
+    timestamp: datetime
+    earlier_latitude: float
+    earlier_longitude: float
+    earlier_timestamp: datetime
+    distance_m: float
+    hours_after: float
+    parameters: dict[str, Any]
+    computed_at: datetime

@@ -25,9 +25,18 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
+from luminar_store.analysis.clusters import ANALYZE_CLUSTERS, ClusterRun, cluster_parameters
 from luminar_store.errors import NotFoundError, ValidationError
 from luminar_store.geo import search_boxes
-from luminar_store.limits import MAX_ASSIGN, MAX_LIMIT, MAX_RADIUS_M
+from luminar_store.limits import (
+    DEFAULT_ANALYSIS_DAYS,
+    DEFAULT_CLUSTER_EPS_M,
+    DEFAULT_CLUSTER_MIN_POINTS,
+    MAX_ASSIGN,
+    MAX_DAYS,
+    MAX_LIMIT,
+    MAX_RADIUS_M,
+)
 from luminar_store.models import CrimeCluster, NewCrimeCluster
 from luminar_store.repositories._base import Repository
 
@@ -39,7 +48,7 @@ __all__ = ["ClusterRepository", "CLUSTER_COLUMNS", "search_boxes", "validate_clu
 # so a stored cluster has them NULL until something writes them.
 CLUSTER_COLUMNS = """cluster_id, miner_uid, latitude, longitude, radius_m, event_count, dominant_crime_type,
        avg_severity, time_start, time_end, metadata, created_at, updated_at,
-       cluster_type, confidence_score, pattern_description"""
+       cluster_type, confidence_score, pattern_description, made_by"""
 
 # Stores one cluster; the centroid geometry is generated from latitude/longitude by the table.
 INSERT_CLUSTER = """
@@ -93,6 +102,18 @@ UPDATE crime_events
  WHERE event_id = ANY(%(event_ids)s::uuid[])
    AND cluster_id IS DISTINCT FROM %(cluster_id)s
 """
+
+# name: recent_clusters
+# Clusters whose time window ends within the last %(days)s days, newest first, then the biggest; analysis-made
+# ones only when %(analysis_only)s.
+RECENT_CLUSTERS = """
+SELECT {cluster_columns}
+  FROM crime_clusters
+ WHERE time_end >= now() - make_interval(days => %(days)s)
+   AND (NOT %(analysis_only)s OR made_by = 'analysis')
+ ORDER BY time_end DESC, event_count DESC, cluster_id
+ LIMIT %(limit)s
+""".replace("{cluster_columns}", CLUSTER_COLUMNS)
 
 
 def validate_cluster(cluster: NewCrimeCluster | Mapping[str, Any]) -> dict[str, Any]:
@@ -209,3 +230,39 @@ class ClusterRepository(Repository):
                                                        f"(locate them first): {shown}")
                 cur = await conn.execute(ASSIGN_EVENTS, params)
                 return cur.rowcount
+
+    async def recent(self, days: int = DEFAULT_ANALYSIS_DAYS, *, analysis_only: bool = False,
+                     limit: int = 100) -> list[CrimeCluster]:
+        """Clusters whose time window ends within the last ``days`` days (1..3650), newest first, then the biggest;
+        with ``analysis_only``, only those the database's DBSCAN run made (``made_by == "analysis"``).
+
+        Raises ``ValidationError`` (``days``, ``analysis_only``, ``limit``) before any SQL.
+
+        Example::
+
+            for c in await clusters.recent(7, analysis_only=True): print(c.centre, c.event_count)
+        """
+        if not isinstance(analysis_only, bool):
+            raise ValidationError("analysis_only", f"must be True or False, got {type(analysis_only).__name__}")
+        params = {"days": v.integer("days", days, minimum=1, maximum=MAX_DAYS), "analysis_only": analysis_only,
+                  "limit": v.integer("limit", limit, minimum=1, maximum=MAX_LIMIT)}
+        return await self._all(RECENT_CLUSTERS, params, CrimeCluster)
+
+    async def analyze(self, days: int = DEFAULT_ANALYSIS_DAYS, *, eps_m: float = DEFAULT_CLUSTER_EPS_M,
+                      min_points: int = DEFAULT_CLUSTER_MIN_POINTS) -> ClusterRun:
+        """Run the database's DBSCAN over the incidents of the last ``days`` days (``luminar_analyze_clusters``;
+        ``luminar_store.analysis.clusters`` says what it writes). The owner's: a node login is refused.
+
+        Raises ``ValidationError`` (``days``, ``eps_m``, ``min_points``) before any SQL; ``PermissionDeniedError``
+        for a login that may not run it.
+
+        Example::
+
+            run = await clusters.analyze(7, eps_m=200, min_points=5)
+        """
+        params = cluster_parameters(days, eps_m, min_points)
+        async with self._connection() as conn:
+            cur = await conn.execute(ANALYZE_CLUSTERS, params)
+            row = await cur.fetchone()
+        assert row is not None  # the function returns one row
+        return ClusterRun(*row)
