@@ -35,7 +35,12 @@ from luminar_store import validation as v
 from luminar_store.config import Settings
 from luminar_store.errors import LuminarError, OperationError
 from luminar_store.limits import (
+    DEFAULT_ANALYSIS_DAYS,
     DEFAULT_CELL_M,
+    DEFAULT_CLUSTER_EPS_M,
+    DEFAULT_CLUSTER_MIN_POINTS,
+    DEFAULT_NEAR_REPEAT_HOURS,
+    DEFAULT_NEAR_REPEAT_M,
     DEFAULT_TREND_WEEKS,
     DEFAULT_ZONE_DAYS,
     MAX_CELL_M,
@@ -69,16 +74,29 @@ SELECT count(*) FILTER (WHERE class = 'hot') AS hot,
 @dataclass(frozen=True)
 class AnalysisPlan:
     """The parameters of a run: the window (``days``) and the Gi* cell side (``cell_m``, metres) of the hotspots;
-    the risk zones' Gi* window (``zone_days``) and how many weekly counts their trend test reads (``weeks``)."""
+    the clusters' and near repeats' window (``cluster_days``), DBSCAN's ``eps_m`` and ``min_points``, the
+    near-repeat distance and time (``near_repeat_m``, ``near_repeat_hours``); the risk zones' Gi* window
+    (``zone_days``) and how many weekly counts their trend test reads (``weeks``). The analyses check their own
+    parameters (typed errors naming the field) before any SQL."""
 
     days: int = 7
     cell_m: float = DEFAULT_CELL_M
+    cluster_days: int = DEFAULT_ANALYSIS_DAYS
+    eps_m: float = DEFAULT_CLUSTER_EPS_M
+    min_points: int = DEFAULT_CLUSTER_MIN_POINTS
+    near_repeat_m: float = DEFAULT_NEAR_REPEAT_M
+    near_repeat_hours: float = DEFAULT_NEAR_REPEAT_HOURS
     zone_days: int = DEFAULT_ZONE_DAYS
     weeks: int = DEFAULT_TREND_WEEKS
 
     def __post_init__(self) -> None:
+        from luminar_store.analysis.clusters import cluster_parameters
+        from luminar_store.analysis.near_repeats import near_repeat_parameters
+
         v.integer("days", self.days, minimum=1, maximum=MAX_DAYS)
         v.number("cell_m", self.cell_m, minimum=MIN_CELL_M, maximum=MAX_CELL_M)
+        cluster_parameters(self.cluster_days, self.eps_m, self.min_points)
+        near_repeat_parameters(self.cluster_days, self.near_repeat_m, self.near_repeat_hours)
         v.integer("zone_days", self.zone_days, minimum=1, maximum=MAX_DAYS)
         v.integer("weeks", self.weeks, minimum=1, maximum=MAX_TREND_WEEKS)
 
@@ -145,8 +163,29 @@ def _zones(conn: psycopg.Connection, plan: AnalysisPlan) -> dict[str, Any]:
     return figures
 
 
+def _clusters(conn: psycopg.Connection, plan: AnalysisPlan) -> dict[str, Any]:
+    from luminar_store.analysis.clusters import analyze_clusters
+
+    done = analyze_clusters(conn, days=plan.cluster_days, eps_m=plan.eps_m, min_points=plan.min_points)
+    figures = asdict(done)
+    figures["headline"] = f"{done.clusters:,} clusters ({done.events_updated:,} events newly assigned)"
+    return figures
+
+
+def _near_repeats(conn: psycopg.Connection, plan: AnalysisPlan) -> dict[str, Any]:
+    from luminar_store.analysis.near_repeats import flag_near_repeats
+
+    done = flag_near_repeats(conn, days=plan.cluster_days, distance_m=plan.near_repeat_m,
+                             hours=plan.near_repeat_hours)
+    figures = asdict(done)
+    figures["headline"] = f"{done.flagged_incidents:,} near repeats"
+    return figures
+
+
 #: The steps of a run, in order.
 STEPS: list[Step] = [Step("hotspots", "significant hotspots (Gi*)", _hotspots),
+                     Step("clusters", "clusters (DBSCAN)", _clusters),
+                     Step("near_repeats", "near repeats", _near_repeats),
                      Step("zones", "risk zones and their trends", _zones)]
 
 
