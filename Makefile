@@ -20,7 +20,7 @@ TEST_WORKERS ?= 2
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
         test lint demo bench bench-audit bench-sync gistar-fixture faults sample-data db-backup db-restore db-stats \
-        db-sync clean release-claims
+        db-sync clean release-claims monitoring-start monitoring-stop
 
 ##@ Getting started
 
@@ -137,3 +137,11 @@ clean: setup ## Delete data older than LUMINAR_RETENTION_DAYS (default 365; DAYS
 
 release-claims: setup ## Return raw reports whose claim outlived the lease to the queue now (MINUTES=N: claims older than N minutes)
 	@$(LUMINAR) reports release-claims $(if $(MINUTES),--older-than $(MINUTES))
+
+##@ Monitoring
+
+monitoring-start: setup ## Prometheus, postgres_exporter and Grafana (Docker, http://localhost:3000) and `luminar-db metrics`
+	@scripts/monitoring.sh start
+
+monitoring-stop: setup ## Stop what monitoring-start started (the database keeps running)
+	@scripts/monitoring.sh stop

@@ -14,12 +14,12 @@ import os
 import shutil
 import time
 import urllib.request
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from _async import run
+from _monitoring import sample_database
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
@@ -32,34 +32,14 @@ from luminar_store.migrator import DEFAULT_DIR
 from luminar_store.ops import stats
 from luminar_store.ops.health import check_health
 from luminar_store.ops.metrics import DatabaseCollector, NetworkCollector, read_snapshot
-from luminar_store.ops.synthetic import load_sample_data
 from luminar_store.server_state import ServerState
-
-HOTSPOT = (48.8566, 2.3522)
 
 
 @pytest.fixture(scope="module")
 def sample(pg_server):
     """(owner settings, monitor settings, monitor login) of a database with sample data."""
-    name, login, password = f"m_{uuid.uuid4().hex[:12]}", f"mon_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    with pg_server.janitor(name, template=pg_server.template):
-        owner = pg_server.settings(name)
-        with psycopg.connect(owner.conninfo(), autocommit=True) as conn:
-            load_sample_data(conn, reports=1000, days=3, seed=11)
-            with conn.cursor() as cur:  # a cell of verified events, so public_hotspots has a row whatever the seed
-                cur.executemany(
-                    "INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, \"timestamp\", "
-                    "severity_level, confidence_score, verification_status) "
-                    "VALUES (1, 'theft', %s, %s, now() - interval '2 hours', 3, 0.9, 'verified')",
-                    [HOTSPOT] * 6)
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE luminar_monitor").format(
-                sql.Identifier(login), sql.Literal(password)))
-        try:
-            yield owner, pg_server.settings(name, LUMINAR_DB_USER=login, LUMINAR_DB_PASSWORD=password), login
-        finally:
-            with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (login,))
-                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+    with sample_database(pg_server) as found:
+        yield found.owner, found.monitor, found.monitor.user
 
 
 def scrape(collector) -> dict[tuple[str, tuple], float]:

@@ -7,6 +7,7 @@ a monitor login's connection string, else the environment's settings, whose logi
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from dataclasses import replace
@@ -27,10 +28,18 @@ __all__ = ["metrics_command", "health_command", "DEFAULT_METRICS_PORT", "monitor
 DEFAULT_METRICS_PORT = 9471
 
 
+#: The monitoring profile's login (init-scripts/30_luminar_roles.sh makes it, in luminar_monitor).
+METRICS_LOGIN = "luminar_metrics"
+
+
 def monitor_settings(env: str | None, url: str | None) -> Settings:
-    """The environment's settings (its nodes' login, not the owner), connected with ``url``'s login when given."""
+    """The environment's settings, connected with ``url``'s login when given, else as ``luminar_metrics`` when
+    ``LUMINAR_METRICS_DB_PASSWORD`` is set (the compose monitoring profile), else with the environment's login."""
     settings = load_settings(env)
     if not url:
+        password = os.environ.get("LUMINAR_METRICS_DB_PASSWORD")
+        if password:
+            return replace(settings, user=METRICS_LOGIN, password=password, owner=None, owner_password="")
         return settings
     given = _from_database_url(url, what="--url (LUMINAR_METRICS_DB_URL)")
     if "port" in given:
@@ -41,7 +50,8 @@ def monitor_settings(env: str | None, url: str | None) -> Settings:
 @click.command("metrics")
 @env_option
 @click.option("--url", envvar="LUMINAR_METRICS_DB_URL", show_envvar=True, default=None, metavar="URL",
-              help="Connection string of a login in the luminar_monitor group [default: the environment's login].")
+              help="Connection string of a login in the luminar_monitor group [default: luminar_metrics when "
+                   "LUMINAR_METRICS_DB_PASSWORD is set, else the environment's login].")
 @click.option("--host", envvar="LUMINAR_METRICS_HOST", show_envvar=True, default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0: reachable from containers, e.g. the compose Prometheus).")
 @click.option("--port", envvar="LUMINAR_METRICS_PORT", show_envvar=True, type=click.IntRange(0, 65535),
@@ -81,10 +91,7 @@ def metrics_command(env: str | None, url: str | None, host: str, port: int, refr
             raise OperationError(f"the metrics could not be read: {collector.last_error}")
         click.echo(text, nl=False)
         return
-    collector.refresh()
-    if collector.last_error is not None:
-        click.echo(f"warning: the first reading failed (served as luminar_metrics_up 0): {collector.last_error}",
-                   err=True)
+    collector.refresh()  # a failure is logged (a warning line) and served as luminar_metrics_up 0
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
