@@ -1,7 +1,7 @@
 """A database with sample data and monitoring logins, for tests/test_monitoring.py and tests/test_dashboard.py.
 
 ``sample_database(pg_server)`` is a context manager: a copy of the migrated template with the synthetic loader's
-data (1,000 reports over 3 days) and a planted cell of six verified events in Paris (so ``public_hotspots`` has a
+data (400 reports over 3 days) and a planted cell of six verified events in Paris (so ``public_hotspots`` has a
 row whatever the seed), a login in ``luminar_monitor`` (as ``luminar_metrics``) and one in ``luminar_reader`` and
 ``luminar_monitor`` (as ``luminar_grafana``); ``luminar_monitor`` gets ``pg_monitor`` as provisioning gives it.
 Logins are the cluster's: dropped on exit.
@@ -41,7 +41,7 @@ def sample_database(pg_server) -> Iterator[Sample]:
     with pg_server.janitor(name, template=pg_server.template):
         owner = pg_server.settings(name)
         with psycopg.connect(owner.conninfo(), autocommit=True) as conn:
-            load_sample_data(conn, reports=1000, days=3, seed=11)
+            load_sample_data(conn, reports=400, days=3, seed=11)
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, \"timestamp\", "

@@ -188,7 +188,8 @@ def test_prometheus_scrapes_our_endpoint_and_postgres_exporter(pg_server, sample
     itself = f"postgresql://{m.user}:{m.password}@{m.host}:{m.port}/{m.name}"
     registry = CollectorRegistry(auto_describe=False)
     collector = NetworkCollector(pg_server.settings(m.name, LUMINAR_DB_USER=m.user, LUMINAR_DB_PASSWORD=m.password,
-                                                    LUMINAR_DB_REPLICA_URLS=itself), refresh_every=0)
+                                                    LUMINAR_DB_REPLICA_URLS=itself),
+                                 refresh_every=0, scrape_wait=0.5)  # within the test's 1 s scrape timeout
     registry.register(collector)
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
     exporter_port, prometheus_port = free_port(), free_port()
@@ -210,9 +211,8 @@ def test_prometheus_scrapes_our_endpoint_and_postgres_exporter(pg_server, sample
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{prometheus_port}"
     try:
-        up = until(lambda: {r["metric"]["job"]: r["value"][1] for r in query(base, "up")}
-                   if len(query(base, "up")) == 3 else None, "three targets scraped")
-        assert up == {"luminar": "1", "postgres": "1", "prometheus": "1"}
+        until(lambda: {r["metric"]["job"]: r["value"][1] for r in query(base, "up")}
+              == {"luminar": "1", "postgres": "1", "prometheus": "1"}, "three targets up")
         agreement = until(lambda: query(base, "luminar_consensus_agreement_percent"), "the agreement scraped")
         assert float(agreement[0]["value"][1]) == collector._snapshot.network.consensus_agreement_pct
         assert until(lambda: query(base, "pg_up == 1"), "postgres_exporter reaching the server")

@@ -86,6 +86,7 @@ def metrics_command(env: str | None, url: str | None, host: str, port: int, refr
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     if once:
+        collector.refresh()  # the whole read, however long: nobody is waiting on a scrape
         text = generate_latest(registry).decode()
         if collector.last_error is not None:
             raise OperationError(f"the metrics could not be read: {collector.last_error}")

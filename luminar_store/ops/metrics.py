@@ -10,9 +10,10 @@ Two collectors, for ``prometheus_client`` (the optional extra ``metrics``: ``pip
   (``luminar_stats_last_sync()``). It reads as the monitor role: the login must be (a member of)
   ``luminar_monitor``, and the session runs ``SET ROLE luminar_monitor``, so it sees aggregates only.
   Each scrape is bounded: values are read at most every ``refresh_every`` seconds (cached in between, their age
-  exported as ``luminar_metrics_age_seconds``), each query under ``statement_timeout``; a failed refresh keeps the
-  last values (``luminar_metrics_up`` 0, ``luminar_metrics_refresh_errors_total`` counts), and a scrape arriving
-  while another refreshes serves the cache instead of waiting.
+  exported as ``luminar_metrics_age_seconds``), in a thread of their own, each query under ``statement_timeout``
+  (and each connection attempt too); a scrape waits at most ``scrape_wait`` seconds for a read it started, then
+  serves the cache. A failed read keeps the last values (``luminar_metrics_up`` 0,
+  ``luminar_metrics_refresh_errors_total`` counts); a scrape arriving while a read runs serves the cache.
 - ``DatabaseCollector(database)``: a node's own ``Database``: each pool's connections in use, idle and waiting,
   its error counters, whether each server is up, and each replica's lag as last measured. It asks no server; mount
   it on the node's own registry: ``registry.register(DatabaseCollector(db))``.
@@ -28,10 +29,11 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,8 +52,8 @@ except ImportError:  # pragma: no cover - the extra is not installed
     GaugeMetricFamily = CounterMetricFamily = None  # type: ignore[assignment,misc]
     Collector = object  # type: ignore[assignment,misc]
 
-__all__ = ["MONITOR_ROLE", "DEFAULT_REFRESH_EVERY", "DEFAULT_STATEMENT_TIMEOUT", "LARGEST_TABLES", "Snapshot",
-           "NetworkCollector", "DatabaseCollector", "read_snapshot", "require_client"]
+__all__ = ["MONITOR_ROLE", "DEFAULT_REFRESH_EVERY", "DEFAULT_STATEMENT_TIMEOUT", "DEFAULT_SCRAPE_WAIT",
+           "LARGEST_TABLES", "Snapshot", "NetworkCollector", "DatabaseCollector", "read_snapshot", "require_client"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ MONITOR_ROLE = "luminar_monitor"
 DEFAULT_REFRESH_EVERY = 30.0
 #: Seconds one query of a refresh may run (statement_timeout) before the refresh gives up and keeps the last values.
 DEFAULT_STATEMENT_TIMEOUT = 5.0
+#: Seconds a scrape waits for the read it started before it serves the cached values (Prometheus' own scrape
+#: timeout is 10 s by default).
+DEFAULT_SCRAPE_WAIT = 3.0
 #: How many of the largest tables get their own size series.
 LARGEST_TABLES = 10
 
@@ -125,6 +130,9 @@ def read_snapshot(settings: Settings, *, statement_timeout: float = DEFAULT_STAT
     from luminar_store.ops.status import measure_replicas
 
     started = time.perf_counter()
+    # libpq's connect_timeout is whole seconds (at least 2 s in effect): a server that does not answer costs a read
+    # about the statement timeout, not the settings' 10 s.
+    settings = replace(settings, connect_timeout=max(1, min(settings.connect_timeout, math.ceil(statement_timeout))))
     with connect(settings) as conn:
         as_monitor(conn, settings.user)
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout * 1000)}ms",))
@@ -152,8 +160,8 @@ def _gauge(name: str, doc: str, value: float | None = None, labels: list[str] | 
 
 
 def _age(at: datetime | None, now: datetime) -> float:
-    """Seconds since ``at``; NaN when never (Prometheus' "no value", so an alert on ``> N`` does not fire on it
-    alone: alert on ``luminar_..._seconds > N or absent_...`` as the README says)."""
+    """Seconds since ``at``; NaN when never (a comparison with NaN is false: an alert on ``> N`` needs its own
+    rule for "never", as the README says)."""
     return float("nan") if at is None else max((now - at).total_seconds(), 0.0)
 
 
@@ -161,16 +169,18 @@ class NetworkCollector(Collector):
     """The network's figures for Prometheus, read as the monitor, at most every ``refresh_every`` seconds."""
 
     def __init__(self, settings: Settings, *, refresh_every: float = DEFAULT_REFRESH_EVERY,
-                 statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT, migrations_dir: Path | None = None,
-                 backup_dir: Path = DEFAULT_BACKUP_DIR, clock: Callable[[], float] = time.monotonic,
-                 read: Callable[[], Snapshot] | None = None) -> None:
+                 statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT, scrape_wait: float = DEFAULT_SCRAPE_WAIT,
+                 migrations_dir: Path | None = None, backup_dir: Path = DEFAULT_BACKUP_DIR,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         require_client()
         self.settings = settings
         self.refresh_every = refresh_every
+        self.scrape_wait = scrape_wait
         self._clock = clock
-        self._read = read or (lambda: read_snapshot(settings, statement_timeout=statement_timeout,
-                                                    migrations_dir=migrations_dir, backup_dir=backup_dir))
-        self._lock = threading.Lock()
+        self._read = lambda: read_snapshot(settings, statement_timeout=statement_timeout,
+                                           migrations_dir=migrations_dir, backup_dir=backup_dir)
+        self._starting = threading.Lock()
+        self._reader: threading.Thread | None = None
         self._snapshot: Snapshot | None = None
         self._read_at = float("-inf")
         self._up = False
@@ -182,10 +192,25 @@ class NetworkCollector(Collector):
         """The last refresh's failure, ``None`` after a success."""
         return self._last_error
 
-    def refresh(self) -> None:
-        """Read now unless another refresh is under way (then keep what is cached). Never raises."""
-        if not self._lock.acquire(blocking=False):
-            return
+    def refresh(self, wait: float | None = None) -> None:
+        """Read in a thread of its own and wait for it up to ``wait`` seconds; a read under way is waited for rather
+        than doubled. ``wait`` None: a whole read that starts now (after the one under way, if any). Never raises:
+        a failure is logged once, counted, and the last values stay."""
+        if wait is None:
+            with self._starting:
+                in_flight = self._reader
+            if in_flight is not None:
+                in_flight.join()
+        self._start().join(wait)
+
+    def _start(self) -> threading.Thread:
+        with self._starting:
+            if self._reader is None or not self._reader.is_alive():
+                self._reader = threading.Thread(target=self._read_once, name="luminar-metrics-read", daemon=True)
+                self._reader.start()
+            return self._reader
+
+    def _read_once(self) -> None:
         try:
             snapshot = self._read()
         except (LuminarError, psycopg.Error, OSError) as exc:
@@ -193,16 +218,17 @@ class NetworkCollector(Collector):
             if self._up or self._last_error != reason:
                 log.warning("metrics: reading the database failed, serving the last values: %s", reason)
             self._up, self._errors, self._last_error = False, self._errors + 1, reason
+        except Exception as exc:  # a bug: the endpoint keeps serving the last values, the log has the traceback
+            log.exception("metrics: reading the database failed unexpectedly")
+            self._up, self._errors, self._last_error = False, self._errors + 1, repr(exc)
         else:
             if not self._up and self._last_error is not None:
                 log.info("metrics: reading the database again")
             self._snapshot, self._read_at, self._up, self._last_error = snapshot, self._clock(), True, None
-        finally:
-            self._lock.release()
 
     def collect(self) -> Iterator[object]:
         if self._clock() - self._read_at >= self.refresh_every:
-            self.refresh()
+            self.refresh(self.scrape_wait)
         yield _gauge("luminar_metrics_up", "1 when the last refresh read the database, else 0", float(self._up))
         yield CounterMetricFamily("luminar_metrics_refresh_errors", "Refreshes that failed (the last values stay)",
                                   value=self._errors)
