@@ -1,10 +1,11 @@
 """A database with sample data and monitoring logins, for tests/test_monitoring.py and tests/test_dashboard.py.
 
-``sample_database(pg_server)`` is a context manager: a copy of the migrated template with the synthetic loader's
-data (400 reports over 3 days) and a planted cell of six verified events in Paris (so ``public_hotspots`` has a
-row whatever the seed), a login in ``luminar_monitor`` (as ``luminar_metrics``) and one in ``luminar_reader`` and
-``luminar_monitor`` (as ``luminar_grafana``); ``luminar_monitor`` gets ``pg_monitor`` as provisioning gives it.
-Logins are the cluster's: dropped on exit.
+``monitoring_sample`` (import it into a test module: it is a fixture) is one such database per module that uses
+it; ``sample_database(pg_server)`` is the context manager behind it: a copy of the migrated template with the
+synthetic loader's data (400 reports over 3 days) and a planted cell of six verified events in Paris (so
+``public_hotspots`` has a row whatever the seed), a login in ``luminar_monitor`` (as ``luminar_metrics``) and one
+in ``luminar_reader`` and ``luminar_monitor`` (as ``luminar_grafana``); ``luminar_monitor`` gets ``pg_monitor`` as
+provisioning gives it. Logins are the cluster's: dropped on exit.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from luminar_store.config import Settings
 from luminar_store.ops.synthetic import load_sample_data
 
-__all__ = ["HOTSPOT", "Sample", "sample_database"]
+__all__ = ["HOTSPOT", "Sample", "sample_database", "monitoring_sample"]
 
 HOTSPOT = (48.8566, 2.3522)
 
@@ -61,3 +63,9 @@ def sample_database(pg_server) -> Iterator[Sample]:
                     admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
                                   (login,))
                     admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+
+
+@pytest.fixture(scope="module")
+def monitoring_sample(pg_server) -> Iterator[Sample]:
+    with sample_database(pg_server) as found:
+        yield found

@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from _monitoring import sample_database
+from _monitoring import monitoring_sample  # noqa: F401  (a fixture)
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
@@ -110,10 +110,10 @@ def expected_columns(panel: dict, target: dict) -> set[str]:
     return {"time"} if target["format"] == "time_series" else set()
 
 
-@pytest.fixture(scope="module")
-def sample(pg_server):
-    with sample_database(pg_server) as found:
-        yield found
+@pytest.fixture
+def sample(request):
+    """The database with sample data and its logins (shared: _monitoring)."""
+    return request.getfixturevalue("monitoring_sample")
 
 
 def test_every_sql_panel_runs_as_the_grafana_login_and_returns_its_columns(sample):
@@ -220,7 +220,7 @@ def test_prometheus_scrapes_our_endpoint_and_postgres_exporter(pg_server, sample
         names = set(get(f"{base}/api/v1/label/__name__/values")["data"])
     finally:
         for process in (prometheus, exporter):
-            process.terminate()
+            process.kill()  # their data is thrown away: no clean shutdown to wait for
         for process in (prometheus, exporter):
             process.wait(timeout=30)
         server.shutdown()

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from _async import eventually, run
-from _monitoring import sample_database
+from _monitoring import monitoring_sample  # noqa: F401  (a fixture)
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
@@ -35,11 +35,11 @@ from luminar_store.ops.metrics import DatabaseCollector, NetworkCollector, read_
 from luminar_store.server_state import ServerState
 
 
-@pytest.fixture(scope="module")
-def sample(pg_server):
-    """(owner settings, monitor settings, monitor login) of a database with sample data."""
-    with sample_database(pg_server) as found:
-        yield found.owner, found.monitor, found.monitor.user
+@pytest.fixture
+def sample(request):
+    """(owner settings, monitor settings, monitor login) of the database with sample data (shared: _monitoring)."""
+    found = request.getfixturevalue("monitoring_sample")
+    return found.owner, found.monitor, found.monitor.user
 
 
 def scrape(collector) -> dict[tuple[str, tuple], float]:
