@@ -317,3 +317,16 @@ def test_the_pool_logs_nothing_to_a_bare_stderr():
 
     assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("psycopg.pool").handlers)
 
+
+
+def test_the_metrics_login_comes_from_the_url_else_the_metrics_password(monkeypatch):
+    from luminar_store.cli.monitor import monitor_settings
+
+    monkeypatch.delenv("LUMINAR_METRICS_DB_PASSWORD", raising=False)
+    assert monitor_settings("testing", None).user == "luminar_dev"
+    monkeypatch.setenv("LUMINAR_METRICS_DB_PASSWORD", "m3tr")
+    assert (monitor_settings("testing", None).user, monitor_settings("testing", None).password) == (
+        "luminar_metrics", "m3tr")
+    given = monitor_settings("testing", "postgresql://someone:pw@db.example:6000/luminar_x")
+    assert (given.user, given.password, given.host, given.port, given.name) == (
+        "someone", "pw", "db.example", 6000, "luminar_x")
