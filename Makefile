@@ -20,7 +20,7 @@ TEST_WORKERS ?= 2
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
         test lint demo bench bench-audit bench-sync gistar-fixture faults sample-data db-backup db-restore db-stats \
-        db-sync clean release-claims monitoring-start monitoring-stop
+        db-sync clean release-claims monitoring-start monitoring-stop bench-metrics
 
 ##@ Getting started
 
@@ -145,3 +145,6 @@ monitoring-start: setup ## Prometheus, postgres_exporter and Grafana (Docker, ht
 
 monitoring-stop: setup ## Stop what monitoring-start started (the database keeps running)
 	@scripts/monitoring.sh stop
+
+bench-metrics: setup ## Measure one read of `luminar-db metrics` at 1M events on a scratch server (~5 min; benchmarks/metrics.py)
+	@$(PY) benchmarks/metrics.py
