@@ -29,10 +29,10 @@ ADD_EVENTS = """
 INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, "timestamp", severity_level, confidence_score,
                           verification_status)
 SELECT 1 + (i %% 50), (ARRAY['theft', 'assault', 'burglary', 'vandalism'])[1 + i %% 4],
-       (ARRAY[40.71, 48.86, -33.87, 35.68, -23.55])[1 + i %% 5] + ((i * 7919) %% 1000) / 10000.0,
-       (ARRAY[-74.00, 2.35, 151.21, 139.69, -46.63])[1 + i %% 5] + ((i * 104729) %% 1000) / 10000.0,
+       (ARRAY[40.71, 48.86, -33.87, 35.68, -23.55])[1 + i %% 5] + ((i::bigint * 7919) %% 1000) / 10000.0,
+       (ARRAY[-74.00, 2.35, 151.21, 139.69, -46.63])[1 + i %% 5] + ((i::bigint * 104729) %% 1000) / 10000.0,
        now() - make_interval(mins => (i %% 43200)), 1 + i %% 5, 0.8, 'verified'
-  FROM generate_series(1::bigint, %(n)s) AS i
+  FROM generate_series(1, %(n)s::integer) AS i
 """
 
 
