@@ -330,3 +330,20 @@ def test_the_metrics_login_comes_from_the_url_else_the_metrics_password(monkeypa
     given = monitor_settings("testing", "postgresql://someone:pw@db.example:6000/luminar_x")
     assert (given.user, given.password, given.host, given.port, given.name) == (
         "someone", "pw", "db.example", 6000, "luminar_x")
+
+
+def test_a_database_before_the_monitoring_migration_is_told_to_migrate(cli_run, db_settings):
+    from luminar_store.migrator import Migrator
+
+    while True:  # down sections, for real, until the monitoring migration's (later ones first)
+        undone = Migrator(db_settings, DEFAULT_DIR).rollback()
+        assert undone.version >= "20261130045300"
+        if undone.version == "20261130045300":
+            break
+    env = env_of(db_settings)
+    done = cli_run(["stats"], env=env)
+    assert done.exit_code != 0 and "luminar-db migrate" in done.stderr and "Traceback" not in done.output
+    done = cli_run(["health"], env=env)
+    assert done.exit_code == 1 and "20261130045300_monitoring" in done.stderr
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
+        assert conn.execute("SELECT to_regprocedure('luminar_stats_coverage()')").fetchone() == (None,)

@@ -328,6 +328,7 @@ def _show_stats(settings: Settings, *, as_json: bool, hours: int, days: int, rec
     with connect(settings) as conn:
         if conn.execute("SELECT to_regclass('public.raw_incident_reports') IS NULL").fetchone()[0]:
             raise OperationError(f"database {settings.name} has no Luminar schema; run: luminar-db migrate")
+        metrics.require_stats_functions(conn, settings.name)
         result = metrics.collect_stats(conn, hours=hours, days=days)
         events = metrics.recent_events(conn, recent) if recent else []
         spots = metrics.top_hotspots(conn, hotspots, days) if hotspots else []

@@ -136,6 +136,7 @@ def read_snapshot(settings: Settings, *, statement_timeout: float = DEFAULT_STAT
     with connect(settings) as conn:
         as_monitor(conn, settings.user)
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout * 1000)}ms",))
+        stats.require_stats_functions(conn, settings.name)
         network = stats.collect_stats(conn, hours=hours, days=days)
         database_bytes = conn.execute(DATABASE_SIZE).fetchone()[0]
         tables = [(name, size) for name, size in conn.execute(TABLE_SIZES, {"limit": LARGEST_TABLES}).fetchall()]

@@ -31,12 +31,13 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from luminar_store.errors import OperationError
 from luminar_store.limits import AGREEMENT_TOLERANCE
 from luminar_store.models import Hotspot
 from luminar_store.repositories.crime_events import hotspot_query, record_row
 
-__all__ = ["AGREEMENT_TOLERANCE", "COVERAGE", "NetworkStats", "collect_stats", "format_stats", "recent_events",
-           "top_hotspots", "format_recent_events", "format_hotspots"]
+__all__ = ["AGREEMENT_TOLERANCE", "COVERAGE", "NetworkStats", "collect_stats", "require_stats_functions",
+           "format_stats", "recent_events", "top_hotspots", "format_recent_events", "format_hotspots"]
 
 # The figures over reports and events are SQL functions of migration 20261130045300 (one definition each, read
 # alike by this module as the owner, by `luminar-db metrics` as the monitor and by the Grafana dashboard).
@@ -83,6 +84,17 @@ SELECT "timestamp", event_type, severity_level, verification_status, coalesce(me
  ORDER BY "timestamp" DESC
  LIMIT %(limit)s
 """
+# The newest of the functions above (migration 20261130045300): absent on a database migrated before it.
+STATS_FUNCTIONS_PRESENT = "SELECT to_regprocedure('luminar_stats_coverage()') IS NOT NULL"
+
+
+def require_stats_functions(conn: psycopg.Connection, database: str) -> None:
+    """``OperationError`` naming the fix when the database predates the statistics functions (or has no schema)."""
+    if not conn.execute(STATS_FUNCTIONS_PRESENT).fetchone()[0]:
+        raise OperationError(f"database {database} has no statistics functions (migration 20261130045300); "
+                             "run: luminar-db migrate")
+
+
 @dataclass
 class NetworkStats:
     """The metrics at ``generated_at``; rates are per hour, shares in percent (None when nothing to measure)."""
