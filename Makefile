@@ -20,7 +20,7 @@ TEST_WORKERS ?= 2
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
         test lint demo bench bench-audit bench-sync gistar-fixture dbscan-fixture faults sample-data db-backup db-restore db-stats \
-        db-sync clean release-claims
+        db-sync clean release-claims monitoring-start monitoring-stop bench-metrics
 
 ##@ Getting started
 
@@ -147,3 +147,14 @@ clean: setup ## Delete data older than LUMINAR_RETENTION_DAYS (default 365; DAYS
 
 release-claims: setup ## Return raw reports whose claim outlived the lease to the queue now (MINUTES=N: claims older than N minutes)
 	@$(LUMINAR) reports release-claims $(if $(MINUTES),--older-than $(MINUTES))
+
+##@ Monitoring
+
+monitoring-start: setup ## Prometheus, postgres_exporter and Grafana (Docker, http://localhost:3000) and `luminar-db metrics`
+	@scripts/monitoring.sh start
+
+monitoring-stop: setup ## Stop what monitoring-start started (the database keeps running)
+	@scripts/monitoring.sh stop
+
+bench-metrics: setup ## Measure one read of `luminar-db metrics` at 1M events on a scratch server (~5 min; benchmarks/metrics.py)
+	@$(PY) benchmarks/metrics.py

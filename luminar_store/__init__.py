@@ -11,6 +11,10 @@ import logging
 # A library logs through `logging` only: what its records become is the application's choice. Without this handler,
 # Python's last-resort handler would print our warnings on stderr of every node that configured no logging.
 logging.getLogger("luminar_store").addHandler(logging.NullHandler())
+# psycopg_pool logs each failed connection attempt as a warning; our own lines say once per incident that a server was
+# lost and when it is back. With no logging configured, its warnings would reach stderr through the last-resort
+# handler too: a NullHandler keeps them for the application's handlers (they still propagate), off a bare stderr.
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 

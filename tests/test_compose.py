@@ -52,10 +52,11 @@ def test_compose_file_is_valid() -> None:
 
 
 def test_services_and_their_profiles(services: dict) -> None:
-    assert set(services) == {"luminar-db", "luminar-test-db", "grafana"}
+    assert set(services) == {"luminar-db", "luminar-test-db", "grafana", "prometheus", "postgres-exporter"}
     assert not services["luminar-db"].get("profiles")  # started by a plain `docker compose up`
     assert services["luminar-test-db"]["profiles"] == ["testing"]
-    assert services["grafana"]["profiles"] == ["monitoring"]
+    for name in ("grafana", "prometheus", "postgres-exporter"):
+        assert services[name]["profiles"] == ["monitoring"]
 
 
 def test_default_service_set_is_the_development_database_alone() -> None:
@@ -68,8 +69,10 @@ def test_ports_are_the_spec_ones_on_loopback(services: dict) -> None:
     assert published(services["luminar-db"]) == [("5432", 5432)]
     assert published(services["luminar-test-db"]) == [("5433", 5432)]
     assert published(services["grafana"]) == [("3000", 3000)]
+    assert published(services["prometheus"]) == [("9090", 9090)]
+    assert not services["postgres-exporter"].get("ports")  # Prometheus reaches it on the compose network
     for service in services.values():
-        assert all(p["host_ip"] == "127.0.0.1" for p in service["ports"])
+        assert all(p["host_ip"] == "127.0.0.1" for p in service.get("ports", []))
 
 
 def test_database_settings_default_to_the_development_values(services: dict) -> None:
@@ -95,6 +98,24 @@ def test_grafana_has_no_default_password_and_reads_as_its_own_login(services: di
     assert not {"LUMINAR_DB_USER", "LUMINAR_DB_PASSWORD"} & set(grafana["environment"])
     source = (ROOT / "init-scripts" / "grafana-datasource.yml").read_text()
     assert "user: luminar_grafana" in source and "$LUMINAR_GRAFANA_DB_PASSWORD" in source
+
+
+def test_the_monitoring_profile_reads_with_read_only_logins_and_no_default_password(services: dict) -> None:
+    exporter = services["postgres-exporter"]
+    assert exporter["environment"]["DATA_SOURCE_USER"] == "luminar_metrics"  # the monitor group only
+    assert exporter["environment"]["DATA_SOURCE_PASS"] == "" and "exit 1" in " ".join(exporter["entrypoint"])
+    given = config({"LUMINAR_METRICS_DB_PASSWORD": "m3trics"})["services"]
+    assert given["postgres-exporter"]["environment"]["DATA_SOURCE_PASS"] == "m3trics"
+    assert given["luminar-db"]["environment"]["LUMINAR_METRICS_DB_PASSWORD"] == "m3trics"
+    mounted = {Path(v["source"]).relative_to(ROOT).as_posix(): v["target"]
+               for name in ("grafana", "prometheus", "postgres-exporter") for v in services[name]["volumes"]
+               if v["type"] == "bind"}
+    for source in mounted:
+        assert (ROOT / source).exists(), source
+    assert mounted["init-scripts/monitoring/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    assert mounted["init-scripts/monitoring/dashboards"] == "/etc/grafana/dashboards/luminar"
+    hosts = {h.replace(":", "=", 1) for h in services["prometheus"]["extra_hosts"]}  # the engine's two spellings
+    assert "host.docker.internal=host-gateway" in hosts  # `luminar-db metrics` runs on the host
 
 
 def test_luminar_db_variables_reach_the_service() -> None:
@@ -169,7 +190,8 @@ def test_the_roles_init_script_splits_a_fresh_database(pg_server, empty_db) -> N
     env = {"PATH": f"{os.environ['LUMINAR_PG_BINDIR']}:{os.environ['PATH']}", "PGHOST": pg_server.host,
            "PGPORT": str(pg_server.port), "PGPASSWORD": pg_server.password or "", "POSTGRES_USER": pg_server.user,
            "POSTGRES_DB": empty_db.name, "LUMINAR_DB_OWNER": owner, "LUMINAR_DB_OWNER_PASSWORD": "o'wn",
-           "LUMINAR_DB_USER": node, "LUMINAR_DB_PASSWORD": "n0de", "LUMINAR_GRAFANA_DB_PASSWORD": "gr4f"}
+           "LUMINAR_DB_USER": node, "LUMINAR_DB_PASSWORD": "n0de", "LUMINAR_GRAFANA_DB_PASSWORD": "gr4f",
+           "LUMINAR_METRICS_DB_PASSWORD": "m3tr"}
     script = ROOT / "init-scripts" / "30_luminar_roles.sh"
     try:
         ran = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=60)
@@ -182,11 +204,12 @@ def test_the_roles_init_script_splits_a_fresh_database(pg_server, empty_db) -> N
             assert conn.execute(member, (node,)).fetchone() == (["luminar_ingest", "luminar_miner",
                                                                  "luminar_validator"],)
             assert conn.execute(member, ("luminar_grafana",)).fetchone() == (["luminar_monitor", "luminar_reader"],)
+            assert conn.execute(member, ("luminar_metrics",)).fetchone() == (["luminar_monitor"],)
             assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s) AND rolsuper",
-                                ([owner, node, "luminar_grafana"],)).fetchone() == (0,)
+                                ([owner, node, "luminar_grafana", "luminar_metrics"],)).fetchone() == (0,)
     finally:
         with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
             admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(empty_db.name),
                                                                           sql.Identifier(pg_server.user)))
-            for role in (owner, node, "luminar_grafana"):
+            for role in (owner, node, "luminar_grafana", "luminar_metrics"):
                 admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

@@ -7,8 +7,11 @@ waiting for an answer.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -55,12 +58,50 @@ class _Warnings(logging.Handler):
         click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
 
 
-def start_cli() -> None:
+#: What the library's state-change lines carry beside their message (``extra``): ``event`` is one of server_lost,
+#: server_back, replica_skipped, replica_back; ``where`` names the server (never a password).
+_STATE_FIELDS = ("event", "where", "down_seconds", "lag_bytes")
+
+
+class _JsonLines(logging.Handler):
+    """One JSON object a line on stderr, for log shippers: time (UTC, ISO 8601), level, logger, message, the
+    state-change fields (``_STATE_FIELDS``) when the record has them, and the exception's text when there is one."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        entry = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        entry.update({key: getattr(record, key) for key in _STATE_FIELDS if hasattr(record, key)})
+        if record.exc_info:
+            entry["exception"] = logging.Formatter().formatException(record.exc_info)
+        click.echo(json.dumps(entry), err=True)
+
+
+#: ``--log-format`` / ``LUMINAR_LOG_FORMAT``: ``text`` (warnings, one line each) or ``json`` (info and up, JSON lines).
+LOG_FORMATS = ("text", "json")
+
+
+def start_cli(log_format: str | None = None) -> None:
     """What every entry point does first: read ``.env`` (never overriding the environment) and show the library's
-    warnings (an unknown setting, ...) on stderr, one line each."""
-    logger = logging.getLogger("luminar_store")
-    if not any(isinstance(h, _Warnings) for h in logger.handlers):
-        handler = _Warnings(logging.WARNING)
-        logger.addHandler(handler)
-        logger.setLevel(min(logger.level or logging.WARNING, logging.WARNING))
+    warnings (an unknown setting, ...) on stderr, one line each; with ``log_format`` ``json`` (else
+    ``LUMINAR_LOG_FORMAT``) its records from info up (state changes: server lost and back, replica skipped and back)
+    as JSON lines instead."""
+    _log_to_stderr(log_format or os.environ.get("LUMINAR_LOG_FORMAT"))
     load_dotenv_file()
+    if not log_format and os.environ.get("LUMINAR_LOG_FORMAT"):  # .env may name it
+        _log_to_stderr(os.environ["LUMINAR_LOG_FORMAT"])
+
+
+def _log_to_stderr(log_format: str | None) -> None:
+    log_format = (log_format or "text").strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise click.BadParameter(f"must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}",
+                                 param_hint="--log-format / LUMINAR_LOG_FORMAT")
+    logger = logging.getLogger("luminar_store")
+    for handler in [h for h in logger.handlers if isinstance(h, _Warnings | _JsonLines)]:
+        logger.removeHandler(handler)
+    if log_format == "json":
+        logger.addHandler(_JsonLines(logging.INFO))
+        logger.setLevel(logging.INFO)
+    else:
+        logger.addHandler(_Warnings(logging.WARNING))
+        logger.setLevel(min(logger.level or logging.WARNING, logging.WARNING))

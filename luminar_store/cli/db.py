@@ -131,13 +131,15 @@ def stop_command(env: str | None, backend: str) -> None:
 @env_option
 @dir_option
 @click.option("-v", "--verbose", is_flag=True, help="Also list the tables, views and applied migrations.")
-def status_command(env: str | None, directory: Path | None, verbose: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (rows by label, reachable, error).")
+def status_command(env: str | None, directory: Path | None, verbose: bool, as_json: bool = False) -> None:
     """Show whether the database runs and answers, its PostgreSQL and PostGIS versions and the migrations
     (the same report as `luminar-db status`). Exits 2 when the database cannot be reached.
 
     Example: luminar-db db status --verbose
+    Example: luminar-db db status --json | jq .reachable
     """
-    show_status(env, directory, verbose)
+    show_status(env, directory, verbose, as_json)
 
 
 @db_group.command("reset")

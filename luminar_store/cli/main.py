@@ -10,6 +10,7 @@ from luminar_store.cli.common import start_cli
 from luminar_store.cli.db import db_group
 from luminar_store.cli.maps import export_group, map_command
 from luminar_store.cli.migrate import migrate_group
+from luminar_store.cli.monitor import health_command, metrics_command
 from luminar_store.cli.ops import COMMANDS
 from luminar_store.cli.realtime import realtime_group
 from luminar_store.cli.reports import reports_group
@@ -35,7 +36,10 @@ class LuminarGroup(click.Group):
 
 @click.group(cls=LuminarGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="luminar_store")
-def cli() -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None, envvar="LUMINAR_LOG_FORMAT",
+              show_envvar=True, help="How the library's log lines reach stderr: text (warnings) or json (info and up, "
+                                     "one JSON object a line, for log shippers) [default: text].")
+def cli(log_format: str | None = None) -> None:
     """Luminar database layer: set up, migrate, inspect and maintain the PostgreSQL + PostGIS database.
 
     Settings come from the environment (LUMINAR_ENV, LUMINAR_DB_*, DATABASE_URL) and a .env file in the working
@@ -44,11 +48,12 @@ def cli() -> None:
 
     Example: luminar-db migrate status
     """
-    start_cli()
+    start_cli(log_format)
 
 
 for _command in (*COMMANDS, node_shim_command, bouncer_group, db_group, migrate_group, reports_group, roles_group,
-                 tls_group, realtime_group, export_group, map_command, analyze_command):
+                 tls_group, realtime_group, export_group, map_command, analyze_command, metrics_command,
+                 health_command):
     cli.add_command(_command)
 
 

@@ -20,7 +20,7 @@ import click
 
 from luminar_store.cli.common import confirm, dir_option, env_option, print_rows, settings_for, yes_option
 from luminar_store.config import ENVIRONMENTS, Settings, environment, load_settings
-from luminar_store.errors import OperationError
+from luminar_store.errors import DatabaseUnavailableError, OperationError
 from luminar_store.ops import compose, provision, retention
 from luminar_store.ops import stats as metrics
 from luminar_store.ops import sync as sync_ops
@@ -235,10 +235,19 @@ def restore_command(path: Path, env: str | None, clean: bool, force: bool, yes: 
 
 
 # -- status and statistics ---------------------------------------------------------------------------------------
-def show_status(env: str | None, directory: Path | None, verbose: bool) -> None:
-    """The one status (``status`` and ``db status``): print the report, then fail with exit 2 when the
-    database cannot be reached."""
+def show_status(env: str | None, directory: Path | None, verbose: bool, as_json: bool = False) -> None:
+    """The one status (``status`` and ``db status``): print the report (``as_json``: one JSON object, its rows by
+    label, ``reachable`` and ``error``), then fail with exit 2 when the database cannot be reached."""
     report = collect_status(settings_for(env), migrations_dir=directory, verbose=verbose)
+    if as_json:
+        data: dict[str, object] = {"reachable": report.reachable, "error": None if report.error is None
+                                   else str(report.error), "status": dict(report.rows)}
+        if verbose and report.reachable:
+            data.update(tables=report.tables, views=report.views, applied_migrations=report.applied)
+        click.echo(json.dumps(data, indent=2))
+        if report.error is not None:
+            raise report.error
+        return
     print_rows(report.rows)
     if report.error is not None:
         raise report.error
@@ -254,14 +263,15 @@ def show_status(env: str | None, directory: Path | None, verbose: bool) -> None:
 @env_option
 @dir_option
 @click.option("-v", "--verbose", is_flag=True, help="Also list the tables, views and applied migrations.")
-def status_command(env: str | None, directory: Path | None, verbose: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (rows by label, reachable, error).")
+def status_command(env: str | None, directory: Path | None, verbose: bool, as_json: bool = False) -> None:
     """Show the target, whether the server answers (and, for a database on this machine, where it runs), its
     PostgreSQL and PostGIS versions, migrations applied and pending, and the pool settings in force (password
     hidden). Exits 2 when the database cannot be reached. Same as `luminar-db db status`.
 
     Example: luminar-db status --env=local --verbose
     """
-    show_status(env, directory, verbose)
+    show_status(env, directory, verbose, as_json)
 
 
 @click.command("stats")
@@ -275,18 +285,50 @@ def status_command(env: str | None, directory: Path | None, verbose: bool) -> No
               help="Also list the newest N events.")
 @click.option("--hotspots", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="Also list the N busiest hotspots.")
-def stats_command(env: str | None, as_json: bool, hours: int, days: int, recent: int, hotspots: int) -> None:
+@click.option("--watch", "watch", type=click.FloatRange(1), default=None, is_flag=False, flag_value=5.0,
+              metavar="[SECONDS]", help="Refresh in place every SECONDS (5 when none given) until Ctrl-C.")
+def stats_command(env: str | None, as_json: bool, hours: int, days: int, recent: int, hotspots: int,
+                  watch: float | None = None) -> None:
     """Key metrics: reports and events, throughput (reports/hour), consensus accuracy (validator agreement %),
     geographic coverage (events by region), miner success rates, active nodes.
 
     \b
     Example: luminar-db stats --env=local --recent 5 --hotspots 5
     Example: luminar-db stats --json | jq .consensus_agreement_pct
+    Example: luminar-db stats --watch 10
     """
     settings = settings_for(env)
+    if watch is not None:
+        _watch_stats(settings, watch, as_json=as_json, hours=hours, days=days, recent=recent, hotspots=hotspots)
+        return
+    _show_stats(settings, as_json=as_json, hours=hours, days=days, recent=recent, hotspots=hotspots)
+
+
+def _watch_stats(settings: Settings, every: float, **how) -> None:
+    """``_show_stats`` every ``every`` seconds, each time over the last (the screen cleared on a terminal; a
+    JSON object a line otherwise, for a pipe) until Ctrl-C. A failed reading is shown and retried, not fatal."""
+    terminal = sys.stdout.isatty()
+    try:
+        while True:
+            if terminal:
+                click.echo("\x1b[H\x1b[2J", nl=False)  # home, clear: the figures refresh in place
+            try:
+                _show_stats(settings, **how, compact=not terminal)
+            except (OperationError, DatabaseUnavailableError) as exc:
+                click.echo(f"error: {exc}", err=True)
+            if terminal:
+                click.echo(f"\nevery {every:g} s, {datetime.now(UTC):%H:%M:%S} UTC; Ctrl-C stops")
+            time.sleep(every)
+    except KeyboardInterrupt:
+        click.echo("")
+
+
+def _show_stats(settings: Settings, *, as_json: bool, hours: int, days: int, recent: int, hotspots: int,
+                compact: bool = False) -> None:
     with connect(settings) as conn:
         if conn.execute("SELECT to_regclass('public.raw_incident_reports') IS NULL").fetchone()[0]:
             raise OperationError(f"database {settings.name} has no Luminar schema; run: luminar-db migrate")
+        metrics.require_stats_functions(conn, settings.name)
         result = metrics.collect_stats(conn, hours=hours, days=days)
         events = metrics.recent_events(conn, recent) if recent else []
         spots = metrics.top_hotspots(conn, hotspots, days) if hotspots else []
@@ -300,7 +342,7 @@ def stats_command(env: str | None, as_json: bool, hours: int, days: int, recent:
             data["hotspots"] = [dict(zip(("latitude", "longitude", "incident_count", "avg_severity", "crime_types",
                                           "last_seen"), (h[0], h[1], h[2], float(h[3]), h[4], h[5].isoformat()),
                                          strict=True)) for h in spots]
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(data, indent=None if compact else 2))
         return
     click.echo(metrics.format_stats(result))
     if recent:

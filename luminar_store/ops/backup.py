@@ -40,6 +40,7 @@ __all__ = [
     "tool_reason",
     "default_backup_path",
     "backup_database",
+    "last_backup",
     "read_archive",
 ]
 
@@ -157,6 +158,14 @@ def default_backup_path(settings: Settings, *, directory: Path = DEFAULT_BACKUP_
     """``backups/luminar_<env>_<UTC stamp>.dump``, e.g. ``backups/luminar_local_20250817T120000Z.dump``."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     return directory / f"luminar_{settings.env}_{stamp}.dump"
+
+
+def last_backup(settings: Settings, directory: Path = DEFAULT_BACKUP_DIR) -> datetime | None:
+    """When the newest complete backup of the settings' environment in ``directory`` was written (UTC; the file's
+    modification time), ``None`` when there is none. A complete backup is a ``default_backup_path`` name: a
+    ``.partial`` file is a backup under way or failed, never counted."""
+    found = sorted(Path(directory).glob(f"luminar_{settings.env}_*.dump"), key=lambda p: p.stat().st_mtime)
+    return datetime.fromtimestamp(found[-1].stat().st_mtime, UTC) if found else None
 
 
 def _writable(path: Path) -> None:

@@ -1,5 +1,9 @@
 """The specification's key metrics of the network, read from the database in a handful of aggregate queries.
 
+The figures over reports and events are SQL functions (migration 20261130045300: ``luminar_stats_reports``,
+``_events``, ``_throughput``, ``_agreement``, ``_coverage``), so ``luminar-db metrics``, which reads as the monitor
+role (no right on a report or an event row), and the Grafana dashboard read the very same definitions.
+
 - processing throughput: reports settled (processed or rejected) per hour over the last ``hours`` (24), next to
   reports received per hour;
 - consensus accuracy: the schema's ``consensus_agreement`` over the last ``days`` (7), the one definition the
@@ -7,9 +11,9 @@
   within ``AGREEMENT_TOLERANCE`` (0.1, ``luminar_store.limits``) of that round's mean score; and the lifetime
   agreement recorded in ``validator_performance`` (agreements / validations of active validators);
 - geographic coverage: events per region, the region read from the event's position with the boxes of
-  ``COVERAGE`` (continents, roughly: the Americas split at Panama, Europe north of 35°N and west of 45°E,
-  Africa below 37.5°N without Arabia, Oceania east of 110°E and south of the equator, the rest of the land east of
-  25°E is Asia; anything else is ``Other``; events without a position yet are ``Unlocated``);
+  ``luminar_stats_coverage()`` (continents, roughly: the Americas split at Panama, Europe north of 35°N and west
+  of 45°E, Africa below 37.5°N without Arabia, Oceania east of 110°E and south of the equator, the rest of the land
+  east of 25°E is Asia; anything else is ``Other``; events without a position yet are ``Unlocated``);
 - miner performance: the ``active_miners`` view's success rates (share of rounds scoring at least 0.5);
 - active nodes: the specification's count of active miners, with active validators beside it.
 
@@ -27,26 +31,28 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from luminar_store.errors import OperationError
 from luminar_store.limits import AGREEMENT_TOLERANCE, DEFAULT_CELL_M
 from luminar_store.models import Hotspot
 from luminar_store.repositories.crime_events import hotspot_query, record_row
 
-__all__ = ["AGREEMENT_TOLERANCE", "COVERAGE", "NetworkStats", "collect_stats", "format_stats", "recent_events",
-           "top_hotspots", "format_recent_events", "format_hotspots"]
+__all__ = ["AGREEMENT_TOLERANCE", "COVERAGE", "NetworkStats", "collect_stats", "require_stats_functions",
+           "format_stats", "recent_events", "top_hotspots", "format_recent_events", "format_hotspots"]
 
-REPORTS_BY_STATUS = "SELECT status, count(*) FROM raw_incident_reports GROUP BY status ORDER BY status"
-EVENTS_BY_STATUS = "SELECT verification_status, count(*) FROM crime_events GROUP BY 1 ORDER BY 1"
-# Settled = processed or rejected: both took a miner's work.
+# The figures over reports and events are SQL functions of migration 20261130045300 (one definition each, read
+# alike by this module as the owner, by `luminar-db metrics` as the monitor and by the Grafana dashboard).
+REPORTS_BY_STATUS = "SELECT status, reports FROM luminar_stats_reports()"
+EVENTS_BY_STATUS = "SELECT verification_status, events FROM luminar_stats_events()"
+# Settled = processed or rejected: both took a miner's work. One bucket: the whole window [now - hours, now).
 THROUGHPUT = """
-SELECT count(*) FILTER (WHERE processed_at >= now() - make_interval(hours => %(hours)s)
-                          AND status IN ('processed', 'rejected')),
-       count(*) FILTER (WHERE created_at >= now() - make_interval(hours => %(hours)s))
-  FROM raw_incident_reports
+SELECT coalesce(sum(settled), 0)::bigint, coalesce(sum(received), 0)::bigint
+  FROM luminar_stats_throughput(now() - make_interval(hours => %(hours)s), now(),
+                                make_interval(hours => %(hours)s))
 """
 # The network's consensus accuracy: the schema's one definition (see consensus_agreement in the migrations).
 AGREEMENT = """
 SELECT compared, agreeing, agreement_rate
-  FROM consensus_agreement(now() - make_interval(days => %(days)s), %(tolerance)s)
+  FROM luminar_stats_agreement(now() - make_interval(days => %(days)s), %(tolerance)s)
 """
 VALIDATORS = """
 SELECT count(*) FILTER (WHERE is_active),
@@ -55,25 +61,8 @@ SELECT count(*) FILTER (WHERE is_active),
          / nullif(sum(validated_events) FILTER (WHERE is_active), 0)
   FROM validator_performance
 """
-# Regions are rough continent boxes, tried in this order (see the module text).
-COVERAGE = """
-SELECT CASE
-           WHEN latitude IS NULL THEN 'Unlocated'
-           WHEN latitude BETWEEN -60 AND 13 AND longitude BETWEEN -92 AND -30 THEN 'South America'
-           WHEN latitude BETWEEN 7 AND 84 AND longitude BETWEEN -170 AND -50 THEN 'North America'
-           WHEN latitude BETWEEN 35 AND 72 AND longitude BETWEEN -25 AND 45 THEN 'Europe'
-           WHEN latitude BETWEEN -36 AND 37.5 AND longitude BETWEEN -20 AND 52
-                AND NOT (latitude > 12 AND longitude > 35) THEN 'Africa'
-           WHEN latitude BETWEEN -50 AND 0 AND longitude BETWEEN 110 AND 180 THEN 'Oceania'
-           WHEN latitude BETWEEN -11 AND 82 AND longitude BETWEEN 25 AND 180 THEN 'Asia'
-           ELSE 'Other'
-       END AS region,
-       count(*) AS events,
-       count(*) FILTER (WHERE verification_status = 'verified') AS verified
-  FROM crime_events
- GROUP BY region
- ORDER BY events DESC, region
-"""
+# Regions are rough continent boxes, tried in this order (see the module text and luminar_stats_coverage).
+COVERAGE = "SELECT region, events, verified FROM luminar_stats_coverage()"
 MINERS = """
 SELECT (SELECT count(*) FROM miner_performance),
        count(*),
@@ -95,6 +84,17 @@ SELECT "timestamp", event_type, severity_level, verification_status, coalesce(me
  ORDER BY "timestamp" DESC
  LIMIT %(limit)s
 """
+# The newest of the functions above (migration 20261130045300): absent on a database migrated before it.
+STATS_FUNCTIONS_PRESENT = "SELECT to_regprocedure('luminar_stats_coverage()') IS NOT NULL"
+
+
+def require_stats_functions(conn: psycopg.Connection, database: str) -> None:
+    """``OperationError`` naming the fix when the database predates the statistics functions (or has no schema)."""
+    if not conn.execute(STATS_FUNCTIONS_PRESENT).fetchone()[0]:
+        raise OperationError(f"database {database} has no statistics functions (migration 20261130045300); "
+                             "run: luminar-db migrate")
+
+
 @dataclass
 class NetworkStats:
     """The metrics at ``generated_at``; rates are per hour, shares in percent (None when nothing to measure)."""

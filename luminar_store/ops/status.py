@@ -21,7 +21,8 @@ from luminar_store.ops import cluster, compose
 from luminar_store.ops.connect import connect, server_info, unreachable
 from luminar_store.replicas import PRIMARY_WAL_POSITION, REPLICA_LAG, Lag, replica_target
 
-__all__ = ["StatusReport", "collect_status", "replica_rows", "server_line", "OBJECTS"]
+__all__ = ["StatusReport", "collect_status", "replica_rows", "measure_replicas", "ReplicaMeasure", "server_line",
+           "OBJECTS"]
 
 # Tables, partitioned tables, views and materialized views of the public schema, without those an extension owns
 # (PostGIS's spatial_ref_sys, geometry_columns, ...).
@@ -127,31 +128,57 @@ def realtime_rows(settings: Settings) -> list[tuple[str, str]]:
     return [("realtime", f"{state.state}: {state.tables_ready}/{state.tables} tables copied{lag}")]
 
 
-def replica_rows(settings: Settings) -> list[tuple[str, str]]:
-    """One row per read replica, measured now: host, port and database (never a password), up or down (with the
-    reason), lag in bytes and seconds against the primary, and whether reads use it (down or over
-    ``LUMINAR_DB_REPLICA_MAX_LAG``: skipped). A replica that cannot be reached costs at most its connect timeout.
-    Raises ``DatabaseUnavailableError`` when the primary cannot be reached."""
+@dataclass(frozen=True)
+class ReplicaMeasure:
+    """One read replica measured now: its target, its lag (``None`` when down) and why it is down."""
+
+    index: int
+    where: str
+    lag: Lag | None
+    reason: str | None
+
+
+def measure_replicas(settings: Settings) -> list[ReplicaMeasure]:
+    """Each read replica of the settings, measured now against the primary's WAL position (``REPLICA_LAG``); a
+    replica that cannot be reached costs at most its connect timeout. Raises ``DatabaseUnavailableError`` when the
+    primary cannot be reached."""
     if not settings.replica_urls:
         return []
     with connect(settings) as primary:
         primary_lsn = primary.execute(PRIMARY_WAL_POSITION).fetchone()[0]
-    rows = [("replicas", f"{len(settings.replica_urls)}; cool-down {settings.replica_cooldown:g} s "
-                         f"(LUMINAR_DB_REPLICA_COOLDOWN), max lag {settings.replica_max_lag} bytes "
-                         "(LUMINAR_DB_REPLICA_MAX_LAG)")]
+    found = []
     for index, url in enumerate(settings.replica_urls):
         target = replica_target(settings, index, url)
         try:
             with psycopg.connect(target.conninfo, autocommit=True) as conn:
                 lag = Lag.from_row(conn.execute(REPLICA_LAG, {"primary_lsn": primary_lsn}).fetchone())
         except (psycopg.Error, OSError) as exc:
-            reason = unreachable(settings, exc, where=target.where)
-            rows.append((f"replica {index + 1}", f"down: {reason}; reads skip it"))
+            found.append(ReplicaMeasure(index, target.where, None, unreachable(settings, exc, where=target.where)))
             continue
+        found.append(ReplicaMeasure(index, target.where, lag, None))
+    return found
+
+
+def replica_rows(settings: Settings) -> list[tuple[str, str]]:
+    """One row per read replica, measured now (``measure_replicas``): host, port and database (never a password),
+    up or down (with the reason), lag in bytes and seconds against the primary, and whether reads use it (down or
+    over ``LUMINAR_DB_REPLICA_MAX_LAG``: skipped). Raises ``DatabaseUnavailableError`` when the primary cannot be
+    reached."""
+    if not settings.replica_urls:
+        return []
+    measured = measure_replicas(settings)
+    rows = [("replicas", f"{len(settings.replica_urls)}; cool-down {settings.replica_cooldown:g} s "
+                         f"(LUMINAR_DB_REPLICA_COOLDOWN), max lag {settings.replica_max_lag} bytes "
+                         "(LUMINAR_DB_REPLICA_MAX_LAG)")]
+    for m in measured:
+        if m.lag is None:
+            rows.append((f"replica {m.index + 1}", f"down: {m.reason}; reads skip it"))
+            continue
+        lag = m.lag
         use = ("reads use it" if lag.bytes <= settings.replica_max_lag
                else "reads skip it until it catches up (over LUMINAR_DB_REPLICA_MAX_LAG)")
         kind = "" if lag.standby else " (not a standby: the primary's own data)"
-        address = target.where.split(" (", 1)[1].rstrip(")")
-        rows.append((f"replica {index + 1}", f"{address}: up{kind}; lag {lag.bytes} bytes, {lag.seconds:.1f} s; "
-                                             f"{use}"))
+        address = m.where.split(" (", 1)[1].rstrip(")")
+        rows.append((f"replica {m.index + 1}", f"{address}: up{kind}; lag {lag.bytes} bytes, {lag.seconds:.1f} s; "
+                                               f"{use}"))
     return rows
