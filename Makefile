@@ -19,7 +19,7 @@ TEST_WORKERS ?= 2
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
-        test lint demo bench bench-audit bench-sync gistar-fixture dbscan-fixture faults sample-data db-backup db-restore db-stats \
+        test lint demo bench bench-audit bench-analysis bench-sync gistar-fixture dbscan-fixture faults sample-data db-backup db-restore db-stats \
         db-sync clean release-claims monitoring-start monitoring-stop bench-metrics
 
 ##@ Getting started
@@ -104,6 +104,9 @@ bench: setup ## Run the benchmarks (results in benchmarks/results/)
 
 bench-audit: setup ## Measure the audit trail's cost: bulk and single stores, audit on vs off (~2 min)
 	@$(PY) benchmarks/audit.py
+
+bench-analysis: setup ## Time luminar-db analyze and the intelligence reads at 1M events (EVENTS=N; ~10 min)
+	@$(PY) benchmarks/analysis.py --events $(or $(EVENTS),1000000)
 
 bench-sync: setup ## Measure sync's throughput between two scratch databases (REPORTS=N, default 20000; ~1 min)
 	@$(PY) benchmarks/sync.py --reports $(or $(REPORTS),20000)

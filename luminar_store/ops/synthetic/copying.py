@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -205,6 +206,17 @@ def _write_in_processes(conn: psycopg.Connection, stream: RunStream, batches: li
     for p in procs:
         p.start()
     written, errors, running = RunWritten(), [], workers
+    # Ctrl-C while this process reads a message would leave half of it in the pipe, and the next read would wait for
+    # the rest for ever: while the writers run, Ctrl-C only tells them to stop (they finish or roll back their
+    # batch and leave), and KeyboardInterrupt is raised once they have.
+    interrupted: list[int] = []
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        interrupted.append(signum)
+        stop.set()
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if main_thread else None
     try:
         while running:
             try:
@@ -222,6 +234,10 @@ def _write_in_processes(conn: psycopg.Connection, stream: RunStream, batches: li
         stop.set()
         tasks.cancel_join_thread()  # batches nobody will take must not hold this process at exit
         _wind_down(procs, results, written, errors, stop, progress)
+        if main_thread:
+            signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+    if interrupted:
+        raise KeyboardInterrupt
     if errors:
         raise OperationError(f"a writer failed, its batch was rolled back ({written.batches} batches were "
                              f"committed): {errors[0]}")
