@@ -138,6 +138,8 @@ BEGIN
     IF p_days IS NULL OR p_days < 1 THEN
         RAISE EXCEPTION 'luminar_analyze_clusters: days must be a whole number >= 1' USING ERRCODE = '22023';
     END IF;
+    -- The events' cluster_id updates below are the analysis's (migration 20261130062500 audits them by their keys).
+    PERFORM set_config('luminar.analysis', txid_current()::text, true);
     IF p_eps_m IS NULL OR NOT p_eps_m > 0 OR p_eps_m > 1000000 THEN
         RAISE EXCEPTION 'luminar_analyze_clusters: eps_m must be a number of metres > 0 and <= 1000000'
             USING ERRCODE = '22023';
@@ -316,6 +318,7 @@ BEGIN
     DROP TABLE pg_temp.luminar_cluster_stale;
     DROP TABLE pg_temp.luminar_cluster_members;
     DROP TABLE pg_temp.luminar_cluster_points;
+    PERFORM set_config('luminar.analysis', '', true);
     RETURN QUERY SELECT v_incidents, v_clusters, v_written, v_removed, v_events, coalesce(v_margin, 0.0);
 END
 $$;

@@ -72,3 +72,25 @@ def test_bad_options_are_refused_naming_them(db_settings, cli_run):
     for args, name in ((["--days", "0"], "--days"), (["--cell-m", "10"], "--cell-m")):
         result = cli_run(["analyze", *args], cli_env(db_settings))
         assert result.exit_code == 2 and name in result.output and "Traceback" not in result.output
+
+
+def test_the_analysis_assignments_are_audited_by_their_keys_and_a_node_cannot_claim_to_be_the_analysis(
+        db_settings, conn, node_login):
+    plant(conn)  # the dense block makes a cluster
+    done = conn.execute("SELECT events_updated FROM luminar_analyze_clusters(7, 200, 5)").fetchone()[0]
+    assert done >= 40
+    rows = conn.execute("SELECT row_count, cardinality(row_ids), old_data IS NULL, new_data ->> 'by' FROM audit_log "
+                        "WHERE table_name = 'crime_events' AND operation = 'UPDATE'").fetchall()
+    assert rows == [(done, done, True, "luminar_analyze_clusters")]  # one row for the statement, the keys in it
+    assert conn.execute("SELECT current_setting('luminar.analysis', true)").fetchone()[0] in ("", None)
+    validator = node_login("luminar_validator", kind="validator", uid=None)
+    event_id = conn.execute("SELECT event_id FROM crime_events LIMIT 1").fetchone()[0]
+    with psycopg.connect(validator.conninfo()) as node:
+        node.execute("SELECT set_config('luminar.analysis', txid_current()::text, true)")
+        node.execute("UPDATE crime_events SET verification_status = 'disputed', validator_uid = 3 "
+                     "WHERE event_id = %s", (event_id,))
+        node.commit()
+    full = conn.execute("SELECT old_data ->> 'verification_status', new_data ->> 'verification_status' FROM audit_log "
+                        "WHERE table_name = 'crime_events' AND operation = 'UPDATE' AND row_id = %s",
+                        (str(event_id),)).fetchall()
+    assert full == [("verified", "disputed")]  # the node's change audited in full, whatever it set
