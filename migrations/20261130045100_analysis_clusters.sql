@@ -329,6 +329,7 @@ CREATE TABLE near_repeats (
     earlier_event_id   uuid             NOT NULL REFERENCES crime_events (event_id) ON DELETE CASCADE,
     distance_m         double precision NOT NULL,
     hours_after        double precision NOT NULL,
+    occurred_at        timestamptz      NOT NULL,
     parameters         jsonb            NOT NULL,
     computed_at        timestamptz      NOT NULL DEFAULT now(),
     CONSTRAINT near_repeats_distance_nonnegative CHECK (distance_m >= 0),
@@ -336,6 +337,8 @@ CREATE TABLE near_repeats (
     CONSTRAINT near_repeats_parameters_object CHECK (jsonb_typeof(parameters) = 'object')
 );
 CREATE INDEX idx_near_repeats_incident ON near_repeats (incident_event_id);
+-- The newest flagged incidents first (get_near_repeats): occurred_at is the flagged event's time.
+CREATE INDEX idx_near_repeats_recent ON near_repeats (occurred_at DESC, event_id) WHERE event_id = incident_event_id;
 CREATE INDEX idx_near_repeats_earlier ON near_repeats (earlier_event_id);
 GRANT SELECT ON near_repeats TO luminar_miner, luminar_validator, luminar_analyst;
 
@@ -475,17 +478,19 @@ BEGIN
      WHERE e.event_id = n.event_id AND e."timestamp" >= v_since
        AND NOT EXISTS (SELECT 1 FROM luminar_near_rows AS r WHERE r.event_id = n.event_id);
     GET DIAGNOSTICS v_removed = ROW_COUNT;
-    INSERT INTO near_repeats AS n (event_id, incident_event_id, earlier_event_id, distance_m, hours_after, parameters)
-    SELECT r.event_id, r.incident_event_id, r.earlier_event_id, r.distance_m, r.hours_after, v_params
+    INSERT INTO near_repeats AS n (event_id, incident_event_id, earlier_event_id, distance_m, hours_after,
+                                   occurred_at, parameters)
+    SELECT r.event_id, r.incident_event_id, r.earlier_event_id, r.distance_m, r.hours_after, e."timestamp", v_params
       FROM luminar_near_rows AS r
+      JOIN crime_events AS e ON e.event_id = r.event_id
     ON CONFLICT (event_id) DO UPDATE
        SET incident_event_id = EXCLUDED.incident_event_id, earlier_event_id = EXCLUDED.earlier_event_id,
-           distance_m = EXCLUDED.distance_m, hours_after = EXCLUDED.hours_after, parameters = EXCLUDED.parameters,
-           computed_at = EXCLUDED.computed_at
-     WHERE (n.incident_event_id, n.earlier_event_id, n.distance_m, n.hours_after, n.parameters)
+           distance_m = EXCLUDED.distance_m, hours_after = EXCLUDED.hours_after, occurred_at = EXCLUDED.occurred_at,
+           parameters = EXCLUDED.parameters, computed_at = EXCLUDED.computed_at
+     WHERE (n.incident_event_id, n.earlier_event_id, n.distance_m, n.hours_after, n.occurred_at, n.parameters)
            IS DISTINCT FROM
            (EXCLUDED.incident_event_id, EXCLUDED.earlier_event_id, EXCLUDED.distance_m, EXCLUDED.hours_after,
-            EXCLUDED.parameters);
+            EXCLUDED.occurred_at, EXCLUDED.parameters);
     GET DIAGNOSTICS v_written = ROW_COUNT;
 
     DROP TABLE pg_temp.luminar_near_rows;

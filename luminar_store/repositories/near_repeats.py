@@ -26,7 +26,8 @@ __all__ = ["NearRepeatRepository", "RECENT_NEAR_REPEATS"]
 
 # name: recent_near_repeats
 # One row per flagged incident (its representative's row: event_id = incident_event_id) whose event happened within
-# the last %(days)s days, newest first, with the earlier incident's point and time.
+# the last %(days)s days (occurred_at, the event's time as the run saw it), newest first (idx_near_repeats_recent),
+# with the earlier incident's point and time.
 RECENT_NEAR_REPEATS = """
 SELECT n.event_id, n.earlier_event_id, e.event_type, e.latitude, e.longitude, e."timestamp",
        a.latitude AS earlier_latitude, a.longitude AS earlier_longitude, a."timestamp" AS earlier_timestamp,
@@ -35,8 +36,8 @@ SELECT n.event_id, n.earlier_event_id, e.event_type, e.latitude, e.longitude, e.
   JOIN crime_events AS e ON e.event_id = n.event_id
   JOIN crime_events AS a ON a.event_id = n.earlier_event_id
  WHERE n.event_id = n.incident_event_id
-   AND e."timestamp" >= now() - make_interval(days => %(days)s)
- ORDER BY e."timestamp" DESC, n.event_id
+   AND n.occurred_at >= now() - make_interval(days => %(days)s)
+ ORDER BY n.occurred_at DESC, n.event_id
  LIMIT %(limit)s
 """
 
