@@ -68,6 +68,20 @@ def test_a_second_run_is_refused_while_one_holds_the_lock_and_changes_nothing(db
                         ).fetchone()[0] == 0
 
 
+def test_a_run_holding_its_lock_does_not_stop_a_writer_of_any_incident(db_settings, conn):
+    """The run's lock is no incident or cell-day bucket: a write to the incident of bucket RUN_LOCK[1] goes on."""
+    key = conn.execute("SELECT k FROM (SELECT gen_random_uuid() AS k FROM generate_series(1, 20000)) AS g "
+                       "WHERE abs(hashtextextended(k::text, 0) %% luminar_incident_buckets()) = %s LIMIT 1",
+                       (RUN_LOCK[1],)).fetchone()[0]
+    with psycopg.connect(db_settings.conninfo(), autocommit=True) as run:
+        run.execute("SELECT pg_advisory_lock(%s, %s)", RUN_LOCK)
+        conn.execute("SET lock_timeout = '30s'")  # a collision fails the insert instead of hanging the test
+        conn.execute("INSERT INTO crime_events (event_id, miner_uid, event_type, latitude, longitude, \"timestamp\", "
+                     "confidence_score, verification_status) VALUES (%s, 1, 'theft', 40.7, -74.0, %s, 0.9, "
+                     "'verified')", (key, NOW - timedelta(hours=1)))
+    assert conn.execute("SELECT count(*) FROM crime_incidents WHERE incident_key = %s", (key,)).fetchone()[0] == 1
+
+
 def test_bad_options_are_refused_naming_them(db_settings, cli_run):
     for args, name in ((["--days", "0"], "--days"), (["--cell-m", "10"], "--cell-m")):
         result = cli_run(["analyze", *args], cli_env(db_settings))

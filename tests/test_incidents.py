@@ -1,7 +1,9 @@
-"""crime_incidents is kept current by the triggers on crime_events (migration 20261130045000).
+"""crime_incidents is kept current by the triggers on crime_events (migration 20261130045000), and
+incident_cell_days with it (migration 20261130073000).
 
-After any sequence of writes, the table equals a recomputation from crime_events (``luminar_rebuild_incidents()``
-changes nothing), and two writers verifying events of one incident at the same moment both count.
+After any sequence of writes, both tables equal a recomputation from crime_events (``luminar_rebuild_incidents()``
+changes nothing), the hotspot listing read from the cell-days equals the grouping of the window's incidents, and two
+writers verifying events of one incident at the same moment both count.
 """
 
 from __future__ import annotations
@@ -33,6 +35,33 @@ SELECT DISTINCT ON (k.key) k.key, e.event_id, (count(*) OVER (PARTITION BY k.key
 """
 TABLE = ("SELECT incident_key, event_id, events, latitude, longitude, \"timestamp\", event_type, severity_level "
          "FROM crime_incidents ORDER BY incident_key")
+# The cell-days recomputed from the incidents (400 m cells, UTC days).
+CELL_DAYS_FROM_SCRATCH = """
+SELECT (i."timestamp" AT TIME ZONE 'UTC')::date, floor(i.grid_y / 400)::integer, floor(i.grid_x / 400)::integer,
+       count(*)::integer, coalesce(sum(i.severity_level), 0)::integer, count(i.severity_level)::integer,
+       max(i.severity_level), min(i."timestamp"), max(i."timestamp"),
+       array_agg(DISTINCT i.event_type ORDER BY i.event_type)
+  FROM crime_incidents AS i
+ GROUP BY 1, 2, 3
+ ORDER BY 1, 2, 3
+"""
+CELL_DAYS = ("SELECT day, cell_row, cell_col, incidents, severity_sum, severity_n, max_severity, first_seen, "
+             "last_seen, crime_types FROM incident_cell_days ORDER BY 1, 2, 3")
+# The hotspot listing as the grouping of the window's incidents (every cell, in the hotspot order).
+HOTSPOTS_FROM_SCRATCH = """
+SELECT round(ST_Y(centre.p)::numeric, 6)::double precision, round(ST_X(centre.p)::numeric, 6)::double precision,
+       h.n, h.avg_severity, h.max_severity, h.crime_types, h.first_seen, h.last_seen
+  FROM (SELECT floor(i.grid_y / 400)::integer AS r, floor(i.grid_x / 400)::integer AS c, count(*) AS n,
+               round(avg(i.severity_level), 2) AS avg_severity, max(i.severity_level) AS max_severity,
+               array_agg(DISTINCT i.event_type ORDER BY i.event_type) AS crime_types,
+               min(i."timestamp") AS first_seen, max(i."timestamp") AS last_seen
+          FROM crime_incidents AS i
+         WHERE i."timestamp" >= now() - make_interval(days => %(days)s)
+         GROUP BY 1, 2) AS h
+ CROSS JOIN LATERAL (SELECT ST_Transform(ST_SetSRID(ST_MakePoint((h.c + 0.5) * 400, (h.r + 0.5) * 400), 6933),
+                                         4326) AS p) AS centre
+ ORDER BY h.n DESC, h.last_seen DESC, h.r, h.c
+"""
 
 
 def reports(conn, n: int) -> list[uuid.UUID]:
@@ -44,7 +73,15 @@ def reports(conn, n: int) -> list[uuid.UUID]:
 
 
 def current(conn) -> bool:
-    return conn.execute(TABLE).fetchall() == sorted(conn.execute(FROM_SCRATCH).fetchall())
+    return (conn.execute(TABLE).fetchall() == sorted(conn.execute(FROM_SCRATCH).fetchall())
+            and conn.execute(CELL_DAYS).fetchall() == conn.execute(CELL_DAYS_FROM_SCRATCH).fetchall())
+
+
+def hotspots_match(conn) -> None:
+    for days in (1, 2, 7, 30):
+        listed = conn.execute("SELECT * FROM crime_hotspots_since(%s, 400, 1, NULL)", (days,)).fetchall()
+        assert listed == conn.execute(HOTSPOTS_FROM_SCRATCH, {"days": days}).fetchall(), f"{days} days"
+        assert listed or days == 1
 
 
 def test_after_every_kind_of_write_the_table_equals_a_recomputation(conn):
@@ -83,11 +120,14 @@ def test_after_every_kind_of_write_the_table_equals_a_recomputation(conn):
         step()
         events[:] = [r[0] for r in conn.execute("SELECT event_id FROM crime_events").fetchall()]
         assert current(conn), f"step {i % len(steps)} of round {i // len(steps)}"
+    hotspots_match(conn)
     assert conn.execute("SELECT luminar_rebuild_incidents()").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM crime_incidents").fetchone()[0] > 10
     assert conn.execute("SELECT max(events) FROM crime_incidents").fetchone()[0] > 1  # shared reports merged
+    assert conn.execute("SELECT count(DISTINCT day) FROM incident_cell_days").fetchone()[0] > 5
     conn.execute("TRUNCATE crime_events CASCADE")
     assert conn.execute("SELECT count(*) FROM crime_incidents").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM incident_cell_days").fetchone()[0] == 0
 
 
 def test_a_drifted_table_is_put_right_by_the_rebuild(conn):
@@ -99,6 +139,12 @@ def test_a_drifted_table_is_put_right_by_the_rebuild(conn):
     conn.execute("UPDATE crime_incidents SET events = 7 WHERE incident_key = %s", (keys[-1],))
     assert not current(conn)
     assert conn.execute("SELECT luminar_rebuild_incidents()").fetchone()[0] == 2
+    assert current(conn)
+    conn.execute("DELETE FROM incident_cell_days WHERE ctid = (SELECT min(ctid) FROM incident_cell_days)")
+    conn.execute("UPDATE incident_cell_days SET crime_types = '{arson}' "
+                 "WHERE ctid = (SELECT max(ctid) FROM incident_cell_days)")
+    assert not current(conn)
+    assert conn.execute("SELECT luminar_rebuild_cell_days()").fetchone()[0] == 2
     assert current(conn)
 
 

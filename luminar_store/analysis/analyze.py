@@ -56,8 +56,10 @@ from luminar_store.ops.connect import connect
 
 __all__ = ["AnalysisPlan", "AnalysisResult", "Step", "STEPS", "LANES", "RUN_LOCK", "analyze"]
 
-#: The advisory lock (two int4 keys) a run holds: one analyze at a time per database.
-RUN_LOCK = (1818585412, 2)
+#: The advisory lock (two int4 keys) a run holds: one analyze at a time per database. Its first key is its own: the
+#: schema's writers lock incident buckets under (1818585412, bucket) and cell-day buckets under (1818585413, bucket),
+#: and a run holding one of those would stop every write to that bucket for the whole run.
+RUN_LOCK = (1818585414, 1)
 
 START_RUN = "INSERT INTO analysis_runs (started_at, parameters) VALUES (now(), %s) RETURNING run_id, started_at"
 FINISH_RUN = "UPDATE analysis_runs SET finished_at = clock_timestamp(), figures = %s, error = %s WHERE run_id = %s"
