@@ -9,6 +9,14 @@
 -- of 122,875 members over 1M events. The set difference (EXCEPT, hashed) gives the same clusters at once. Nothing
 -- else of the function changes.
 --
+-- updated_at. Its BEFORE UPDATE trigger (luminar_touch_updated_at, a PL/pgSQL call per row) now fires only when the
+-- statement left updated_at as it was (WHEN OLD.updated_at IS NOT DISTINCT FROM NEW.updated_at), on every table that
+-- has it. A statement that sets updated_at itself keeps its value: the cluster run sets clock_timestamp(), the value
+-- the trigger would give; a copy's sync sets central's, which the trigger kept already. Nodes cannot set updated_at
+-- (their UPDATE grants name other columns), so for them nothing changes. The trigger on each row halved the rate at
+-- which a statement updates crime_events rows: the cluster run's 92,000 pointer updates took 31.8 s with it and 17.4
+-- s with the value set by the statement (measured on one machine, same data).
+--
 -- work_mem: the cluster and near-repeat runs sorted their 350,000 incidents on disk at the default 4 MB (external
 -- merges of 9-12 MB); they run with 64 MB, as luminar_gistar does (a run is one session of the owner, one at a
 -- time).
@@ -195,7 +203,7 @@ BEGIN
            AND e.cluster_id IS DISTINCT FROM m.cluster_id
     )
     UPDATE crime_events AS t
-       SET cluster_id = w.new_id
+       SET cluster_id = w.new_id, updated_at = clock_timestamp()  -- the trigger's value, set here (see the header)
       FROM wanted AS w
      WHERE t.event_id = w.event_id
        AND (w.old_id IS NULL
@@ -214,7 +222,7 @@ BEGIN
     IF v_removed > 0 THEN
         -- (statistics first: planned as empty, the UPDATE read every event, 4 s for 300,000)
         ANALYZE luminar_cluster_stale;
-        UPDATE crime_events AS e SET cluster_id = NULL
+        UPDATE crime_events AS e SET cluster_id = NULL, updated_at = clock_timestamp()
          WHERE e.cluster_id IN (SELECT s.cluster_id FROM luminar_cluster_stale AS s);
         GET DIAGNOSTICS v_n = ROW_COUNT;
         v_events := v_events + v_n;
@@ -233,7 +241,44 @@ $$;
 ALTER FUNCTION luminar_flag_near_repeats(integer, double precision, double precision, double precision)
     SET work_mem = '64MB';
 
+DROP TRIGGER raw_incident_reports_updated_at ON raw_incident_reports;
+CREATE TRIGGER raw_incident_reports_updated_at BEFORE UPDATE ON raw_incident_reports
+    FOR EACH ROW WHEN (OLD.updated_at IS NOT DISTINCT FROM NEW.updated_at) EXECUTE FUNCTION luminar_touch_updated_at();
+DROP TRIGGER crime_clusters_updated_at ON crime_clusters;
+CREATE TRIGGER crime_clusters_updated_at BEFORE UPDATE ON crime_clusters
+    FOR EACH ROW WHEN (OLD.updated_at IS NOT DISTINCT FROM NEW.updated_at) EXECUTE FUNCTION luminar_touch_updated_at();
+DROP TRIGGER crime_events_updated_at ON crime_events;
+CREATE TRIGGER crime_events_updated_at BEFORE UPDATE ON crime_events
+    FOR EACH ROW WHEN (OLD.updated_at IS NOT DISTINCT FROM NEW.updated_at) EXECUTE FUNCTION luminar_touch_updated_at();
+DROP TRIGGER miner_performance_updated_at ON miner_performance;
+CREATE TRIGGER miner_performance_updated_at BEFORE UPDATE ON miner_performance
+    FOR EACH ROW WHEN (OLD.updated_at IS NOT DISTINCT FROM NEW.updated_at) EXECUTE FUNCTION luminar_touch_updated_at();
+DROP TRIGGER validator_performance_updated_at ON validator_performance;
+CREATE TRIGGER validator_performance_updated_at BEFORE UPDATE ON validator_performance
+    FOR EACH ROW WHEN (OLD.updated_at IS NOT DISTINCT FROM NEW.updated_at) EXECUTE FUNCTION luminar_touch_updated_at();
+DROP TRIGGER risk_zones_updated_at ON risk_zones;
+CREATE TRIGGER risk_zones_updated_at BEFORE UPDATE ON risk_zones
+    FOR EACH ROW WHEN (OLD.updated_at IS NOT DISTINCT FROM NEW.updated_at) EXECUTE FUNCTION luminar_touch_updated_at();
+
 -- migrate:down
+DROP TRIGGER raw_incident_reports_updated_at ON raw_incident_reports;
+CREATE TRIGGER raw_incident_reports_updated_at BEFORE UPDATE ON raw_incident_reports
+    FOR EACH ROW EXECUTE FUNCTION luminar_touch_updated_at();
+DROP TRIGGER crime_clusters_updated_at ON crime_clusters;
+CREATE TRIGGER crime_clusters_updated_at BEFORE UPDATE ON crime_clusters
+    FOR EACH ROW EXECUTE FUNCTION luminar_touch_updated_at();
+DROP TRIGGER crime_events_updated_at ON crime_events;
+CREATE TRIGGER crime_events_updated_at BEFORE UPDATE ON crime_events
+    FOR EACH ROW EXECUTE FUNCTION luminar_touch_updated_at();
+DROP TRIGGER miner_performance_updated_at ON miner_performance;
+CREATE TRIGGER miner_performance_updated_at BEFORE UPDATE ON miner_performance
+    FOR EACH ROW EXECUTE FUNCTION luminar_touch_updated_at();
+DROP TRIGGER validator_performance_updated_at ON validator_performance;
+CREATE TRIGGER validator_performance_updated_at BEFORE UPDATE ON validator_performance
+    FOR EACH ROW EXECUTE FUNCTION luminar_touch_updated_at();
+DROP TRIGGER risk_zones_updated_at ON risk_zones;
+CREATE TRIGGER risk_zones_updated_at BEFORE UPDATE ON risk_zones
+    FOR EACH ROW EXECUTE FUNCTION luminar_touch_updated_at();
 ALTER FUNCTION luminar_flag_near_repeats(integer, double precision, double precision, double precision)
     RESET work_mem;
 CREATE OR REPLACE FUNCTION luminar_analyze_clusters(p_days integer, p_eps_m double precision, p_min_points integer)

@@ -258,6 +258,13 @@ def test_updated_at_triggers_move_forward(conn):
         after = conn.execute(psycopg.sql.SQL("UPDATE {} SET " + assignment + " WHERE {} = %s RETURNING updated_at")
                              .format(ident(table), ident(key)), [value]).fetchone()[0]
         assert after > before, table
+        # a statement that sets updated_at itself keeps its value (the cluster run's clock_timestamp(), a copy's
+        # central value); the trigger does not run for it
+        given = before - timedelta(days=1)
+        kept = conn.execute(psycopg.sql.SQL("UPDATE {} SET " + assignment + ", updated_at = %s WHERE {} = %s "
+                                            "RETURNING updated_at").format(ident(table), ident(key)),
+                            [given, value]).fetchone()[0]
+        assert kept == given, table
 
 
 def test_audit_trail_for_event_changes_and_reregistration(conn):
