@@ -157,13 +157,14 @@ class World:
                              "place": place, "weapon_involved": rand() < 0.1 + 0.15 * (severity - 1)},
             }
 
-    def batches(self, count: int, *, batch_size: int = 50_000, miners: int = 64,
-                first_uid: int = 12) -> Iterator[tuple[int, Iterator[dict]]]:
-        """``count`` events in batches of ``batch_size``, each batch from one miner (uids cycle over ``miners``).
+    def batches(self, count: int, *, batch_size: int = 50_000, miners: int = 64, first_uid: int = 12,
+                seed_offset: int = 0) -> Iterator[tuple[int, Iterator[dict]]]:
+        """``count`` events in batches of ``batch_size``, each batch from one miner (uids cycle over ``miners``);
+        ``seed_offset`` draws another stream of the same world (growing a database without repeating its events).
 
         The batches share one stream: consume each batch before asking for the next.
         """
-        stream = self.events(count)
+        stream = self.events(count, seed_offset=seed_offset)
         for i, start in enumerate(range(0, count, batch_size)):
             size = min(batch_size, count - start)
             yield first_uid + i % miners, _take(stream, size)

@@ -41,6 +41,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 MIB = 1024 * 1024
+#: The size every figure is measured at; a larger --events grows the same database to it afterwards.
+BASE_EVENTS = 1_000_000
+QUICK_EVENTS = 50_000
 
 
 # -- what to run ----------------------------------------------------------------------------------------------------
@@ -59,15 +62,20 @@ class Plan:
     hotspot_calls: int
     seed: int
     memory: bool
+    grow_to: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
         quick = args.quick
-        events = args.events if args.events is not None else (50_000 if quick else 1_000_000)
+        base = QUICK_EVENTS if quick else BASE_EVENTS
+        events = args.events if args.events is not None else base
+        # Above 1M (50k with --quick): every figure at that size, then the same database grown to --events and the
+        # reads measured again.
+        events, grow_to = (base, events) if events > base else (events, None)
         return cls(events=events, batch_size=min(args.batch_size, events), rounds=args.rounds,
                    single_calls=500 if quick else 2000, single_warmup=100 if quick else 200, tasks=64,
                    per_task=50 if quick else 500, query_calls=100 if quick else 300,
-                   hotspot_calls=15 if quick else 40, seed=args.seed, memory=not args.no_memory)
+                   hotspot_calls=15 if quick else 40, seed=args.seed, memory=not args.no_memory, grow_to=grow_to)
 
 
 @dataclass
@@ -155,15 +163,17 @@ async def measure(settings: Any, plan: Plan) -> dict[str, Any]:
         out["generate_seconds"] = time.perf_counter() - start
         gc.collect()
         gc.freeze()  # a million live dicts would otherwise be rescanned by every full collection, in every path
-        runs: dict[str, list[float]] = {"facade": [], "psycopg": [], "asyncpg": []}
+        runs: dict[str, list[float]] = {"facade": [], "psycopg": [], "asyncpg": [], "ceiling": []}
         cpu: dict[str, list[float]] = {name: [] for name in runs}
         bulk = {"facade": lambda: paths.bulk_facade(facade, batches),
                 "psycopg": lambda: paths.bulk_psycopg(settings.conninfo(), batches),
-                "asyncpg": lambda: paths.bulk_asyncpg(apg_kwargs, batches)}
+                "asyncpg": lambda: paths.bulk_asyncpg(apg_kwargs, batches),
+                "ceiling": lambda: paths.bulk_ceiling(settings.conninfo(), batches)}
         order = list(bulk)
         for r in range(plan.rounds):
             for name in order if r % 2 == 0 else order[::-1]:
-                await _reset_table(admin)
+                if name != "ceiling":  # the ceiling writes its own table: crime_events keeps the last load
+                    await _reset_table(admin)
                 cpu_start = time.process_time()
                 seconds = await bulk[name]()
                 cpu[name].append((time.process_time() - cpu_start) / plan.events * 1e6)
@@ -214,10 +224,39 @@ async def measure(settings: Any, plan: Plan) -> dict[str, Any]:
             await apg_pool.close()
             await apg_fast.close()
         out["pool"] = {"min_size": settings.pool_size, "max_size": settings.pool_max_size}
+
+        # -- the same reads on the database grown ------------------------------------------------------------------
+        if plan.grow_to:
+            out["grown"] = await _grow_and_measure(facade, admin, settings, world, plan)
     finally:
         await admin.close()
         await facade.close()
     return out
+
+
+async def _grow_and_measure(facade: Any, admin: Any, settings: Any, world: Any, plan: Plan) -> dict[str, Any]:
+    """Grow crime_events to ``plan.grow_to`` by streamed COPY (another stream of the same world: the same 30 days
+    and cities, ten times denser at 10M), then VACUUM ANALYZE and measure the reads again."""
+    import paths
+
+    cur = await admin.execute("SELECT count(*) FROM crime_events")
+    have = (await cur.fetchone())[0]
+    more = max(0, plan.grow_to - have)  # type: ignore[operator]
+    say(f"growing crime_events from {have:,} to {plan.grow_to:,} events by COPY (streamed)")
+    batches = world.batches(more, batch_size=plan.batch_size, seed_offset=3)
+    rows, seconds = await paths.grow(settings.conninfo(), batches)
+    say(f"grown by {rows:,} events in {seconds:,.0f} s ({rows / seconds:,.0f} rows/s)")
+    start = time.perf_counter()
+    await admin.execute("CHECKPOINT")
+    await admin.execute("VACUUM ANALYZE crime_events, crime_incidents, incident_cell_days")
+    grown: dict[str, Any] = {"rows_added": rows, "grow_seconds": seconds,
+                             "vacuum_analyze_seconds": time.perf_counter() - start,
+                             "table_stats": await _table_stats(admin)}
+    cur = await admin.execute("SELECT pg_database_size(current_database())")
+    grown["database_mib"] = round((await cur.fetchone())[0] / MIB, 1)
+    say(f"database at {plan.grow_to:,} events: {grown['database_mib']:,.0f} MiB")
+    grown["queries"] = await _measure_queries(facade, admin, world, plan)
+    return grown
 
 
 async def _all_visible(admin: Any) -> float:
@@ -400,6 +439,20 @@ def figures(raw: dict[str, Any], plan: Plan) -> list[Figure]:
                q["hotspots"]["baseline_us"]["p50"] / 1000, "same SQL, bare conn", "<= 100 ms", goal_on="ours",
                goal_op="<=", goal_value=100.0, note=scale),
     ]
+    if "ceiling" in bulk:
+        out.append(Figure("bulk_vs_ceiling", "bulk store_crime_events (COPY)", "rows/s", bulk["facade"],
+                          bulk["ceiling"], "COPY into a PK-only copy", "ratio >= 0.5", goal_value=0.5))
+    if "grown" in raw:
+        g = raw["grown"]["queries"]
+        big = f"{plan.grow_to:,}"
+        for key, name in (("recent", "get_recent_events(24, 100)"), ("radius", "radius 1 km / 7 days"),
+                          ("hotspots", "get_crime_hotspots(7)")):
+            out.append(Figure(f"{key}_growth", f"{name} p50 at {big}", "ms", g[key]["ours_us"]["p50"] / 1000,
+                              q[key]["ours_us"]["p50"] / 1000, f"ours at {n:,}", "ratio <= 1.5", goal_op="<=",
+                              goal_value=1.5))
+            out.append(Figure(f"{key}_vs_raw_grown", f"{name} p50 at {big}", "ms", g[key]["ours_us"]["p50"] / 1000,
+                              g[key]["baseline_us"]["p50"] / 1000, "same SQL, bare conn", "ratio <= 1.2",
+                              goal_op="<=", goal_value=1.2))
     if "memory" in raw:
         mem = raw["memory"]
         out.append(Figure("bulk_peak_memory", f"peak RSS, bulk store of {n:,}", "MiB",
@@ -506,7 +559,10 @@ def _parser() -> argparse.ArgumentParser:
                     "run on the same data. Example: .venv/bin/python benchmarks/run.py --quick",
         epilog="Example: .venv/bin/python benchmarks/run.py --events 200000")
     p.add_argument("--events", type=int, default=None, help="events in the database (default 1,000,000; "
-                                                             "50,000 with --quick)")
+                                                             "50,000 with --quick); above 1,000,000, every figure "
+                                                             "is measured at 1M, then the database is grown to "
+                                                             "--events and the reads measured again (10,000,000: "
+                                                             "about an hour and 15 GB of disk; never in CI)")
     p.add_argument("--quick", action="store_true", help="a smoke run: 50k events and scaled-down call counts")
     p.add_argument("--dsn", help="benchmark this database instead of a scratch server (it is migrated and its "
                                  "crime_events emptied, consensus_records with it: needs --yes)")
