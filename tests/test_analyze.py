@@ -10,7 +10,7 @@ import psycopg
 from _async import clock, with_facade
 from _cli import cli_env, one_line_error
 
-from luminar_store.analysis.analyze import RUN_LOCK, STEPS
+from luminar_store.analysis.analyze import ORDER, RUN_LOCK, STEPS
 
 NOW: datetime = None  # type: ignore[assignment]  # when the running test started: set by _clock, never at import
 _clock = clock(globals())
@@ -37,6 +37,7 @@ def test_a_run_records_its_figures_and_readers_get_the_stored_cells_while_fresh(
     run = conn.execute("SELECT finished_at IS NOT NULL, error, parameters, figures FROM analysis_runs").fetchall()
     assert len(run) == 1 and run[0][:2] == (True, None) and run[0][2]["days"] == 7 and run[0][2]["cell_m"] == 400
     assert set(run[0][3]) == {step.name for step in STEPS} and run[0][3]["hotspots"]["hot"] >= 1
+    assert sorted(ORDER) == sorted(step.name for step in STEPS)  # the workers take every step, once
     stored = conn.execute("SELECT count(*), min(computed_at), max(computed_at) FROM gistar_cells").fetchone()
 
     async def read(db):
