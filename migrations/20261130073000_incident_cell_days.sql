@@ -75,18 +75,22 @@ BEGIN
                                  % luminar_incident_buckets())::integer AS b
                FROM unnest(p_days, p_rows, p_cols) AS g (d, r, c)) AS buckets
       ORDER BY b;
-    -- A new statement: it sees what a writer that held a bucket before us committed.
+    -- A new statement: it sees what a writer that held a bucket before us committed. Every cell-day given gets a
+    -- row in `fresh`, with 0 incidents when none is left (deleted): no join of two unindexed sets here, which the
+    -- planner, unable to see how many cell-days the arrays hold, made nested loops (a bulk store of 50,000 events
+    -- paid 15,000 x 15,000 comparisons).
     WITH groups AS (
         SELECT DISTINCT g.d AS day, g.r AS cell_row, g.c AS cell_col
           FROM unnest(p_days, p_rows, p_cols) AS g (d, r, c)
     ), fresh AS (
-        SELECT g.day, g.cell_row, g.cell_col, count(*)::integer AS incidents,
+        SELECT g.day, g.cell_row, g.cell_col, count(i."timestamp")::integer AS incidents,
                coalesce(sum(i.severity_level), 0)::integer AS severity_sum,
                count(i.severity_level)::integer AS severity_n, max(i.severity_level) AS max_severity,
                min(i."timestamp") AS first_seen, max(i."timestamp") AS last_seen,
-               array_agg(DISTINCT i.event_type ORDER BY i.event_type) AS crime_types
+               array_agg(DISTINCT i.event_type ORDER BY i.event_type)
+                   FILTER (WHERE i.event_type IS NOT NULL) AS crime_types
           FROM groups AS g
-          JOIN crime_incidents AS i
+          LEFT JOIN crime_incidents AS i
             ON luminar_cell_index(i.grid_y, luminar_hotspot_cell_m()) = g.cell_row
            AND luminar_cell_index(i.grid_x, luminar_hotspot_cell_m()) = g.cell_col
            AND i."timestamp" >= (g.day::timestamp AT TIME ZONE 'UTC')
@@ -94,15 +98,13 @@ BEGIN
          GROUP BY g.day, g.cell_row, g.cell_col
     ), gone AS (
         DELETE FROM incident_cell_days AS s
-         USING groups AS g
-         WHERE s.day = g.day AND s.cell_row = g.cell_row AND s.cell_col = g.cell_col
-           AND NOT EXISTS (SELECT 1 FROM fresh AS f
-                            WHERE f.day = s.day AND f.cell_row = s.cell_row AND f.cell_col = s.cell_col)
+         USING fresh AS f
+         WHERE f.incidents = 0 AND s.day = f.day AND s.cell_row = f.cell_row AND s.cell_col = f.cell_col
         RETURNING 1
     ), kept AS (
         INSERT INTO incident_cell_days AS s (day, cell_row, cell_col, incidents, severity_sum, severity_n,
                                              max_severity, first_seen, last_seen, crime_types)
-        SELECT * FROM fresh
+        SELECT * FROM fresh AS f WHERE f.incidents > 0
         ON CONFLICT (day, cell_row, cell_col) DO UPDATE
            SET incidents = excluded.incidents, severity_sum = excluded.severity_sum,
                severity_n = excluded.severity_n, max_severity = excluded.max_severity,
@@ -139,7 +141,7 @@ BEGIN
     WITH keys AS (
         SELECT DISTINCT k FROM unnest(p_keys) AS k
     ), before AS (
-        SELECT ci.incident_key, ci.grid_x, ci.grid_y, ci."timestamp"
+        SELECT ci.grid_x, ci.grid_y, ci."timestamp"
           FROM crime_incidents AS ci JOIN keys ON ci.incident_key = keys.k
     ), fresh AS (
         SELECT DISTINCT ON (m.key) m.key, e.event_id, (count(*) OVER (PARTITION BY m.key))::integer AS events,
@@ -157,7 +159,7 @@ BEGIN
          USING keys
          WHERE ci.incident_key = keys.k
            AND NOT EXISTS (SELECT 1 FROM fresh WHERE fresh.key = ci.incident_key)
-        RETURNING ci.incident_key
+        RETURNING 1
     ), kept AS (
         INSERT INTO crime_incidents AS ci (incident_key, event_id, events, latitude, longitude, grid_x, grid_y,
                                            "timestamp", event_type, severity_level, cell_row, cell_col)
@@ -170,12 +172,13 @@ BEGIN
          WHERE (ci.event_id, ci.events, ci.latitude, ci.longitude, ci."timestamp", ci.event_type, ci.severity_level)
                IS DISTINCT FROM (excluded.event_id, excluded.events, excluded.latitude, excluded.longitude,
                                  excluded."timestamp", excluded.event_type, excluded.severity_level)
-        RETURNING ci.incident_key, ci.grid_x, ci.grid_y, ci."timestamp"
+        RETURNING 1
     ), touched AS (
+        -- every incident refreshed, where it was and where it is (a cell-day unchanged is recomputed to the same
+        -- row and not written)
         SELECT b.grid_x, b.grid_y, b."timestamp" FROM before AS b
-         WHERE b.incident_key IN (SELECT g.incident_key FROM gone AS g UNION ALL SELECT k.incident_key FROM kept AS k)
         UNION
-        SELECT k.grid_x, k.grid_y, k."timestamp" FROM kept AS k
+        SELECT f.grid_x, f.grid_y, f."timestamp" FROM fresh AS f
     ), cell_days AS (
         SELECT DISTINCT luminar_incident_day(t."timestamp") AS day,
                luminar_cell_index(t.grid_y, luminar_hotspot_cell_m()) AS cell_row,

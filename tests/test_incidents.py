@@ -124,7 +124,7 @@ def test_after_every_kind_of_write_the_table_equals_a_recomputation(conn):
     assert conn.execute("SELECT luminar_rebuild_incidents()").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM crime_incidents").fetchone()[0] > 10
     assert conn.execute("SELECT max(events) FROM crime_incidents").fetchone()[0] > 1  # shared reports merged
-    assert conn.execute("SELECT count(DISTINCT day) FROM incident_cell_days").fetchone()[0] > 5
+    assert conn.execute("SELECT count(DISTINCT day) FROM incident_cell_days").fetchone()[0] >= 3  # several days
     conn.execute("TRUNCATE crime_events CASCADE")
     assert conn.execute("SELECT count(*) FROM crime_incidents").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM incident_cell_days").fetchone()[0] == 0
