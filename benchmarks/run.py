@@ -562,7 +562,7 @@ def _parser() -> argparse.ArgumentParser:
                                                              "50,000 with --quick); above 1,000,000, every figure "
                                                              "is measured at 1M, then the database is grown to "
                                                              "--events and the reads measured again (10,000,000: "
-                                                             "about an hour and 15 GB of disk; never in CI)")
+                                                             "about 20 GB of disk; never in CI)")
     p.add_argument("--quick", action="store_true", help="a smoke run: 50k events and scaled-down call counts")
     p.add_argument("--dsn", help="benchmark this database instead of a scratch server (it is migrated and its "
                                  "crime_events emptied, consensus_records with it: needs --yes)")
