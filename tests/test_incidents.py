@@ -186,3 +186,8 @@ def test_no_node_writes_the_table_and_the_public_reader_does_not_read_it(conn, r
                        "has_function_privilege(%s, 'luminar_refresh_incidents(uuid[])', 'EXECUTE')",
                        (role, role, role)).fetchone()
     assert may == ((role == "luminar_miner"), False, False)
+    may = conn.execute("SELECT has_table_privilege(%s, 'incident_cell_days', 'SELECT'), "
+                       "has_table_privilege(%s, 'incident_cell_days', 'UPDATE'), "
+                       "has_function_privilege(%s, 'luminar_refresh_cell_days(date[], integer[], integer[])', "
+                       "'EXECUTE')", (role, role, role)).fetchone()
+    assert may == ((role == "luminar_miner"), False, False)
