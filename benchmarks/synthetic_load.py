@@ -261,15 +261,20 @@ def row_counts(target: str) -> dict[str, int]:
 VARIANTS = ("ours", "plain", "plain_tuned")
 
 
-def measure(admin_dsn: str, args: argparse.Namespace, postmaster: int | None) -> dict:
+def variants_of(args: argparse.Namespace) -> tuple[str, ...]:
+    return VARIANTS if args.bare else tuple(v for v in VARIANTS if v != "plain")
+
+
+def measure(admin_dsn: str, args: argparse.Namespace, postmaster: int | None, rounds: list[dict],
+            counts: dict[str, dict[str, int]]) -> None:
+    """Run the rounds, appending each finished one to ``rounds`` (an interruption keeps those) and the row counts
+    of each kind of load to ``counts``."""
     now = time.time()
     meter = CpuMeter(postmaster)
-    variants = VARIANTS if args.bare else tuple(v for v in VARIANTS if v != "plain")
+    variants = variants_of(args)
     per_batch = max(1, args.batch_size // BLOCK) * BLOCK  # reports a batch, as the loader rounds it
     dbs = Databases(admin_dsn)
     scratch = Path(tempfile.mkdtemp(prefix="luminar-synthetic-bench-"))
-    rounds: list[dict] = []
-    counts: dict[str, dict[str, int]] = {}
     files: list[tuple[str, list[str], Path]] = []
     try:
         for n in range(args.rounds):
@@ -285,7 +290,8 @@ def measure(admin_dsn: str, args: argparse.Namespace, postmaster: int | None) ->
                 else:
                     result[which] = load_plain(target, files, meter, tuned=which == "plain_tuned")
                 say(f"  round {n + 1}: {which}: {result[which]['seconds']:.1f} s (cpu: client "
-                    f"{result[which]['client_cpu_s']} s, server {result[which]['server_cpu_s']} s)")
+                    f"{result[which]['client_cpu_s']} s, server {result[which]['server_cpu_s']} s; load average "
+                    f"{os.getloadavg()[0]:.1f})")
                 if which not in counts:
                     counts[which] = row_counts(target)
                 if not files:
@@ -296,16 +302,43 @@ def measure(admin_dsn: str, args: argparse.Namespace, postmaster: int | None) ->
                 dbs.drop(target)
             for which in variants[1:]:
                 result[f"ratio_{which}"] = round(result["ours"]["seconds"] / result[which]["seconds"], 3)
+            result["load_average_after"] = os.getloadavg()
             rounds.append(result)
     finally:
         dbs.drop_all()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def summary(rounds: list[dict], counts: dict[str, dict[str, int]], variants: tuple[str, ...]) -> dict:
+    """Best of the rounds per kind of load, the ratios, the goal."""
     best = {which: min(r[which]["seconds"] for r in rounds) for which in variants}
     baseline = min(best[which] for which in variants[1:])  # the fastest plain load: the stricter figure
     same = all(counts[which][t] == counts["ours"][t] for which in variants for t in counts["ours"] if t != "audit_log")
     return {"rounds": rounds, "rows": counts, "same_rows": same, "best_seconds": best,
             **{f"ratio_{which}": round(best["ours"] / best[which], 3) for which in variants[1:]},
             "ratio": round(best["ours"] / baseline, 3), "goal": GOAL, "met": best["ours"] / baseline <= GOAL}
+
+
+def write(args: argparse.Namespace, started: dt.datetime, load_start: tuple[float, float, float], server_version: str,
+          code: dict, figures: dict, *, interrupted: bool = False) -> Path:
+    """The results file ``synthetic-<UTC start>.json`` in ``args.out``."""
+    document = {
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "plan": {"reports": args.reports, "days": args.days, "seed": SEED, "rounds": args.rounds,
+                 "batch_size": args.batch_size, "bare_plain": args.bare,
+                 "workers": args.workers or (2 if args.reports >= 100_000 else 1),
+                 "server": "--dsn" if args.dsn else "scratch"},
+        "machine": {"cpus": os.cpu_count(), "load_average_start": load_start, "load_average_end": os.getloadavg(),
+                    "server_version": server_version},
+        "code": code,
+        **({"interrupted": f"stopped after {len(figures['rounds'])} round(s)"} if interrupted else {}),
+        **figures,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"synthetic-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     code = _code_version()
     say(f"synthetic load of {args.reports:,} reports vs a plain COPY of its rows, {args.rounds} round(s)")
+    rounds: list[dict] = []
+    counts: dict[str, dict[str, int]] = {}
     with contextlib.ExitStack() as stack:
         postmaster = None
         if args.dsn:
@@ -339,28 +374,22 @@ def main(argv: list[str] | None = None) -> int:
             admin_dsn, postmaster = server.conninfo("postgres"), server.postmaster_pid()
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             server_version = conn.execute("SELECT version()").fetchone()[0]
-        figures = measure(admin_dsn, args, postmaster)
-    document = {
-        "started_utc": started.isoformat(timespec="seconds"),
-        "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "plan": {"reports": args.reports, "days": args.days, "seed": SEED, "rounds": args.rounds,
-                 "batch_size": args.batch_size, "bare_plain": args.bare,
-                 "workers": args.workers or (2 if args.reports >= 100_000 else 1),
-                 "server": "--dsn" if args.dsn else "scratch"},
-        "machine": {"cpus": os.cpu_count(), "load_average_start": load_start, "load_average_end": os.getloadavg(),
-                    "server_version": server_version},
-        "code": code,
-        **figures,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"synthetic-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+        try:
+            measure(admin_dsn, args, postmaster, rounds, counts)
+        except BaseException:
+            if rounds:  # the rounds that finished are kept
+                path = write(args, started, load_start, server_version, code,
+                             summary(rounds, counts, variants_of(args)), interrupted=True)
+                say(f"interrupted; the finished rounds are in {path}")
+            raise
+    figures = summary(rounds, counts, variants_of(args))
+    path = write(args, started, load_start, server_version, code, figures)
     rows, best = figures["rows"]["ours"], figures["best_seconds"]
     bare = f"plain COPY {best['plain']:.1f} s ({figures['ratio_plain']:.2f}x), " if "plain" in best else ""
     print(f"synthetic load, {rows['raw_incident_reports']:,} reports + {rows['crime_events']:,} events + "
-          f"{rows['consensus_records']:,} consensus records (best of {args.rounds}): ours {best['ours']:.1f} s; "
-          f"{bare}plain COPY with the loader's batch settings "
-          f"{best['plain_tuned']:.1f} s ({figures['ratio_plain_tuned']:.2f}x); goal <= {GOAL}x the fastest: "
+          f"{rows['consensus_records']:,} consensus records (best of {len(rounds)}): ours {best['ours']:.1f} s; "
+          f"{bare}plain COPY with the loader's batch settings {best['plain_tuned']:.1f} s "
+          f"({figures['ratio_plain_tuned']:.2f}x); goal <= {GOAL}x the fastest: "
           f"{'met' if figures['met'] else 'NOT met'}; same rows: {figures['same_rows']}; load average "
           f"{load_start[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus; written to {path}")
     return 0
