@@ -307,3 +307,33 @@ def test_bad_arguments_are_refused_before_any_sql(conn, field, kwargs):
         load_sample_data(conn, **kwargs)
     assert caught.value.field == field
     assert counts(conn)["raw_incident_reports"] == 0
+
+
+def test_a_batchs_blocks_are_made_while_its_reports_are_copied(conn):
+    """The generator of a batch's blocks is drawn inside the reports' COPY (the server takes rows meanwhile); the
+    rows are those of the blocks made before, and the ids those of uuid.UUID(int=..., version=4)."""
+    from luminar_store.ops.synthetic.copying import _cursor, write_blocks
+    from luminar_store.ops.synthetic.stream import RunStream, uuid4_of
+    from luminar_store.ops.synthetic.world import build_world
+
+    bits = [uuid.UUID(int=0).int, 2**128 - 1, 0x0123456789ABCDEF0123456789ABCDEF]
+    assert [uuid4_of(b) for b in bits] == [uuid.UUID(int=b, version=4) for b in bits]
+    assert all(str(uuid4_of(b)) == str(uuid.UUID(int=b, version=4)) for b in bits)
+
+    load_sample_data(conn, reports=10, seed=3, now=NOW)  # the miners and validators the events name
+    seen = []
+    stream = RunStream(build_world(3), run=5, total=2500, days=7, now=NOW)  # hotspots without clusters: none named
+
+    def blocks():
+        for i in range(stream.blocks):
+            seen.append(conn.info.transaction_status)
+            yield stream.block(i)
+
+    (reports, events, consensus), made = write_blocks(conn, _cursor(conn), blocks())
+    assert set(seen) == {psycopg.pq.TransactionStatus.ACTIVE}  # every block made inside the reports' COPY
+    assert [b.index for b in made] == [0, 1, 2]
+    assert reports == 2500 == sum(len(b.reports) for b in made)
+    assert events == sum(len(b.events) for b in made) > 0 and consensus == sum(len(b.consensus) for b in made)
+    stored = {r[0] for r in conn.execute(
+        "SELECT report_id FROM raw_incident_reports WHERE external_id LIKE %s", ["syn-3-r5-%"])}
+    assert stored == {r[0] for b in made for r in b.reports}

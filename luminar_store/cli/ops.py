@@ -28,7 +28,7 @@ from luminar_store.ops.backup import backup_database, find_tool, read_archive
 from luminar_store.ops.connect import connect
 from luminar_store.ops.restore import restore_database
 from luminar_store.ops.status import collect_status
-from luminar_store.ops.synthetic import DEFAULT_DAYS, load_sample_data
+from luminar_store.ops.synthetic import DEFAULT_DAYS, DEFAULT_REPORTS, load_sample_data
 
 __all__ = [
     "COMMANDS", "setup_command", "sample_data_command", "backup_command", "restore_command", "reset_command",
@@ -155,7 +155,7 @@ def reset_command(env: str | None, directory: Path | None, yes: bool) -> None:
 
 @click.command("sample-data")
 @env_option
-@click.option("--reports", type=click.IntRange(1, 100_000_000), default=1000, show_default=True,
+@click.option("--reports", type=click.IntRange(1, 100_000_000), default=DEFAULT_REPORTS, show_default=True,
               help="Raw incident reports to generate.")
 @click.option("--days", type=click.IntRange(1, 3650), default=DEFAULT_DAYS, show_default=True,
               help="Spread the reports over this many days before now (13 weeks: a trend to test).")
