@@ -155,3 +155,8 @@ MAX_NEAR_REPEAT_M = 5_000.0
 DEFAULT_NEAR_REPEAT_HOURS = 168.0
 MAX_NEAR_REPEAT_HOURS = 24.0 * 365
 DEFAULT_SAME_ADDRESS_M = 10.0
+#: Group commit of ``store_crime_event`` (``luminar_store.group_commit``): the most concurrent calls sent together in
+#: one statement, and how many such statements (each on its own pooled connection) may be under way at once. A call
+#: arriving while fewer are under way, with none waiting, goes straight through on its own.
+GROUP_COMMIT_MAX_CALLS = 64
+GROUP_COMMIT_FLUSHES = 4
