@@ -129,6 +129,12 @@ RETURNING idempotency_key, event_id
 # name: find_event_by_key
 # The event already stored under an idempotency key (idx_events_idempotency_key).
 FIND_EVENT_BY_KEY = "SELECT event_id FROM crime_events WHERE idempotency_key = %(key)s"
+@functools.lru_cache(maxsize=GROUP_COMMIT_MAX_CALLS)
+def _numbered_columns(i: int) -> tuple[str, ...]:
+    """The parameter names of the ``i``-th event of INSERT_EVENTS."""
+    return tuple(f"{column}_{i}" for column in WRITE_COLUMNS)
+
+
 # name: find_events_by_keys
 # The same for several keys at once: idempotency_key and event_id of each stored.
 FIND_EVENTS_BY_KEYS = ("SELECT idempotency_key, event_id FROM crime_events "
@@ -647,16 +653,17 @@ async def _store_one(conn: Any, p: PreparedEvent) -> uuid.UUID:
     return row[0]
 
 
-async def _store_each(conn: Any, group: Sequence[PreparedEvent]) -> list[uuid.UUID | LuminarError]:
+async def _store_each(conn: Any, group: Sequence[PreparedEvent]) -> list[uuid.UUID | Exception]:
     """Store each event of a group on its own, in order (``_store_one``, each statement its own transaction on an
-    autocommit connection): its event_id or its error. When the connection is lost, that event and the rest get
-    the loss (``DatabaseUnavailableError``, ``may_have_committed``: the caller's retry decides)."""
-    outcomes: list[uuid.UUID | LuminarError] = []
+    autocommit connection): its event_id or its error (translated as ``store`` translates it). When the connection
+    is lost, that event and the rest get the loss (``DatabaseUnavailableError``, ``may_have_committed``: the
+    caller's retry decides)."""
+    outcomes: list[uuid.UUID | Exception] = []
     for p in group:
         try:
             with translated():
                 outcomes.append(await _store_one(conn, p))
-        except LuminarError as exc:
+        except (LuminarError, psycopg.Error) as exc:
             if isinstance(exc, DatabaseUnavailableError) or conn.broken:
                 outcomes.extend([exc] * (len(group) - len(outcomes)))
                 break
@@ -705,7 +712,7 @@ class CrimeEventRepository(Repository):
         async with self._connection() as conn:
             return await _store_one(conn, prepared)
 
-    async def store_group(self, group: Sequence[PreparedEvent]) -> list[uuid.UUID | LuminarError]:
+    async def store_group(self, group: Sequence[PreparedEvent]) -> list[uuid.UUID | Exception]:
         """Store the events of several callers (prepared, none that ``needs_sources``) in one statement,
         ``INSERT_EVENTS``, on a connection in autocommit (a pooled one); for each, in order, what ``store_prepared``
         would have returned or raised: its ``event_id`` (the first one of its key, also for a key repeated in the
@@ -725,7 +732,7 @@ class CrimeEventRepository(Repository):
         for n, i in enumerate(order):
             p = group[i]
             row = _row(p.event, p.miner_uid, p.event.event_id, p.key, p.metadata)
-            params.update(zip([f"{column}_{n}" for column in WRITE_COLUMNS], row, strict=True))
+            params.update(zip(_numbered_columns(n), row, strict=True))
         async with self._connection() as conn:
             try:
                 cur = await conn.execute(insert_events_query(len(group)), params)
