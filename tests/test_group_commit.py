@@ -1,6 +1,7 @@
 """Group commit of ``store_crime_event``: concurrent calls share INSERT statements, each caller keeps its outcome.
 
-64 calls at once through the facade: the first few go alone (nothing waits yet), the rest wait and go together.
+64 calls at once through the facade: the first few go alone (nothing waits yet), the rest wait and go together;
+a group the server refuses (an unknown report or cluster) is sent again in halves, down to the refused events alone.
 Which calls shared a statement is seen on the server: rows written by one statement share their transaction id
 (``xmin``).
 """
@@ -47,6 +48,7 @@ def test_each_concurrent_caller_gets_its_own_id_or_its_own_error(db_settings, co
     twin = crime_event(idempotency_key="miner-7/req-9/0")
     calls = [(crime_event(), 7) for _ in range(CALLS)]
     bad = {20: (crime_event(related_reports=[uuid.uuid4()]), 7),  # unknown report
+           25: (crime_event(cluster_id=uuid.uuid4()), 7),  # unknown cluster
            30: (crime_event(event_id=taken), 7),  # another miner's event_id
            40: (crime_event(severity=9), 7)}  # refused before any SQL
     for i, call in bad.items():
@@ -64,6 +66,7 @@ def test_each_concurrent_caller_gets_its_own_id_or_its_own_error(db_settings, co
 
     first, got = run(go())
     assert isinstance(got[20], NotFoundError) and "events_related_reports_exist" in str(got[20])
+    assert isinstance(got[25], NotFoundError) and "cluster" in str(got[25])
     assert isinstance(got[30], ConflictError) and "another miner" in str(got[30])
     assert isinstance(got[40], ValidationError) and got[40].field == "severity"
     good = [i for i in range(CALLS) if i not in bad]

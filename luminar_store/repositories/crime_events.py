@@ -66,7 +66,7 @@ from luminar_store.limits import (
 )
 from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot, SignificantHotspot
 from luminar_store.repositories._base import Repository, record_row
-from luminar_store.repositories._errors import translated
+from luminar_store.repositories._errors import translate, translated
 from luminar_store.repositories._sources import Placement, place
 
 __all__ = ["CrimeEventRepository", "EVENT_COLUMNS", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M",
@@ -653,22 +653,46 @@ async def _store_one(conn: Any, p: PreparedEvent) -> uuid.UUID:
     return row[0]
 
 
-async def _store_each(conn: Any, group: Sequence[PreparedEvent]) -> list[uuid.UUID | Exception]:
-    """Store each event of a group on its own, in order (``_store_one``, each statement its own transaction on an
-    autocommit connection): its event_id or its error (translated as ``store`` translates it). When the connection
-    is lost, that event and the rest get the loss (``DatabaseUnavailableError``, ``may_have_committed``: the
-    caller's retry decides)."""
-    outcomes: list[uuid.UUID | Exception] = []
-    for p in group:
+async def _store_together(conn: Any, group: Sequence[PreparedEvent]) -> list[uuid.UUID | Exception]:
+    """INSERT_EVENTS for ``group`` on ``conn`` (then FIND_EVENTS_BY_KEYS for the events stored before): each one's
+    event_id or ``ConflictError``, in order. Raises the server's refusal of the statement (nothing stored)."""
+    order = sorted(range(len(group)), key=lambda i: (group[i].miner_uid, group[i].key))
+    params: dict[str, Any] = {}
+    for n, i in enumerate(order):
+        p = group[i]
+        params.update(zip(_numbered_columns(n), _row(p.event, p.miner_uid, p.event.event_id, p.key, p.metadata),
+                          strict=True))
+    cur = await conn.execute(insert_events_query(len(group)), params)
+    ids = dict(await cur.fetchall())
+    missing = [p.key for p in group if p.key not in ids]
+    if missing:
+        ids.update(await (await conn.execute(FIND_EVENTS_BY_KEYS, {"keys": missing})).fetchall())
+    return [ids[p.key] if p.key in ids else _conflict(p.event) for p in group]
+
+
+async def _store_split(conn: Any, group: Sequence[PreparedEvent], outcomes: list[uuid.UUID | Exception]) -> None:
+    """Append each event's outcome to ``outcomes``, in order: the group together (``_store_together``); when the
+    server refuses that statement, each half the same way, down to single events, whose refusal (translated as
+    ``store`` translates it) is their outcome. One refused event among 64 costs 13 statements, not 64. Raises when
+    the connection is lost."""
+    if len(group) > 1:
         try:
-            with translated():
-                outcomes.append(await _store_one(conn, p))
-        except (LuminarError, psycopg.Error) as exc:
-            if isinstance(exc, DatabaseUnavailableError) or conn.broken:
-                outcomes.extend([exc] * (len(group) - len(outcomes)))
-                break
-            outcomes.append(exc)
-    return outcomes
+            outcomes.extend(await _store_together(conn, group))
+            return
+        except psycopg.Error:
+            if conn.broken:
+                raise
+        half = len(group) // 2
+        await _store_split(conn, group[:half], outcomes)
+        await _store_split(conn, group[half:], outcomes)
+        return
+    try:
+        with translated():
+            outcomes.append(await _store_one(conn, group[0]))
+    except (LuminarError, psycopg.Error) as exc:
+        if isinstance(exc, DatabaseUnavailableError) or conn.broken:
+            raise
+        outcomes.append(exc)
 
 
 class CrimeEventRepository(Repository):
@@ -719,32 +743,25 @@ class CrimeEventRepository(Repository):
         group), or the error (``NotFoundError``, ``ConflictError`` ...).
 
         One statement is one transaction: when the server refuses one event (an unknown related report ...), nothing
-        is stored and each event is stored again on its own (``store_prepared``'s statements, in order), so that
-        the refusal is its event's alone. The rows are sent ordered by miner and key: concurrent groups take their
-        locks (a miner's counts, the keys) in the same order. Raises (for the whole group) what borrowing the
-        connection raises, and ``DatabaseUnavailableError`` (``may_have_committed``) when the connection is lost
-        under the statement.
+        is stored, and the group is sent again in halves, down to the refused event alone (``store_prepared``'s
+        statements), so that the refusal is its event's alone and the others are stored. The rows are sent ordered
+        by miner and key: concurrent groups take their locks (a miner's counts, the keys) in the same order. Raises
+        (for the whole group) what borrowing the connection raises, and ``DatabaseUnavailableError``
+        (``may_have_committed``) when the connection is lost under the first statement; lost later, the events not
+        answered yet get that error as their outcome.
 
         Example: ``outcomes = await events.store_group([CrimeEventRepository.prepare(e, miner_uid=7) for e in some])``
         """
-        order = sorted(range(len(group)), key=lambda i: (group[i].miner_uid, group[i].key))
-        params: dict[str, Any] = {}
-        for n, i in enumerate(order):
-            p = group[i]
-            row = _row(p.event, p.miner_uid, p.event.event_id, p.key, p.metadata)
-            params.update(zip(_numbered_columns(n), row, strict=True))
+        outcomes: list[uuid.UUID | Exception] = []
         async with self._connection() as conn:
             try:
-                cur = await conn.execute(insert_events_query(len(group)), params)
-                ids = dict(await cur.fetchall())
-            except psycopg.Error:
-                if conn.broken:
-                    raise
-                return await _store_each(conn, group)
-            missing = [p.key for p in group if p.key not in ids]
-            if missing:
-                ids.update(await (await conn.execute(FIND_EVENTS_BY_KEYS, {"keys": missing})).fetchall())
-        return [ids[p.key] if p.key in ids else _conflict(p.event) for p in group]
+                await _store_split(conn, group, outcomes)
+            except (LuminarError, psycopg.Error) as exc:
+                if not outcomes:
+                    raise  # nothing answered: the whole group's error, as a lone call's
+                lost = (translate(exc) or exc) if isinstance(exc, psycopg.Error) else exc
+                outcomes.extend([lost] * (len(group) - len(outcomes)))  # the rest: sent, answer lost
+        return outcomes
 
     async def store_many(self, events: Iterable[CrimeEvent | Any], *, miner_uid: int) -> int:
         """Store many events of ``miner_uid`` by binary COPY, in one transaction; returns how many were new.
