@@ -101,6 +101,8 @@ class GroupCommitter(Generic[I, R]):
                 self.groups += 1
                 self.grouped_calls += len(group)
                 outcomes = await self._many([item for item, _ in group])
+                if len(outcomes) != len(group):
+                    raise RuntimeError(f"a group write answered {len(outcomes)} of {len(group)} calls")
         except asyncio.CancelledError:
             for future in futures:
                 future.cancel()
