@@ -129,3 +129,25 @@ def test_a_group_whose_connection_is_lost_is_sent_again_and_stored_once(db_setti
     assert conn.execute("SELECT last_value FROM rows_sent").fetchone()[0] > CALLS  # the lost rows were sent again
     rows = conn.execute("SELECT event_id FROM crime_events").fetchall()
     assert sorted(r[0] for r in rows) == sorted(got) and len(set(got)) == CALLS
+
+
+def test_callers_cancelled_while_they_wait_hold_nobody_back(db_settings, conn):
+    db = LuminarDB(db_settings)
+    calls = [(crime_event(), 7) for _ in range(CALLS)]
+
+    async def go():
+        try:
+            tasks = [asyncio.create_task(db.store_crime_event(e, miner_uid=uid)) for e, uid in calls]
+            await asyncio.sleep(0)  # every task has run up to its first wait: sent alone, or queued
+            for task in tasks[10:20]:
+                task.cancel()
+            return await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await db.close()
+
+    got = run(go())
+    assert all(isinstance(x, asyncio.CancelledError) for x in got[10:20])
+    kept = got[:10] + got[20:]
+    assert all(isinstance(x, uuid.UUID) for x in kept), kept
+    stored = {r[0] for r in conn.execute("SELECT event_id FROM crime_events").fetchall()}
+    assert set(kept) <= stored and len(stored) <= CALLS
