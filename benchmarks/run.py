@@ -305,7 +305,7 @@ async def _measure_single(stores: dict[str, Callable], world: Any, plan: Plan) -
 
 async def _measure_concurrent(stores: dict[str, Callable], world: Any, plan: Plan) -> dict[str, Any]:
     total = plan.tasks * plan.per_task
-    events = list(world.events(total, seed_offset=2))
+    events: list[dict] = []
 
     async def worker(store: Callable, k: int) -> None:
         uid = 12 + k % 64
@@ -316,7 +316,10 @@ async def _measure_concurrent(stores: dict[str, Callable], world: Any, plan: Pla
     cpu: dict[str, list[float]] = {name: [] for name in stores}
     names = list(stores)
     for r in range(max(plan.rounds, 2)):
-        for name in names if r % 2 == 0 else names[::-1]:
+        for i, name in enumerate(names if r % 2 == 0 else names[::-1]):
+            # New events for every run: the same ones again would be retries for the facade (their idempotency keys
+            # are stored: nothing is written), where the baselines, keying nothing, write them again.
+            events[:] = world.events(total, seed_offset=2 + r * len(names) + i)
             start, cpu_start = time.perf_counter(), time.process_time()
             await asyncio.gather(*(worker(stores[name], k) for k in range(plan.tasks)))
             rates[name].append(total / (time.perf_counter() - start))
