@@ -344,7 +344,7 @@ async def _measure_single(stores: dict[str, Callable], world: Any, plan: Plan) -
 
 async def _measure_concurrent(stores: dict[str, Callable], world: Any, plan: Plan) -> dict[str, Any]:
     total = plan.tasks * plan.per_task
-    events = list(world.events(total, seed_offset=2))
+    events: list[dict] = []
 
     async def worker(store: Callable, k: int) -> None:
         uid = 12 + k % 64
@@ -355,7 +355,10 @@ async def _measure_concurrent(stores: dict[str, Callable], world: Any, plan: Pla
     cpu: dict[str, list[float]] = {name: [] for name in stores}
     names = list(stores)
     for r in range(max(plan.rounds, 2)):
-        for name in names if r % 2 == 0 else names[::-1]:
+        for i, name in enumerate(names if r % 2 == 0 else names[::-1]):
+            # New events for every run: the same ones again would be retries for the facade (their idempotency keys
+            # are stored: nothing is written), where the baselines, keying nothing, write them again.
+            events[:] = world.events(total, seed_offset=2 + r * len(names) + i)
             start, cpu_start = time.perf_counter(), time.process_time()
             await asyncio.gather(*(worker(stores[name], k) for k in range(plan.tasks)))
             rates[name].append(total / (time.perf_counter() - start))
@@ -425,8 +428,8 @@ def figures(raw: dict[str, Any], plan: Plan) -> list[Figure]:
         Figure("concurrent_vs_asyncpg", f"{plan.tasks} tasks x {plan.per_task} stores", "stores/s", conc["facade"],
                conc["asyncpg"], "asyncpg pool, same size", "ratio >= 0.9", goal_value=0.9),
         Figure("concurrent_vs_asyncpg_noreset", f"{plan.tasks} tasks x {plan.per_task} stores", "stores/s",
-               conc["facade"], conc["asyncpg_noreset"], "asyncpg pool, no reset", "(>= 0.9, stricter)",
-               goal_value=0.9),
+               conc["facade"], conc["asyncpg_noreset"], "asyncpg pool, no reset", "ratio >= 1.2 (group commit)",
+               goal_value=1.2),
         Figure("concurrent_vs_psycopg", f"{plan.tasks} tasks x {plan.per_task} stores", "stores/s", conc["facade"],
                conc["psycopg"], "psycopg pool, same size", "(beside)", goal_on=""),
         Figure("recent_p50", "get_recent_events(24, 100) p50", "ms", q["recent"]["ours_us"]["p50"] / 1000,

@@ -35,6 +35,7 @@ import asyncio
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -45,7 +46,14 @@ import psycopg
 from luminar_store.config import Settings, load_dotenv_file, load_settings
 from luminar_store.database import Database
 from luminar_store.errors import DatabaseUnavailableError, ValidationError, WriteInDoubtError
-from luminar_store.limits import DEFAULT_ANALYSIS_DAYS, DEFAULT_CELL_M, HOTSPOT_MIN_INCIDENTS
+from luminar_store.group_commit import GroupCommitter
+from luminar_store.limits import (
+    DEFAULT_ANALYSIS_DAYS,
+    DEFAULT_CELL_M,
+    GROUP_COMMIT_FLUSHES,
+    GROUP_COMMIT_MAX_CALLS,
+    HOTSPOT_MIN_INCIDENTS,
+)
 from luminar_store.models import (
     CrimeCluster,
     CrimeEvent,
@@ -63,7 +71,7 @@ from luminar_store.models import (
 from luminar_store.replicas import ReplicaStatus
 from luminar_store.repositories.clusters import ClusterRepository
 from luminar_store.repositories.consensus import ConsensusRepository
-from luminar_store.repositories.crime_events import CrimeEventRepository
+from luminar_store.repositories.crime_events import CrimeEventRepository, PreparedEvent
 from luminar_store.repositories.miners import MinerRepository
 from luminar_store.repositories.near_repeats import NearRepeatRepository
 from luminar_store.repositories.raw_reports import RawReportRepository
@@ -88,6 +96,22 @@ log = logging.getLogger(__name__)
 # The pauses between attempts of an in-doubt write: doubling from the first to the last, within the call's deadline.
 _FIRST_RETRY_DELAY = 0.05
 _LAST_RETRY_DELAY = 1.0
+
+
+# The group committer of store_crime_event, one per Database (shared by the facades on it).
+_EVENT_COMMITTERS: weakref.WeakKeyDictionary[Database, GroupCommitter[PreparedEvent, uuid.UUID]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _event_committer(database: Database) -> GroupCommitter[PreparedEvent, uuid.UUID]:
+    """The group committer of ``database``'s events (``store_crime_event``), made on first use."""
+    committer = _EVENT_COMMITTERS.get(database)
+    if committer is None:
+        events = CrimeEventRepository(database.connection)
+        committer = GroupCommitter(events.store_prepared, events.store_group, max_calls=GROUP_COMMIT_MAX_CALLS,
+                                   flushes=min(GROUP_COMMIT_FLUSHES, database.settings.pool_max_size))
+        _EVENT_COMMITTERS[database] = committer
+    return committer
 
 
 def _one_shot(items: Iterable[Any]) -> str | None:
@@ -334,7 +358,9 @@ class LuminarDB:
     async def store_crime_event(self, crime_event: CrimeEvent | Mapping[str, Any], miner_uid: int) -> uuid.UUID:
         """Store one processed event of ``miner_uid`` and return its ``event_id`` (a ``UUID``, truthy). Safe to retry:
         an event already stored (the same key: its ``idempotency_key``, ``event_id`` or natural key) returns its
-        first ``event_id``.
+        first ``event_id``. Concurrent calls share statements (group commit, ``luminar_store.group_commit``: calls
+        arriving while others are being written go together, one INSERT for them all); each call still gets its own
+        ``event_id`` or its own error. A call with nothing else under way is sent at once, on its own.
 
         Raises ``ValidationError`` (nothing stored), ``NotFoundError`` when a ``related_reports`` id or
         ``cluster_id`` is unknown (nothing stored), ``ConflictError`` for an ``event_id`` another miner stored,
@@ -343,8 +369,12 @@ class LuminarDB:
         Example: ``event_id = await db.store_crime_event({"event_type": "theft", "geotag": {"lat": 40.7,
         "lng": -74.0}, "timestamp": now, "severity": 2, "confidence_score": 0.8}, miner_uid=123)``
         """
-        events = CrimeEventRepository(self.database.connection)
-        return await self._write("store_crime_event", lambda: events.store(crime_event, miner_uid=miner_uid))
+        prepared = CrimeEventRepository.prepare(crime_event, miner_uid=miner_uid)  # ValidationError: nothing sent
+        if prepared.needs_sources:
+            events = CrimeEventRepository(self.database.connection)
+            return await self._write("store_crime_event", lambda: events.store_prepared(prepared))
+        committer = _event_committer(self.database)
+        return await self._write("store_crime_event", lambda: committer.submit(prepared))
 
     async def store_crime_events(self, crime_events: Iterable[CrimeEvent | Mapping[str, Any]],
                                  miner_uid: int) -> int:

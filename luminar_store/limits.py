@@ -155,3 +155,11 @@ MAX_NEAR_REPEAT_M = 5_000.0
 DEFAULT_NEAR_REPEAT_HOURS = 168.0
 MAX_NEAR_REPEAT_HOURS = 24.0 * 365
 DEFAULT_SAME_ADDRESS_M = 10.0
+#: Group commit of ``store_crime_event`` (``luminar_store.group_commit``): the most concurrent calls sent together in
+#: one statement, and how many such statements (each on its own pooled connection) may be under way at once. A call
+#: arriving while fewer are under way, with none waiting, goes straight through on its own. Measured on the 2-core
+#: machine (64 tasks, 50,000 events, against asyncpg's pool without reset in the same run): 1 flush at a time 2.2-2.6x,
+#: 2 at a time 1.8-2.2x, 4 about 1.9x: the server's backends and the client share the cores, and fewer, larger
+#: groups cost less. 2 keeps a second caller from waiting behind the first.
+GROUP_COMMIT_MAX_CALLS = 64
+GROUP_COMMIT_FLUSHES = 2

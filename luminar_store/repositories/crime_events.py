@@ -24,27 +24,38 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
 from typing import Any
 
+import psycopg
 from psycopg import errors as pg
 from psycopg.types.json import Jsonb
 
 from luminar_store import validation as v
-from luminar_store.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from luminar_store.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    LuminarError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
 from luminar_store.geo import search_boxes
 from luminar_store.limits import (
     CONFIDENCES,
     DEFAULT_CELL_M,
     GRID_DEGREES,
+    GROUP_COMMIT_MAX_CALLS,
     MAX_CELL_M,
     MAX_DAYS,
     MAX_GRID_CELLS,
@@ -55,11 +66,13 @@ from luminar_store.limits import (
 )
 from luminar_store.models import VERIFICATION_STATUSES, CrimeEvent, CrimeEventRecord, Hotspot, SignificantHotspot
 from luminar_store.repositories._base import Repository, record_row
+from luminar_store.repositories._errors import translate, translated
 from luminar_store.repositories._sources import Placement, place
 
 __all__ = ["CrimeEventRepository", "EVENT_COLUMNS", "MAX_HOURS", "MAX_DAYS", "MAX_LIMIT", "MAX_RADIUS_M",
            "GRID_DEGREES", "MAX_GRID_CELLS", "search_boxes", "grid_cell_count", "window_hours", "record_row",
-           "hotspot_query", "HOTSPOT_ORDER", "WRITE_COLUMNS", "significant_hotspot_query"]
+           "hotspot_query", "HOTSPOT_ORDER", "WRITE_COLUMNS", "significant_hotspot_query", "PreparedEvent",
+           "insert_events_query"]
 
 # "No time bound" is a window of 1000 years: one SQL text (and one index-friendly condition) for both cases.
 _ALL_TIME_HOURS = 24 * 365 * 1000
@@ -77,24 +90,55 @@ EVENT_COLUMNS = """event_id, miner_uid, event_type, title, summary, latitude, lo
 # the event is already stored: its idempotency_key is known (a retry: FIND_EVENT_BY_KEY then returns the first
 # event_id) or its event_id is another writer's (a conflict). An event without a time of its own or of its reports
 # is stamped with the time it is stored (the transaction's now(), timestamp_source 'stored'); an unlocated one has
-# NULL latitude, longitude and location_source.
-INSERT_EVENT = """
+# NULL latitude, longitude and location_source. Written as its parts, which INSERT_EVENTS repeats.
+_INSERT_INTO = """
 INSERT INTO crime_events
     (event_id, miner_uid, event_type, title, summary, latitude, longitude, "timestamp", severity_level,
      confidence_score, related_reports, cluster_id, verification_status, risk_score, metadata, location_text,
      time_info, entities, time_end, timestamp_source, location_source, request_id, idempotency_key)
-VALUES (coalesce(%(event_id)s, gen_random_uuid()), %(miner_uid)s, %(event_type)s, %(title)s, %(summary)s,
+VALUES """
+_EVENT_VALUES = """(coalesce(%(event_id)s, gen_random_uuid()), %(miner_uid)s, %(event_type)s, %(title)s, %(summary)s,
         %(latitude)s, %(longitude)s, coalesce(%(timestamp)s, now()), %(severity_level)s, %(confidence_score)s,
         %(related_reports)s, %(cluster_id)s, %(verification_status)s, %(risk_score)s, %(metadata)s,
         %(location_text)s, %(time_info)s, %(entities)s, %(time_end)s, %(timestamp_source)s, %(location_source)s,
-        %(request_id)s, %(idempotency_key)s)
+        %(request_id)s, %(idempotency_key)s)"""
+INSERT_EVENT = _INSERT_INTO + _EVENT_VALUES + """
 ON CONFLICT DO NOTHING
 RETURNING event_id
 """
 
+# name: insert_events
+# INSERT_EVENT for the events of several concurrent callers in one statement (one implicit transaction: all stored
+# or, when one is refused, none): INSERT_EVENT's row once per event, its placeholders numbered by the event's
+# position (%(miner_uid_3)s). Returns idempotency_key and event_id of each event stored; an event stored before
+# (its key known: FIND_EVENTS_BY_KEYS returns its first event_id; or its event_id another writer's) has no row, and
+# neither has a repeat of a key earlier in the same statement.
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+@functools.lru_cache(maxsize=GROUP_COMMIT_MAX_CALLS)
+def insert_events_query(n: int) -> str:
+    """INSERT_EVENTS for ``n`` events (1..GROUP_COMMIT_MAX_CALLS), the n-th bound as ``{column}_{n}``."""
+    rows = ",\n       ".join(_PLACEHOLDER.sub(rf"%(\1_{i})s", _EVENT_VALUES) for i in range(n))
+    return _INSERT_INTO + rows + """
+ON CONFLICT DO NOTHING
+RETURNING idempotency_key, event_id
+"""
+
+
 # name: find_event_by_key
 # The event already stored under an idempotency key (idx_events_idempotency_key).
 FIND_EVENT_BY_KEY = "SELECT event_id FROM crime_events WHERE idempotency_key = %(key)s"
+@functools.lru_cache(maxsize=GROUP_COMMIT_MAX_CALLS)
+def _numbered_columns(i: int) -> tuple[str, ...]:
+    """The parameter names of the ``i``-th event of INSERT_EVENTS."""
+    return tuple(f"{column}_{i}" for column in WRITE_COLUMNS)
+
+
+# name: find_events_by_keys
+# The same for several keys at once: idempotency_key and event_id of each stored.
+FIND_EVENTS_BY_KEYS = ("SELECT idempotency_key, event_id FROM crime_events "
+                       "WHERE idempotency_key = ANY(%(keys)s::uuid[])")
 
 # name: known_keys
 # Which of a chunk's idempotency keys are stored already (committed, or written earlier in this transaction).
@@ -567,6 +611,90 @@ async def _copy_new(conn: Any, items: Iterable[Item], row: Callable[[Item], tupl
         return fresh
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """One event ready to store (``CrimeEventRepository.prepare``): checked, its metadata as JSON, its key."""
+
+    event: CrimeEvent
+    miner_uid: int
+    key: uuid.UUID
+    metadata: str
+
+    @property
+    def needs_sources(self) -> bool:
+        """Whether storing it reads its source reports first (``CrimeEvent.needs_sources``): not for a group."""
+        return self.event.needs_sources
+
+
+def _conflict(e: CrimeEvent) -> ConflictError:
+    """The refusal of an event whose ``event_id`` is stored under another key."""
+    return ConflictError(f"event_id: {e.event_id} is already stored, by another miner or under another "
+                         "idempotency_key; choose another event_id or leave it out (the store draws one)")
+
+
+async def _store_one(conn: Any, p: PreparedEvent) -> uuid.UUID:
+    """Store one prepared event on ``conn`` (INSERT_EVENT, then FIND_EVENT_BY_KEY when it was stored before); its
+    event_id. Raises ``ConflictError`` (and, translated by the caller, the server's refusals)."""
+    e, uid, key, metadata = p.event, p.miner_uid, p.key, p.metadata
+    if not e.needs_sources:
+        cur = await conn.execute(INSERT_EVENT, dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, key, metadata),
+                                                        strict=True)))
+        row = await cur.fetchone()
+    else:
+        async with conn.transaction():  # the reports read and the event written see the same reports
+            placed = (await place(conn, [e]))[0]
+            params = dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, key, metadata, placed), strict=True))
+            cur = await conn.execute(INSERT_EVENT, params)
+            row = await cur.fetchone()
+    if row is None:  # stored before: a retry (its first event_id), or another writer's event_id
+        row = await (await conn.execute(FIND_EVENT_BY_KEY, {"key": key})).fetchone()
+    if row is None:
+        raise _conflict(e)
+    return row[0]
+
+
+async def _store_together(conn: Any, group: Sequence[PreparedEvent]) -> list[uuid.UUID | Exception]:
+    """INSERT_EVENTS for ``group`` on ``conn`` (then FIND_EVENTS_BY_KEYS for the events stored before): each one's
+    event_id or ``ConflictError``, in order. Raises the server's refusal of the statement (nothing stored)."""
+    order = sorted(range(len(group)), key=lambda i: (group[i].miner_uid, group[i].key))
+    params: dict[str, Any] = {}
+    for n, i in enumerate(order):
+        p = group[i]
+        params.update(zip(_numbered_columns(n), _row(p.event, p.miner_uid, p.event.event_id, p.key, p.metadata),
+                          strict=True))
+    cur = await conn.execute(insert_events_query(len(group)), params)
+    ids = dict(await cur.fetchall())
+    missing = [p.key for p in group if p.key not in ids]
+    if missing:
+        ids.update(await (await conn.execute(FIND_EVENTS_BY_KEYS, {"keys": missing})).fetchall())
+    return [ids[p.key] if p.key in ids else _conflict(p.event) for p in group]
+
+
+async def _store_split(conn: Any, group: Sequence[PreparedEvent], outcomes: list[uuid.UUID | Exception]) -> None:
+    """Append each event's outcome to ``outcomes``, in order: the group together (``_store_together``); when the
+    server refuses that statement, each half the same way, down to single events, whose refusal (translated as
+    ``store`` translates it) is their outcome. One refused event among 64 costs 13 statements, not 64. Raises when
+    the connection is lost."""
+    if len(group) > 1:
+        try:
+            outcomes.extend(await _store_together(conn, group))
+            return
+        except psycopg.Error:
+            if conn.broken:
+                raise
+        half = len(group) // 2
+        await _store_split(conn, group[:half], outcomes)
+        await _store_split(conn, group[half:], outcomes)
+        return
+    try:
+        with translated():
+            outcomes.append(await _store_one(conn, group[0]))
+    except (LuminarError, psycopg.Error) as exc:
+        if isinstance(exc, DatabaseUnavailableError) or conn.broken:
+            raise
+        outcomes.append(exc)
+
+
 class CrimeEventRepository(Repository):
     """Crime events on one connection (autocommit or inside a caller's transaction).
 
@@ -586,27 +714,54 @@ class CrimeEventRepository(Repository):
 
         Example: ``event_id = await CrimeEventRepository(conn).store(event, miner_uid=123)``
         """
+        return await self.store_prepared(self.prepare(event, miner_uid=miner_uid))
+
+    @staticmethod
+    def prepare(event: CrimeEvent | Any, *, miner_uid: int) -> PreparedEvent:
+        """``event`` of ``miner_uid`` checked and keyed for ``store_prepared`` or ``store_group``; no SQL. Raises
+        ``ValidationError`` as ``store`` does.
+
+        Example: ``prepared = CrimeEventRepository.prepare(event, miner_uid=123)``
+        """
         e = CrimeEvent.coerce(event)
         uid = v.uid("miner_uid", miner_uid)
         metadata = _metadata_json(e)
-        key = idempotency_key(e, uid, metadata)
+        return PreparedEvent(e, uid, idempotency_key(e, uid, metadata), metadata)
+
+    async def store_prepared(self, prepared: PreparedEvent) -> uuid.UUID:
+        """``store`` of an event already prepared (``prepare``): its ``event_id``. Raises as ``store`` does.
+
+        Example: ``event_id = await events.store_prepared(CrimeEventRepository.prepare(event, miner_uid=123))``
+        """
         async with self._connection() as conn:
-            if not e.needs_sources:
-                cur = await conn.execute(INSERT_EVENT, dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, key, metadata),
-                                                                strict=True)))
-                row = await cur.fetchone()
-            else:
-                async with conn.transaction():  # the reports read and the event written see the same reports
-                    placed = (await place(conn, [e]))[0]
-                    params = dict(zip(WRITE_COLUMNS, _row(e, uid, e.event_id, key, metadata, placed), strict=True))
-                    cur = await conn.execute(INSERT_EVENT, params)
-                    row = await cur.fetchone()
-            if row is None:  # stored before: a retry (its first event_id), or another writer's event_id
-                row = await (await conn.execute(FIND_EVENT_BY_KEY, {"key": key})).fetchone()
-        if row is None:
-            raise ConflictError(f"event_id: {e.event_id} is already stored, by another miner or under another "
-                                "idempotency_key; choose another event_id or leave it out (the store draws one)")
-        return row[0]
+            return await _store_one(conn, prepared)
+
+    async def store_group(self, group: Sequence[PreparedEvent]) -> list[uuid.UUID | Exception]:
+        """Store the events of several callers (prepared, none that ``needs_sources``) in one statement,
+        ``INSERT_EVENTS``, on a connection in autocommit (a pooled one); for each, in order, what ``store_prepared``
+        would have returned or raised: its ``event_id`` (the first one of its key, also for a key repeated in the
+        group), or the error (``NotFoundError``, ``ConflictError`` ...).
+
+        One statement is one transaction: when the server refuses one event (an unknown related report ...), nothing
+        is stored, and the group is sent again in halves, down to the refused event alone (``store_prepared``'s
+        statements), so that the refusal is its event's alone and the others are stored. The rows are sent ordered
+        by miner and key: concurrent groups take their locks (a miner's counts, the keys) in the same order. Raises
+        (for the whole group) what borrowing the connection raises, and ``DatabaseUnavailableError``
+        (``may_have_committed``) when the connection is lost under the first statement; lost later, the events not
+        answered yet get that error as their outcome.
+
+        Example: ``outcomes = await events.store_group([CrimeEventRepository.prepare(e, miner_uid=7) for e in some])``
+        """
+        outcomes: list[uuid.UUID | Exception] = []
+        async with self._connection() as conn:
+            try:
+                await _store_split(conn, group, outcomes)
+            except (LuminarError, psycopg.Error) as exc:
+                if not outcomes:
+                    raise  # nothing answered: the whole group's error, as a lone call's
+                lost = (translate(exc) or exc) if isinstance(exc, psycopg.Error) else exc
+                outcomes.extend([lost] * (len(group) - len(outcomes)))  # the rest: sent, answer lost
+        return outcomes
 
     async def store_many(self, events: Iterable[CrimeEvent | Any], *, miner_uid: int) -> int:
         """Store many events of ``miner_uid`` by binary COPY, in one transaction; returns how many were new.
