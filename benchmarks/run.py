@@ -245,7 +245,7 @@ async def _grow_and_measure(facade: Any, admin: Any, settings: Any, world: Any, 
     say(f"growing crime_events from {have:,} to {plan.grow_to:,} events by COPY (streamed)")
     batches = world.batches(more, batch_size=plan.batch_size, seed_offset=3)
     rows, seconds = await paths.grow(settings.conninfo(), batches)
-    say(f"grown by {rows:,} events in {seconds:,.0f} s ({rows / seconds:,.0f} rows/s)")
+    say(f"grown by {rows:,} events in {seconds:,.0f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)")
     start = time.perf_counter()
     await admin.execute("CHECKPOINT")
     await admin.execute("VACUUM ANALYZE crime_events, crime_incidents, incident_cell_days")
