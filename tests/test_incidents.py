@@ -191,3 +191,59 @@ def test_no_node_writes_the_table_and_the_public_reader_does_not_read_it(conn, r
                        "has_function_privilege(%s, 'luminar_refresh_cell_days(date[], integer[], integer[])', "
                        "'EXECUTE')", (role, role, role)).fetchone()
     assert may == ((role == "luminar_miner"), False, False)
+
+
+SKEWED = ("INSERT INTO crime_events (miner_uid, event_type, latitude, longitude, \"timestamp\", severity_level, "
+          "confidence_score, verification_status, verification_score) "
+          "SELECT 1, t, lat, lng, at, sev, 0.8, 'verified', 0.9 "
+          "FROM unnest(%s::text[], %s::float8[], %s::float8[], %s::timestamptz[], %s::smallint[]) "
+          "AS g (t, lat, lng, at, sev)")
+
+
+# The cell-days read so far in this transaction, by any scan of the table or its indexes.
+CELL_DAYS_READ = ("SELECT sum(pg_stat_get_xact_tuples_returned(r)) FROM unnest(ARRAY['incident_cell_days', "
+                  "'incident_cell_days_pkey', 'idx_cell_days_cell', 'idx_cell_days_top']::regclass[]) AS r")
+
+
+def test_the_top_cells_are_found_without_summing_every_cell_and_equal_the_full_grouping(conn):
+    # Hot places of very different sizes over ten days (a few busy days each) in uniform noise: the listing with a
+    # limit finds its top cells from the biggest cell-days (migration 20261130101500); every limit, threshold and
+    # window must give the first rows of the grouping of the window's incidents.
+    rng = random.Random(31)
+    rows: list[tuple] = []
+    for rank in range(1, 26):
+        lat, lng = 40.7 + rng.uniform(-0.1, 0.1), -74.0 + rng.uniform(-0.1, 0.1)
+        busy = [rng.uniform(0, 240) for _ in range(3)]
+        for _ in range(200 // rank):
+            hours = rng.choice(busy) + rng.uniform(-6, 6) if rng.random() < 0.7 else rng.uniform(0, 240)
+            rows.append((rng.choice(["theft", "assault", "burglary"]), lat + rng.uniform(-0.001, 0.001),
+                         lng + rng.uniform(-0.001, 0.001), NOW - timedelta(hours=max(hours, 0)),
+                         rng.choice([None, 1, 3, 5])))
+    for _ in range(1500):
+        rows.append((rng.choice(["theft", "vandalism"]), 40.7 + rng.uniform(-0.1, 0.1),
+                     -74.0 + rng.uniform(-0.1, 0.1), NOW - timedelta(hours=rng.uniform(0, 240)), rng.randint(1, 5)))
+    conn.execute(SKEWED, [list(column) for column in zip(*rows, strict=True)])
+    conn.execute("ANALYZE incident_cell_days")
+
+    for days in (1, 2, 3, 7, 30):
+        for min_incidents in (1, 2, 4):
+            with conn.transaction():  # one now() for the listing and the grouping
+                # Index plans, as the planner makes on a big table (on this small one it scans): the cell-days
+                # read are then those the listing asks for.
+                conn.execute("SET LOCAL enable_seqscan = off")
+                conn.execute("SET LOCAL enable_hashjoin = off")
+                window = conn.execute("SELECT count(*) FROM incident_cell_days "
+                                      "WHERE day >= (now() - make_interval(days => %s))::date", (days,)).fetchone()[0]
+                every = [r for r in conn.execute(HOTSPOTS_FROM_SCRATCH, {"days": days}).fetchall()
+                         if r[2] >= min_incidents]
+                for limit in (1, 2, 3, 5, 10, 40):
+                    before = conn.execute(CELL_DAYS_READ).fetchone()[0]
+                    listed = conn.execute("SELECT * FROM crime_hotspots_since(%s, 400, %s, %s)",
+                                          (days, min_incidents, limit)).fetchall()
+                    read = conn.execute(CELL_DAYS_READ).fetchone()[0] - before
+                    assert listed == every[:limit], f"{days} days, at least {min_incidents}, limit {limit}"
+                    if days > 1 and limit <= 5:  # a few big cells: their candidates, not the window
+                        assert read < window / 2, f"{days} days, limit {limit}: {read} of {window} cell-days read"
+    # The data is what the test needs: the busiest cell holds over a hundred incidents, a thousand cells hold one.
+    every = conn.execute(HOTSPOTS_FROM_SCRATCH, {"days": 30}).fetchall()
+    assert every[0][2] >= 100 and len(every) > 1000
