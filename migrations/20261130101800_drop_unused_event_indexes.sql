@@ -19,6 +19,7 @@ DROP INDEX idx_events_verified_time;
 
 -- migrate:down
 CREATE INDEX idx_events_verified_time ON crime_events ("timestamp")
-    INCLUDE (cell_row, cell_col, severity, latitude, longitude, event_type) WHERE verification_status = 'verified';
+    INCLUDE (cell_row, cell_col, severity_level, latitude, longitude, event_type)
+    WHERE verification_status = 'verified';
 CREATE INDEX idx_events_verified_cell_type ON crime_events (cell_row, cell_col, event_type, "timestamp")
     WHERE verification_status = 'verified';
