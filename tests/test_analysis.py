@@ -220,6 +220,32 @@ def test_near_repeats_mark_later_incidents_of_the_same_type_nearby_at_another_ad
 
 
 # -- the Python doors, reads and refusals ----------------------------------------------------------------------------
+def test_deleting_a_cited_event_takes_the_rows_citing_it(conn):
+    # near_repeats cites the incident's representative and the witness without a foreign key (migration
+    # 20261130105000): deleting either event deletes the rows citing it, as ON DELETE CASCADE did.
+    hours = timedelta(hours=1)
+    report = conn.execute("INSERT INTO raw_incident_reports (external_id, text_description, latitude, longitude, "
+                          "\"timestamp\") VALUES ('app-3', 'door forced', %s, %s, %s) RETURNING report_id",
+                          (*NYC, NOW - 20 * hours)).fetchone()[0]
+    insert(conn, [NYC], event_type="burglary", ago=50 * hours)
+    repeat = [insert(conn, [north_east(100.0, 0.0)], event_type="burglary", ago=20 * hours, miner=m,
+                     related=[report])[0] for m in (11, 12, 13)]  # one incident, three miners
+    witness, later = insert(conn, [north_east(0.0, 2000.0), north_east(100.0, 2000.0)], event_type="theft",
+                            ago=[30 * hours, 10 * hours])
+    assert run_near(conn)["flags_written"] == 4
+    cites = "SELECT event_id, incident_event_id, earlier_event_id FROM near_repeats ORDER BY event_id"
+    rows = conn.execute(cites).fetchall()
+    representative = rows[0][1] if rows[0][0] in repeat else rows[-1][1]
+    assert representative in repeat and {r[0] for r in rows} == {*repeat, later}
+    assert [r for r in rows if r[0] == later] == [(later, later, witness)]
+
+    conn.execute("DELETE FROM crime_events WHERE event_id = %s", (witness,))
+    assert {r[0] for r in conn.execute(cites).fetchall()} == set(repeat)  # the row citing the witness went
+    conn.execute("DELETE FROM crime_events WHERE event_id = %s", (representative,))
+    assert conn.execute(cites).fetchall() == []  # its own row (event_id) and the two citing it as the incident's
+    assert run_near(conn)["flags_written"] == 2  # the incident's two remaining events, with a new representative
+
+
 def test_the_python_runs_and_facade_reads_and_bad_parameters_are_refused(db_settings):
     with psycopg.connect(db_settings.conninfo(), autocommit=True) as conn:
         insert(conn, blob(NYC, 6) + blob(north_east(1000.0, 0.0), 9))
