@@ -109,3 +109,47 @@ def test_arguments_are_checked(db_conninfo, call, field):
         assert info.value.field == field
 
     run_with_conn(db_conninfo, body)
+
+
+def test_an_update_and_a_delete_keep_every_column_but_the_generated_geometry(db_conninfo):
+    """The audit rows of updates and deletes hold each row as to_jsonb gives it, without geotag / centroid (which
+    the functions blank before turning the row into JSON, so that PostGIS never draws them)."""
+    import psycopg
+    from psycopg import sql
+
+    def as_json(table: str, key: str) -> sql.Composed:
+        return sql.SQL("SELECT to_jsonb(t) - 'geotag' - 'centroid' FROM {} AS t WHERE {} = %s").format(
+            sql.Identifier(table), sql.Identifier(key))
+
+    with psycopg.connect(db_conninfo, autocommit=True) as conn:
+        report = conn.execute("INSERT INTO raw_incident_reports (external_id, text_description, latitude, longitude, "
+                              "\"timestamp\") VALUES ('app-9', 'bike taken', 40.7, -74.0, now()) "
+                              "RETURNING report_id").fetchone()[0]
+        cluster = conn.execute("INSERT INTO crime_clusters (miner_uid, latitude, longitude, radius_m, time_start, "
+                               "time_end) VALUES (7, 40.7, -74.0, 300, now() - interval '1 day', now()) "
+                               "RETURNING cluster_id").fetchone()[0]
+        event = conn.execute("INSERT INTO crime_events (miner_uid, event_type, title, latitude, longitude, "
+                             "\"timestamp\", severity_level, confidence_score, related_reports, cluster_id) "
+                             "VALUES (7, 'theft', 't', 40.7, -74.0, now(), 3, 0.9, ARRAY[%s]::uuid[], %s) "
+                             "RETURNING event_id", (report, cluster)).fetchone()[0]
+        rows = {"raw_incident_reports": ("report_id", report), "crime_clusters": ("cluster_id", cluster),
+                "crime_events": ("event_id", event)}
+        before = {}
+        for table, (key, value) in rows.items():
+            row = conn.execute(as_json(table, key), (value,)).fetchone()[0]
+            assert row and "geotag" not in row and "centroid" not in row
+            before[table] = row
+        conn.execute("UPDATE crime_events SET summary = 'seen at noon' WHERE event_id = %s", (event,))
+        conn.execute("UPDATE raw_incident_reports SET text_description = 'bike and lock taken' WHERE report_id = %s",
+                     (report,))
+        conn.execute("UPDATE crime_clusters SET radius_m = 350 WHERE cluster_id = %s", (cluster,))
+        after = {}
+        for table, (key, value) in rows.items():
+            after[table] = conn.execute(as_json(table, key), (value,)).fetchone()[0]
+            old, new = conn.execute("SELECT old_data, new_data FROM audit_log WHERE table_name = %s "
+                                    "AND operation = 'UPDATE' AND row_id = %s", (table, str(value))).fetchone()
+            assert (old, new) == (before[table], after[table]), table
+        conn.execute("DELETE FROM crime_events WHERE event_id = %s", (event,))
+        old = conn.execute("SELECT old_data FROM audit_log WHERE table_name = 'crime_events' "
+                           "AND operation = 'DELETE' AND row_id = %s", (str(event),)).fetchone()[0]
+        assert old == after["crime_events"]
