@@ -209,36 +209,21 @@ SELECT {event_columns}
 # name: events_within_radius
 # Events within %(radius_m)s metres of a point and the last %(hours)s hours, newest first, with their distance, read
 # cell by cell: for every 0.01° grid cell covering the envelope(s) (the second one only when the box crosses the
-# antimeridian), the newest %(limit)s matches of that cell (idx_events_cell_time, exact geodesic test inside), then
-# the newest %(limit)s of them all (an unlocated event has no cell, so it never matches). The cells come from the
-# envelopes with the very expression of the generated columns (floor(degrees / 0.01), never decreasing as the degrees
-# grow), so every point of the box lies in a listed cell. Boxes of more than MAX_GRID_CELLS cells (wide radii, near
-# the poles) go to EVENTS_WITHIN_BOX instead (same parameters, same result). The distance is computed for the rows
-# returned only, outside the per-cell reads.
+# antimeridian), the newest matches of that cell (idx_events_cell_time, exact geodesic test inside), then the newest
+# %(limit)s of them all (an unlocated event has no cell, so it never matches). The cells come from the envelopes with
+# the very expression of the generated columns (floor(degrees / 0.01), never decreasing as the degrees grow), so
+# every point of the box lies in a listed cell. luminar_events_near (migration 20261130130500) does the reading in
+# time slices, newest first, until %(limit)s are found, so the rows read do not grow with the data's density; the
+# distance is computed for the rows returned only. Boxes of more than MAX_GRID_CELLS cells (wide radii, near the
+# poles) go to EVENTS_WITHIN_BOX instead (same parameters, same result).
 EVENTS_WITHIN_RADIUS = """
-SELECT {event_columns}, ST_Distance(geotag::geography, q.point) AS distance_m
-  FROM (SELECT ST_SetSRID(ST_MakePoint(%(longitude)s, %(latitude)s), 4326)::geography AS point,
-               now() - make_interval(hours => %(hours)s) AS since) AS q
- CROSS JOIN (SELECT r AS cell_row, c AS cell_col
-               FROM generate_series(floor(%(ymin)s::float8 / 0.01::float8)::integer,
-                                    floor(%(ymax)s::float8 / 0.01::float8)::integer) AS r,
-                    generate_series(floor(%(xmin)s::float8 / 0.01::float8)::integer,
-                                    floor(%(xmax)s::float8 / 0.01::float8)::integer) AS c
-             UNION ALL
-             SELECT r, c
-               FROM generate_series(floor(%(ymin)s::float8 / 0.01::float8)::integer,
-                                    floor(%(ymax)s::float8 / 0.01::float8)::integer) AS r,
-                    generate_series(floor(%(xmin2)s::float8 / 0.01::float8)::integer,
-                                    floor(%(xmax2)s::float8 / 0.01::float8)::integer) AS c) AS cell
- CROSS JOIN LATERAL (
-       SELECT {event_columns}, geotag
-         FROM crime_events
-        WHERE cell_row = cell.cell_row AND cell_col = cell.cell_col AND "timestamp" >= q.since
-          AND ST_DWithin(geotag::geography, q.point, %(radius_m)s)
-        ORDER BY "timestamp" DESC
-        LIMIT %(limit)s) AS e
+SELECT {event_columns},
+       ST_Distance(geotag::geography, ST_SetSRID(ST_MakePoint(%(longitude)s, %(latitude)s), 4326)::geography)
+           AS distance_m
+  FROM luminar_events_near(%(latitude)s::float8, %(longitude)s::float8, %(radius_m)s::float8, %(hours)s::integer,
+                           %(limit)s::integer, %(ymin)s::float8, %(ymax)s::float8, %(xmin)s::float8,
+                           %(xmax)s::float8, %(xmin2)s::float8, %(xmax2)s::float8) AS crime_events
  ORDER BY "timestamp" DESC
- LIMIT %(limit)s
 """.replace("{event_columns}", EVENT_COLUMNS)
 
 # name: events_within_box
