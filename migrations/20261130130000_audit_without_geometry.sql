@@ -13,16 +13,18 @@
 -- How. In the three audit functions of tables with a generated geometry (crime_events and raw_incident_reports:
 -- geotag; crime_clusters: centroid), the row is first given a NULL geometry (jsonb_populate_record(row, '{"geotag":
 -- null}'): the same row with that one field replaced), then turned to JSON; the key is removed as before, so the
--- trail's rows are the same. The functions are patched in place from their current definition (the template of
+-- trail's rows are the same. The side of an update's FULL JOIN that has no row (a key changed: old and new do not
+-- match) stays NULL, as to_jsonb(NULL) was: jsonb_populate_record cannot type a NULL row of a transition table, so
+-- it is called only when the row's key is there. The functions are patched in place from their current definition (the template of
 -- 20261130021000 and the analysis branch of 20261130062500 stay the one source of their text); the patch refuses to
 -- run when the text it replaces is not there.
 
 -- migrate:up
 DO $migration$
 DECLARE
-    patched constant text[][] := ARRAY[['luminar_audit_crime_events', 'geotag'],
-                                       ['luminar_audit_raw_incident_reports', 'geotag'],
-                                       ['luminar_audit_crime_clusters', 'centroid']];
+    patched constant text[][] := ARRAY[['luminar_audit_crime_events', 'event_id', 'geotag'],
+                                       ['luminar_audit_raw_incident_reports', 'report_id', 'geotag'],
+                                       ['luminar_audit_crime_clusters', 'cluster_id', 'centroid']];
     def     text;
     fixed   text;
     row_var text;
@@ -32,8 +34,8 @@ BEGIN
         fixed := def;
         FOREACH row_var IN ARRAY ARRAY['o', 'n'] LOOP
             fixed := replace(fixed, format('to_jsonb(%s) -', row_var),
-                             format('to_jsonb(jsonb_populate_record(%s, %L)) -', row_var,
-                                    jsonb_build_object(patched[i][2], NULL)));
+                             format('to_jsonb(CASE WHEN %1$s.%2$I IS NOT NULL THEN jsonb_populate_record(%1$s, %3$L) END) -',
+                                    row_var, patched[i][2], jsonb_build_object(patched[i][3], NULL)));
         END LOOP;
         IF fixed = def THEN
             RAISE EXCEPTION '%: no to_jsonb(o) to patch in its definition', patched[i][1];
@@ -53,7 +55,8 @@ BEGIN
     FOREACH fn IN ARRAY ARRAY['luminar_audit_crime_events', 'luminar_audit_raw_incident_reports',
                               'luminar_audit_crime_clusters'] LOOP
         def := pg_get_functiondef(fn::regproc);
-        fixed := regexp_replace(def, 'to_jsonb\(jsonb_populate_record\(([on]), ''[^'']*''\)\) -', 'to_jsonb(\1) -', 'g');
+        fixed := regexp_replace(def, 'to_jsonb\(CASE WHEN [on]\.\w+ IS NOT NULL THEN jsonb_populate_record\(([on]), ''[^'']*''\) END\) -',
+                                'to_jsonb(\1) -', 'g');
         IF fixed = def THEN
             RAISE EXCEPTION '%: no patched to_jsonb to restore in its definition', fn;
         END IF;

@@ -149,6 +149,15 @@ def test_an_update_and_a_delete_keep_every_column_but_the_generated_geometry(db_
             old, new = conn.execute("SELECT old_data, new_data FROM audit_log WHERE table_name = %s "
                                     "AND operation = 'UPDATE' AND row_id = %s", (table, str(value))).fetchone()
             assert (old, new) == (before[table], after[table]), table
+        spare = conn.execute("INSERT INTO crime_clusters (miner_uid, latitude, longitude, radius_m, time_start, "
+                             "time_end) VALUES (7, 40.7, -74.0, 100, now() - interval '1 day', now()) "
+                             "RETURNING cluster_id").fetchone()[0]
+        renumbered = conn.execute("UPDATE crime_clusters SET cluster_id = gen_random_uuid() WHERE cluster_id = %s "
+                                  "RETURNING cluster_id", (spare,)).fetchone()[0]
+        sides = conn.execute("SELECT row_id, old_data IS NULL, new_data IS NULL FROM audit_log "
+                             "WHERE table_name = 'crime_clusters' AND operation = 'UPDATE' AND row_id IN (%s, %s) "
+                             "ORDER BY 2", (str(spare), str(renumbered))).fetchall()
+        assert sides == [(str(spare), False, True), (str(renumbered), True, False)]  # a key changed: two sides
         conn.execute("DELETE FROM crime_events WHERE event_id = %s", (event,))
         old = conn.execute("SELECT old_data FROM audit_log WHERE table_name = 'crime_events' "
                            "AND operation = 'DELETE' AND row_id = %s", (str(event),)).fetchone()[0]
