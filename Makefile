@@ -19,7 +19,7 @@ TEST_WORKERS ?= 2
 .PHONY: help setup dev-setup \
         db-start db-stop db-status db-reset db-test-setup db-setup quick-start logs \
         db-migrate migrate-create migrate-status \
-        test lint demo bench bench-audit bench-analysis bench-sync gistar-fixture dbscan-fixture faults sample-data db-backup db-restore db-stats \
+        test lint demo bench bench-audit bench-analysis bench-sync bench-replica gistar-fixture dbscan-fixture faults sample-data db-backup db-restore db-stats \
         db-sync clean release-claims monitoring-start monitoring-stop bench-metrics bench-synthetic
 
 ##@ Getting started
@@ -110,6 +110,9 @@ bench-analysis: setup ## Time luminar-db analyze and the intelligence reads at 1
 
 bench-sync: setup ## Measure sync's throughput between two scratch databases (REPORTS=N, default 20000; ~1 min)
 	@$(PY) benchmarks/sync.py --reports $(or $(REPORTS),20000)
+
+bench-replica: setup ## Measure how fast a streaming read replica applies the primary's WAL (EVENTS=N a load, default 200000; ~2 min)
+	@$(PY) benchmarks/replica_apply.py --events $(or $(EVENTS),200000)
 
 bench-synthetic: setup ## Time the synthetic load beside a plain COPY of the same rows (REPORTS=N, default 1000000; ~15 min)
 	@$(PY) benchmarks/synthetic_load.py --reports $(or $(REPORTS),1000000)
