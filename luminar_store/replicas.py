@@ -1,9 +1,11 @@
 """Read replicas: how far one is behind the primary, and what monitoring is told about each.
 
-Lag is measured by WAL positions, in bytes: the primary's ``pg_current_wal_lsn()`` against the replica's
-``pg_last_wal_replay_lsn()``. A replica that has replayed everything the primary wrote is 0 bytes behind however long
-the primary has been idle (``pg_last_xact_replay_timestamp()`` alone would call an idle primary "lag"); the seconds
-since the replica's last replayed transaction are shown only while it is behind by some bytes.
+Lag is measured by WAL positions, in bytes: the primary's ``pg_current_wal_insert_lsn()`` (everything its
+committed transactions wrote, also what a ``synchronous_commit = off`` commit left in the WAL buffers, which
+``pg_current_wal_lsn()`` does not count yet) against the replica's ``pg_last_wal_replay_lsn()``. A replica that has
+replayed everything the primary wrote is 0 bytes behind however long the primary has been idle
+(``pg_last_xact_replay_timestamp()`` alone would call an idle primary "lag"); the seconds since the replica's last
+replayed transaction are shown only while it is behind by some bytes.
 
 A replica more than ``LUMINAR_DB_REPLICA_MAX_LAG`` bytes behind is skipped by reads until it catches up. Each replica
 is measured at most every ``LAG_CHECK_EVERY`` seconds (by the read that finds the measurement stale; reads meanwhile
@@ -46,8 +48,10 @@ DEFAULT_REPLICA_MAX_LAG = 16 * 1024 * 1024
 #: Seconds a lag measurement is reused before a read measures again.
 LAG_CHECK_EVERY = 2.0
 
-# The primary's WAL position (as text: the replica's query casts it back to pg_lsn).
-PRIMARY_WAL_POSITION = "SELECT pg_current_wal_lsn()::text"
+# The primary's WAL insert position (as text: the replica's query casts it back to pg_lsn): with synchronous_commit
+# off, a commit returns before its WAL is written out, and the write position would call a replica that has not
+# received it "not behind".
+PRIMARY_WAL_POSITION = "SELECT pg_current_wal_insert_lsn()::text"
 
 # On the replica: whether it is a standby, the bytes it has yet to replay of what the primary had written (never
 # negative: it may have replayed more since the primary was asked), and the seconds since its last replayed
