@@ -1,5 +1,5 @@
 """crime_incidents is kept current by the triggers on crime_events (migration 20261130045000), and
-incident_cell_days with it (migration 20261130073000).
+incident_cell_days (migration 20261130073000) and incident_cell_hours (20261130150000) with it.
 
 After any sequence of writes, both tables equal a recomputation from crime_events (``luminar_rebuild_incidents()``
 changes nothing), the hotspot listing read from the cell-days equals the grouping of the window's incidents, and two
@@ -47,6 +47,18 @@ SELECT (i."timestamp" AT TIME ZONE 'UTC')::date, floor(i.grid_y / 400)::integer,
 """
 CELL_DAYS = ("SELECT day, cell_row, cell_col, incidents, severity_sum, severity_n, max_severity, first_seen, "
              "last_seen, crime_types FROM incident_cell_days ORDER BY 1, 2, 3")
+# The cell-hours recomputed from the incidents (400 m cells, UTC hours).
+CELL_HOURS_FROM_SCRATCH = """
+SELECT floor(i.grid_y / 400)::integer, floor(i.grid_x / 400)::integer,
+       date_trunc('hour', i."timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', count(*)::integer,
+       coalesce(sum(i.severity_level), 0)::integer, count(i.severity_level)::integer, max(i.severity_level),
+       min(i."timestamp"), max(i."timestamp"), array_agg(DISTINCT i.event_type ORDER BY i.event_type)
+  FROM crime_incidents AS i
+ GROUP BY 1, 2, 3
+ ORDER BY 1, 2, 3
+"""
+CELL_HOURS = ("SELECT cell_row, cell_col, hour, incidents, severity_sum, severity_n, max_severity, first_seen, "
+              "last_seen, crime_types FROM incident_cell_hours ORDER BY 1, 2, 3")
 # The hotspot listing as the grouping of the window's incidents (every cell, in the hotspot order).
 HOTSPOTS_FROM_SCRATCH = """
 SELECT round(ST_Y(centre.p)::numeric, 6)::double precision, round(ST_X(centre.p)::numeric, 6)::double precision,
@@ -74,7 +86,8 @@ def reports(conn, n: int) -> list[uuid.UUID]:
 
 def current(conn) -> bool:
     return (conn.execute(TABLE).fetchall() == sorted(conn.execute(FROM_SCRATCH).fetchall())
-            and conn.execute(CELL_DAYS).fetchall() == conn.execute(CELL_DAYS_FROM_SCRATCH).fetchall())
+            and conn.execute(CELL_DAYS).fetchall() == conn.execute(CELL_DAYS_FROM_SCRATCH).fetchall()
+            and conn.execute(CELL_HOURS).fetchall() == conn.execute(CELL_HOURS_FROM_SCRATCH).fetchall())
 
 
 def hotspots_match(conn) -> None:
@@ -128,6 +141,7 @@ def test_after_every_kind_of_write_the_table_equals_a_recomputation(conn):
     conn.execute("TRUNCATE crime_events CASCADE")
     assert conn.execute("SELECT count(*) FROM crime_incidents").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM incident_cell_days").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM incident_cell_hours").fetchone()[0] == 0
 
 
 def test_a_drifted_table_is_put_right_by_the_rebuild(conn):
@@ -145,6 +159,12 @@ def test_a_drifted_table_is_put_right_by_the_rebuild(conn):
                  "WHERE ctid = (SELECT max(ctid) FROM incident_cell_days)")
     assert not current(conn)
     assert conn.execute("SELECT luminar_rebuild_cell_days()").fetchone()[0] == 2
+    assert current(conn)
+    conn.execute("DELETE FROM incident_cell_hours WHERE ctid = (SELECT min(ctid) FROM incident_cell_hours)")
+    conn.execute("UPDATE incident_cell_hours SET incidents = 9 "
+                 "WHERE ctid = (SELECT max(ctid) FROM incident_cell_hours)")
+    assert not current(conn)
+    assert conn.execute("SELECT luminar_rebuild_cell_days()").fetchone()[0] == 2  # the hours; their days were right
     assert current(conn)
 
 
@@ -186,10 +206,12 @@ def test_no_node_writes_the_table_and_the_public_reader_does_not_read_it(conn, r
                        "has_function_privilege(%s, 'luminar_refresh_incidents(uuid[])', 'EXECUTE')",
                        (role, role, role)).fetchone()
     assert may == ((role == "luminar_miner"), False, False)
-    may = conn.execute("SELECT has_table_privilege(%s, 'incident_cell_days', 'SELECT'), "
-                       "has_table_privilege(%s, 'incident_cell_days', 'UPDATE'), "
-                       "has_function_privilege(%s, 'luminar_refresh_cell_days(date[], integer[], integer[])', "
-                       "'EXECUTE')", (role, role, role)).fetchone()
+    may = conn.execute("SELECT has_table_privilege(%s, 'incident_cell_days', 'SELECT') "
+                       "AND has_table_privilege(%s, 'incident_cell_hours', 'SELECT'), "
+                       "has_table_privilege(%s, 'incident_cell_days', 'UPDATE') "
+                       "OR has_table_privilege(%s, 'incident_cell_hours', 'UPDATE'), "
+                       "has_function_privilege(%s, 'luminar_refresh_cell_hours(timestamptz[], integer[], integer[])', "
+                       "'EXECUTE')", (role,) * 5).fetchone()
     assert may == ((role == "luminar_miner"), False, False)
 
 
@@ -247,3 +269,35 @@ def test_the_top_cells_are_found_without_summing_every_cell_and_equal_the_full_g
     # The data is what the test needs: the busiest cell holds over a hundred incidents, a thousand cells hold one.
     every = conn.execute(HOTSPOTS_FROM_SCRATCH, {"days": 30}).fetchall()
     assert every[0][2] >= 100 and len(every) > 1000
+
+
+# The incidents read so far in this transaction, by any scan of crime_incidents or its cell index.
+INCIDENTS_READ = ("SELECT sum(pg_stat_get_xact_tuples_returned(r)) "
+                  "FROM unnest(ARRAY['crime_incidents', 'idx_incidents_cell_day']::regclass[]) AS r")
+
+
+def test_the_partial_first_day_is_read_from_cell_hours_but_for_its_first_partial_hour(conn):
+    # The window's first, partial day [now() - 7 days, next UTC midnight) is read as the cell-hours of its whole
+    # hours and the incidents of its first, partial hour only (migration 20261130150000): one busy cell, an incident
+    # every 10 s in the whole hours (360 an hour) and every 5 min in the partial hour (at most 12), each of those
+    # read once for every round of candidates and once for the listed cell.
+    with conn.transaction():  # one now() for the data and the listing
+        now = conn.execute("SELECT now()").fetchone()[0]
+        since = now - timedelta(days=7)
+        hour_start = since.replace(minute=0, second=0, microsecond=0)
+        hour_start += timedelta(hours=1) if hour_start < since else timedelta(0)
+        day_start = datetime.combine(since.date() + timedelta(days=1), datetime.min.time(), since.tzinfo)
+        times = [since + timedelta(minutes=5 * i) for i in range(12) if since + timedelta(minutes=5 * i) < hour_start]
+        whole = int((day_start - hour_start).total_seconds()) // 10
+        times += [hour_start + timedelta(seconds=10 * i) for i in range(whole)]
+        times += [now - timedelta(hours=h) for h in range(1, 100, 3)]  # whole days
+        times.append(since - timedelta(minutes=1))  # outside the window
+        n = len(times)
+        conn.execute(SKEWED, (["theft"] * n, [40.7101] * n, [-74.0001] * n, times, [3] * n))
+        conn.execute("SET LOCAL enable_seqscan = off")
+        before = conn.execute(INCIDENTS_READ).fetchone()[0]
+        listed = conn.execute("SELECT * FROM crime_hotspots_since(7, 400, 1, 1)").fetchall()
+        read = conn.execute(INCIDENTS_READ).fetchone()[0] - before
+        assert [r[2] for r in listed] == [n - 1]
+        assert (listed[0][6], listed[0][7]) == (min(t for t in times if t >= since), max(times))
+        assert read <= 8 * 12, f"{read} incidents read, {whole} in the whole hours of the partial day"

@@ -41,11 +41,11 @@ __all__ = ["PUBLICATION", "SUBSCRIPTION", "COPIED_TABLES", "Replication", "add_r
 
 PUBLICATION = "luminar_changes"
 SUBSCRIPTION = "luminar_from_central"
-#: The tables a copy holds (the publication's, in the order a person reads them). crime_incidents and
-#: incident_cell_days are kept by triggers on central, which do not fire for applied changes: the copy receives
-#: central's rows.
-COPIED_TABLES = ("raw_incident_reports", "crime_events", "crime_incidents", "incident_cell_days", "consensus_records",
-                 "miner_performance", "validator_performance", "crime_clusters", "risk_zones")
+#: The tables a copy holds (the publication's, in the order a person reads them). crime_incidents,
+#: incident_cell_days and incident_cell_hours are kept by triggers on central, which do not fire for applied changes:
+#: the copy receives central's rows.
+COPIED_TABLES = ("raw_incident_reports", "crime_events", "crime_incidents", "incident_cell_days", "incident_cell_hours",
+                 "consensus_records", "miner_performance", "validator_performance", "crime_clusters", "risk_zones")
 
 LATEST_MIGRATION = "SELECT max(version) FROM schema_migrations WHERE NOT dirty"
 HAS_PUBLICATION = "SELECT 1 FROM pg_publication WHERE pubname = %(name)s"
